@@ -1,0 +1,213 @@
+"""Catalog: genres, movies, posters, genre labels with provenance, and label history."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.text import slugify
+
+
+class Genre(models.Model):
+    tmdb_id = models.PositiveIntegerField(unique=True, null=True, blank=True)
+    name = models.CharField(max_length=64, unique=True)
+    slug = models.SlugField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = slugify(self.name)
+        super().save(*args, **kwargs)
+
+
+class Movie(models.Model):
+    class Source(models.TextChoices):
+        TMDB = "tmdb", "TMDB API"
+        KAGGLE = "kaggle", "Kaggle The Movies Dataset"
+        MMIMDB = "mmimdb", "MM-IMDb"
+        CSV = "csv", "CSV + poster folder"
+        MANUAL = "manual", "Entered by hand"
+
+    class LabelSource(models.TextChoices):
+        IMPORTED = "imported", "Imported from a source"
+        PERSON = "person", "Set by a person"
+
+    tmdb_id = models.PositiveIntegerField(unique=True, null=True, blank=True)
+    imdb_id = models.CharField(max_length=16, unique=True, null=True, blank=True)
+    title = models.CharField(max_length=512, db_index=True)
+    original_title = models.CharField(max_length=512, blank=True)
+    overview = models.TextField(blank=True)
+    release_date = models.DateField(null=True, blank=True)
+    year = models.PositiveSmallIntegerField(null=True, blank=True, db_index=True)
+    original_language = models.CharField(max_length=16, blank=True)
+    popularity = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    source_id = models.CharField(max_length=128, blank=True)
+    # Provenance of the current label set as a whole: once a person has edited the
+    # labels, re-imports leave them alone and snapshots prefer them.
+    label_source = models.CharField(
+        max_length=16, choices=LabelSource.choices, default=LabelSource.IMPORTED, db_index=True
+    )
+    genres = models.ManyToManyField(Genre, through="MovieGenre", related_name="movies", blank=True)
+    # Preprocessing flags (catalog.preprocessing keeps them current).
+    missing_overview = models.BooleanField(default=False, db_index=True)
+    missing_genres = models.BooleanField(default=False, db_index=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
+    )
+    excluded_from_training = models.BooleanField(default=False, db_index=True)
+    exclusion_reason = models.CharField(max_length=128, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-popularity", "title", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "source_id"],
+                condition=~Q(source_id=""),
+                name="movie_unique_source_id",
+            )
+        ]
+        indexes = [models.Index(fields=["source", "source_id"])]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.year})" if self.year else self.title
+
+
+def poster_upload_to(instance: "Poster", filename: str) -> str:
+    return f"posters/original/{instance.movie_id % 1000:03d}/{filename}"
+
+
+def derivative_upload_to(instance: "Poster", filename: str) -> str:
+    return f"posters/derived/{instance.movie_id % 1000:03d}/{filename}"
+
+
+class Poster(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Not checked yet"
+        OK = "ok", "OK"
+        MISSING = "missing", "Missing"
+        CORRUPT = "corrupt", "Corrupt"
+        TOO_SMALL = "too_small", "Too small"
+
+    movie = models.OneToOneField(Movie, on_delete=models.CASCADE, related_name="poster")
+    original = models.FileField(upload_to=poster_upload_to, max_length=255, blank=True)
+    source_url = models.URLField(max_length=500, blank=True)
+    checksum = models.CharField(max_length=64, blank=True, db_index=True)  # sha256 of original bytes
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    image_mode = models.CharField(max_length=16, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    is_grayscale = models.BooleanField(default=False, db_index=True)
+    error = models.CharField(max_length=255, blank=True)
+    derivative = models.FileField(upload_to=derivative_upload_to, max_length=255, blank=True)
+    derivative_size = models.PositiveIntegerField(null=True, blank=True)
+    derivative_checksum = models.CharField(max_length=64, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Poster of {self.movie_id} ({self.status})"
+
+    @property
+    def usable_for_training(self) -> bool:
+        return self.status == self.Status.OK and bool(self.derivative)
+
+
+class MovieGenre(models.Model):
+    """A current genre label of a movie, with where it came from."""
+
+    class Source(models.TextChoices):
+        IMPORTED = "imported", "Imported"
+        PERSON = "person", "Set by a person"
+
+    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="labels")
+    genre = models.ForeignKey(Genre, on_delete=models.PROTECT, related_name="labels")
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORTED)
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["movie", "genre"], name="moviegenre_unique")]
+        indexes = [models.Index(fields=["genre", "movie"])]
+
+    def __str__(self) -> str:
+        return f"{self.movie_id}:{self.genre_id} ({self.source})"
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class LabelChange(models.Model):
+    """Append-only history of label changes: who, when, added/removed, why."""
+
+    class Action(models.TextChoices):
+        ADDED = "added", "Added"
+        REMOVED = "removed", "Removed"
+
+    class Origin(models.TextChoices):
+        IMPORT = "import", "Import"
+        PERSON = "person", "Person"
+        SUGGESTION = "suggestion", "Accepted model suggestion"
+
+    movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="label_history")
+    genre = models.ForeignKey(Genre, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    origin = models.CharField(max_length=16, choices=Origin.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="label_changes"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["movie", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.genre_id} on {self.movie_id}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise AppendOnlyError("Label history is append-only; entries cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError("Label history is append-only; entries cannot be deleted.")
+
+
+class ImportRun(models.Model):
+    """One run of an importer, with its summary (created, updated, skipped with reasons)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=16, choices=Movie.Source.choices)
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    created = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    posters_stored = models.PositiveIntegerField(default=0)
+    skipped_rows = models.JSONField(default=list, blank=True)  # [{"row": n, "reason": "..."}]
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} import #{self.pk} ({self.status})"

@@ -1,0 +1,1 @@
+"""Pure PyTorch genre models: no Django imports anywhere under ml/engine/."""

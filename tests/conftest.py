@@ -1,0 +1,81 @@
+"""Shared fixtures and the service-marker rules.
+
+Tests marked ``postgres``, ``redis``, ``worker`` or ``browser`` skip with a clear reason
+when the service is not configured. With GENREWEB_REQUIRE_SERVICES=1 (set by .ci/run)
+any such skip fails the run, so CI always exercises the real services.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+
+REQUIRE_SERVICES = os.environ.get("GENREWEB_REQUIRE_SERVICES") == "1"
+
+# Test runs that share one Redis server each get their own database number, so their
+# workers never consume each other's messages. Runs before the Celery app reads settings.
+if settings.CELERY_BROKER_URL.startswith("redis") and not os.environ.get("GENREWEB_TEST_KEEP_REDIS_DB"):
+    _redis_db = 1 + os.getpid() % 15
+    settings.CELERY_BROKER_URL = settings.CELERY_BROKER_URL.rsplit("/", 1)[0] + f"/{_redis_db}"
+    settings.CELERY_RESULT_BACKEND = settings.CELERY_BROKER_URL
+    # Celery lets these environment variables win over settings.
+    os.environ["CELERY_BROKER_URL"] = os.environ["CELERY_RESULT_BACKEND"] = settings.CELERY_BROKER_URL
+_service_skips: list[str] = []
+
+
+def _chromium_path() -> str | None:
+    return os.environ.get("GENREWEB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def service_skip_reason(marker: str) -> str | None:
+    if marker == "postgres" and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return "needs PostgreSQL: set DATABASE_URL=postgres://..."
+    if marker in {"redis", "worker"} and not settings.CELERY_BROKER_URL.startswith("redis"):
+        return "needs Redis: set CELERY_BROKER_URL=redis://..."
+    if marker == "browser" and not _chromium_path():
+        return "needs Debian chromium (apt-get install chromium)"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker in ("postgres", "redis", "worker", "browser"):
+            if item.get_closest_marker(marker):
+                reason = service_skip_reason(marker)
+                if reason:
+                    item.add_marker(pytest.mark.skip(reason=f"[service] {reason}"))
+                    break
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and isinstance(report.longrepr, tuple) and "[service]" in str(report.longrepr[2]):
+        _service_skips.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if REQUIRE_SERVICES and _service_skips:
+        terminalreporter.write_line(
+            f"FAILED: GENREWEB_REQUIRE_SERVICES=1 but {len(_service_skips)} service test(s) skipped: "
+            + ", ".join(_service_skips[:10]),
+            red=True,
+        )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_SERVICES and _service_skips:
+        session.exitstatus = 1
+
+
+@pytest.fixture
+def chromium_path():
+    return _chromium_path()
+
+
+@pytest.fixture(autouse=True)
+def _media_in_tmp(settings, tmp_path):
+    """Every test writes media to its own temp folder."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.MEDIA_ROOT.mkdir()
+    return settings.MEDIA_ROOT

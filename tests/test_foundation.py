@@ -1,0 +1,60 @@
+import subprocess
+import sys
+
+import pytest
+from django.urls import reverse
+
+from catalog.models import Genre, LabelChange, Movie, MovieGenre, AppendOnlyError
+from catalog.labels import change_labels, set_labels
+
+
+def test_production_refuses_development_secret():
+    code = (
+        "import os; os.environ['GENREWEB_PRODUCTION']='1'; os.environ.pop('SECRET_KEY', None);"
+        "import django; os.environ['DJANGO_SETTINGS_MODULE']='genreweb.settings'; django.setup()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr
+
+
+@pytest.mark.django_db
+def test_healthz(client):
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_label_changes_are_audited_and_append_only(django_user_model):
+    drama, comedy, horror = (Genre.objects.create(name=n) for n in ("Drama", "Comedy", "Horror"))
+    movie = Movie.objects.create(title="Example", source=Movie.Source.CSV, source_id="1")
+    set_labels(movie, [drama, comedy], origin=LabelChange.Origin.IMPORT)
+    assert movie.label_source == Movie.LabelSource.IMPORTED
+
+    person = django_user_model.objects.create_user("labeler")
+    diff = change_labels(movie, add=[horror], remove=[comedy], user=person, reason="poster is a slasher")
+    assert diff.added == ["Horror"] and diff.removed == ["Comedy"]
+    assert set(movie.genres.values_list("name", flat=True)) == {"Drama", "Horror"}
+    movie.refresh_from_db()
+    assert movie.label_source == Movie.LabelSource.PERSON
+    assert MovieGenre.objects.get(movie=movie, genre=horror).source == MovieGenre.Source.PERSON
+
+    history = sorted(movie.label_history.values_list("genre__name", "action", "origin", "user__username", "reason"))
+    assert history == [
+        ("Comedy", "added", "import", None, ""),
+        ("Comedy", "removed", "person", "labeler", "poster is a slasher"),
+        ("Drama", "added", "import", None, ""),
+        ("Horror", "added", "person", "labeler", "poster is a slasher"),
+    ]
+    entry = movie.label_history.first()
+    with pytest.raises(AppendOnlyError):
+        entry.reason = "rewrite history"
+        entry.save()
+    with pytest.raises(AppendOnlyError):
+        entry.delete()
+
+    # Setting the same labels again records nothing.
+    before = LabelChange.objects.count()
+    assert not set_labels(movie, [drama, horror], user=person).changed
+    assert LabelChange.objects.count() == before

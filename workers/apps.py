@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class WorkersConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "workers"
+    verbose_name = "Jobs and workers"
