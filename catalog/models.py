@@ -108,6 +108,10 @@ class Poster(models.Model):
     derivative = models.FileField(upload_to=derivative_upload_to, max_length=255, blank=True)
     derivative_size = models.PositiveIntegerField(null=True, blank=True)
     derivative_checksum = models.CharField(max_length=64, blank=True)
+    # What the current preprocessing result was computed from: original checksum plus the
+    # settings that shape it (see catalog.preprocessing.processing_key). A poster whose key
+    # still matches is skipped, so a second run rewrites nothing.
+    processing_key = models.CharField(max_length=160, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
