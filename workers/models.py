@@ -1,0 +1,110 @@
+"""Job records: every long piece of work is a Job that a Celery worker runs.
+
+A Job is the only thing the UI/API see; Celery task ids and messages are an implementation
+detail kept on the row for revoking and for the stale-message sweep. Batch prediction jobs
+fan out into JobShard rows, one per Celery shard task, so progress, failures and retries
+are exact even when a worker dies and a shard message is delivered twice.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+# A job keeps its most recent log lines only; old lines are dropped with a marker.
+MAX_LOG_LINES = 500
+
+
+class Job(models.Model):
+    class Kind(models.TextChoices):
+        IMPORT = "import", "Import movies"
+        PREPROCESS = "preprocess", "Preprocess posters"
+        SNAPSHOT = "snapshot", "Build dataset snapshot"
+        TRAIN = "train", "Train model"
+        EVALUATE = "evaluate", "Evaluate model"
+        PREDICT = "predict", "Batch predict"
+        RETRAIN = "retrain", "Retrain (snapshot, train, evaluate, predict all)"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    params = models.JSONField(default=dict, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="0-100")
+    step = models.CharField(max_length=255, blank=True, help_text="what the job is doing now")
+    log = models.JSONField(default=list, blank=True, help_text=f"last {MAX_LOG_LINES} lines")
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True, help_text="summary written when the job finishes")
+    queue = models.CharField(max_length=32, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    # Chained jobs (retrain -> its batch predict child) and retries point back.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Last time a message for this job was sent; the stale sweep compares against it.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["status", "enqueued_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} job #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class JobShard(models.Model):
+    """One slice of a batch-prediction job: a fixed list of movie ids, run by one task."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shards")
+    index = models.PositiveIntegerField()
+    movie_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    predictions_written = models.PositiveIntegerField(default=0)
+    # Deliveries of this shard's message; >1 means redelivery (worker lost, sweep, retry).
+    attempts = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    # Copied from an earlier job's finished shard by a retry; not run again.
+    reused = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "index"]
+        constraints = [models.UniqueConstraint(fields=["job", "index"], name="jobshard_unique_index")]
+
+    def __str__(self) -> str:
+        return f"shard {self.index} of job #{self.job_id} ({self.status})"
