@@ -206,6 +206,8 @@ class ImportRun(models.Model):
     skipped = models.PositiveIntegerField(default=0)
     posters_stored = models.PositiveIntegerField(default=0)
     skipped_rows = models.JSONField(default=list, blank=True)  # [{"row": n, "reason": "..."}]
+    # Things worth knowing that skipped no row, e.g. "not UTF-8, decoded as cp1252".
+    warnings = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
