@@ -1,0 +1,161 @@
+"""The one safe way to decode an image in genreweb (posters on import/preprocessing, API uploads).
+
+``decode_image`` opens bytes with Pillow under a pixel-count limit (against decompression
+bombs), verifies the file structure, fully decodes the pixels (so truncated files fail here,
+not later in a training loader) and reports size, mode and whether the picture is grayscale.
+Anything that is not a usable image raises ``ImageRejected`` with a reason fit to show a user.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+from django.conf import settings
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Modes that have no colour at all.
+GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+# RGB pictures whose channels differ this little are grayscale scans/prints saved as RGB.
+# Checked on a small copy: JPEG chroma noise stays well below these, sepia or faint tints don't.
+GRAYSCALE_CHECK_SIDE = 64
+GRAYSCALE_MEAN_SPREAD = 3.0  # mean over pixels of max(R,G,B) - min(R,G,B), 0..255
+GRAYSCALE_P99_SPREAD = 12.0  # 99th percentile of the same spread
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an image we accept; ``reason`` says why in plain words."""
+
+    def __init__(self, reason: str, *, code: str = "invalid"):
+        super().__init__(reason)
+        self.reason = reason
+        # invalid | too_large: lets callers map to a status (e.g. HTTP 400 vs 413) without parsing text.
+        self.code = code
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    image: Image.Image  # fully loaded, EXIF orientation applied, first frame of animations
+    format: str  # Pillow's format name, e.g. "JPEG"
+    mode: str  # the file's own mode, e.g. "RGB", "L", "CMYK", "P"
+    width: int
+    height: int
+    is_grayscale: bool
+
+    @property
+    def min_side(self) -> int:
+        return min(self.width, self.height)
+
+
+def _read_all(data: bytes | bytearray | memoryview | BinaryIO) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if hasattr(data, "read"):
+        if hasattr(data, "seek"):
+            data.seek(0)
+        return data.read()
+    raise TypeError(f"decode_image expects bytes or a binary file, not {type(data).__name__}")
+
+
+def decode_image(data: bytes | BinaryIO, max_pixels: int | None = None) -> DecodedImage:
+    """Decode ``data`` safely; raise ``ImageRejected`` if it is not a usable image.
+
+    ``max_pixels`` defaults to ``settings.GENREWEB_POSTER_MAX_PIXELS``; the limit is checked
+    from the header, before any pixel is decoded.
+    """
+    limit = int(max_pixels if max_pixels is not None else settings.GENREWEB_POSTER_MAX_PIXELS)
+    raw = _read_all(data)
+    if not raw:
+        raise ImageRejected("empty file")
+    with warnings.catch_warnings():
+        # Pillow's own (global) bomb guard warns first and errors at twice its limit; treat
+        # both as a rejection. Our per-call limit below is the one that normally trips.
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(raw)) as probe:
+                width, height = probe.size
+                _check_pixels(width, height, limit)
+                probe.verify()
+            image = Image.open(io.BytesIO(raw))
+            fmt, mode = image.format or "", image.mode
+            image.load()
+        except ImageRejected:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageRejected(f"image too large (decompression bomb guard): {exc}", code="too_large") from exc
+        except UnidentifiedImageError as exc:
+            raise ImageRejected("not an image (unrecognised format)") from exc
+        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
+            # Truncated data, bad huffman tables, broken PNG chunks, ... all surface as these.
+            raise ImageRejected(f"corrupt or truncated image: {exc}") from exc
+    if width <= 0 or height <= 0:
+        raise ImageRejected(f"image has no pixels ({width}x{height})")
+    try:
+        # Phone photos/scans store rotation in EXIF; apply it so width/height are as shown.
+        oriented = ImageOps.exif_transpose(image)
+    except Exception:  # broken EXIF is no reason to lose an otherwise good picture
+        oriented = image
+    return DecodedImage(
+        image=oriented,
+        format=fmt,
+        mode=mode,
+        width=oriented.width,
+        height=oriented.height,
+        is_grayscale=is_grayscale(oriented),
+    )
+
+
+def _check_pixels(width: int, height: int, limit: int) -> None:
+    if limit > 0 and width * height > limit:
+        raise ImageRejected(
+            f"image too large: {width}x{height} = {width * height:,} pixels exceeds the limit of {limit:,}",
+            code="too_large",
+        )
+
+
+def is_grayscale(image: Image.Image) -> bool:
+    """True for colourless modes, or colour images whose channels are (nearly) identical."""
+    if image.mode in GRAYSCALE_MODES:
+        return True
+    small = image.copy()
+    small.thumbnail((GRAYSCALE_CHECK_SIDE, GRAYSCALE_CHECK_SIDE))
+    if small.mode == "P" or small.mode == "PA":
+        small = small.convert("RGBA")
+    if small.mode == "RGBA":
+        # Ignore fully transparent pixels: their colour is meaningless.
+        pixels = np.asarray(small, dtype=np.int16)
+        visible = pixels[..., 3] > 0
+        if not visible.any():
+            return True
+        rgb = pixels[..., :3][visible]
+    else:
+        rgb = np.asarray(small.convert("RGB"), dtype=np.int16).reshape(-1, 3)
+    spread = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return float(spread.mean()) <= GRAYSCALE_MEAN_SPREAD and float(np.percentile(spread, 99)) <= GRAYSCALE_P99_SPREAD
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Three-channel copy; transparency is flattened onto white (posters are shown on white)."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in {"RGBA", "LA", "La", "PA"} or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode.startswith("I") or image.mode == "F":
+        # 16/32-bit grayscale: scale to 8 bits instead of clipping everything above 255 to white.
+        values = np.asarray(image, dtype=np.float64)
+        if values.size and values.max() > 255:
+            values = values / 257.0
+        return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    return image.convert("RGB")
+
+
+def to_gray(image: Image.Image) -> Image.Image:
+    """One-channel copy (transparency flattened onto white first)."""
+    if image.mode == "L":
+        return image
+    return to_rgb(image).convert("L")
