@@ -200,7 +200,10 @@ if CELERY_EMBEDDED_BROKER:
 else:
     # Longer than the longest job (training: hard limit 6 h), so Redis never
     # redelivers a task that is still running.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 8 * 3600}
+    # GENREWEB_VISIBILITY_TIMEOUT_S exists for fault tests that need a quick redelivery.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("GENREWEB_VISIBILITY_TIMEOUT_S", 8 * 3600))
+    }
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
 CELERY_TASK_SERIALIZER = "json"
@@ -212,6 +215,14 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_RESULT_EXPIRES = 7 * 24 * 3600
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+# Jobs (workers/): shard size for batch prediction; the stale-job sweep re-sends queued jobs
+# whose broker message vanished (e.g. Redis restarted) after GENREWEB_REQUEUE_GRACE_S, and runs
+# in every worker at start and then every GENREWEB_REQUEUE_INTERVAL_S (0 = only at start).
+GENREWEB_PREDICT_SHARD_SIZE = int(os.environ.get("GENREWEB_PREDICT_SHARD_SIZE", 512))
+GENREWEB_REQUEUE_GRACE_S = float(os.environ.get("GENREWEB_REQUEUE_GRACE_S", 120))
+GENREWEB_REQUEUE_INTERVAL_S = float(os.environ.get("GENREWEB_REQUEUE_INTERVAL_S", 300))
+# Fault-injection params (e.g. a batch-predict shard that raises) are accepted only when on.
+GENREWEB_TEST_HOOKS = env_bool("GENREWEB_TEST_HOOKS", default=False)
 
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
