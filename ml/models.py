@@ -1,0 +1,346 @@
+"""ML records: dataset snapshots, training runs, immutable model versions, the production
+alias, evaluations with per-genre metrics, and per-movie predictions.
+
+The logic that fills these lives in ``ml.services``; models only guard their invariants
+(snapshot members and model-version artifacts never change once written).
+"""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+
+class ImmutableRecordError(Exception):
+    """Raised on an attempt to change a field that is frozen once the record exists."""
+
+
+# --- Dataset snapshots -----------------------------------------------------------
+
+
+class DatasetSnapshot(models.Model):
+    """A frozen training set: which movies, with which labels, in which split.
+
+    ``content_hash`` is sha256 over the sorted member ids, their labels, poster
+    derivative checksums, overview checksums, the split and its parameters and the
+    genre list; two snapshots with the same hash hold the same data.
+    """
+
+    name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    seed = models.IntegerField(default=13)
+    fractions = models.JSONField(default=list)  # [train, val, test]
+    min_genre_count = models.PositiveIntegerField(default=10)
+    keep_rare_genres = models.BooleanField(default=False)
+    # Genre names in model column order.
+    genres = models.JSONField(default=list)
+    content_hash = models.CharField(max_length=64, db_index=True)
+    n_members = models.PositiveIntegerField(default=0)
+    split_counts = models.JSONField(default=dict)  # {"train": n, "val": n, "test": n}
+    # Build report: exclusions by reason, rare genres, genre counts per split, label sources.
+    report = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        label = self.name or f"snapshot {self.pk}"
+        return f"{label} ({self.n_members} movies, {self.content_hash[:10]})"
+
+
+class SnapshotMember(models.Model):
+    """One movie of a snapshot with its frozen labels (indices into snapshot.genres).
+
+    The movie link has no database constraint so deleting a movie never rewrites
+    history; loaders report members whose movie is gone.
+    """
+
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        VAL = "val", "Validation"
+        TEST = "test", "Test"
+
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.CASCADE, related_name="members")
+    movie = models.ForeignKey(
+        "catalog.Movie", on_delete=models.DO_NOTHING, db_constraint=False, related_name="snapshot_memberships"
+    )
+    split = models.CharField(max_length=5, choices=Split.choices)
+    labels = models.JSONField(default=list)
+    poster_checksum = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["snapshot", "movie"], name="snapshotmember_unique")]
+        indexes = [models.Index(fields=["snapshot", "split", "movie"])]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot_id}:{self.movie_id} ({self.split})"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ImmutableRecordError("Snapshot members are frozen; build a new snapshot instead.")
+        super().save(*args, **kwargs)
+
+
+# --- Training and model versions -------------------------------------------------
+
+
+class TrainingRun(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs")
+    config_name = models.CharField(max_length=120, blank=True, db_index=True)
+    config = models.JSONField(default=dict)
+    seed = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Seconds per phase: load_data, fit, save, evaluate, total.
+    timings = models.JSONField(default=dict, blank=True)
+    device = models.CharField(max_length=64, blank=True)
+    library_versions = models.JSONField(default=dict, blank=True)
+    code_version = models.CharField(max_length=64, blank=True)
+    log = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    # Per-epoch curves from the engine: [{epoch, train_loss, val_loss, val_micro_f1, ...}].
+    history = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.config_name} ({self.status})"
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        frozen = set(kwargs) & set(ModelVersion.FROZEN_FIELDS)
+        if frozen:
+            raise ImmutableRecordError(f"Model versions are immutable; cannot update {', '.join(sorted(frozen))}.")
+        return super().update(**kwargs)
+
+
+class ModelVersion(models.Model):
+    """A trained model as stored: the artifact files plus everything needed to use it.
+
+    Everything in FROZEN_FIELDS is fixed at creation; only the display name and notes
+    may change later.
+    """
+
+    FROZEN_FIELDS = (
+        "uid",
+        "training_run",
+        "snapshot",
+        "config_name",
+        "config",
+        "genres",
+        "thresholds",
+        "normaliser",
+        "artifact_path",
+        "artifact_files",
+        "checksum",
+        "library_versions",
+    )
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=200, blank=True)
+    notes = models.TextField(blank=True)
+    training_run = models.OneToOneField(
+        TrainingRun, null=True, blank=True, on_delete=models.PROTECT, related_name="model_version"
+    )
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="model_versions")
+    config_name = models.CharField(max_length=120, blank=True)
+    config = models.JSONField(default=dict)
+    genres = models.JSONField(default=list)
+    thresholds = models.JSONField(default=list)
+    normaliser = models.JSONField(default=dict, blank=True)
+    # Folder in default_storage holding model.safetensors + config.json (+ anything else listed).
+    artifact_path = models.CharField(max_length=255)
+    artifact_files = models.JSONField(default=list)
+    checksum = models.CharField(max_length=64)
+    library_versions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name or f"v{self.pk} {self.config_name}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            stored = type(self).objects.filter(pk=self.pk).values(*self._frozen_attnames()).first()
+            if stored is not None:
+                changed = [
+                    attname for attname in self._frozen_attnames() if stored[attname] != getattr(self, attname)
+                ]
+                if changed:
+                    raise ImmutableRecordError(
+                        f"Model versions are immutable; cannot change {', '.join(changed)}."
+                    )
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def _frozen_attnames(cls) -> list[str]:
+        return [cls._meta.get_field(name).attname for name in cls.FROZEN_FIELDS]
+
+
+class ModelAlias(models.Model):
+    """A named pointer to a model version ("production"); moved by ml.services.registry.promote."""
+
+    PRODUCTION = "production"
+
+    name = models.CharField(max_length=64, unique=True)
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="aliases")
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "model aliases"
+
+    def __str__(self) -> str:
+        return f"{self.name} -> {self.model_version_id}"
+
+
+class AliasChange(models.Model):
+    """Append-only history of alias moves (who promoted what, when)."""
+
+    alias = models.CharField(max_length=64, db_index=True)
+    previous = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="alias_changes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.alias}: {self.previous_id} -> {self.model_version_id}"
+
+
+# --- Evaluation ------------------------------------------------------------------
+
+
+class Evaluation(models.Model):
+    """Metrics of one model version on one split of one snapshot (re-evaluating replaces it)."""
+
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="evaluations")
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="evaluations")
+    split = models.CharField(max_length=5, choices=SnapshotMember.Split.choices)
+    n_examples = models.PositiveIntegerField(default=0)
+    micro_f1 = models.FloatField(null=True)
+    macro_f1 = models.FloatField(null=True)
+    samples_f1 = models.FloatField(null=True)
+    roc_auc_macro = models.FloatField(null=True)
+    # Every headline number from ml.engine.metrics.evaluate (everything but per-genre rows).
+    metrics = models.JSONField(default=dict)
+    # For plots: {"pr_curves": {genre: {...}}, "calibration": {...}, "per_genre_calibration": {...},
+    # "confusion": {genre: {tp, fp, fn, tn}}}
+    curves = models.JSONField(default=dict)
+    duration_s = models.FloatField(null=True, blank=True)
+    device = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["model_version", "snapshot", "split"], name="evaluation_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"eval of {self.model_version_id} on {self.snapshot_id}/{self.split}"
+
+
+class GenreMetric(models.Model):
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="genre_metrics")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="genre_metrics")
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="+")
+    split = models.CharField(max_length=5, choices=SnapshotMember.Split.choices)
+    genre = models.CharField(max_length=64)
+    threshold = models.FloatField(null=True)
+    f1 = models.FloatField()
+    precision = models.FloatField()
+    recall = models.FloatField()
+    roc_auc = models.FloatField(null=True)
+    pr_auc = models.FloatField(null=True)
+    support = models.PositiveIntegerField()
+    tp = models.PositiveIntegerField(default=0)
+    fp = models.PositiveIntegerField(default=0)
+    fn = models.PositiveIntegerField(default=0)
+    tn = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["genre"]
+        constraints = [models.UniqueConstraint(fields=["evaluation", "genre"], name="genremetric_unique")]
+        indexes = [models.Index(fields=["model_version", "split", "genre"])]
+
+    def __str__(self) -> str:
+        return f"{self.genre} F1 {self.f1:.3f}"
+
+
+# --- Predictions -----------------------------------------------------------------
+
+
+class Prediction(models.Model):
+    """A model version's output for a movie; one row per (movie, model version).
+
+    ``uncertainty`` (0..1, 1 = some genre sits right on its threshold) ranks the
+    "model unsure" queue; ``disagrees`` + ``disagreement`` (0..1, how far past the
+    threshold the most confident disagreeing genre is) rank the "model disagrees" queue.
+    ``labels_at_prediction`` records the labels the comparison was made against.
+    """
+
+    movie = models.ForeignKey("catalog.Movie", on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="predictions")
+    scores = models.JSONField(default=dict)  # {genre: probability}
+    predicted = models.JSONField(default=list)  # genre names, highest score first
+    top_genre = models.CharField(max_length=64, blank=True)
+    top_score = models.FloatField(default=0.0)
+    uncertainty = models.FloatField(default=0.0)
+    disagrees = models.BooleanField(default=False)
+    disagreement = models.FloatField(default=0.0)
+    # Genres in the prediction but not the labels, and the other way round.
+    suggested_add = models.JSONField(default=list)
+    suggested_remove = models.JSONField(default=list)
+    labels_at_prediction = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["movie", "model_version"], name="prediction_unique_movie_version")
+        ]
+        indexes = [
+            models.Index(fields=["model_version", "-uncertainty"], name="prediction_unsure_idx"),
+            models.Index(fields=["model_version", "disagrees", "-disagreement"], name="prediction_disagree_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.movie_id} by {self.model_version_id}: {', '.join(self.predicted)}"
