@@ -204,6 +204,9 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": int(os.environ.get("GENREWEB_VISIBILITY_TIMEOUT_S", 8 * 3600))
     }
+    if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] < 600:
+        # A short timeout only helps if unacked messages are also scanned for often.
+        CELERY_BROKER_TRANSPORT_OPTIONS.update(unacked_restore_interval=1, unacked_restore_throttle=1)
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
 CELERY_TASK_SERIALIZER = "json"
