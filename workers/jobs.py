@@ -1,0 +1,481 @@
+"""The one way to start, cancel, retry and recover jobs. Views, the API and commands call these.
+
+- ``enqueue(kind, params, user)`` validates ``params`` for the kind, creates the Job and sends
+  its Celery message when the surrounding transaction commits (so a worker never sees a job
+  row that does not exist yet, and a rolled-back request sends nothing).
+- ``cancel(job)``: a queued job is marked cancelled at once (its message is revoked, and the
+  task refuses to start a job that is not queued); a running job gets ``cancel_requested``,
+  which the task's progress callback turns into ``JobCancelled`` between rows/batches.
+- ``retry(job)``: a new Job with the same parameters; for batch prediction the new job reuses
+  the shards that already succeeded and runs only the rest.
+- ``requeue_stale_jobs()``: re-sends jobs whose message vanished from the broker (Redis
+  restarted without persistence, send failed) and fails running jobs whose worker is gone.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Callable
+
+from django.apps import apps
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import MAX_LOG_LINES, Job, JobShard
+
+logger = logging.getLogger(__name__)
+
+TEST_HOOK_PREFIX = "_test_"
+IMPORT_SOURCES = ("tmdb", "kaggle", "mmimdb", "csv")
+FILE_IMPORT_SOURCES = ("kaggle", "mmimdb", "csv")
+MAX_SHARD_SIZE = 20_000
+
+
+class JobError(Exception):
+    """A job operation that cannot be done in the job's current state."""
+
+
+class InvalidJobParams(ValueError):
+    """Parameters that do not fit the job kind. ``errors`` maps field name -> message."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+
+
+# --- validation ---------------------------------------------------------------------------
+
+def _int_field(params: dict, name: str, errors: dict, *, required: bool = False, minimum: int | None = None,
+               maximum: int | None = None) -> int | None:
+    if params.get(name) in (None, ""):
+        if required:
+            errors[name] = "This field is required."
+        params.pop(name, None)
+        return None
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().lstrip("-").isdigit():
+        errors[name] = f"Must be a whole number, got {value!r}."
+        return None
+    value = int(value)
+    if minimum is not None and value < minimum:
+        errors[name] = f"Must be at least {minimum}."
+    elif maximum is not None and value > maximum:
+        errors[name] = f"Must be at most {maximum}."
+    params[name] = value
+    return value
+
+
+def _id_list_field(params: dict, name: str, errors: dict) -> list[int] | None:
+    value = params.get(name)
+    if value is None:
+        params.pop(name, None)
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        errors[name] = "Must be a list of integer ids."
+        return None
+    if not value:
+        errors[name] = "Must not be empty (leave it out to mean all movies)."
+        return None
+    params[name] = sorted(set(value))
+    return params[name]
+
+
+def _must_exist(app_label: str, model_name: str, pk: int | None, name: str, errors: dict) -> None:
+    """Check that a referenced row exists; skipped while the model is not installed yet."""
+    if pk is None or name in errors:
+        return
+    try:
+        model = apps.get_model(app_label, model_name)
+    except LookupError:
+        return
+    if not model.objects.filter(pk=pk).exists():
+        errors[name] = f"No {model._meta.verbose_name} with id {pk}."
+
+
+def _config_field(params: dict, errors: dict, *, required: bool) -> None:
+    config = params.get("config")
+    if config is None:
+        if required:
+            errors["config"] = "This field is required: a model config (object) or a preset name (string)."
+        return
+    if not isinstance(config, (dict, str)) or (isinstance(config, str) and not config.strip()):
+        errors["config"] = "Must be a model config object or a preset name."
+
+
+def _validate_import(params: dict, errors: dict) -> None:
+    source = params.get("source")
+    if source not in IMPORT_SOURCES:
+        errors["source"] = f"Must be one of {', '.join(IMPORT_SOURCES)}; got {source!r}."
+        return
+    if source in FILE_IMPORT_SOURCES:
+        path = params.get("path")
+        if not isinstance(path, str) or not path.strip():
+            errors["path"] = f"A {source} import needs the path of its file or folder."
+        elif not Path(path).expanduser().exists():
+            errors["path"] = f"{path} does not exist on this machine."
+        else:
+            params["path"] = str(Path(path).expanduser().resolve())
+    _int_field(params, "limit", errors, minimum=1)
+
+
+def _validate_preprocess(params: dict, errors: dict) -> None:
+    _id_list_field(params, "movie_ids", errors)
+    year_min = _int_field(params, "year_min", errors, minimum=1870, maximum=2200)
+    year_max = _int_field(params, "year_max", errors, minimum=1870, maximum=2200)
+    if year_min and year_max and year_min > year_max and "year_min" not in errors:
+        errors["year_min"] = "Must not be after year_max."
+
+
+def _validate_snapshot(params: dict, errors: dict) -> None:
+    _int_field(params, "seed", errors, minimum=0)
+    _int_field(params, "min_genre_count", errors, minimum=1)
+
+
+def _validate_train(params: dict, errors: dict) -> None:
+    snapshot_id = _int_field(params, "snapshot_id", errors, required=True, minimum=1)
+    _must_exist("ml", "DatasetSnapshot", snapshot_id, "snapshot_id", errors)
+    _config_field(params, errors, required=True)
+
+
+def _validate_evaluate(params: dict, errors: dict) -> None:
+    version_id = _int_field(params, "model_version_id", errors, required=True, minimum=1)
+    _must_exist("ml", "ModelVersion", version_id, "model_version_id", errors)
+    snapshot_id = _int_field(params, "snapshot_id", errors, minimum=1)
+    _must_exist("ml", "DatasetSnapshot", snapshot_id, "snapshot_id", errors)
+
+
+def _validate_predict(params: dict, errors: dict) -> None:
+    version_id = _int_field(params, "model_version_id", errors, required=True, minimum=1)
+    _must_exist("ml", "ModelVersion", version_id, "model_version_id", errors)
+    _id_list_field(params, "movie_ids", errors)
+    _int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
+    _int_field(params, TEST_HOOK_PREFIX + "fail_shard", errors, minimum=0)
+
+
+def _validate_retrain(params: dict, errors: dict) -> None:
+    _config_field(params, errors, required=True)
+    if "snapshot" in params and not isinstance(params["snapshot"], dict):
+        errors["snapshot"] = "Must be an object of snapshot options."
+    _int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    task_name: str
+    validate: Callable[[dict, dict], None]
+    # Extra keys a kind passes straight to its service (documented by the service).
+    passthrough: bool = True
+    description: str = ""
+
+
+KINDS: dict[str, KindSpec] = {
+    Job.Kind.IMPORT: KindSpec("workers.run_import", _validate_import,
+                              description="source (tmdb|kaggle|mmimdb|csv), path for file sources, importer options"),
+    Job.Kind.PREPROCESS: KindSpec("workers.run_preprocess", _validate_preprocess,
+                                  description="optional movie_ids, year_min, year_max, dedupe"),
+    Job.Kind.SNAPSHOT: KindSpec("workers.run_snapshot", _validate_snapshot,
+                                description="snapshot options (seed, min_genre_count, ...)"),
+    Job.Kind.TRAIN: KindSpec("workers.run_train", _validate_train, description="snapshot_id, config"),
+    Job.Kind.EVALUATE: KindSpec("workers.run_evaluate", _validate_evaluate,
+                                description="model_version_id, optional snapshot_id"),
+    Job.Kind.PREDICT: KindSpec("workers.start_batch_predict", _validate_predict,
+                               description="model_version_id, optional movie_ids, shard_size"),
+    Job.Kind.RETRAIN: KindSpec("workers.run_retrain", _validate_retrain,
+                               description="config, optional snapshot options, shard_size"),
+}
+
+
+def validate_params(kind: str, params: dict | None) -> dict:
+    """Return cleaned params for ``kind`` or raise InvalidJobParams naming each bad field."""
+    if kind not in KINDS:
+        raise InvalidJobParams({"kind": f"Unknown job kind {kind!r}; choose one of {', '.join(KINDS)}."})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise InvalidJobParams({"params": "Must be an object."})
+    try:
+        cleaned = json.loads(json.dumps(params))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJobParams({"params": f"Must be JSON-serialisable: {exc}"}) from exc
+    errors: dict[str, str] = {}
+    hooks = [key for key in cleaned if key.startswith(TEST_HOOK_PREFIX)]
+    if hooks and not settings.GENREWEB_TEST_HOOKS:
+        errors[hooks[0]] = "Test hooks are disabled (set GENREWEB_TEST_HOOKS=1 only in tests)."
+    KINDS[kind].validate(cleaned, errors)
+    if errors:
+        raise InvalidJobParams(errors)
+    return cleaned
+
+
+# --- queue plumbing ----------------------------------------------------------------------
+
+def queue_for_task(task_name: str) -> str:
+    from genreweb.celery import TASK_ROUTES
+
+    return TASK_ROUTES.get(task_name, {}).get("queue", settings.CELERY_TASK_DEFAULT_QUEUE)
+
+
+def append_log(job_id: int, line: str) -> None:
+    """Add a timestamped line to a job's log, keeping the last MAX_LOG_LINES."""
+    stamp = timezone.now().strftime("%H:%M:%S")
+    with transaction.atomic():
+        log = Job.objects.select_for_update().values_list("log", flat=True).get(pk=job_id) or []
+        log.append(f"{stamp} {line}")
+        if len(log) > MAX_LOG_LINES:
+            log = [f"({len(log) - MAX_LOG_LINES + 1} earlier lines dropped)"] + log[-(MAX_LOG_LINES - 1):]
+        Job.objects.filter(pk=job_id).update(log=log)
+
+
+def _send_job_message(job_id: int, task_name: str, task_id: str) -> None:
+    """Send the job's Celery message; on failure leave the job queued for the stale sweep."""
+    from celery import current_app
+
+    try:
+        current_app.tasks[task_name].apply_async(args=[job_id], task_id=task_id, queue=queue_for_task(task_name))
+    except Exception as exc:  # broker down: the job row is safe, the sweep re-sends it
+        logger.warning("could not send job %s: %s", job_id, exc)
+        append_log(job_id, f"could not reach the broker ({exc}); it will be re-sent automatically")
+
+
+def _schedule_send(job: Job) -> None:
+    spec = KINDS[job.kind]
+    job_id, task_id = job.pk, job.celery_task_id
+    transaction.on_commit(lambda: _send_job_message(job_id, spec.task_name, task_id))
+
+
+def enqueue(kind: str, params: dict | None = None, user=None, *, parent: Job | None = None,
+            retry_of: Job | None = None) -> Job:
+    """Validate, create a queued Job and send it to its queue once the transaction commits."""
+    cleaned = validate_params(kind, params)
+    spec = KINDS[kind]
+    if user is not None and not getattr(user, "is_authenticated", False):
+        user = None
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind, params=cleaned, requested_by=user, queue=queue_for_task(spec.task_name),
+            celery_task_id=str(uuid.uuid4()), enqueued_at=timezone.now(), parent=parent, retry_of=retry_of,
+            step="queued", log=[f"{timezone.now():%H:%M:%S} queued on {queue_for_task(spec.task_name)}"
+                                + (f" (retry of job #{retry_of.pk})" if retry_of else "")],
+        )
+        if kind == Job.Kind.PREDICT and retry_of is not None:
+            _copy_shards_for_retry(retry_of, job)
+        _schedule_send(job)
+    return job
+
+
+def _copy_shards_for_retry(old: Job, new: Job) -> None:
+    shards = []
+    for shard in old.shards.all():
+        done = shard.status == JobShard.Status.SUCCEEDED
+        shards.append(JobShard(
+            job=new, index=shard.index, movie_ids=shard.movie_ids,
+            status=JobShard.Status.SUCCEEDED if done else JobShard.Status.PENDING,
+            predictions_written=shard.predictions_written if done else 0, reused=done,
+            duration_s=shard.duration_s if done else None,
+        ))
+    JobShard.objects.bulk_create(shards)
+
+
+def _revoke(task_ids: list[str]) -> None:
+    """Best effort: the task itself also refuses to run a job/shard that is no longer wanted."""
+    from celery import current_app
+
+    if not task_ids:
+        return
+    try:
+        current_app.control.revoke(task_ids)
+    except Exception as exc:  # e.g. the filesystem broker has no broadcast
+        logger.info("revoke not delivered (%s); tasks will notice the cancellation themselves", exc)
+
+
+def cancel(job: Job, user=None) -> Job:
+    """Cancel a queued job now, or ask a running one to stop at its next step/batch."""
+    who = f" by {user}" if user is not None and getattr(user, "is_authenticated", False) else ""
+    revoke_ids: list[str] = []
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.is_finished:
+            raise JobError(f"Job #{locked.pk} has already {locked.status}; there is nothing to cancel.")
+        now = timezone.now()
+        if locked.status == Job.Status.QUEUED:
+            locked.status = Job.Status.CANCELLED
+            locked.finished_at = now
+            locked.step = "cancelled before it started"
+            revoke_ids.append(locked.celery_task_id)
+        else:
+            locked.step = "cancelling..."
+        locked.cancel_requested = True
+        locked.save(update_fields=["status", "finished_at", "step", "cancel_requested"])
+        pending = JobShard.objects.filter(job=locked, status=JobShard.Status.PENDING)
+        revoke_ids += [tid for tid in pending.values_list("celery_task_id", flat=True) if tid]
+        pending.update(status=JobShard.Status.CANCELLED, finished_at=now)
+    append_log(locked.pk, f"cancel requested{who}")
+    for child in locked.children.exclude(status__in=Job.FINISHED):
+        cancel(child, user)
+    if locked.kind == Job.Kind.PREDICT and locked.status == Job.Status.RUNNING:
+        from .tasks import account_shards
+
+        account_shards(locked.pk)  # finishes the job now if no shard is still running
+    transaction.on_commit(lambda: _revoke(revoke_ids))
+    locked.refresh_from_db()
+    return locked
+
+
+def retry(job: Job, user=None) -> Job:
+    """Start a new job with the same parameters (test hooks dropped); batch predict reuses done shards."""
+    if job.status not in (Job.Status.FAILED, Job.Status.CANCELLED):
+        raise JobError(f"Only failed or cancelled jobs can be retried; job #{job.pk} is {job.status}.")
+    params = {k: v for k, v in job.params.items() if not k.startswith(TEST_HOOK_PREFIX)}
+    new = enqueue(job.kind, params, user or job.requested_by, parent=job.parent, retry_of=job)
+    append_log(job.pk, f"retried as job #{new.pk}")
+    return new
+
+
+# --- recovery ----------------------------------------------------------------------------
+
+def broker_message_ids() -> set[str] | None:
+    """Task ids of messages the broker still holds (waiting or delivered-but-unacked).
+
+    None when the broker cannot be inspected; callers then rely on age alone.
+    """
+    from celery import current_app
+
+    url = current_app.conf.broker_url or ""
+    try:
+        if url.startswith(("redis://", "rediss://")):
+            return _redis_message_ids(current_app)
+        if url.startswith("filesystem://"):
+            return _filesystem_message_ids(current_app)
+    except Exception as exc:
+        logger.warning("could not inspect the broker: %s", exc)
+    return None
+
+
+def _task_id_of(payload: Any) -> str | None:
+    if isinstance(payload, dict):
+        return (payload.get("headers") or {}).get("id") or (payload.get("properties") or {}).get("correlation_id")
+    return None
+
+
+def _redis_message_ids(app) -> set[str]:
+    from genreweb.celery import TASK_ROUTES
+
+    ids: set[str] = set()
+    queues = {route["queue"] for route in TASK_ROUTES.values()}
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        client = channel.client
+        for queue in queues:
+            for priority in channel.priority_steps:
+                for raw in client.lrange(channel._q_for_pri(queue, priority), 0, -1):
+                    task_id = _task_id_of(json.loads(raw))
+                    if task_id:
+                        ids.add(task_id)
+        for raw in client.hvals(channel.unacked_key):
+            entry = json.loads(raw)
+            task_id = _task_id_of(entry[0] if isinstance(entry, list) else entry)
+            if task_id:
+                ids.add(task_id)
+    return ids
+
+
+def _filesystem_message_ids(app) -> set[str]:
+    folder = Path((app.conf.broker_transport_options or {}).get("data_folder_in", ""))
+    ids: set[str] = set()
+    for path in folder.glob("*.msg"):
+        try:
+            task_id = _task_id_of(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # taken by a worker while we looked
+        if task_id:
+            ids.add(task_id)
+    return ids
+
+
+@dataclass
+class SweepReport:
+    requeued_jobs: list[int] = field(default_factory=list)
+    requeued_shards: list[int] = field(default_factory=list)
+    failed_lost_jobs: list[int] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (f"re-sent {len(self.requeued_jobs)} queued job(s) {self.requeued_jobs}, "
+                f"{len(self.requeued_shards)} shard(s) {self.requeued_shards}; "
+                f"failed {len(self.failed_lost_jobs)} job(s) whose worker was lost {self.failed_lost_jobs}")
+
+
+def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -> SweepReport:
+    """Re-send work whose broker message vanished; fail running jobs whose worker is gone.
+
+    - queued jobs last sent more than ``grace_s`` ago whose message the broker no longer holds
+      (with an uninspectable broker: any queued job that old) are sent again; the task only
+      runs a job it can move from queued to running, so a duplicate message is harmless;
+    - pending shards of running batch-predict jobs, the same way;
+    - running jobs with no heartbeat for longer than their kind's hard time limit are failed
+      (their worker died without its message coming back, e.g. non-idempotent tasks).
+    """
+    from .tasks import HARD_TIME_LIMITS, predict_shard
+
+    grace_s = settings.GENREWEB_REQUEUE_GRACE_S if grace_s is None else grace_s
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace_s)
+    in_broker = broker_message_ids()
+    report = SweepReport()
+
+    for job in Job.objects.filter(status=Job.Status.QUEUED, enqueued_at__lt=cutoff):
+        if in_broker is not None and job.celery_task_id in in_broker:
+            continue
+        if dry_run:
+            report.requeued_jobs.append(job.pk)
+            continue
+        # Conditional update: when several workers sweep at once, only one re-sends.
+        claimed = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED, enqueued_at=job.enqueued_at).update(
+            enqueued_at=now, celery_task_id=str(uuid.uuid4()))
+        if claimed:
+            job.refresh_from_db()
+            append_log(job.pk, "message lost from the broker; re-sent by the stale-job sweep")
+            _send_job_message(job.pk, KINDS[job.kind].task_name, job.celery_task_id)
+            report.requeued_jobs.append(job.pk)
+
+    stale_shards = JobShard.objects.filter(
+        job__status=Job.Status.RUNNING, job__kind=Job.Kind.PREDICT, job__cancel_requested=False,
+        status=JobShard.Status.PENDING, job__heartbeat_at__lt=cutoff,
+    )
+    for shard in stale_shards:
+        if in_broker is not None and shard.celery_task_id in in_broker:
+            continue
+        if dry_run:
+            report.requeued_shards.append(shard.pk)
+            continue
+        new_task_id = str(uuid.uuid4())
+        if JobShard.objects.filter(pk=shard.pk, status=JobShard.Status.PENDING,
+                                   celery_task_id=shard.celery_task_id).update(celery_task_id=new_task_id):
+            predict_shard.apply_async(args=[shard.job_id, shard.pk], task_id=new_task_id,
+                                      queue=queue_for_task(predict_shard.name))
+            report.requeued_shards.append(shard.pk)
+    if report.requeued_shards and not dry_run:
+        Job.objects.filter(pk__in={s.job_id for s in JobShard.objects.filter(pk__in=report.requeued_shards)}).update(
+            heartbeat_at=now)
+
+    for kind, limit in HARD_TIME_LIMITS.items():
+        if kind == Job.Kind.PREDICT:
+            continue  # shards are redelivered by the broker; the job has no long task of its own
+        lost = Job.objects.filter(status=Job.Status.RUNNING, kind=kind).filter(
+            Q(heartbeat_at__lt=now - timedelta(seconds=limit + 600)) | Q(heartbeat_at__isnull=True,
+                                                                         started_at__lt=now - timedelta(seconds=limit + 600)))
+        for job in lost:
+            if dry_run:
+                report.failed_lost_jobs.append(job.pk)
+                continue
+            if Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING).update(
+                    status=Job.Status.FAILED, finished_at=now,
+                    error="The worker running this job was lost (no heartbeat past its time limit)."):
+                append_log(job.pk, "marked failed: worker lost")
+                report.failed_lost_jobs.append(job.pk)
+    return report
