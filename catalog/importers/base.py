@@ -1,0 +1,580 @@
+"""What every importer shares: the record a source yields, and the writer that upserts it.
+
+A source (CSV, Kaggle, MM-IMDb, TMDB) only parses and validates: it yields one
+``MovieRecord`` per good row and one ``SkippedRow`` per bad one. ``execute_import`` owns the
+rest, so all importers behave the same:
+
+- idempotency key: TMDB id, else IMDb id, else (source, source_id); a key seen twice in one
+  run is reported as a duplicate and the movie is written once;
+- one savepoint per row (movie + labels + poster record), committed per batch of rows for
+  speed; a failing row rolls back alone and is reported, never half written;
+- labels only through ``catalog.labels.set_labels`` with origin "import", and never when a
+  person curated them (``label_source == "person"``);
+- ``progress(message, fraction)`` between batches; if it raises (a cancelled job), every
+  committed batch is whole and the ImportRun is marked failed.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from django.db import DataError, IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import slugify
+
+from ..labels import set_labels
+from ..models import Genre, ImportRun, LabelChange, Movie, MovieGenre
+from ..posters import delete_new_files_on_error, mark_missing, store_original
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str, float], None]
+
+# Stored summaries stay readable: the counters are exact, the lists are capped.
+MAX_SKIPPED_ROWS_KEPT = 1000
+MAX_WARNINGS_KEPT = 200
+SECRET_PARAMS = {"api_key", "bearer_token", "token", "password"}
+
+IMDB_ID_RE = re.compile(r"^tt\d{5,10}$")
+
+# Same genre under another spelling in some sources (MM-IMDb says "Sci-Fi").
+GENRE_ALIASES = {"sci-fi": "Science Fiction", "science-fiction": "Science Fiction", "scifi": "Science Fiction"}
+
+
+class ImporterError(Exception):
+    """An import could not run at all (bad parameters, unreadable file, refused credentials).
+
+    ``run`` is the ImportRun marked failed, when one was created.
+    """
+
+    def __init__(self, message: str, run: ImportRun | None = None):
+        super().__init__(message)
+        self.run = run
+
+
+class RowError(ValueError):
+    """One row is unusable; the reason goes into the import summary."""
+
+
+@dataclass(frozen=True)
+class GenreRef:
+    name: str
+    tmdb_id: int | None = None
+
+
+@dataclass
+class PosterRef:
+    """What a source knows about a movie's poster.
+
+    ``data`` set: store these bytes. ``missing_reason`` set: the source has no usable poster.
+    ``already_stored``: the source saw the same poster stored before (skip the download).
+    """
+
+    filename: str = ""
+    data: bytes | None = None
+    source_url: str = ""
+    missing_reason: str = ""
+    already_stored: bool = False
+
+
+@dataclass
+class MovieRecord:
+    row: int
+    source: str
+    title: str
+    source_id: str = ""
+    tmdb_id: int | None = None
+    imdb_id: str | None = None
+    original_title: str = ""
+    overview: str = ""
+    release_date: date | None = None
+    year: int | None = None
+    original_language: str = ""
+    popularity: float | None = None
+    genres: list[GenreRef] | None = None  # None: the source says nothing about genres
+    poster: PosterRef | None = None  # None: the source says nothing about the poster
+    where: dict[str, Any] = field(default_factory=dict)  # e.g. {"line": 12} for reports
+
+    def keys(self) -> list[tuple]:
+        keys: list[tuple] = []
+        if self.tmdb_id is not None:
+            keys.append(("TMDB id", self.tmdb_id))
+        if self.imdb_id:
+            keys.append(("IMDb id", self.imdb_id))
+        if self.source_id:
+            keys.append((f"{self.source} id", self.source_id))
+        return keys
+
+
+@dataclass
+class SkippedRow:
+    row: int
+    reason: str
+    where: dict[str, Any] = field(default_factory=dict)
+
+
+class Source:
+    """Base for importer sources: parse and validate, yield records; never touch the DB rows."""
+
+    kind: str = ""
+    batch_size: int = 100
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.total: int | None = None  # rows expected, when known (for progress)
+
+    def warn(self, message: str) -> None:
+        logger.warning("%s import: %s", self.kind, message)
+        self.warnings.append(message)
+
+    def rows(self) -> Iterator[MovieRecord | SkippedRow]:
+        raise NotImplementedError
+
+
+# --- small validators shared by sources ------------------------------------------------
+
+
+def clean_text(value: Any) -> str:
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def parse_year(value: Any) -> int | None:
+    text = clean_text(value)
+    if not text:
+        return None
+    try:
+        year = int(float(text)) if re.fullmatch(r"\d{4}(\.0+)?", text) else int(text)
+    except ValueError:
+        raise RowError(f"year {text!r} is not a number") from None
+    if not 1870 <= year <= 2100:
+        raise RowError(f"year {year} is out of range 1870-2100")
+    return year
+
+
+def parse_imdb_id(value: Any) -> str | None:
+    text = clean_text(value).lower()
+    if not text or text in {"nan", "none", "null", "0"}:
+        return None
+    if text.isdigit():
+        text = f"tt{int(text):07d}"
+    if not IMDB_ID_RE.match(text):
+        raise RowError(f"IMDb id {value!r} is not of the form tt1234567")
+    return text
+
+
+def parse_float(value: Any, name: str) -> float | None:
+    text = clean_text(value)
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise RowError(f"{name} {text!r} is not a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise RowError(f"{name} {text!r} is not a finite number")
+    return number
+
+
+def parse_positive_int(value: Any, name: str) -> int:
+    text = clean_text(value)
+    if not text.isdigit() or int(text) <= 0:
+        raise RowError(f"{name} {text!r} is not a positive whole number")
+    return int(text)
+
+
+def genre_refs(names: Iterable[str]) -> list[GenreRef]:
+    seen: set[str] = set()
+    refs = []
+    for name in names:
+        name = clean_text(name)
+        if name and name.lower() not in seen:
+            seen.add(name.lower())
+            refs.append(GenreRef(name))
+    return refs
+
+
+def redact(params: dict) -> dict:
+    return {k: ("***" if k in SECRET_PARAMS and v else v) for k, v in (params or {}).items()}
+
+
+# --- genres --------------------------------------------------------------------------------
+
+
+class GenreResolver:
+    """Maps names / TMDB ids to Genre rows, creating unknown genres once per run."""
+
+    def __init__(self) -> None:
+        self.by_tmdb: dict[int, Genre] = {}
+        self.by_name: dict[str, Genre] = {}
+        for genre in Genre.objects.all():
+            self._remember(genre)
+
+    def _remember(self, genre: Genre) -> None:
+        self.by_name[genre.name.lower()] = genre
+        if genre.tmdb_id is not None:
+            self.by_tmdb[genre.tmdb_id] = genre
+
+    def resolve(self, refs: Iterable[GenreRef]) -> list[Genre]:
+        genres: dict[int, Genre] = {}
+        for ref in refs:
+            genre = self.get(ref)
+            genres[genre.pk] = genre
+        return list(genres.values())
+
+    def get(self, ref: GenreRef) -> Genre:
+        name = GENRE_ALIASES.get(ref.name.lower(), ref.name)[:64]
+        genre = self.by_tmdb.get(ref.tmdb_id) if ref.tmdb_id is not None else None
+        if genre is None:
+            genre = self.by_name.get(name.lower())
+            if genre is not None and ref.tmdb_id is not None and genre.tmdb_id is None:
+                genre.tmdb_id = ref.tmdb_id
+                genre.save(update_fields=["tmdb_id"])
+        if genre is None:
+            genre = self._create(name, ref.tmdb_id)
+        self._remember(genre)
+        return genre
+
+    def _create(self, name: str, tmdb_id: int | None) -> Genre:
+        base_slug = slugify(name)[:58] or "genre"
+        slug, n = base_slug, 1
+        while Genre.objects.filter(slug=slug).exists():
+            n += 1
+            slug = f"{base_slug}-{n}"
+        try:
+            with transaction.atomic():
+                return Genre.objects.create(name=name, slug=slug, tmdb_id=tmdb_id)
+        except IntegrityError:
+            # Another import created it meanwhile.
+            existing = Genre.objects.filter(Q(name__iexact=name) | Q(tmdb_id=tmdb_id) if tmdb_id else Q(name__iexact=name))
+            genre = existing.first()
+            if genre is None:
+                raise
+            return genre
+
+
+# --- the writer ----------------------------------------------------------------------------
+
+MOVIE_FIELDS = (
+    "title",
+    "original_title",
+    "overview",
+    "release_date",
+    "year",
+    "original_language",
+    "popularity",
+)
+FIELD_LIMITS = {"title": 512, "original_title": 512, "original_language": 16}
+
+
+class MovieWriter:
+    def __init__(self, run: ImportRun, genres: GenreResolver) -> None:
+        self.run = run
+        self.genres = genres
+        self.seen: dict[tuple, int] = {}  # idempotency key -> row that first had it
+
+    # Summary bookkeeping -------------------------------------------------------------
+
+    def skip(self, row: int, reason: str, where: dict | None = None) -> None:
+        self.run.skipped += 1
+        if len(self.run.skipped_rows) < MAX_SKIPPED_ROWS_KEPT:
+            self.run.skipped_rows.append({"row": row, "reason": reason, **(where or {})})
+
+    # Batch ---------------------------------------------------------------------------
+
+    def write_batch(self, items: list[MovieRecord | SkippedRow]) -> None:
+        records: list[MovieRecord] = []
+        for item in items:
+            if isinstance(item, SkippedRow):
+                self.skip(item.row, item.reason, item.where)
+                continue
+            duplicate = next(((k, self.seen[k]) for k in item.keys() if k in self.seen), None)
+            if duplicate:
+                (label, value), first_row = duplicate
+                self.skip(item.row, f"duplicate of row {first_row} (same {label} {value})", item.where)
+                continue
+            if not item.keys():
+                self.skip(item.row, "no TMDB id, IMDb id or source id to identify the movie", item.where)
+                continue
+            for key in item.keys():
+                self.seen[key] = item.row
+            records.append(item)
+        if not records:
+            return
+        # Genre rows first, outside the row savepoints, so a rolled-back row cannot leave
+        # the resolver's cache pointing at a genre that was never committed.
+        wanted_genres = {}
+        for rec in records:
+            try:
+                wanted_genres[rec.row] = None if rec.genres is None else self.genres.resolve(rec.genres)
+            except (IntegrityError, DataError) as exc:
+                wanted_genres[rec.row] = exc
+        existing = _Lookup.prefetch(records)
+        with delete_new_files_on_error(), transaction.atomic():
+            for rec in records:
+                genres = wanted_genres[rec.row]
+                if isinstance(genres, Exception):
+                    self.skip(rec.row, f"genres could not be stored: {genres}", rec.where)
+                    continue
+                self._write_row(rec, genres, existing)
+
+    def _write_row(self, rec: MovieRecord, genres: list[Genre] | None, existing: "_Lookup") -> None:
+        for attempt in (1, 2):
+            try:
+                with delete_new_files_on_error(), transaction.atomic():
+                    outcome, stored = self._upsert(rec, genres, existing)
+            except RowError as exc:
+                self.skip(rec.row, str(exc), rec.where)
+                return
+            except (IntegrityError, DataError) as exc:
+                if attempt == 1 and isinstance(exc, IntegrityError):
+                    # Most likely a concurrent import inserted the same movie: look again.
+                    existing = _Lookup.fresh()
+                    continue
+                self.skip(rec.row, f"database refused the row: {exc}".strip()[:300], rec.where)
+                return
+            setattr(self.run, outcome, getattr(self.run, outcome) + 1)
+            self.run.posters_stored += int(stored)
+            return
+
+    def _upsert(self, rec: MovieRecord, genres: list[Genre] | None, existing: "_Lookup") -> tuple[str, bool]:
+        movie = existing.find(rec)
+        values = _field_values(rec)
+        created = movie is None
+        changed = False
+        if created:
+            movie = Movie.objects.create(
+                source=rec.source,
+                source_id=rec.source_id[:128],
+                tmdb_id=rec.tmdb_id,
+                imdb_id=rec.imdb_id or None,
+                **values,
+            )
+            current_genre_ids: set[int] = set()
+        else:
+            dirty = [name for name, value in values.items() if value not in (None, "") and getattr(movie, name) != value]
+            for name in dirty:
+                setattr(movie, name, values[name])
+            # Learn ids the movie did not have yet (e.g. a CSV row later seen on TMDB).
+            for name in ("tmdb_id", "imdb_id"):
+                value = getattr(rec, name)
+                if value and not getattr(movie, name):
+                    setattr(movie, name, value)
+                    dirty.append(name)
+            if dirty:
+                movie.save(update_fields=dirty + ["updated_at"])
+                changed = True
+            current_genre_ids = existing.genre_ids.get(movie.pk, set())
+        if genres is not None and movie.label_source != Movie.LabelSource.PERSON:
+            if created or {g.pk for g in genres} != current_genre_ids:
+                diff = set_labels(movie, genres, origin=LabelChange.Origin.IMPORT, reason=f"import #{self.run.pk}")
+                changed = changed or diff.changed
+        stored = False
+        poster = rec.poster
+        if poster is not None and not poster.already_stored:
+            if poster.data is not None:
+                stored = store_original(movie, poster.data, poster.filename, poster.source_url)
+                changed = changed or stored
+            else:
+                mark_missing(movie, poster.missing_reason or "no poster in the source", poster.source_url)
+        if created:
+            return "created", stored
+        return ("updated" if changed else "unchanged"), stored
+
+
+def _field_values(rec: MovieRecord) -> dict[str, Any]:
+    values: dict[str, Any] = {name: getattr(rec, name) for name in MOVIE_FIELDS}
+    if values["year"] is None and rec.release_date is not None:
+        values["year"] = rec.release_date.year
+    for name, limit in FIELD_LIMITS.items():
+        values[name] = (values[name] or "")[:limit]
+    return values
+
+
+class _Lookup:
+    """Existing movies for a batch, fetched in one query, plus their current label ids."""
+
+    def __init__(self, movies: Iterable[Movie] | None) -> None:
+        self.prefetched = movies is not None
+        self.by_tmdb: dict[int, Movie] = {}
+        self.by_imdb: dict[str, Movie] = {}
+        self.by_source: dict[tuple[str, str], Movie] = {}
+        self.genre_ids: dict[int, set[int]] = {}
+        movies = list(movies or [])
+        for movie in movies:
+            self._add(movie)
+        for movie_id, genre_id in MovieGenre.objects.filter(movie_id__in=[m.pk for m in movies]).values_list(
+            "movie_id", "genre_id"
+        ):
+            self.genre_ids.setdefault(movie_id, set()).add(genre_id)
+
+    def _add(self, movie: Movie) -> None:
+        if movie.tmdb_id is not None:
+            self.by_tmdb[movie.tmdb_id] = movie
+        if movie.imdb_id:
+            self.by_imdb[movie.imdb_id] = movie
+        if movie.source_id:
+            self.by_source[(movie.source, movie.source_id)] = movie
+
+    @classmethod
+    def prefetch(cls, records: list[MovieRecord]) -> "_Lookup":
+        query = Q(pk__in=[])
+        tmdb_ids = [r.tmdb_id for r in records if r.tmdb_id is not None]
+        imdb_ids = [r.imdb_id for r in records if r.imdb_id]
+        if tmdb_ids:
+            query |= Q(tmdb_id__in=tmdb_ids)
+        if imdb_ids:
+            query |= Q(imdb_id__in=imdb_ids)
+        by_source: dict[str, list[str]] = {}
+        for r in records:
+            if r.source_id:
+                by_source.setdefault(r.source, []).append(r.source_id[:128])
+        for source, ids in by_source.items():
+            query |= Q(source=source, source_id__in=ids)
+        return cls(Movie.objects.filter(query))
+
+    @classmethod
+    def fresh(cls) -> "_Lookup":
+        lookup = cls([])
+        lookup.prefetched = False
+        return lookup
+
+    def find(self, rec: MovieRecord) -> Movie | None:
+        if not self.prefetched:
+            self._load_from_db(rec)
+        candidates = []
+        if rec.tmdb_id is not None and rec.tmdb_id in self.by_tmdb:
+            candidates.append(("TMDB id", rec.tmdb_id, self.by_tmdb[rec.tmdb_id]))
+        if rec.imdb_id and rec.imdb_id in self.by_imdb:
+            candidates.append(("IMDb id", rec.imdb_id, self.by_imdb[rec.imdb_id]))
+        if rec.source_id and (rec.source, rec.source_id[:128]) in self.by_source:
+            candidates.append((f"{rec.source} id", rec.source_id, self.by_source[(rec.source, rec.source_id[:128])]))
+        if not candidates:
+            return None
+        label, value, movie = candidates[0]
+        for other_label, other_value, other in candidates[1:]:
+            if other.pk != movie.pk:
+                raise RowError(
+                    f"{label} {value} is movie #{movie.pk} but {other_label} {other_value} is movie #{other.pk}; "
+                    "not merging them"
+                )
+        if rec.tmdb_id is not None and movie.tmdb_id is not None and movie.tmdb_id != rec.tmdb_id:
+            raise RowError(f"{label} {value} is movie #{movie.pk}, which has TMDB id {movie.tmdb_id}, not {rec.tmdb_id}")
+        if rec.imdb_id and movie.imdb_id and movie.imdb_id != rec.imdb_id:
+            raise RowError(f"{label} {value} is movie #{movie.pk}, which has IMDb id {movie.imdb_id}, not {rec.imdb_id}")
+        return movie
+
+    def _load_from_db(self, rec: MovieRecord) -> None:
+        query = Q(pk__in=[])
+        if rec.tmdb_id is not None:
+            query |= Q(tmdb_id=rec.tmdb_id)
+        if rec.imdb_id:
+            query |= Q(imdb_id=rec.imdb_id)
+        if rec.source_id:
+            query |= Q(source=rec.source, source_id=rec.source_id[:128])
+        for movie in Movie.objects.filter(query):
+            self._add(movie)
+            self.genre_ids[movie.pk] = set(MovieGenre.objects.filter(movie=movie).values_list("genre_id", flat=True))
+
+
+# --- the run -----------------------------------------------------------------------------
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+SUMMARY_FIELDS = ["created", "updated", "unchanged", "skipped", "posters_stored", "skipped_rows", "warnings"]
+
+
+def execute_import(
+    kind: str,
+    params: dict,
+    make_source: Callable[[dict], Source],
+    *,
+    progress: Progress | None = None,
+) -> ImportRun:
+    """Run one import and return its ImportRun (status succeeded, or failed with the error).
+
+    Raises ``ImporterError`` (with ``.run``) when the import cannot run at all, and re-raises
+    whatever ``progress`` raises (cancellation) after marking the run failed.
+    """
+    run = ImportRun.objects.create(kind=kind, params=redact(params), status=ImportRun.Status.RUNNING)
+    processed = 0
+    source: Source | None = None
+    try:
+        source = make_source(params)
+        writer = MovieWriter(run, GenreResolver())
+        limit = params.get("limit")
+        rows: Iterable = source.rows()
+        if limit:
+            rows = _limited(rows, int(limit))
+        if progress:
+            progress(f"{kind} import #{run.pk}: reading", 0.0)
+        for batch in _batches(rows, source.batch_size):
+            writer.write_batch(batch)
+            processed += len(batch)
+            run.warnings = _capped(source.warnings)
+            run.save(update_fields=SUMMARY_FIELDS)
+            if progress:
+                total = source.total if source.total is not None else None
+                if limit:
+                    total = min(total, int(limit)) if total is not None else int(limit)
+                fraction = min(processed / total, 0.99) if total else 0.0
+                progress(f"{kind} import #{run.pk}: {processed} rows, {_counts(run)}", fraction)
+    except BaseException as exc:
+        run.status = ImportRun.Status.FAILED
+        run.error = str(exc) if isinstance(exc, ImporterError) else f"{type(exc).__name__}: {exc}"
+        run.finished_at = timezone.now()
+        if source is not None:
+            run.warnings = _capped(source.warnings)
+        run.save()
+        if isinstance(exc, ImporterError):
+            exc.run = run
+        raise
+    run.status = ImportRun.Status.SUCCEEDED
+    run.finished_at = timezone.now()
+    run.warnings = _capped(source.warnings)
+    run.save()
+    if progress:
+        progress(f"{kind} import #{run.pk} done: {processed} rows, {_counts(run)}", 1.0)
+    return run
+
+
+def _limited(rows: Iterable, limit: int) -> Iterator:
+    # Counts movies, not reported skips, so "limit 10" means ten movies looked at.
+    seen = 0
+    for item in rows:
+        if seen >= limit:
+            return
+        yield item
+        if isinstance(item, MovieRecord):
+            seen += 1
+
+
+def _capped(warnings: list[str]) -> list[str]:
+    if len(warnings) <= MAX_WARNINGS_KEPT:
+        return list(warnings)
+    return warnings[:MAX_WARNINGS_KEPT] + [f"... and {len(warnings) - MAX_WARNINGS_KEPT} more warnings"]
+
+
+def _counts(run: ImportRun) -> str:
+    return (
+        f"{run.created} created, {run.updated} updated, {run.unchanged} unchanged, "
+        f"{run.skipped} skipped, {run.posters_stored} posters stored"
+    )
+
+
+def summary(run: ImportRun) -> str:
+    return f"{run.get_kind_display()} import #{run.pk} {run.status}: {_counts(run)}"

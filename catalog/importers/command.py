@@ -1,0 +1,54 @@
+"""Shared plumbing for the import_* management commands: run, print progress and summary."""
+from __future__ import annotations
+
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from . import ImporterError, run_import, summary
+
+
+def add_common_arguments(parser) -> None:
+    parser.add_argument("--limit", type=int, help="import at most this many movies")
+    parser.add_argument(
+        "--progress-every", type=int, default=250, metavar="N", help="print a progress line every N rows (default 250)"
+    )
+
+
+def run_and_report(command: BaseCommand, kind: str, params: dict, options: dict) -> None:
+    every = max(int(options.get("progress_every") or 250), 1)
+    if options.get("limit"):
+        params["limit"] = options["limit"]
+    started = time.monotonic()
+    state = {"next_row": every}
+
+    def progress(message: str, fraction: float) -> None:
+        # Batches are ~100 rows; print when a batch crosses the next multiple of N.
+        rows = _rows_in(message)
+        if fraction >= 1.0 or rows is None or rows >= state["next_row"]:
+            if rows is not None:
+                state["next_row"] = (rows // every + 1) * every
+            command.stdout.write(f"[{time.monotonic() - started:6.1f}s] {message}")
+
+    try:
+        run = run_import(kind, params, progress=progress)
+    except ImporterError as exc:
+        raise CommandError(f"import failed: {exc}") from exc
+    command.stdout.write(command.style.SUCCESS(summary(run)) + f" in {time.monotonic() - started:.1f}s")
+    for warning in run.warnings:
+        command.stdout.write(command.style.WARNING(f"warning: {warning}"))
+    if run.skipped_rows:
+        command.stdout.write(f"skipped rows ({run.skipped}):")
+        for skip in run.skipped_rows[:50]:
+            where = ", ".join(f"{k} {v}" for k, v in skip.items() if k not in ("row", "reason"))
+            command.stdout.write(f"  row {skip['row']}{f' ({where})' if where else ''}: {skip['reason']}")
+        if run.skipped > 50:
+            command.stdout.write(f"  ... {run.skipped - 50} more in ImportRun #{run.pk}")
+
+
+def _rows_in(message: str) -> int | None:
+    # Messages read "<kind> import #<id>: <n> rows, ..."
+    try:
+        return int(message.split(": ", 1)[1].split(" rows", 1)[0])
+    except (IndexError, ValueError):
+        return None
