@@ -126,15 +126,28 @@ def _validate_import(params: dict, errors: dict) -> None:
 
 def _validate_preprocess(params: dict, errors: dict) -> None:
     _id_list_field(params, "movie_ids", errors)
-    year_min = _int_field(params, "year_min", errors, minimum=1870, maximum=2200)
-    year_max = _int_field(params, "year_max", errors, minimum=1870, maximum=2200)
-    if year_min and year_max and year_min > year_max and "year_min" not in errors:
-        errors["year_min"] = "Must not be after year_max."
+    min_year = _int_field(params, "min_year", errors, minimum=1870, maximum=2200)
+    max_year = _int_field(params, "max_year", errors, minimum=1870, maximum=2200)
+    if min_year and max_year and min_year > max_year and "min_year" not in errors:
+        errors["min_year"] = "Must not be after max_year."
+    for flag in ("dedupe", "force"):
+        if flag in params and not isinstance(params[flag], bool):
+            errors[flag] = "Must be true or false."
+    policy = params.get("grayscale_policy")
+    if policy is not None and policy not in ("keep", "convert", "exclude"):
+        errors["grayscale_policy"] = "Must be keep, convert or exclude."
 
 
 def _validate_snapshot(params: dict, errors: dict) -> None:
     _int_field(params, "seed", errors, minimum=0)
     _int_field(params, "min_genre_count", errors, minimum=1)
+    fractions = params.get("fractions")
+    if fractions is not None and (
+            not isinstance(fractions, list) or len(fractions) != 3
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0 for f in fractions)):
+        errors["fractions"] = "Must be three non-negative numbers: train, validation, test."
+    if "keep_rare_genres" in params and not isinstance(params["keep_rare_genres"], bool):
+        errors["keep_rare_genres"] = "Must be true or false."
 
 
 def _validate_train(params: dict, errors: dict) -> None:
@@ -162,6 +175,10 @@ def _validate_retrain(params: dict, errors: dict) -> None:
     _config_field(params, errors, required=True)
     if "snapshot" in params and not isinstance(params["snapshot"], dict):
         errors["snapshot"] = "Must be an object of snapshot options."
+    elif "snapshot" in params:
+        nested: dict[str, str] = {}
+        _validate_snapshot(params["snapshot"], nested)
+        errors.update({f"snapshot.{name}": message for name, message in nested.items()})
     _int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
 
 
@@ -178,9 +195,9 @@ KINDS: dict[str, KindSpec] = {
     Job.Kind.IMPORT: KindSpec("workers.run_import", _validate_import,
                               description="source (tmdb|kaggle|mmimdb|csv), path for file sources, importer options"),
     Job.Kind.PREPROCESS: KindSpec("workers.run_preprocess", _validate_preprocess,
-                                  description="optional movie_ids, year_min, year_max, dedupe"),
+                                  description="optional movie_ids, min_year, max_year, dedupe, force, grayscale_policy"),
     Job.Kind.SNAPSHOT: KindSpec("workers.run_snapshot", _validate_snapshot,
-                                description="snapshot options (seed, min_genre_count, ...)"),
+                                description="snapshot options: name, seed, fractions, min_genre_count, keep_rare_genres"),
     Job.Kind.TRAIN: KindSpec("workers.run_train", _validate_train, description="snapshot_id, config"),
     Job.Kind.EVALUATE: KindSpec("workers.run_evaluate", _validate_evaluate,
                                 description="model_version_id, optional snapshot_id"),
