@@ -1,0 +1,123 @@
+"""Turn snapshot members and catalog movies into ml.engine Examples.
+
+Images are the preprocessed poster derivatives: a local path when the storage is on
+this machine's filesystem (the engine reads it lazily), otherwise the file's bytes.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from django.core.files.storage import default_storage
+
+from catalog.models import Movie, Poster
+from ml.engine.data import Example
+from ml.models import DatasetSnapshot, SnapshotMember
+
+from . import Progress, report
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 2000
+
+
+def _local_path(name: str) -> str | None:
+    try:
+        return default_storage.path(name)
+    except NotImplementedError:  # remote storage (S3): no local path
+        return None
+
+
+def read_image(name: str) -> str | bytes | None:
+    """The derivative ``name`` as something the engine can open: a local path or bytes."""
+    if not name:
+        return None
+    path = _local_path(name)
+    if path is not None:
+        return path
+    with default_storage.open(name, "rb") as handle:
+        return handle.read()
+
+
+@dataclass
+class SnapshotData:
+    """Examples of a snapshot's splits, with what had to be skipped or changed since."""
+
+    genres: list[str]
+    examples: dict[str, list[Example]]
+    missing_movies: int = 0  # members whose movie was deleted after the snapshot
+    poster_changed: int = 0  # members whose poster derivative differs from the snapshot's
+    notes: list[str] = field(default_factory=list)
+
+
+def _posters(movie_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    return {
+        movie_id: (name, checksum)
+        for movie_id, name, checksum in Poster.objects.filter(movie_id__in=movie_ids, status=Poster.Status.OK)
+        .exclude(derivative="")
+        .values_list("movie_id", "derivative", "derivative_checksum")
+    }
+
+
+def snapshot_examples(
+    snapshot: DatasetSnapshot | int,
+    splits: Iterable[str] = ("train", "val", "test"),
+    progress: Progress | None = None,
+) -> SnapshotData:
+    """Examples (text, poster, frozen labels) for the given splits, in movie-id order."""
+    if not isinstance(snapshot, DatasetSnapshot):
+        snapshot = DatasetSnapshot.objects.get(pk=snapshot)
+    splits = list(splits)
+    unknown = set(splits) - set(SnapshotMember.Split.values)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; choose from {SnapshotMember.Split.values}")
+    data = SnapshotData(genres=list(snapshot.genres), examples={s: [] for s in splits})
+    members = list(
+        snapshot.members.filter(split__in=splits).order_by("movie_id").values_list(
+            "movie_id", "split", "labels", "poster_checksum"
+        )
+    )
+    for start in range(0, len(members), CHUNK):
+        chunk = members[start : start + CHUNK]
+        ids = [m[0] for m in chunk]
+        overviews = dict(Movie.objects.filter(pk__in=ids).values_list("id", "overview"))
+        posters = _posters(ids)
+        for movie_id, split, labels, poster_checksum in chunk:
+            if movie_id not in overviews:
+                data.missing_movies += 1
+                continue
+            image = None
+            if poster_checksum:  # the snapshot had a poster for this movie
+                current = posters.get(movie_id)
+                if current is None:
+                    data.poster_changed += 1
+                else:
+                    name, checksum = current
+                    if checksum and not poster_checksum.startswith("name:") and checksum != poster_checksum:
+                        data.poster_changed += 1
+                    image = read_image(name)
+            data.examples[split].append(
+                Example(key=str(movie_id), text=overviews[movie_id] or "", image=image, labels=list(labels))
+            )
+        report(progress, f"Loaded {start + len(chunk)} of {len(members)} examples", (start + len(chunk)) / len(members))
+    if data.missing_movies:
+        data.notes.append(f"{data.missing_movies} movie(s) of the snapshot no longer exist and were skipped")
+    if data.poster_changed:
+        data.notes.append(f"{data.poster_changed} poster(s) changed or disappeared since the snapshot was built")
+    for note in data.notes:
+        logger.warning("snapshot %s: %s", snapshot.pk, note)
+    return data
+
+
+def movie_examples(movie_ids: Sequence[int]) -> list[Example]:
+    """Examples for inference (no labels), in the order of ``movie_ids``; unknown ids are skipped."""
+    rows = dict(Movie.objects.filter(pk__in=movie_ids).values_list("id", "overview"))
+    posters = _posters(list(rows))
+    examples = []
+    for movie_id in movie_ids:
+        if movie_id not in rows:
+            continue
+        name = posters.get(movie_id, ("", ""))[0]
+        examples.append(Example(key=str(movie_id), text=rows[movie_id] or "", image=read_image(name)))
+    return examples

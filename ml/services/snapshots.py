@@ -1,0 +1,231 @@
+"""Build a DatasetSnapshot: the frozen movies, labels and split a training run uses."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from django.db import transaction
+
+from catalog.models import Movie, MovieGenre, Poster
+from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
+from ml.models import DatasetSnapshot, SnapshotMember
+
+from . import Progress, report
+
+logger = logging.getLogger(__name__)
+
+HASH_VERSION = 1
+MEMBER_BATCH = 2000
+
+# Why a movie is left out, checked in this order (the first that applies is counted).
+EXCLUDED = "excluded_from_training"
+DUPLICATE = "duplicate"
+NO_GENRES = "missing_genres"
+NO_TEXT_OR_POSTER = "missing_overview_and_no_usable_poster"
+ONLY_RARE = "only_rare_genres"
+
+
+class SnapshotError(ValueError):
+    """The catalog cannot make the snapshot asked for (e.g. nothing eligible)."""
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def snapshot_hash(
+    *,
+    genres: Sequence[str],
+    seed: int,
+    fractions: Sequence[float],
+    min_genre_count: int,
+    keep_rare_genres: bool,
+    rows: Sequence[tuple[int, str, Sequence[str], str, str]],
+) -> str:
+    """sha256 over the parameters and (movie id, split, label names, poster checksum, overview sha) rows.
+
+    Rows are hashed in movie-id order, so the result does not depend on query order.
+    """
+    digest = hashlib.sha256()
+    header = {
+        "version": HASH_VERSION,
+        "genres": list(genres),
+        "seed": int(seed),
+        "fractions": [round(float(f), 6) for f in fractions],
+        "min_genre_count": int(min_genre_count),
+        "keep_rare_genres": bool(keep_rare_genres),
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
+    for movie_id, split, labels, poster_checksum, overview_sha in sorted(rows, key=lambda r: r[0]):
+        digest.update(f"\n{movie_id}\t{split}\t{','.join(sorted(labels))}\t{poster_checksum}\t{overview_sha}".encode())
+    return digest.hexdigest()
+
+
+def _check_params(seed, fractions, min_genre_count) -> tuple[float, float, float]:
+    if not isinstance(seed, int):
+        raise SnapshotError(f"seed must be an integer, got {seed!r}")
+    try:
+        values = tuple(float(f) for f in fractions)
+    except (TypeError, ValueError):
+        raise SnapshotError(f"fractions must be three numbers (train, val, test), got {fractions!r}") from None
+    if len(values) != 3 or any(f < 0 for f in values) or abs(sum(values) - 1.0) > 1e-6:
+        raise SnapshotError(f"fractions must be three non-negative numbers summing to 1, got {fractions!r}")
+    if values[0] <= 0:
+        raise SnapshotError("the train fraction must be above 0")
+    if not isinstance(min_genre_count, int) or min_genre_count < 1:
+        raise SnapshotError(f"min_genre_count must be a positive integer, got {min_genre_count!r}")
+    return values  # type: ignore[return-value]
+
+
+def build_snapshot(
+    *,
+    name: str = "",
+    seed: int = 13,
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    min_genre_count: int = 10,
+    keep_rare_genres: bool = False,
+    user=None,
+    progress: Progress | None = None,
+) -> DatasetSnapshot:
+    """Freeze the current catalog into a snapshot with an iterative-stratified split.
+
+    Labels are each movie's current label set (a person's edits replace imported labels
+    and mark the movie ``label_source=person``; the report counts both kinds). Movies
+    that are excluded, duplicates, without genres, or with neither an overview nor a
+    usable poster are left out and counted by reason. Genres with fewer than
+    ``min_genre_count`` eligible movies are listed in the report and, unless
+    ``keep_rare_genres``, dropped from the genre list; movies left without any genre are
+    then excluded too. Nothing is written unless the whole snapshot is.
+    """
+    fractions = _check_params(seed, fractions, min_genre_count)
+    report(progress, "Reading movies", 0.0)
+
+    movies = list(
+        Movie.objects.order_by("id").values_list(
+            "id", "overview", "missing_overview", "missing_genres", "excluded_from_training", "duplicate_of_id",
+            "label_source",
+        )
+    )
+    report(progress, f"Reading labels of {len(movies)} movies", 0.1)
+    labels_of: dict[int, list[str]] = {}
+    for movie_id, genre_name in MovieGenre.objects.values_list("movie_id", "genre__name").iterator(chunk_size=5000):
+        labels_of.setdefault(movie_id, []).append(genre_name)
+    usable_poster: dict[int, str] = {}
+    for movie_id, derivative, checksum in (
+        Poster.objects.filter(status=Poster.Status.OK).exclude(derivative="")
+        .values_list("movie_id", "derivative", "derivative_checksum").iterator(chunk_size=5000)
+    ):
+        # A derivative without a recorded checksum still has to change the hash when it
+        # changes; its file name is the best stand-in we have.
+        usable_poster[movie_id] = checksum or f"name:{derivative}"
+    report(progress, "Choosing eligible movies", 0.25)
+
+    excluded: Counter[str] = Counter()
+    eligible: list[tuple[int, str, list[str], str]] = []  # id, overview, labels, poster checksum
+    label_sources: Counter[str] = Counter()
+    for movie_id, overview, missing_overview, missing_genres, is_excluded, duplicate_of, label_source in movies:
+        labels = labels_of.get(movie_id, [])
+        has_text = bool((overview or "").strip()) and not missing_overview
+        if is_excluded:
+            excluded[EXCLUDED] += 1
+        elif duplicate_of is not None:
+            excluded[DUPLICATE] += 1
+        elif missing_genres or not labels:
+            excluded[NO_GENRES] += 1
+        elif not has_text and movie_id not in usable_poster:
+            excluded[NO_TEXT_OR_POSTER] += 1
+        else:
+            eligible.append((movie_id, overview if has_text else "", labels, usable_poster.get(movie_id, "")))
+            label_sources[label_source] += 1
+
+    genre_counts = Counter(g for _, _, labels, _ in eligible for g in labels)
+    rare = sorted(((g, c) for g, c in genre_counts.items() if c < min_genre_count), key=lambda gc: (gc[1], gc[0]))
+    rare_names = {g for g, _ in rare}
+    genres = sorted(g for g in genre_counts if keep_rare_genres or g not in rare_names)
+    index_of = {g: i for i, g in enumerate(genres)}
+
+    members: list[tuple[int, str, list[int], str]] = []  # id, overview sha, label indices, poster checksum
+    for movie_id, overview, labels, poster_checksum in eligible:
+        kept = sorted(index_of[g] for g in set(labels) if g in index_of)
+        if not kept:
+            excluded[ONLY_RARE] += 1
+            continue
+        members.append((movie_id, _sha256_text(overview), kept, poster_checksum))
+    if not members:
+        raise SnapshotError(
+            f"no movie is eligible for training out of {len(movies)} "
+            f"(excluded: {dict(excluded) or 'none'}); import movies with genres and overviews or posters first"
+        )
+
+    report(progress, f"Splitting {len(members)} movies", 0.35)
+    y = np.zeros((len(members), len(genres)), dtype=np.uint8)
+    for row, (_, _, kept, _) in enumerate(members):
+        y[row, kept] = 1
+    splits = iterative_stratified_split(y, fractions, seed=seed)
+
+    content_hash = snapshot_hash(
+        genres=genres,
+        seed=seed,
+        fractions=fractions,
+        min_genre_count=min_genre_count,
+        keep_rare_genres=keep_rare_genres,
+        rows=[
+            (movie_id, str(split), [genres[i] for i in kept], poster_checksum, overview_sha)
+            for (movie_id, overview_sha, kept, poster_checksum), split in zip(members, splits)
+        ],
+    )
+    split_counts = {name: int((splits == name).sum()) for name in SUBSET_NAMES}
+    per_split_genre = {
+        genre: {name: int(y[splits == name, j].sum()) for name in SUBSET_NAMES} | {"total": int(y[:, j].sum())}
+        for j, genre in enumerate(genres)
+    }
+    members_ids = {m[0] for m in members}
+    same_data = list(
+        DatasetSnapshot.objects.filter(content_hash=content_hash).order_by("id").values_list("id", flat=True)[:5]
+    )
+    build_report = {
+        "total_movies": len(movies),
+        "included": len(members),
+        "excluded": dict(sorted(excluded.items())),
+        "rare_genres": [{"genre": g, "count": c} for g, c in rare],
+        "rare_genres_dropped": not keep_rare_genres,
+        "genre_counts": per_split_genre,
+        "label_sources": dict(sorted(label_sources.items())),
+        "with_poster": sum(1 for m in members if m[3]),
+        "without_overview": sum(1 for movie_id, overview, _, _ in eligible if not overview and movie_id in members_ids),
+        "same_content_as": same_data,
+    }
+
+    with transaction.atomic():
+        snapshot = DatasetSnapshot.objects.create(
+            name=name,
+            created_by=user,
+            seed=seed,
+            fractions=list(fractions),
+            min_genre_count=min_genre_count,
+            keep_rare_genres=keep_rare_genres,
+            genres=genres,
+            content_hash=content_hash,
+            n_members=len(members),
+            split_counts=split_counts,
+            report=build_report,
+        )
+        for start in range(0, len(members), MEMBER_BATCH):
+            batch = members[start : start + MEMBER_BATCH]
+            SnapshotMember.objects.bulk_create(
+                [
+                    SnapshotMember(
+                        snapshot=snapshot, movie_id=movie_id, split=str(split), labels=kept,
+                        poster_checksum=poster_checksum,
+                    )
+                    for (movie_id, _, kept, poster_checksum), split in zip(batch, splits[start : start + MEMBER_BATCH])
+                ]
+            )
+            # Raising here (a cancelled job) rolls the whole snapshot back.
+            report(progress, f"Stored {start + len(batch)} of {len(members)} members", 0.4 + 0.6 * (start + len(batch)) / len(members))
+    logger.info("snapshot %s: %s movies, hash %s", snapshot.pk, len(members), content_hash[:12])
+    return snapshot

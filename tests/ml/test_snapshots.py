@@ -1,0 +1,106 @@
+"""Dataset snapshots: eligibility, rare genres, person labels, split proportions, content hash."""
+import pytest
+
+from catalog.labels import set_labels
+from catalog.models import Genre, LabelChange, Poster
+from ml.models import DatasetSnapshot, ImmutableRecordError, SnapshotMember
+from ml.services.snapshots import SnapshotError, build_snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+def test_same_data_gives_same_hash(tiny_catalog):
+    a = build_snapshot(name="a", min_genre_count=1)
+    b = build_snapshot(name="b", min_genre_count=1)
+    assert a.content_hash == b.content_hash and len(a.content_hash) == 64
+    assert b.report["same_content_as"] == [a.pk]
+    assert list(a.members.order_by("movie_id").values_list("movie_id", "split", "labels")) == list(
+        b.members.order_by("movie_id").values_list("movie_id", "split", "labels")
+    )
+    # Split parameters are part of the hash.
+    assert build_snapshot(seed=14, min_genre_count=1).content_hash != a.content_hash
+    assert build_snapshot(fractions=(0.6, 0.2, 0.2), min_genre_count=1).content_hash != a.content_hash
+
+
+def test_label_change_changes_hash_and_person_labels_win(tiny_catalog):
+    before = build_snapshot(min_genre_count=1)
+    movie = tiny_catalog[0]  # imported as Action
+    set_labels(movie, [Genre.objects.get(name="Comedy")], origin=LabelChange.Origin.PERSON, reason="wrong genre")
+    after = build_snapshot(min_genre_count=1)
+    assert after.content_hash != before.content_hash
+    member = after.members.get(movie=movie)
+    assert [after.genres[i] for i in member.labels] == ["Comedy"]
+    assert after.report["label_sources"] == {"imported": 39, "person": 1}
+
+
+def test_poster_checksum_change_changes_hash(tiny_catalog):
+    before = build_snapshot(min_genre_count=1)
+    Poster.objects.filter(movie=tiny_catalog[3]).update(derivative_checksum="0" * 64)
+    after = build_snapshot(min_genre_count=1)
+    assert after.content_hash != before.content_hash
+    assert after.members.get(movie=tiny_catalog[3]).poster_checksum == "0" * 64
+
+
+def test_exclusions_are_counted_by_reason(tiny_catalog, make_movie):
+    make_movie(("Drama",), excluded_from_training=True)
+    make_movie(("Drama",), duplicate_of=tiny_catalog[0])
+    make_movie((), overview="No genres here")
+    make_movie(("Drama",), overview="", poster=False)  # nothing to learn from
+    kept = make_movie(("Drama",), overview="", poster=True)  # poster alone is enough
+    snapshot = build_snapshot(min_genre_count=1)
+    assert snapshot.report["excluded"] == {
+        "duplicate": 1,
+        "excluded_from_training": 1,
+        "missing_genres": 1,
+        "missing_overview_and_no_usable_poster": 1,
+    }
+    assert snapshot.n_members == 41 and snapshot.members.filter(movie=kept).exists()
+    assert snapshot.report["without_overview"] == 1 and snapshot.report["total_movies"] == 45
+
+
+def test_rare_genres_are_reported_and_dropped_or_kept(tiny_catalog, make_movie):
+    make_movie(("Western",))  # the only Western: its movie has nothing left when dropped
+    make_movie(("Western", "Drama"))
+    dropped = build_snapshot(min_genre_count=3)
+    assert dropped.report["rare_genres"] == [{"genre": "Western", "count": 2}]
+    assert "Western" not in dropped.genres and dropped.report["excluded"] == {"only_rare_genres": 1}
+    assert dropped.n_members == 41
+    kept = build_snapshot(min_genre_count=3, keep_rare_genres=True)
+    assert "Western" in kept.genres and kept.n_members == 42
+    assert kept.report["rare_genres"] == [{"genre": "Western", "count": 2}]
+
+
+def test_split_is_stratified_and_recorded(make_movie):
+    for i in range(100):
+        make_movie(("Action",) if i % 4 else ("Action", "Horror"))
+    snapshot = build_snapshot(min_genre_count=1, fractions=(0.6, 0.2, 0.2))
+    assert snapshot.split_counts == {"train": 60, "val": 20, "test": 20}
+    horror = snapshot.report["genre_counts"]["Horror"]
+    assert horror == {"train": 15, "val": 5, "test": 5, "total": 25}
+    assert SnapshotMember.objects.filter(snapshot=snapshot, split="val").count() == 20
+
+
+def test_progress_error_leaves_nothing(tiny_catalog):
+    def cancel(message, fraction):
+        if message.startswith("Stored"):
+            raise RuntimeError("cancelled")
+
+    with pytest.raises(RuntimeError, match="cancelled"):
+        build_snapshot(min_genre_count=1, progress=cancel)
+    assert not DatasetSnapshot.objects.exists() and not SnapshotMember.objects.exists()
+
+
+def test_bad_parameters_and_empty_catalog(db):
+    with pytest.raises(SnapshotError, match="summing to 1"):
+        build_snapshot(fractions=(0.5, 0.2, 0.2))
+    with pytest.raises(SnapshotError, match="min_genre_count"):
+        build_snapshot(min_genre_count=0)
+    with pytest.raises(SnapshotError, match="no movie is eligible"):
+        build_snapshot()
+
+
+def test_members_are_frozen(tiny_catalog):
+    member = build_snapshot(min_genre_count=1).members.first()
+    member.split = "test"
+    with pytest.raises(ImmutableRecordError):
+        member.save()
