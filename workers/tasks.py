@@ -83,7 +83,7 @@ class ProgressReporter:
         self.job_id = job_id
         self.start, self.end = start, end
         self.min_interval = min_interval
-        self._state = _shared if _shared is not None else {"last_write": 0.0, "last_logged": None}
+        self._state = _shared if _shared is not None else {"last_write": None, "last_logged": None}
 
     def span(self, start: float, end: float) -> "ProgressReporter":
         width = self.end - self.start
@@ -93,7 +93,8 @@ class ProgressReporter:
     def __call__(self, message: str, fraction: float) -> None:
         fraction = min(1.0, max(0.0, float(fraction)))
         now = time.monotonic()
-        if now - self._state["last_write"] < self.min_interval and fraction < 1.0:
+        last = self._state["last_write"]
+        if last is not None and now - last < self.min_interval and fraction < 1.0:
             return
         self._state["last_write"] = now
         overall = self.start + (self.end - self.start) * fraction

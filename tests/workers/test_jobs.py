@@ -1,0 +1,277 @@
+"""workers.jobs and the job tasks, in-process (eager Celery, SQLite or Postgres)."""
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from catalog.models import ImportRun, Movie
+from workers import jobs
+from workers.jobs import InvalidJobParams, JobError, cancel, enqueue, requeue_stale_jobs, retry, validate_params
+from workers.models import MAX_LOG_LINES, Job
+from workers.tasks import JobCancelled, ProgressReporter, claim_job
+
+pytestmark = pytest.mark.django_db
+
+
+# --- validation ----------------------------------------------------------------------------
+
+def test_unknown_kind_is_refused_with_the_known_kinds():
+    with pytest.raises(InvalidJobParams) as err:
+        validate_params("frobnicate", {})
+    assert "kind" in err.value.errors and "import" in err.value.errors["kind"]
+
+
+@pytest.mark.parametrize(
+    "kind, params, field",
+    [
+        ("import", {}, "source"),
+        ("import", {"source": "csv"}, "path"),
+        ("import", {"source": "csv", "path": "/nonexistent/folder"}, "path"),
+        ("import", {"source": "tmdb", "limit": "many"}, "limit"),
+        ("preprocess", {"movie_ids": [1, "x"]}, "movie_ids"),
+        ("preprocess", {"min_year": 2000, "max_year": 1990}, "min_year"),
+        ("preprocess", {"grayscale_policy": "sepia"}, "grayscale_policy"),
+        ("snapshot", {"fractions": [0.5, 0.5]}, "fractions"),
+        ("train", {"config": "tfidf"}, "snapshot_id"),
+        ("train", {"snapshot_id": 999999, "config": "tfidf"}, "snapshot_id"),
+        ("train", {"snapshot_id": 1}, "config"),
+        ("evaluate", {}, "model_version_id"),
+        ("predict", {"model_version_id": 999999}, "model_version_id"),
+        ("predict", {"model_version_id": "abc"}, "model_version_id"),
+        ("predict", {"model_version_id": 1, "shard_size": 0}, "shard_size"),
+        ("predict", {"model_version_id": 1, "movie_ids": []}, "movie_ids"),
+        ("retrain", {}, "config"),
+        ("retrain", {"config": "tfidf", "snapshot": {"seed": -1}}, "snapshot.seed"),
+    ],
+)
+def test_bad_params_name_the_field(kind, params, field):
+    with pytest.raises(InvalidJobParams) as err:
+        validate_params(kind, params)
+    assert field in err.value.errors, err.value.errors
+    assert field in str(err.value)
+
+
+def test_params_must_be_an_object_of_json_values():
+    with pytest.raises(InvalidJobParams, match="params"):
+        validate_params("snapshot", ["seed", 1])
+    with pytest.raises(InvalidJobParams, match="JSON"):
+        validate_params("snapshot", {"name": object()})
+
+
+def test_test_hooks_are_refused_unless_switched_on(settings):
+    settings.GENREWEB_TEST_HOOKS = False
+    with pytest.raises(InvalidJobParams, match="Test hooks are disabled"):
+        validate_params("snapshot", {"_test_fail_shard": 0})
+
+
+def test_valid_params_are_cleaned(tmp_path):
+    (tmp_path / "movies.csv").write_text("id,title\n")
+    cleaned = validate_params("import", {"source": "csv", "path": str(tmp_path), "limit": "5"})
+    assert cleaned == {"source": "csv", "path": str(tmp_path.resolve()), "limit": 5}
+    assert validate_params("preprocess", {"movie_ids": [3, 1, 3]}) == {"movie_ids": [1, 3]}
+
+
+# --- enqueue / send ----------------------------------------------------------------------
+
+def test_enqueue_creates_a_queued_job_and_sends_only_after_commit(django_capture_on_commit_callbacks):
+    user = get_user_model().objects.create_user("staff", password="x")
+    with mock.patch("workers.jobs._send_job_message") as send:
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            job = enqueue("snapshot", {"seed": 3}, user)
+        assert send.call_count == 0  # nothing sent before the transaction commits
+        assert len(callbacks) == 1
+        callbacks[0]()
+    send.assert_called_once_with(job.pk, "workers.run_snapshot", job.celery_task_id)
+    job.refresh_from_db()
+    assert (job.status, job.kind, job.queue, job.requested_by) == ("queued", "snapshot", "default", user)
+    assert job.params == {"seed": 3} and job.celery_task_id and job.enqueued_at
+    assert Job.objects.get(pk=job.pk).log[0].endswith("queued on default")
+
+
+def test_gpu_kinds_go_to_the_gpu_queue(django_capture_on_commit_callbacks):
+    with mock.patch("workers.jobs._send_job_message"):
+        assert enqueue("retrain", {"config": "tfidf"}).queue == "gpu"
+
+
+def test_a_broker_that_is_down_leaves_the_job_queued_for_the_sweep(django_capture_on_commit_callbacks):
+    from celery import current_app
+
+    task = current_app.tasks["workers.run_snapshot"]
+    with mock.patch.object(task, "apply_async", side_effect=ConnectionError("broker down")):
+        with django_capture_on_commit_callbacks(execute=True):
+            job = enqueue("snapshot", {})
+    job.refresh_from_db()
+    assert job.status == "queued"
+    assert "could not reach the broker" in job.log[-1]
+
+
+def test_anonymous_user_is_recorded_as_nobody(django_capture_on_commit_callbacks):
+    from django.contrib.auth.models import AnonymousUser
+
+    with mock.patch("workers.jobs._send_job_message"):
+        assert enqueue("snapshot", {}, AnonymousUser()).requested_by is None
+
+
+# --- claim / cancel / retry --------------------------------------------------------------
+
+def _queued(kind="snapshot", params=None) -> Job:
+    with mock.patch("workers.jobs._send_job_message"):
+        return enqueue(kind, params or {})
+
+
+def test_a_job_is_claimed_once():
+    job = _queued()
+    assert claim_job(job.pk).status == "running"
+    assert claim_job(job.pk) is None  # a duplicate message does not run it again
+
+
+def test_cancel_a_queued_job_marks_it_and_the_task_refuses_it():
+    job = _queued()
+    with mock.patch("workers.jobs._revoke"):
+        cancelled = cancel(job)
+    assert cancelled.status == "cancelled" and cancelled.finished_at
+    assert claim_job(job.pk) is None
+    with pytest.raises(JobError, match="already cancelled"):
+        cancel(job)
+
+
+def test_cancel_a_running_job_makes_its_progress_callback_raise():
+    job = _queued()
+    claim_job(job.pk)
+    progress = ProgressReporter(job.pk, min_interval=0)
+    progress("step one", 0.2)
+    assert cancel(job).status == "running"
+    with pytest.raises(JobCancelled):
+        progress("step two", 0.4)
+
+
+def test_progress_is_throttled_logged_and_mapped_into_spans():
+    job = _queued()
+    claim_job(job.pk)
+    progress = ProgressReporter(job.pk, min_interval=3600)
+    progress("first", 0.0)
+    progress("ignored: too soon", 0.5)
+    job.refresh_from_db()
+    assert job.step == "first"
+    progress.span(0.5, 1.0)("second half done", 1.0)  # the end of a span is always written
+    job.refresh_from_db()
+    assert job.step == "second half done" and job.progress == 100.0
+    assert job.heartbeat_at is not None
+    assert [line.split(" ", 1)[1] for line in job.log[-2:]] == ["first (0%)", "second half done (100%)"]
+
+
+def test_log_is_bounded():
+    job = _queued()
+    for i in range(MAX_LOG_LINES + 20):
+        jobs.append_log(job.pk, f"line {i}")
+    log = Job.objects.get(pk=job.pk).log
+    assert len(log) == MAX_LOG_LINES
+    assert "earlier lines dropped" in log[0] and log[-1].endswith(f"line {MAX_LOG_LINES + 19}")
+
+
+def test_retry_refuses_unfinished_jobs_and_copies_params_without_test_hooks(settings):
+    settings.GENREWEB_TEST_HOOKS = True
+    job = _queued("snapshot", {"seed": 5, "_test_anything": 1})
+    with pytest.raises(JobError, match="Only failed or cancelled"):
+        retry(job)
+    Job.objects.filter(pk=job.pk).update(status="failed")
+    job.refresh_from_db()
+    with mock.patch("workers.jobs._send_job_message"):
+        again = retry(job)
+    assert again.pk != job.pk and again.retry_of == job
+    assert again.params == {"seed": 5} and again.status == "queued"
+
+
+# --- running real services in-process ------------------------------------------------------
+
+def test_import_job_runs_the_csv_importer(eager_celery, csv_folder, django_capture_on_commit_callbacks):
+    folder = csv_folder(6)
+    with django_capture_on_commit_callbacks(execute=True):
+        job = enqueue("import", {"source": "csv", "path": str(folder)})
+    job.refresh_from_db()
+    assert job.status == "succeeded", (job.error, job.log)
+    assert job.result["created"] == 6 and job.progress == 100.0
+    assert ImportRun.objects.get(pk=job.result["import_run_id"]).created == 6
+    assert Movie.objects.count() == 6
+    assert job.started_at <= job.finished_at
+
+
+def test_a_failing_service_fails_the_job_with_error_and_traceback(eager_celery, tmp_path,
+                                                                  django_capture_on_commit_callbacks):
+    (tmp_path / "movies.csv").write_bytes(b"")  # exists, so it passes validation, but is empty
+    with django_capture_on_commit_callbacks(execute=True):
+        job = enqueue("import", {"source": "csv", "path": str(tmp_path / "movies.csv")})
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert job.error and "Traceback" in job.traceback
+    assert job.finished_at is not None
+
+
+def test_transient_database_errors_are_retried_with_backoff(eager_celery, django_capture_on_commit_callbacks):
+    from django.db import OperationalError
+
+    calls = []
+
+    def flaky(options, user, progress):
+        calls.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with mock.patch("workers.tasks._build_snapshot", side_effect=flaky):
+        with django_capture_on_commit_callbacks(execute=True):
+            job = enqueue("snapshot", {})
+    job.refresh_from_db()
+    # eager mode runs the retries at once: first try + 3 bounded retries, then failed
+    assert len(calls) == 4
+    assert job.status == "failed" and "after 3 retries" in job.error
+    assert sum("transient error" in line for line in job.log) == 3
+
+
+# --- the stale-job sweep ------------------------------------------------------------------
+
+def test_sweep_resends_queued_jobs_whose_message_vanished(settings):
+    lost = _queued()
+    in_broker = _queued()
+    fresh = _queued()
+    old = timezone.now() - timedelta(minutes=10)
+    Job.objects.filter(pk__in=[lost.pk, in_broker.pk]).update(enqueued_at=old)
+    in_broker.refresh_from_db()
+    with mock.patch("workers.jobs.broker_message_ids", return_value={in_broker.celery_task_id}), \
+            mock.patch("workers.jobs._send_job_message") as send:
+        assert requeue_stale_jobs(grace_s=60, dry_run=True).requeued_jobs == [lost.pk]
+        send.assert_not_called()
+        report = requeue_stale_jobs(grace_s=60)
+    assert report.requeued_jobs == [lost.pk]
+    lost.refresh_from_db()
+    send.assert_called_once_with(lost.pk, "workers.run_snapshot", lost.celery_task_id)
+    assert lost.enqueued_at > old and "re-sent by the stale-job sweep" in lost.log[-1]
+    assert fresh.pk not in report.requeued_jobs
+
+
+def test_sweep_fails_running_jobs_whose_worker_is_gone():
+    job = _queued()
+    claim_job(job.pk)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(days=1))
+    with mock.patch("workers.jobs.broker_message_ids", return_value=set()):
+        report = requeue_stale_jobs(grace_s=60)
+    assert report.failed_lost_jobs == [job.pk]
+    job.refresh_from_db()
+    assert job.status == "failed" and "worker" in job.error
+
+
+def test_requeue_stale_jobs_command(capsys):
+    from django.core.management import call_command
+
+    job = _queued()
+    Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
+    with mock.patch("workers.jobs.broker_message_ids", return_value=set()), \
+            mock.patch("workers.jobs._send_job_message"):
+        call_command("requeue_stale_jobs", "--grace", "60", "--dry-run")
+        assert Job.objects.get(pk=job.pk).enqueued_at < timezone.now() - timedelta(minutes=30)
+        call_command("requeue_stale_jobs", "--grace", "60")
+    out = capsys.readouterr().out
+    assert f"[{job.pk}]" in out and "dry run" in out
+    assert Job.objects.get(pk=job.pk).enqueued_at > timezone.now() - timedelta(minutes=1)
