@@ -53,6 +53,14 @@ TRANSIENT_ERRORS = (OperationalError, InterfaceError, ConnectionError, TimeoutEr
 MAX_TRANSIENT_RETRIES = 3
 
 
+def _drop_broken_connection() -> None:
+    """After a transient DB error, let Django reconnect on the next query (not inside atomic)."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
 def backoff_s(retries: int) -> int:
     return min(300, 5 * 2 ** retries)
 
@@ -198,7 +206,7 @@ def run_job(task, job_id: int, body: Callable[[Job, ProgressReporter], dict | No
     except TRANSIENT_ERRORS as exc:
         if task.request.retries < MAX_TRANSIENT_RETRIES:
             countdown = backoff_s(task.request.retries)
-            close_old_connections()
+            _drop_broken_connection()
             Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
                 status=Job.Status.QUEUED, enqueued_at=timezone.now() + timedelta(seconds=countdown),
                 step=f"transient error, retrying in {countdown}s")
@@ -432,7 +440,7 @@ def predict_shard(self, job_id: int, shard_id: int):
         outcome = {"status": JobShard.Status.FAILED, "error": f"time limit exceeded ({SHARD_HARD_LIMIT} s)"}
     except TRANSIENT_ERRORS as exc:
         if self.request.retries < MAX_TRANSIENT_RETRIES:
-            close_old_connections()
+            _drop_broken_connection()
             JobShard.objects.filter(pk=shard_id).update(status=JobShard.Status.PENDING,
                                                         error=f"retrying after {type(exc).__name__}: {exc}")
             raise self.retry(exc=exc, countdown=backoff_s(self.request.retries))
@@ -523,7 +531,7 @@ def _sweep_loop(interval: float) -> None:
         except Exception:
             logger.exception("stale-job sweep failed; trying again later")
         finally:
-            close_old_connections()
+            _drop_broken_connection()
         if interval <= 0 or _sweeper_stop.wait(interval):
             return
 
