@@ -47,3 +47,26 @@ def movie_with_poster(db):
         return movie, poster
 
     return make
+
+
+@pytest.fixture
+def fake_tmdb(settings):
+    """A fake TMDB API on 127.0.0.1 (tests/catalog/fake_tmdb.py); settings.TMDB_API_BASE points at it."""
+    from .fake_tmdb import FakeTmdbServer
+
+    server = FakeTmdbServer().start()
+    settings.TMDB_API_BASE = server.api_base
+    settings.TMDB_API_KEY = ""
+    settings.TMDB_BEARER_TOKEN = ""
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def recorded_sleeps(monkeypatch):
+    """Importer HTTP retries record their waits here instead of sleeping."""
+    from catalog.importers import http
+
+    waits: list[float] = []
+    monkeypatch.setattr(http, "sleep", waits.append)
+    return waits
