@@ -93,5 +93,12 @@ def build_tiny_model_version(n_movies: int = 32) -> int:
     from workers.tasks import _model_version_id
 
     snapshot = build_snapshot(min_genre_count=2, seed=3)
-    trained = train_model(snapshot.pk, "tfidf")
+    trained = train_model(snapshot.pk, "tfidf-linear")
     return _model_version_id(trained)
+
+
+@pytest.fixture
+def tiny_model(db):
+    """(model_version_id, movie_ids): 32 generated movies and a TF-IDF model trained on them."""
+    movie_ids = make_movies(32)
+    return build_tiny_model_version(), movie_ids
