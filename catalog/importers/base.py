@@ -513,13 +513,13 @@ def execute_import(
     run = ImportRun.objects.create(kind=kind, params=redact(params), status=ImportRun.Status.RUNNING)
     processed = 0
     source: Source | None = None
+    source_rows = None
     try:
         source = make_source(params)
         writer = MovieWriter(run, GenreResolver())
         limit = params.get("limit")
-        rows: Iterable = source.rows()
-        if limit:
-            rows = _limited(rows, int(limit))
+        source_rows = source.rows()
+        rows: Iterable = _limited(source_rows, int(limit)) if limit else source_rows
         if progress:
             progress(f"{kind} import #{run.pk}: reading", 0.0)
         for batch in _batches(rows, source.batch_size):
@@ -533,10 +533,17 @@ def execute_import(
                     total = min(total, int(limit)) if total is not None else int(limit)
                 fraction = min(processed / total, 0.99) if total else 0.0
                 progress(f"{kind} import #{run.pk}: {processed} rows, {_counts(run)}", fraction)
+        # Let the source finish up (close connections, add its last warnings) before the summary.
+        source_rows.close()
     except BaseException as exc:
         run.status = ImportRun.Status.FAILED
         run.error = str(exc) if isinstance(exc, ImporterError) else f"{type(exc).__name__}: {exc}"
         run.finished_at = timezone.now()
+        if source_rows is not None:
+            try:
+                source_rows.close()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
         if source is not None:
             run.warnings = _capped(source.warnings)
         run.save()
