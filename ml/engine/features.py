@@ -1,0 +1,184 @@
+"""Frozen-encoder features with an on-disk cache.
+
+The cache is keyed by the encoder's fingerprint (a hash of its weights plus the settings
+that change its output: image size, flip averaging, token limit, device type) and by the
+content hash of each text or image's bytes, so a head can be retrained in seconds and a
+changed poster or overview is never served stale features.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .encoders import autocast
+from .data import Example, content_hash, decode_image, image_bytes, image_transforms
+from .encoders import MiniLMEncoder, build_image_encoder
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class FeatureCache:
+    def __init__(self, root: str | os.PathLike | None, encoder_key: str):
+        self.dir = Path(root) / encoder_key if root else None
+
+    def _path(self, digest: str) -> Path:
+        return self.dir / digest[:2] / f"{digest}.npy"
+
+    def get(self, digest: str) -> np.ndarray | None:
+        if self.dir is None:
+            return None
+        path = self._path(digest)
+        try:
+            return np.load(path)
+        except (OSError, ValueError):
+            return None
+
+    def put(self, digest: str, vector: np.ndarray) -> None:
+        if self.dir is None:
+            return
+        path = self._path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write then rename so a killed run never leaves a truncated entry.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, vector)
+        os.replace(tmp, path)
+
+
+class _ImageDataset(Dataset):
+    def __init__(self, items: list[tuple[str, bytes]], image_size: int):
+        self.items = items
+        self.transform = image_transforms(image_size, train=False)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, i):
+        key, data = self.items[i]
+        return self.transform(decode_image(data, key))
+
+
+class FrozenFeatures:
+    """Runs a frozen pretrained encoder over examples, through the cache."""
+
+    def __init__(self, config, device: str, cache_dir: str | None = None, log=None):
+        self.config = config
+        self.device = device
+        self.cache_dir = cache_dir
+        self.log = log or (lambda line: None)
+        self._text_encoder = None
+        self._image_encoder = None
+        self._keys: dict[str, str] = {}
+        # Set by load_model: the weights fingerprints the saved head was trained on.
+        self.expected_fingerprints: dict[str, str | None] = {}
+
+    # -- encoders (loaded on first use; a head-only retrain from cache never loads them
+    #    unless some example is missing from the cache)
+    def text_encoder(self) -> MiniLMEncoder:
+        if self._text_encoder is None:
+            self._text_encoder = MiniLMEncoder(self.config.max_tokens, device=self.device).eval()
+            self._text_encoder.requires_grad_(False)
+        return self._text_encoder
+
+    def image_encoder(self):
+        if self._image_encoder is None:
+            enc = build_image_encoder(self.config.image_encoder, pretrained=True, log=self.log)
+            self._image_encoder = enc.to(self.device).eval().requires_grad_(False)
+        return self._image_encoder
+
+    def fingerprint(self, which: str) -> str:
+        return self._key(which).split("-")[1]
+
+    def _key(self, which: str) -> str:
+        if which not in self._keys:
+            dev = torch.device(self.device).type
+            if which == "text":
+                self._keys[which] = f"minilm-{module_fingerprint(self.text_encoder())}-t{self.config.max_tokens}-{dev}"
+            else:
+                enc = self.image_encoder()
+                flip = int(self.config.tta_flip)
+                self._keys[which] = f"{self.config.image_encoder}-{module_fingerprint(enc)}-s{self.config.image_size}-flip{flip}-{dev}"
+            expected = self.expected_fingerprints.get(which)
+            found = self._keys[which].split("-")[1]
+            if expected and expected != found:
+                raise ValueError(
+                    f"the installed {which} encoder (weights fingerprint {found}) differs from the one this model "
+                    f"was trained on ({expected}); install the same encoder package version or retrain"
+                )
+        return self._keys[which]
+
+    def text(self, examples: list[Example], batch_size: int = 128, progress=None) -> np.ndarray:
+        cache = FeatureCache(self.cache_dir, self._key("text"))
+        digests = [content_hash(ex.text) for ex in examples]
+        out: list[np.ndarray | None] = [cache.get(d) for d in digests]
+        todo = [i for i, v in enumerate(out) if v is None]
+        if todo:
+            enc = self.text_encoder()
+            self.log(f"text features: encoding {len(todo)} texts ({len(examples) - len(todo)} cached)")
+            for start in range(0, len(todo), batch_size):
+                idx = todo[start : start + batch_size]
+                feats = enc.tokenize([examples[i].text for i in idx])
+                feats = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in feats.items()}
+                with torch.inference_mode():
+                    vecs = enc(feats).float().cpu().numpy()
+                for i, v in zip(idx, vecs):
+                    out[i] = v
+                    cache.put(digests[i], v)
+                if progress:
+                    progress("text features", min(1.0, (start + len(idx)) / len(todo)))
+        return np.stack(out).astype(np.float32) if out else np.zeros((0, 384), np.float32)
+
+    def image(self, examples: list[Example], batch_size: int = 64, num_workers: int = 0, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """Returns (features [n, d], has_image [n] bool); missing posters get zero rows."""
+        enc = self.image_encoder()
+        cache = FeatureCache(self.cache_dir, self._key("image"))
+        raw = [image_bytes(ex) for ex in examples]
+        has = np.array([r is not None for r in raw], dtype=bool)
+        digests = [content_hash(r) if r is not None else None for r in raw]
+        out = np.zeros((len(examples), enc.dim), dtype=np.float32)
+        todo = []
+        for i, d in enumerate(digests):
+            if d is None:
+                continue
+            cached = cache.get(d)
+            if cached is None:
+                todo.append(i)
+            else:
+                out[i] = cached
+        if todo:
+            self.log(f"image features: encoding {len(todo)} posters ({int(has.sum()) - len(todo)} cached)")
+            cuda = torch.device(self.device).type == "cuda"
+            loader = DataLoader(
+                _ImageDataset([(examples[i].key, raw[i]) for i in todo], self.config.image_size),
+                batch_size=batch_size, num_workers=num_workers, pin_memory=cuda,
+            )
+            done = 0
+            for images in loader:
+                images = images.to(self.device, non_blocking=True)
+                with torch.inference_mode(), autocast(cuda and self.config.amp):
+                    vecs = enc(images).float()
+                    if self.config.tta_flip:
+                        # Test-time flip averaging: posters read the same mirrored, so the
+                        # mean of both views is a steadier description.
+                        vecs = (vecs + enc(torch.flip(images, dims=[3])).float()) / 2
+                vecs = vecs.cpu().numpy()
+                for j, v in enumerate(vecs):
+                    i = todo[done + j]
+                    out[i] = v
+                    cache.put(digests[i], v)
+                done += len(vecs)
+                if progress:
+                    progress("image features", done / len(todo))
+        return out, has

@@ -1,0 +1,97 @@
+"""Named model configurations, one per family the engine supports.
+
+Settings are sized for the devset (a few thousand movies) on a CPU; a GPU run can raise
+epochs and image size via ``get_config({"preset": name, ...overrides})``.
+"""
+from __future__ import annotations
+
+from .config import ModelConfig
+
+_FROZEN_HEAD = dict(train_mode="frozen", epochs=80, batch_size=64, lr=1e-3, weight_decay=0.05, patience=10,
+                    hidden_dim=512, dropout=0.4, input_dropout=0.2)
+_FUSED = dict(text_encoder="minilm", image_encoder="efficientnet_lite0", **_FROZEN_HEAD)
+
+
+def _preset(name: str, notes: str, **settings) -> ModelConfig:
+    return ModelConfig(name=name, notes=notes, **settings).validate()
+
+
+PRESETS: dict[str, ModelConfig] = {
+    c.name: c
+    for c in [
+        # -- text only
+        _preset("tfidf-linear", "TF-IDF uni+bigrams, one linear layer (one-vs-rest logistic regression)",
+                text_encoder="tfidf", image_encoder="none", fusion="text", train_mode="frozen", hidden_dim=0,
+                dropout=0.0, input_dropout=0.0, epochs=100, lr=5e-3, weight_decay=1e-4, patience=10),
+        _preset("bilstm-text", "BiLSTM over learned word embeddings (optionally GloVe-initialised)",
+                text_encoder="bilstm", image_encoder="none", fusion="text", train_mode="finetune", epochs=20,
+                batch_size=32, lr=2e-3, max_tokens=120, hidden_dim=256, dropout=0.4, input_dropout=0.2, patience=4),
+        _preset("gru-text", "bidirectional GRU over learned word embeddings",
+                text_encoder="gru", image_encoder="none", fusion="text", train_mode="finetune", epochs=20,
+                batch_size=32, lr=2e-3, max_tokens=120, hidden_dim=256, dropout=0.4, input_dropout=0.2, patience=4),
+        _preset("minilm-frozen-text", "all-MiniLM-L6-v2 sentence embedding (frozen) + MLP head",
+                text_encoder="minilm", image_encoder="none", fusion="text", **_FROZEN_HEAD),
+        _preset("minilm-finetune-text", "all-MiniLM-L6-v2 fine-tuned end to end + MLP head",
+                text_encoder="minilm", image_encoder="none", fusion="text", train_mode="finetune", epochs=4,
+                batch_size=32, lr=1e-3, encoder_lr=3e-5, hidden_dim=256, dropout=0.3, input_dropout=0.0, patience=2),
+        # -- image only
+        _preset("smallcnn-image", "small CNN from scratch on 96 px posters",
+                text_encoder="none", image_encoder="smallcnn", fusion="image", train_mode="finetune", epochs=20,
+                batch_size=64, lr=2e-3, image_size=96, hidden_dim=256, dropout=0.3, input_dropout=0.0, patience=4),
+        _preset("resnet18-image", "torchvision ResNet18 fine-tuned (ImageNet weights when cached locally)",
+                text_encoder="none", image_encoder="resnet18", fusion="image", train_mode="finetune", epochs=8,
+                batch_size=32, lr=1e-3, encoder_lr=1e-4, image_size=128, hidden_dim=256, dropout=0.3,
+                input_dropout=0.0, patience=3),
+        _preset("resnet34-image", "torchvision ResNet34 fine-tuned",
+                text_encoder="none", image_encoder="resnet34", fusion="image", train_mode="finetune", epochs=8,
+                batch_size=32, lr=1e-3, encoder_lr=1e-4, image_size=160, hidden_dim=256, patience=3),
+        _preset("resnet50-image", "torchvision ResNet50 fine-tuned",
+                text_encoder="none", image_encoder="resnet50", fusion="image", train_mode="finetune", epochs=8,
+                batch_size=32, lr=1e-3, encoder_lr=1e-4, image_size=224, hidden_dim=256, patience=3),
+        _preset("effnet-frozen-image", "EfficientNet-Lite0 ImageNet features (frozen, flip-averaged) + MLP head",
+                text_encoder="none", image_encoder="efficientnet_lite0", fusion="image", **_FROZEN_HEAD),
+        _preset("effnet-finetune-image", "EfficientNet-Lite0 fine-tuned end to end",
+                text_encoder="none", image_encoder="efficientnet_lite0", fusion="image", train_mode="finetune",
+                epochs=6, batch_size=32, lr=1e-3, encoder_lr=1e-4, hidden_dim=256, patience=2),
+        # -- fused, frozen encoders
+        _preset("minilm+effnet-logreg",
+                "floor baseline: frozen MiniLM + EfficientNet-Lite0 features, one-vs-rest logistic regression",
+                text_encoder="minilm", image_encoder="efficientnet_lite0", fusion="linear", train_mode="frozen",
+                hidden_dim=0, dropout=0.0, input_dropout=0.0, pos_weight=False, epochs=100, lr=1e-3,
+                weight_decay=0.05, patience=10),
+        _preset("minilm+effnet-frozen-concat", "concatenated features + MLP", fusion="concat", **_FUSED),
+        _preset("minilm+effnet-frozen-add", "tanh projections added", fusion="add", **_FUSED),
+        _preset("minilm+effnet-frozen-product", "tanh projections multiplied elementwise", fusion="product", **_FUSED),
+        _preset("minilm+effnet-frozen-max", "elementwise max of tanh projections", fusion="max", **_FUSED),
+        _preset("minilm+effnet-frozen-gated", "gated multimodal unit (sigmoid gate per hidden unit)", fusion="gated",
+                **_FUSED),
+        _preset("minilm+effnet-frozen-late", "late fusion: per-modality heads, probabilities mixed per genre",
+                fusion="late", **_FUSED),
+        # -- fused, end to end
+        _preset("minilm+effnet-finetune-gated", "MiniLM + EfficientNet-Lite0 fine-tuned end to end, gated fusion",
+                text_encoder="minilm", image_encoder="efficientnet_lite0", fusion="gated", train_mode="finetune",
+                epochs=4, batch_size=32, lr=1e-3, encoder_lr=3e-5, image_size=224, hidden_dim=512, dropout=0.3,
+                input_dropout=0.0, patience=2),
+        _preset("bilstm+smallcnn-concat", "BiLSTM text + small CNN poster, both from scratch, concatenated",
+                text_encoder="bilstm", image_encoder="smallcnn", fusion="concat", train_mode="finetune", epochs=20,
+                batch_size=32, lr=2e-3, image_size=96, max_tokens=120, hidden_dim=256, dropout=0.4, patience=4),
+    ]
+}
+
+
+def get_config(name_or_dict: str | dict | ModelConfig) -> ModelConfig:
+    """A preset by name, a full config dict, or ``{"preset": name, **overrides}``."""
+    if isinstance(name_or_dict, ModelConfig):
+        return name_or_dict.validate()
+    if isinstance(name_or_dict, str):
+        try:
+            return PRESETS[name_or_dict]
+        except KeyError:
+            raise ValueError(f"unknown model preset {name_or_dict!r}; known: {', '.join(PRESETS)}") from None
+    if isinstance(name_or_dict, dict):
+        data = dict(name_or_dict)
+        preset = data.pop("preset", None)
+        if preset is not None:
+            return get_config(preset).replace(**data)
+        return ModelConfig.from_dict(data)
+    raise TypeError(f"expected a preset name, a dict or a ModelConfig, got {type(name_or_dict).__name__}")

@@ -1,0 +1,267 @@
+"""fit(): train a model family on examples, early-stop on validation micro-F1, tune
+per-genre thresholds, resume from a checkpoint if an interrupted run left one."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .encoders import autocast
+from .data import Example, TfidfVectorizer, Vocabulary, labels_matrix, load_word_vectors
+from .model import GenreModel
+from .registry import get_config
+from .thresholds import apply_thresholds, tune_thresholds
+from .trained import InputParts, TrainedModel
+
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def select_device(device: str | None = None) -> str:
+    if device:
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} requested but CUDA is not available")
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def micro_f1(y: np.ndarray, decisions: np.ndarray) -> float:
+    y = y.astype(bool)
+    tp = float((decisions & y).sum())
+    fp = float((decisions & ~y).sum())
+    fn = float((~decisions & y).sum())
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def pos_weights(y: np.ndarray, config: ModelConfig) -> torch.Tensor | None:
+    """neg/pos per genre raised to ``pos_weight_power`` (0.5 = square root), capped."""
+    if not config.pos_weight:
+        return None
+    pos = y.sum(axis=0)
+    neg = len(y) - pos
+    ratio = np.where(pos > 0, neg / np.maximum(pos, 1), config.max_pos_weight)
+    return torch.tensor(np.clip(ratio**config.pos_weight_power, 1.0, config.max_pos_weight), dtype=torch.float32)
+
+
+def data_fingerprint(config: ModelConfig, genres: list[str], train: list[Example], val: list[Example]) -> str:
+    """What a checkpoint must match to be resumed: config, genres, examples and labels."""
+    digest = hashlib.sha256(json.dumps([config.to_dict(), genres], sort_keys=True).encode())
+    for part in (train, val):
+        for ex in part:
+            digest.update(f"{ex.key}\x00{sorted(ex.labels)}\x00{len(ex.text)}\x01".encode())
+    return digest.hexdigest()
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a run killed mid-write leaves the previous checkpoint intact
+
+
+def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example], val: list[Example], *,
+        device: str | None = None, cache_dir: str | None = None, checkpoint_dir: str | None = None,
+        progress: Callable[[str, float], None] | None = None, log: Callable[[str], None] | None = None) -> TrainedModel:
+    config = get_config(config)
+    log = log or (lambda line: None)
+    report = progress or (lambda message, fraction: None)
+    if not genres:
+        raise ValueError("fit needs at least one genre")
+    if not train or not val:
+        raise ValueError(f"fit needs training and validation examples (got {len(train)} train, {len(val)} val)")
+    device = select_device(device)
+    cuda = torch.device(device).type == "cuda"
+    use_amp = cuda and config.amp
+    seed_everything(config.seed)
+    n_genres = len(genres)
+    y_train, y_val = labels_matrix(train, n_genres), labels_matrix(val, n_genres)
+    empty = [genres[j] for j in np.flatnonzero(y_train.sum(axis=0) == 0)]
+    if empty:
+        log(f"warning: no training examples for {', '.join(empty)}; the model cannot learn them")
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+
+    # Fitted featurisers come from the training texts only.
+    vocab = tfidf = None
+    word_vectors = None
+    if config.text_encoder in {"bilstm", "gru"}:
+        vocab = Vocabulary.build([ex.text for ex in train], config.vocab_size, config.min_word_count)
+        log(f"vocabulary: {len(vocab)} words")
+        if config.word_vectors_path:
+            word_vectors = load_word_vectors(config.word_vectors_path, vocab, config.embedding_dim, log=log)
+    if config.text_encoder == "tfidf":
+        tfidf = TfidfVectorizer.fit([ex.text for ex in train], config.tfidf_max_features, config.tfidf_ngrams, config.tfidf_min_df)
+        log(f"tf-idf: {tfidf.dim} terms")
+    parts = InputParts(config, vocab, tfidf, device, cache_dir=cache_dir, log=log)
+
+    frozen = config.train_mode == "frozen"
+    fingerprints: dict[str, str] = {}
+    if frozen:
+        t0 = time.perf_counter()
+        train_arrays = parts.frozen_arrays(train, progress=lambda m, f: report(f"{m} (train)", 0.25 * f))
+        val_arrays = parts.frozen_arrays(val, progress=lambda m, f: report(f"{m} (val)", 0.25 + 0.05 * f))
+        timings["features_s"] = time.perf_counter() - t0
+        fingerprints = {k: parts.frozen.fingerprint(k) for k in ("text", "image")
+                        if (k == "text" and config.text_encoder == "minilm") or (k == "image" and config.has_image)}
+        text_dim = train_arrays["text_feat"].shape[1] if "text_feat" in train_arrays else 0
+        image_dim = train_arrays["image_feat"].shape[1] if "image_feat" in train_arrays else 0
+    else:
+        text_dim = tfidf.dim if tfidf else 0
+        image_dim = 0
+    model = GenreModel(config, n_genres, text_dim=text_dim, image_dim=image_dim,
+                       vocab_size=len(vocab) if vocab else 0, word_vectors=word_vectors, device=device, log=log)
+    if frozen:
+        # Standardise pretrained features with training statistics (TF-IDF stays as is:
+        # it is already L2-normalised and mostly zeros).
+        text_norm = image_norm = None
+        if config.text_encoder == "minilm":
+            text_norm = _mean_std(train_arrays["text_feat"])
+        if config.has_image:
+            image_norm = _mean_std(train_arrays["image_feat"][train_arrays["has_image"]])
+        model.set_normaliser(text_norm, image_norm)
+    model.to(device)
+    parts.bind(model)
+
+    head_params = [p for n, p in model.named_parameters() if not n.startswith(("text_encoder.", "image_encoder."))]
+    pretrained_params = list(model.encoder_parameters())
+    pretrained_ids = {id(p) for p in pretrained_params}
+    learned_encoder_params = [p for n, p in model.named_parameters()
+                              if n.startswith(("text_encoder.", "image_encoder.")) and id(p) not in pretrained_ids]
+    groups = [{"params": head_params + learned_encoder_params, "lr": config.lr}]
+    if pretrained_params:
+        groups.append({"params": pretrained_params, "lr": config.encoder_lr})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    weights = pos_weights(y_train, config)
+    loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weights.to(device) if weights is not None else None)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"model {config.name}: {n_params:,} trainable parameters on {device}"
+        f"{' with mixed precision' if use_amp else ''}")
+
+    history: list[dict] = []
+    start_epoch, best_f1, best_epoch, bad_epochs, best_state = 0, -1.0, -1, 0, None
+    fingerprint = data_fingerprint(config, genres, train, val)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir else None
+    if ckpt_path and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scaler.load_state_dict(state["scaler"])
+            history, best_f1, best_epoch = state["history"], state["best_f1"], state["best_epoch"]
+            bad_epochs, best_state, start_epoch = state["bad_epochs"], state["best_state"], state["epoch"] + 1
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
+            log(f"resumed from {ckpt_path} after epoch {start_epoch}")
+        else:
+            log(f"ignoring checkpoint {ckpt_path}: it belongs to a different config or data")
+
+    y_train_t = torch.from_numpy(y_train)
+    y_val_t = torch.from_numpy(y_val)
+    t_train = time.perf_counter()
+    stopped = bad_epochs >= config.patience
+    for epoch in range(start_epoch, config.epochs):
+        if stopped:
+            break
+        model.train()
+        # Shuffling from (seed, epoch) makes a resumed run see the same batches.
+        gen = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+        if frozen:
+            order = torch.randperm(len(train), generator=gen).numpy()
+            batches = parts.frozen_batches(train_arrays, config.batch_size, order)
+            n_batches = (len(train) + config.batch_size - 1) // config.batch_size
+        else:
+            loader = parts.loader(train, config.batch_size, train=True, generator=gen)
+            batches, n_batches = (parts.to_device(b) for b in loader), len(loader)
+        total, count = 0.0, 0
+        for step, batch in enumerate(batches):
+            target = y_train_t[batch["index"]].to(device, non_blocking=True)
+            with autocast(use_amp):
+                logits, aux = model(batch)
+                loss = loss_fn(logits.float(), target)
+                for extra in aux:
+                    loss = loss + loss_fn(extra.float(), target)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            total += float(loss.detach()) * len(target)
+            count += len(target)
+            base = 0.3 if frozen else 0.0
+            report(f"epoch {epoch + 1}/{config.epochs}",
+                   base + (0.95 - base) * (epoch + (step + 1) / max(n_batches, 1)) / config.epochs)
+        trained = TrainedModel(config, genres, model, parts, np.full(n_genres, 0.5), history, device)
+        val_logits = trained.logits(val, batch_size=max(config.batch_size, 64)) if not frozen else _frozen_logits(model, parts, val_arrays, config)
+        val_loss = float(loss_fn(torch.from_numpy(val_logits).to(device), y_val_t.to(device)))
+        val_probs = 1 / (1 + np.exp(-val_logits.astype(np.float64)))
+        val_f1 = micro_f1(y_val, apply_thresholds(val_probs, np.full(n_genres, 0.5), min_one=True))
+        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss, "val_micro_f1": val_f1})
+        log(f"epoch {epoch + 1}: train_loss {total / max(count, 1):.4f} val_loss {val_loss:.4f} val_micro_f1 {val_f1:.4f}")
+        if val_f1 > best_f1:
+            best_f1, best_epoch, bad_epochs = val_f1, epoch + 1, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        stopped = bad_epochs >= config.patience
+        if ckpt_path:
+            _save_checkpoint(ckpt_path, {
+                "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": history,
+                "best_f1": best_f1, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "best_state": best_state,
+                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+            })
+        if stopped:
+            log(f"early stop: no val micro-F1 gain for {config.patience} epochs (best {best_f1:.4f} at epoch {best_epoch})")
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    timings["train_s"] = time.perf_counter() - t_train
+
+    report("tuning thresholds", 0.96)
+    trained = TrainedModel(config, genres, model, parts, np.full(n_genres, 0.5), history, device,
+                           encoder_fingerprints=fingerprints)
+    if frozen:
+        val_logits = _frozen_logits(model, parts, val_arrays, config)
+    else:
+        val_logits = trained.logits(val, batch_size=max(config.batch_size, 64))
+    val_probs = (1.0 / (1.0 + np.exp(-val_logits.astype(np.float64)))).astype(np.float32)
+    trained.thresholds = tune_thresholds(y_val, val_probs)
+    timings["total_s"] = time.perf_counter() - started
+    trained.timings = timings
+    trained.best_epoch = best_epoch
+    log(f"done in {timings['total_s']:.1f}s; best epoch {best_epoch}, val micro-F1 at 0.5: {best_f1:.4f}")
+    report("done", 1.0)
+    return trained
+
+
+def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if len(x) == 0:
+        return np.zeros(x.shape[1], np.float32), np.ones(x.shape[1], np.float32)
+    return x.mean(axis=0).astype(np.float32), np.maximum(x.std(axis=0), 1e-6).astype(np.float32)
+
+
+def _frozen_logits(model: GenreModel, parts: InputParts, arrays: dict, config: ModelConfig) -> np.ndarray:
+    model.eval()
+    n = len(next(iter(arrays.values())))
+    out = None
+    with torch.inference_mode():
+        for batch in parts.frozen_batches(arrays, max(config.batch_size, 64)):
+            logits, _ = model(batch)
+            if out is None:
+                out = np.zeros((n, logits.shape[1]), dtype=np.float32)
+            out[batch["index"].numpy()] = logits.float().cpu().numpy()
+    return out

@@ -1,0 +1,201 @@
+"""A trained genre model: batching, prediction with the decision rule, saving."""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .config import ModelConfig
+from .encoders import autocast
+from .data import Example, TfidfVectorizer, Vocabulary, decode_image, image_bytes, image_transforms
+from .encoders import MiniLMEncoder
+from .features import FrozenFeatures
+from .model import GenreModel
+from .thresholds import apply_thresholds
+
+Progress = Callable[[str, float], None]
+
+
+def auto_num_workers(config: ModelConfig, device: str) -> int:
+    if config.num_workers is not None:
+        return config.num_workers
+    # On CPU the decoding would compete with the model for the same few cores.
+    if torch.device(device).type != "cuda":
+        return 0
+    import os
+
+    return min(8, os.cpu_count() or 1)
+
+
+class _RawDataset(Dataset):
+    """Per-example inputs for end-to-end (finetune) models."""
+
+    def __init__(self, examples: list[Example], parts: "InputParts", train: bool):
+        self.examples = examples
+        self.parts = parts
+        cfg = parts.config
+        self.transform = image_transforms(cfg.image_size, train=train and cfg.augment) if cfg.has_image else None
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        ex = self.examples[i]
+        item = {"index": i}
+        cfg = self.parts.config
+        if cfg.text_encoder in {"bilstm", "gru"}:
+            item["tokens"] = self.parts.vocab.encode(ex.text, cfg.max_tokens)
+        elif cfg.text_encoder == "minilm":
+            item["text"] = ex.text
+        elif cfg.text_encoder == "tfidf":
+            item["text_feat"] = self.parts.tfidf.transform([ex.text])[0]
+        if cfg.has_image:
+            data = image_bytes(ex)
+            if data is None:
+                item["image"] = torch.zeros(3, cfg.image_size, cfg.image_size)
+                item["has_image"] = False
+            else:
+                item["image"] = self.transform(decode_image(data, ex.key))
+                item["has_image"] = True
+        return item
+
+
+class InputParts:
+    """What turns examples into network inputs: the fitted vocabulary / TF-IDF and the
+    frozen feature extractor."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocabulary | None, tfidf: TfidfVectorizer | None,
+                 device: str, cache_dir: str | None = None, log=None):
+        self.config = config
+        self.vocab = vocab
+        self.tfidf = tfidf
+        self.device = device
+        self.frozen = FrozenFeatures(config, device, cache_dir=cache_dir, log=log) if config.train_mode == "frozen" else None
+        self.minilm_tokenize = None
+
+    # -- frozen: all features up front, then slice
+    def frozen_arrays(self, examples: list[Example], progress: Progress | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
+        cfg = self.config
+        arrays: dict[str, np.ndarray] = {}
+        if cfg.text_encoder == "tfidf":
+            arrays["text_feat"] = self.tfidf.transform([ex.text for ex in examples])
+        elif cfg.text_encoder == "minilm":
+            arrays["text_feat"] = self.frozen.text(examples, progress=progress)
+        if cfg.has_image:
+            feats, has = self.frozen.image(
+                examples, batch_size=batch_size, num_workers=auto_num_workers(cfg, self.device), progress=progress
+            )
+            arrays["image_feat"], arrays["has_image"] = feats, has
+        return arrays
+
+    def frozen_batches(self, arrays: dict[str, np.ndarray], batch_size: int, order: np.ndarray | None = None):
+        n = len(next(iter(arrays.values())))
+        order = np.arange(n) if order is None else order
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            batch = {k: torch.from_numpy(v[idx]).to(self.device, non_blocking=True) for k, v in arrays.items()}
+            batch["index"] = torch.from_numpy(idx)
+            yield batch
+
+    # -- finetune: a DataLoader over raw examples
+    def loader(self, examples: list[Example], batch_size: int, train: bool, generator: torch.Generator | None = None) -> DataLoader:
+        cuda = torch.device(self.device).type == "cuda"
+        return DataLoader(
+            _RawDataset(examples, self, train=train),
+            batch_size=batch_size,
+            shuffle=train,
+            generator=generator,
+            num_workers=auto_num_workers(self.config, self.device),
+            pin_memory=cuda,
+            collate_fn=self.collate,
+        )
+
+    def collate(self, items: list[dict]) -> dict:
+        batch: dict = {"index": torch.tensor([it["index"] for it in items])}
+        if "tokens" in items[0]:
+            lengths = torch.tensor([len(it["tokens"]) for it in items])
+            tokens = torch.zeros(len(items), int(lengths.max()), dtype=torch.long)
+            for row, it in enumerate(items):
+                tokens[row, : len(it["tokens"])] = torch.tensor(it["tokens"])
+            batch["tokens"], batch["lengths"] = tokens, lengths
+        if "text" in items[0]:
+            batch["st_features"] = self.minilm_tokenize([it["text"] for it in items])
+        if "text_feat" in items[0]:
+            batch["text_feat"] = torch.from_numpy(np.stack([it["text_feat"] for it in items]))
+        if "image" in items[0]:
+            batch["image"] = torch.stack([it["image"] for it in items])
+            batch["has_image"] = torch.tensor([it["has_image"] for it in items])
+        return batch
+
+    def to_device(self, batch: dict) -> dict:
+        out = {}
+        for k, v in batch.items():
+            if k == "st_features":
+                out[k] = {kk: vv.to(self.device, non_blocking=True) if torch.is_tensor(vv) else vv for kk, vv in v.items()}
+            elif k in ("index", "lengths"):
+                out[k] = v
+            else:
+                out[k] = v.to(self.device, non_blocking=True)
+        return out
+
+    def bind(self, model: GenreModel) -> None:
+        if isinstance(model.text_encoder, MiniLMEncoder):
+            self.minilm_tokenize = model.text_encoder.tokenize
+
+
+class TrainedModel:
+    """A fitted model with its decision thresholds. Build with ``fit`` or ``load_model``."""
+
+    def __init__(self, config: ModelConfig, genres: list[str], model: GenreModel, parts: InputParts,
+                 thresholds: np.ndarray, history: list[dict], device: str, timings: dict | None = None,
+                 encoder_fingerprints: dict | None = None):
+        self.config = config
+        self.genres = list(genres)
+        self.model = model
+        self.parts = parts
+        self.thresholds = np.asarray(thresholds, dtype=np.float32)
+        self.history = history
+        self.device = device
+        self.timings = timings or {}
+        self.encoder_fingerprints = encoder_fingerprints or {}
+        parts.bind(model)
+
+    def logits(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None,
+               train: bool = False) -> np.ndarray:
+        """Raw logits in example order (eval mode, deterministic transforms)."""
+        self.model.eval()
+        out = np.zeros((len(examples), len(self.genres)), dtype=np.float32)
+        if not examples:
+            return out
+        cuda = torch.device(self.device).type == "cuda"
+        amp = cuda and self.config.amp
+        if self.parts.frozen is not None or self.config.train_mode == "frozen":
+            arrays = self.parts.frozen_arrays(examples, progress=progress, batch_size=batch_size)
+            batches = self.parts.frozen_batches(arrays, batch_size)
+        else:
+            batches = (self.parts.to_device(b) for b in self.parts.loader(examples, batch_size, train=False))
+        done = 0
+        with torch.inference_mode():
+            for batch in batches:
+                with autocast(amp):
+                    logits, _ = self.model(batch)
+                out[batch["index"].numpy()] = logits.float().cpu().numpy()
+                done += len(batch["index"])
+                if progress:
+                    progress("predicting", done / len(examples))
+        return out
+
+    def predict_proba(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
+        logits = self.logits(examples, batch_size=batch_size, progress=progress)
+        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+
+    def predict(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+        probs = self.predict_proba(examples, batch_size=batch_size, progress=progress)
+        return probs, apply_thresholds(probs, self.thresholds, min_one=True)
+
+    def save(self, directory) -> dict:
+        from .artifact import save_model
+
+        return save_model(self, directory)
