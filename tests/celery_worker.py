@@ -89,6 +89,13 @@ class WorkerProcess:
             os.killpg(self.proc.pid, sig)
             self.proc.wait(timeout=30)
 
+    def pause(self) -> None:
+        """Freeze the worker (SIGSTOP to its process group): it holds its connections but reads nothing."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
