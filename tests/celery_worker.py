@@ -99,6 +99,7 @@ class WorkerProcess:
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGCONT)  # a paused worker must wake up to exit
             try:
                 self.proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
