@@ -12,7 +12,9 @@ Conventions (see genreweb/celery.py for queues):
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
@@ -227,12 +229,42 @@ def run_job(task, job_id: int, body: Callable[[Job, ProgressReporter], dict | No
 
 # --- services per kind (imported late: workers -> ml -> catalog, and tasks load fast) --------
 
+@contextlib.contextmanager
+def same_import_lock(source: str, target: str, progress: ProgressReporter):
+    """Serialise imports of the same source + path across all workers (Postgres advisory lock).
+
+    Two identical imports at once would otherwise race on the same TMDB/IMDb ids; in turn,
+    the second finds everything already there. Waiting stays cancellable. SQLite already
+    serialises writers, so there it is a no-op.
+    """
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(f"genreweb-import:{source}:{target}".encode()).digest()[:8], "big",
+                         signed=True)
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+            if cursor.fetchone()[0]:
+                break
+            progress(f"waiting for another {source} import of {target} to finish", 0.0)
+            time.sleep(0.5)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
 def _import_body(job: Job, progress: ProgressReporter) -> dict:
     from catalog.importers import run_import
 
     params = dict(job.params)
     source = params.pop("source")
-    run = run_import(source, params, progress=progress)
+    with same_import_lock(source, str(params.get("path") or params.get("start_date") or ""), progress):
+        run = run_import(source, params, progress=progress)
     summary = {
         "import_run_id": run.pk, "source": source,
         **{name: getattr(run, name) for name in ("created", "updated", "unchanged", "skipped", "posters_stored")
