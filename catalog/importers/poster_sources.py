@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..models import Poster
 from .base import ImporterError, PosterRef
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
@@ -58,3 +59,11 @@ class PosterFolder:
             return PosterRef(filename=name, data=path.read_bytes())
         except OSError as exc:
             return PosterRef(filename=name, missing_reason=f"cannot read poster {name}: {exc.strerror or exc}")
+
+
+def stored_from_url(url: str, *, tmdb_id: int) -> bool:
+    """Whether this movie's stored poster came from ``url`` (so a re-run need not download it).
+
+    Image CDNs such as TMDB's name files by content, so the same URL means the same bytes.
+    """
+    return Poster.objects.filter(movie__tmdb_id=tmdb_id, source_url=url).exclude(original="").exists()

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 
-from ..models import Movie, Poster
+from ..models import Movie
 from . import http
 from .base import (
     GenreRef,
@@ -31,6 +31,7 @@ from .base import (
     clean_text,
     parse_imdb_id,
 )
+from .poster_sources import stored_from_url
 
 TMDB_MAX_PAGES = 500
 DEFAULT_POSTER_SIZE = "w342"
@@ -234,7 +235,7 @@ class TmdbSource(Source):
             return PosterRef(missing_reason="TMDB has no poster for this movie")
         url = f"{self.image_base.rstrip('/')}/{self.poster_size}/{poster_path.strip().lstrip('/')}"
         # TMDB poster paths are content-addressed: the same URL means the same image.
-        if Poster.objects.filter(movie__tmdb_id=tmdb_id, source_url=url).exclude(original="").exists():
+        if stored_from_url(url, tmdb_id=tmdb_id):
             return PosterRef(source_url=url, already_stored=True)
         try:
             data = self.client.get_bytes(url)
