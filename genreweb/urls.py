@@ -5,6 +5,8 @@ from django.urls import include, path
 from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from ml import views as ml_views
+
 from . import views
 
 urlpatterns = [
@@ -17,6 +19,11 @@ urlpatterns = [
     path("api/", include("genreweb.api_urls")),
     path("jobs/", include("workers.urls")),
     path("models/", include("ml.urls")),
+    # Browse and movie pages are catalog views extended with model scores/filters in ml.views,
+    # routed here so catalog never imports ml (see catalog/views.py).
+    path("", ml_views.BrowseView.as_view(), name="home"),
+    path("movies/<int:pk>/", ml_views.MovieWithScoresView.as_view(), name="movie"),
+    path("movies/<int:pk>/labels/", ml_views.RelabelView.as_view(), name="relabel"),
     path("", include("catalog.urls")),
 ]
 

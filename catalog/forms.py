@@ -1,0 +1,66 @@
+"""Forms for browsing and relabelling the catalog."""
+from __future__ import annotations
+
+from django import forms
+from django.db.models import Q, QuerySet
+
+from .models import Genre, Movie, Poster
+
+POSTER_STATUS_CHOICES = [("", "any poster")] + list(Poster.Status.choices) + [
+    ("grayscale", "Grayscale"),
+    ("none", "No poster record"),
+]
+
+
+class CatalogFilterForm(forms.Form):
+    """Search and filters of the catalog page (GET parameters; all optional)."""
+
+    q = forms.CharField(required=False, max_length=200, label="Search title or overview")
+    genre = forms.ModelChoiceField(
+        queryset=Genre.objects.all(), required=False, to_field_name="slug", empty_label="any genre"
+    )
+    year_min = forms.IntegerField(required=False, min_value=1850, max_value=2100, label="from year")
+    year_max = forms.IntegerField(required=False, min_value=1850, max_value=2100, label="to year")
+    label_source = forms.ChoiceField(
+        required=False, choices=[("", "any labels")] + list(Movie.LabelSource.choices)
+    )
+    poster = forms.ChoiceField(required=False, choices=POSTER_STATUS_CHOICES, label="poster status")
+    view = forms.ChoiceField(required=False, choices=[("grid", "Grid"), ("list", "List")])
+
+    def clean(self):
+        cleaned = super().clean()
+        lo, hi = cleaned.get("year_min"), cleaned.get("year_max")
+        if lo and hi and lo > hi:
+            self.add_error("year_max", "must not be before 'from year'")
+        return cleaned
+
+    def filter(self, movies: QuerySet[Movie]) -> QuerySet[Movie]:
+        """Apply the valid filters; invalid fields are ignored (their errors are shown)."""
+        data = self.cleaned_data if self.is_bound and hasattr(self, "cleaned_data") else {}
+        if q := (data.get("q") or "").strip():
+            movies = movies.filter(Q(title__icontains=q) | Q(overview__icontains=q))
+        if genre := data.get("genre"):
+            movies = movies.filter(labels__genre=genre)
+        if data.get("year_min"):
+            movies = movies.filter(year__gte=data["year_min"])
+        if data.get("year_max"):
+            movies = movies.filter(year__lte=data["year_max"])
+        if data.get("label_source"):
+            movies = movies.filter(label_source=data["label_source"])
+        poster = data.get("poster")
+        if poster == "grayscale":
+            movies = movies.filter(poster__is_grayscale=True)
+        elif poster == "none":
+            movies = movies.filter(poster__isnull=True)
+        elif poster:
+            movies = movies.filter(poster__status=poster)
+        return movies
+
+
+class RelabelForm(forms.Form):
+    """The full new label set of one movie plus an optional reason for the audit trail."""
+
+    genres = forms.ModelMultipleChoiceField(
+        queryset=Genre.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+    reason = forms.CharField(required=False, max_length=500)

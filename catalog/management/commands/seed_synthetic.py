@@ -1,0 +1,243 @@
+"""Fill a database with N synthetic movies, fast: genres, movies, labels (+ import history),
+optional posters, and optionally a synthetic model version with evaluation and predictions.
+
+Used for the page-latency benchmark at 100k movies, screenshots and local demos; never for
+quality figures. Rows go in with bulk_create in batches, one transaction per batch, with
+progress printed per batch.
+
+    python manage.py seed_synthetic --movies 100000 --posters 40 --predictions
+
+The catalog app must not import ml at module level (dependency direction), so the optional
+model part (--predictions) loads ml's models and services lazily, only when asked for.
+"""
+from __future__ import annotations
+
+import io
+import random
+import time
+
+from django.apps import apps
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from catalog.models import Genre, LabelChange, Movie, MovieGenre, Poster
+
+# The 19 TMDB movie genres with their TMDB ids, and relative frequencies like the real catalog.
+GENRES = [
+    (28, "Action", 14), (12, "Adventure", 8), (16, "Animation", 4), (35, "Comedy", 20), (80, "Crime", 8),
+    (99, "Documentary", 5), (18, "Drama", 30), (10751, "Family", 5), (14, "Fantasy", 5), (36, "History", 3),
+    (27, "Horror", 9), (10402, "Music", 3), (9648, "Mystery", 5), (10749, "Romance", 10),
+    (878, "Science Fiction", 6), (10770, "TV Movie", 2), (53, "Thriller", 14), (10752, "War", 2), (37, "Western", 1),
+]
+# Genre-flavoured words so overviews carry signal a text model can pick up.
+VOCAB = {
+    "Action": "explosive chase mercenary heist showdown", "Adventure": "quest journey treasure island expedition",
+    "Animation": "animated talking toy cartoon colourful", "Comedy": "hilarious awkward wedding prank misfit",
+    "Crime": "detective mob cartel robbery corrupt", "Documentary": "footage interviews true story archive",
+    "Drama": "family grief struggle redemption secret", "Family": "kids holiday puppy parents magic",
+    "Fantasy": "wizard dragon kingdom sorcery prophecy", "History": "empire revolution century king battle",
+    "Horror": "haunted demon blood cabin nightmare", "Music": "band concert singer rhythm tour",
+    "Mystery": "clue disappearance puzzle riddle suspect", "Romance": "love affair heart summer kiss",
+    "Science Fiction": "alien planet spaceship android future", "TV Movie": "television special network pilot",
+    "Thriller": "conspiracy hostage stalker deadly escape", "War": "soldiers front platoon trenches invasion",
+    "Western": "outlaw sheriff frontier saloon cattle",
+}
+FILLER = "a an the who when after must while finds their new old young town city life world".split()
+TITLE_A = "Silent Broken Last Hidden Golden Dark Lost Crimson Wild Final Distant Midnight Burning Frozen".split()
+TITLE_B = "River Empire Promise Signal Horizon Garden Machine Harbor Witness Frontier Orchard Echo Kingdom".split()
+POSTER_COLOURS = [(200, 60, 50), (40, 90, 170), (30, 130, 90), (150, 90, 180), (220, 160, 40), (60, 60, 70)]
+
+
+def _poster_jpeg(rng: random.Random, index: int) -> bytes:
+    from PIL import Image, ImageDraw
+
+    base = POSTER_COLOURS[index % len(POSTER_COLOURS)]
+    picture = Image.new("RGB", (200, 300), base)
+    draw = ImageDraw.Draw(picture)
+    for _ in range(12):
+        x, y = rng.randrange(200), rng.randrange(300)
+        colour = tuple(min(255, max(0, c + rng.randrange(-80, 80))) for c in base)
+        draw.ellipse((x - 40, y - 40, x + 40, y + 40), fill=colour)
+    draw.rectangle((0, 240, 200, 300), fill=(20, 22, 30))
+    buf = io.BytesIO()
+    picture.save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+class Command(BaseCommand):
+    help = "Fill the database with N synthetic movies (labels, optional posters and predictions)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--movies", type=int, default=1000, help="how many movies to create")
+        parser.add_argument("--batch", type=int, default=5000, help="rows per bulk insert / transaction")
+        parser.add_argument("--posters", type=int, default=0,
+                            help="generate this many distinct poster images and share them round-robin (0: none)")
+        parser.add_argument("--predictions", action="store_true",
+                            help="also create a synthetic model version (promoted to production) with "
+                                 "an evaluation and a prediction for every new movie")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--source-prefix", default="syn", help="source_id prefix (keeps reruns unique)")
+
+    def handle(self, *args, **opts):
+        n, batch = opts["movies"], opts["batch"]
+        if n < 1 or batch < 1:
+            raise CommandError("--movies and --batch must be positive")
+        rng = random.Random(opts["seed"])
+        genres = self._genres()
+        weights = [w for _, _, w in GENRES]
+        poster_names = self._posters(rng, opts["posters"])
+        prefix = f"{opts['source_prefix']}-{int(time.time())}"
+        started = time.monotonic()
+        version = self._model_version(genres) if opts["predictions"] else None
+        created = 0
+        while created < n:
+            size = min(batch, n - created)
+            with transaction.atomic():
+                self._batch(rng, genres, weights, poster_names, version, prefix, created, size)
+            created += size
+            rate = created / max(time.monotonic() - started, 1e-6)
+            self.stdout.write(f"{created:,}/{n:,} movies ({100 * created / n:.0f}%, {rate:,.0f}/s)")
+        if version is not None:
+            self._promote(version)
+        self.stdout.write(self.style.SUCCESS(f"created {created:,} movies in {time.monotonic() - started:.1f} s"))
+
+    def _genres(self) -> list[Genre]:
+        out = []
+        for tmdb_id, name, _ in GENRES:
+            genre, _ = Genre.objects.get_or_create(name=name, defaults={"tmdb_id": tmdb_id})
+            out.append(genre)
+        return out
+
+    def _posters(self, rng: random.Random, count: int) -> list[str]:
+        names = []
+        for i in range(count):
+            names.append(default_storage.save(f"posters/synthetic/poster-{i:03d}.jpg", ContentFile(_poster_jpeg(rng, i))))
+        return names
+
+    def _batch(self, rng, genres, weights, poster_names, version, prefix, offset, size):
+        movies, label_sets = [], []
+        for i in range(offset, offset + size):
+            k = rng.choices([1, 2, 3, 4], weights=[30, 40, 22, 8])[0]
+            chosen = []
+            while len(chosen) < k:
+                g = rng.choices(range(len(genres)), weights=weights)[0]
+                if g not in chosen:
+                    chosen.append(g)
+            words = []
+            for g in chosen:
+                words += rng.sample(VOCAB[genres[g].name].split(), 3)
+            words += rng.sample(FILLER, 8)
+            rng.shuffle(words)
+            year = rng.randint(1930, 2024)
+            movies.append(Movie(
+                title=f"{rng.choice(TITLE_A)} {rng.choice(TITLE_B)} {i + 1}",
+                overview=(" ".join(words)).capitalize() + ".",
+                year=year, popularity=round(rng.expovariate(1 / 8), 3), original_language="en",
+                source=Movie.Source.MANUAL, source_id=f"{prefix}-{i}",
+            ))
+            label_sets.append(chosen)
+        Movie.objects.bulk_create(movies, batch_size=2000)  # ids come back on Postgres and SQLite
+        labels, history, posters = [], [], []
+        for movie, chosen in zip(movies, label_sets):
+            for g in chosen:
+                labels.append(MovieGenre(movie=movie, genre=genres[g], source=MovieGenre.Source.IMPORTED))
+                history.append(LabelChange(movie=movie, genre=genres[g], action=LabelChange.Action.ADDED,
+                                           origin=LabelChange.Origin.IMPORT))
+            if poster_names:
+                name = poster_names[movie.pk % len(poster_names)]
+                posters.append(Poster(movie=movie, original=name, derivative=name, status=Poster.Status.OK,
+                                      width=200, height=300, image_mode="RGB"))
+        MovieGenre.objects.bulk_create(labels, batch_size=5000)
+        LabelChange.objects.bulk_create(history, batch_size=5000)
+        Poster.objects.bulk_create(posters, batch_size=5000)
+        if version is not None:
+            self._predictions(rng, genres, version, movies, label_sets)
+
+    # --- the synthetic model (ml app, loaded lazily: catalog does not import ml) -------------
+
+    def _model_version(self, genres):
+        if not apps.is_installed("ml"):
+            raise CommandError("--predictions needs the ml app")
+        Snapshot = apps.get_model("ml", "DatasetSnapshot")
+        ModelVersion = apps.get_model("ml", "ModelVersion")
+        Evaluation = apps.get_model("ml", "Evaluation")
+        GenreMetric = apps.get_model("ml", "GenreMetric")
+        names = [g.name for g in genres]
+        rng = random.Random(1)
+        with transaction.atomic():
+            snapshot = Snapshot.objects.create(name="synthetic", genres=names, content_hash="synthetic-" + str(time.time()),
+                                               fractions=[0.7, 0.15, 0.15], report={"synthetic": True})
+            version = ModelVersion.objects.create(
+                name=f"synthetic v{ModelVersion.objects.count() + 1}", snapshot=snapshot, config_name="synthetic",
+                config={"note": "random scores correlated with labels, for demos and benchmarks"},
+                genres=names, thresholds=[round(rng.uniform(0.3, 0.6), 3) for _ in names],
+                artifact_path="", checksum="synthetic",
+            )
+            evaluation = Evaluation.objects.create(model_version=version, snapshot=snapshot, split="test", n_examples=1000)
+            rows, f1s = [], []
+            for name, (_, _, weight) in zip(names, GENRES):
+                support = weight * 12
+                recall = rng.uniform(0.45, 0.9)
+                precision = rng.uniform(0.45, 0.9)
+                tp = int(support * recall)
+                fn = support - tp
+                fp = int(tp / precision) - tp
+                tn = 1000 - tp - fn - fp
+                f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+                f1s.append(f1)
+                rows.append(GenreMetric(evaluation=evaluation, model_version=version, snapshot=snapshot, split="test",
+                                        genre=name, threshold=0.5, f1=f1, precision=tp / max(1, tp + fp),
+                                        recall=tp / max(1, support), roc_auc=rng.uniform(0.8, 0.97),
+                                        pr_auc=rng.uniform(0.4, 0.85), support=support, tp=tp, fp=fp, fn=fn, tn=tn))
+            GenreMetric.objects.bulk_create(rows)
+            pr = {}
+            for name in names:
+                recall = [i / 20 for i in range(21)]
+                top = rng.uniform(0.75, 1.0)
+                pr[name] = {"recall": recall, "precision": [round(top - (top - 0.15) * r ** rng.uniform(1.5, 3), 4) for r in recall]}
+            centres = [(i + 0.5) / 10 for i in range(10)]
+            calibration = {"edges": [i / 10 for i in range(11)], "count": [100] * 10, "mean_confidence": centres,
+                           "fraction_positive": [max(0.0, min(1.0, c + rng.uniform(-0.08, 0.05))) for c in centres],
+                           "ece": 0.04}
+            evaluation.micro_f1 = sum(f1s) / len(f1s) + 0.05
+            evaluation.macro_f1 = sum(f1s) / len(f1s)
+            evaluation.samples_f1 = evaluation.micro_f1 - 0.01
+            evaluation.roc_auc_macro = 0.9
+            evaluation.metrics = {"hamming_accuracy": 0.93, "ece": 0.04, "synthetic": True}
+            evaluation.curves = {"pr_curves": pr, "calibration": calibration}
+            evaluation.save()
+        self.stdout.write(f"created synthetic model version {version.pk}")
+        return version
+
+    def _predictions(self, rng, genres, version, movies, label_sets):
+        # The derived fields (suggestions, disagreement, uncertainty) come from the one
+        # function batch inference uses, so synthetic queues behave like real ones.
+        from importlib import import_module
+
+        import numpy as np
+
+        prediction_fields = import_module("ml.services.inference").prediction_fields
+        Prediction = apps.get_model("ml", "Prediction")
+        names = [g.name for g in genres]
+        thresholds = np.asarray(version.thresholds, dtype=np.float64)
+        rows = []
+        for movie, chosen in zip(movies, label_sets):
+            labelled = [names[g] for g in chosen]
+            # Mostly right: labelled genres score high, others low, with overlap.
+            probs = np.array([
+                min(0.999, max(0.001, rng.gauss(0.72 if name in labelled else 0.12, 0.17))) for name in names
+            ])
+            decisions = probs >= thresholds
+            if not decisions.any():
+                decisions[int(probs.argmax())] = True  # every movie gets at least its top genre
+            rows.append(Prediction(movie=movie, model_version=version,
+                                   **prediction_fields(names, thresholds, probs, decisions, labelled)))
+        Prediction.objects.bulk_create(rows, batch_size=5000)
+
+    def _promote(self, version):
+        from importlib import import_module
+
+        import_module("ml.services.registry").promote(version.pk)
+        self.stdout.write(f"promoted {version} to production")

@@ -1,0 +1,287 @@
+"""Catalog pages: browse (grid/list), movie page, relabel, data insight.
+
+Dependency direction is genreweb -> workers -> ml -> catalog, so nothing here imports ml.
+The browse and movie pages are *composed*: CatalogView and MovieView below hold all the
+catalog logic and expose two hooks (``extend_movies`` / ``extend_context``); ml.views
+subclasses them to add the model filters ("model disagrees", "model unsure") and the
+production model's score bars, and genreweb/urls.py routes "/" and "/movies/<id>/" to those
+subclasses. RelabelView likewise has a ``labels_changed`` hook (ml refreshes the review
+queues). The catalog-only insight page is routed from catalog/urls.py.
+"""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, Max
+from django.db.models.functions import Length
+from django.core.paginator import Paginator
+from django.db.models import Prefetch
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.decorators import method_decorator
+from django.views.generic import TemplateView, View
+
+from genreweb.permissions import ReaderMixin, labeler_required, reader_required
+
+from .forms import CatalogFilterForm, RelabelForm
+from .labels import set_labels
+from .models import Genre, LabelChange, Movie, MovieGenre, Poster
+
+PAGE_SIZE_GRID = 48
+PAGE_SIZE_LIST = 100
+
+
+def poster_url(movie: Movie) -> str | None:
+    """URL of the best poster image to show (resized derivative first), or None."""
+    try:
+        poster = movie.poster
+    except Poster.DoesNotExist:
+        return None
+    for field in (poster.derivative, poster.original):
+        if field:
+            return field.url
+    return None
+
+
+def labelled_movies():
+    """Movies with everything a listing shows, in a constant number of queries."""
+    return Movie.objects.select_related("poster").prefetch_related(
+        Prefetch("labels", queryset=MovieGenre.objects.select_related("genre").order_by("genre__name"))
+    )
+
+
+class CatalogView(ReaderMixin, TemplateView):
+    template_name = "catalog/browse.html"
+
+    def extend_movies(self, movies, filter_form):
+        """Hook for subclasses: narrow/annotate the filtered movies. Default: unchanged."""
+        return movies
+
+    def extend_context(self, page_movies) -> dict:
+        """Hook for subclasses: context for the shown page of movies."""
+        return {}
+
+    def get_context_data(self, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        form = CatalogFilterForm(self.request.GET or None)
+        form.is_valid()
+        movies = form.filter(labelled_movies())
+        movies = self.extend_movies(movies, form)
+        view_mode = (form.cleaned_data.get("view") if form.is_bound else None) or "grid"
+        paginator = Paginator(movies, PAGE_SIZE_GRID if view_mode == "grid" else PAGE_SIZE_LIST)
+        page = paginator.get_page(self.request.GET.get("page"))
+        page_movies = list(page.object_list)
+        for movie in page_movies:
+            movie.poster_src = poster_url(movie)
+        params = self.request.GET.copy()
+        params.pop("page", None)
+        ctx.update(
+            form=form,
+            page=page,
+            movies=page_movies,
+            view_mode=view_mode,
+            query_without_page=params.urlencode(),
+            **self.extend_context(page_movies),
+        )
+        return ctx
+
+
+class MovieView(ReaderMixin, TemplateView):
+    template_name = "catalog/movie.html"
+
+    def extend_context(self, movie: Movie) -> dict:
+        """Hook for subclasses (ml adds the production model's scores)."""
+        return {}
+
+    def get_context_data(self, pk: int, **kwargs):
+        ctx = super().get_context_data(**kwargs)
+        movie = get_object_or_404(labelled_movies(), pk=pk)
+        movie.poster_src = poster_url(movie)
+        current = [mg.genre_id for mg in movie.labels.all()]
+        history = LabelChange.objects.filter(movie=movie).select_related("genre", "user")[:200]
+        ctx.update(
+            movie=movie,
+            labels=movie.labels.all(),
+            history=history,
+            relabel_form=RelabelForm(initial={"genres": current}),
+            all_genres=Genre.objects.all(),
+            current_genre_ids=set(current),
+            next_url=self.request.GET.get("next", ""),
+            **self.extend_context(movie),
+        )
+        return ctx
+
+
+def _safe_next(request, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next")
+    if target and url_has_allowed_host_and_scheme(target, {request.get_host()}, request.is_secure()):
+        return target
+    return fallback
+
+
+class RelabelView(View):
+    """Replace a movie's labels (atomically, audited via catalog.labels.set_labels).
+
+    ``labels_changed`` is the hook for layers above (ml refreshes the review queues)."""
+
+    http_method_names = ["post"]
+
+    def labels_changed(self, movie: Movie) -> None:
+        """Hook: called after a change was saved. Default: nothing."""
+
+    @method_decorator(labeler_required)
+    def post(self, request, pk: int):
+        movie = get_object_or_404(Movie, pk=pk)
+        form = RelabelForm(request.POST)
+        movie_url = reverse("movie", args=[pk])
+        if not form.is_valid():
+            messages.error(request, "Labels not saved: " + "; ".join(
+                f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
+            return HttpResponseRedirect(movie_url)
+        diff = set_labels(movie, form.cleaned_data["genres"], user=request.user, reason=form.cleaned_data["reason"])
+        if diff.changed:
+            self.labels_changed(movie)
+            parts = [f"added {', '.join(diff.added)}" if diff.added else "",
+                     f"removed {', '.join(diff.removed)}" if diff.removed else ""]
+            messages.success(request, f"Labels of “{movie.title}” saved: " + "; ".join(p for p in parts if p) + ".")
+        else:
+            messages.info(request, "Labels unchanged.")
+        return HttpResponseRedirect(_safe_next(request, movie_url))
+
+
+@reader_required
+def insight_page(request):
+    """Data insight: genre distribution, co-occurrence (clustered), overview lengths, share by year."""
+    return render(request, "catalog/insight.html", {"insight": catalog_insight()})
+
+
+# --- data insight -------------------------------------------------------------
+
+
+def catalog_insight() -> dict:
+    """Aggregates for the insight page, cached until the catalog or its labels change."""
+    stamp = (Movie.objects.count(), LabelChange.objects.aggregate(m=Max("id"))["m"], MovieGenre.objects.count())
+    key = f"catalog-insight:{stamp}"
+    data = cache.get(key)
+    if data is None:
+        data = _compute_insight()
+        cache.set(key, data, 600)
+    return data
+
+
+def _heat_colour(value: float) -> str:
+    """White -> deep blue for 0..1."""
+    value = max(0.0, min(1.0, value))
+    r, g, b = (int(255 - value * (255 - c)) for c in (31, 78, 196))
+    return f"rgb({r},{g},{b})"
+
+
+def _compute_insight() -> dict:
+    genres = list(Genre.objects.annotate(n=Count("labels")).order_by("-n", "name"))
+    total_movies = Movie.objects.count()
+    top = max((g.n for g in genres), default=0) or 1
+    distribution = [
+        {"genre": g, "count": g.n, "pct_of_max": 100 * g.n / top,
+         "share": (100 * g.n / total_movies) if total_movies else 0}
+        for g in genres
+    ]
+
+    # Co-occurrence counts in one grouped self-join, not one query per pair.
+    table = MovieGenre._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT a.genre_id, b.genre_id, COUNT(*) FROM {table} a JOIN {table} b "
+            f"ON a.movie_id = b.movie_id AND a.genre_id < b.genre_id GROUP BY a.genre_id, b.genre_id"
+        )
+        pairs = cursor.fetchall()
+    used = [g for g in genres if g.n]
+    heatmap = _clustered_heatmap(used, pairs)
+
+    # Overview length histogram (characters), bucketed in the database.
+    bucket = 100
+    lengths = (
+        Movie.objects.exclude(overview="").annotate(chars=Length("overview"))
+        .values_list("chars", flat=True)
+    )
+    hist: dict[int, int] = {}
+    for chars in lengths.iterator(chunk_size=5000):
+        b = min(chars // bucket, 12)  # everything past 1,200 characters in one bin
+        hist[b] = hist.get(b, 0) + 1
+    hist_max = max(hist.values(), default=0) or 1
+    length_hist = [
+        {"label": f"{b * bucket}+" if b == 12 else f"{b * bucket}–{(b + 1) * bucket - 1}",
+         "count": hist.get(b, 0), "pct_of_max": 100 * hist.get(b, 0) / hist_max}
+        for b in range(0, 13)
+    ]
+    no_overview = Movie.objects.filter(overview="").count()
+
+    # Genre share by release decade: share of that decade's movies carrying the genre.
+    per_decade: dict[int, int] = {}
+    for year, n in Movie.objects.exclude(year=None).values_list("year").annotate(n=Count("id")).order_by():
+        per_decade[year // 10 * 10] = per_decade.get(year // 10 * 10, 0) + n
+    genre_decade: dict[tuple[int, int], int] = {}
+    for year, genre_id, n in (
+        MovieGenre.objects.exclude(movie__year=None).values_list("movie__year", "genre_id").annotate(n=Count("id")).order_by()
+    ):
+        key = (genre_id, year // 10 * 10)
+        genre_decade[key] = genre_decade.get(key, 0) + n
+    decades = sorted(per_decade)
+    share_rows = []
+    for g in used:
+        cells = []
+        for d in decades:
+            share = genre_decade.get((g.pk, d), 0) / per_decade[d] if per_decade[d] else 0
+            cells.append({"pct": round(100 * share), "colour": _heat_colour(share * 1.6)})
+        share_rows.append({"genre": g, "cells": cells})
+    return {
+        "total_movies": total_movies,
+        "distribution": distribution,
+        "heatmap": heatmap,
+        "length_hist": length_hist,
+        "no_overview": no_overview,
+        "decades": [{"label": f"{d}s", "movies": per_decade[d]} for d in decades],
+        "share_rows": share_rows,
+    }
+
+
+def _clustered_heatmap(genres: list[Genre], pairs) -> dict:
+    """Jaccard similarity of genre pairs, rows/columns ordered by hierarchical clustering
+    (average linkage on 1 - Jaccard), so related genres sit next to each other."""
+    import numpy as np
+    from scipy.cluster.hierarchy import leaves_list, linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(genres)
+    if n == 0:
+        return {"size": 0, "cells": [], "labels": []}
+    index = {g.pk: i for i, g in enumerate(genres)}
+    counts = np.array([g.n for g in genres], dtype=float)
+    co = np.zeros((n, n))
+    for a, b, c in pairs:
+        if a in index and b in index:
+            co[index[a], index[b]] = co[index[b], index[a]] = c
+    union = counts[:, None] + counts[None, :] - co
+    jaccard = np.divide(co, union, out=np.zeros_like(co), where=union > 0)
+    np.fill_diagonal(jaccard, 1.0)
+    order = list(range(n))
+    if n > 2:
+        distance = squareform(1.0 - jaccard, checks=False)
+        order = [int(i) for i in leaves_list(linkage(distance, method="average"))]
+    off_diag = jaccard[~np.eye(n, dtype=bool)]
+    scale = float(off_diag.max()) if off_diag.size and off_diag.max() > 0 else 1.0
+    cell, label_w = 26, 110
+    cells = []
+    for row, i in enumerate(order):
+        for col, j in enumerate(order):
+            value = jaccard[i, j]
+            cells.append({
+                "x": label_w + col * cell, "y": label_w + row * cell,
+                "colour": "#1d2330" if i == j else _heat_colour(value / scale),
+                "title": f"{genres[i].name} & {genres[j].name}: {int(co[i, j])} movies, Jaccard {value:.2f}"
+                if i != j else f"{genres[i].name}: {int(counts[i])} movies",
+            })
+    labels = [{"name": genres[i].name, "pos": label_w + k * cell + cell / 2} for k, i in enumerate(order)]
+    return {"size": label_w + n * cell, "cell": cell - 1, "cells": cells, "labels": labels, "label_w": label_w}

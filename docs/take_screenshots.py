@@ -1,0 +1,68 @@
+"""Screenshots of the main pages for the README (docs/screenshots/*.png).
+
+Run against a dev server filled with synthetic data, e.g.:
+
+    GENREWEB_DATA_DIR=/tmp/demo python manage.py migrate
+    GENREWEB_DATA_DIR=/tmp/demo python manage.py seed_synthetic --movies 3000 --posters 12 --predictions
+    GENREWEB_DATA_DIR=/tmp/demo python manage.py createsuperuser   # or any staff user
+    DEBUG=1 GENREWEB_DATA_DIR=/tmp/demo python manage.py runserver 127.0.0.1:8765
+    python docs/take_screenshots.py --base http://127.0.0.1:8765 --user staff --password ...
+
+Needs Debian chromium (or GENREWEB_CHROMIUM) and the playwright Python package.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+OUT = Path(__file__).resolve().parent / "screenshots"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-quic"]
+PAGES = [
+    ("login", "/accounts/login/", False),
+    ("catalog-grid", "/", True),
+    ("catalog-list", "/?view=list&model=disagrees", True),
+    ("movie", "/movies/{movie}/", True),
+    ("review-queue", "/models/review/disagrees/", True),
+    ("review-item", "/models/review/disagrees/1/", True),
+    ("models", "/models/", True),
+    ("model-report", "/models/{version}/", True),
+    ("insight", "/insight/", True),
+    ("predict", "/models/predict/", False),
+    ("jobs", "/jobs/", False),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="http://127.0.0.1:8765")
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--password", required=True)
+    parser.add_argument("--movie", type=int, default=1)
+    parser.add_argument("--version", type=int, default=1)
+    args = parser.parse_args()
+    chromium = os.environ.get("GENREWEB_CHROMIUM") or shutil.which("chromium")
+    OUT.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1360, "height": 860})
+        page.goto(args.base + "/accounts/login/")
+        page.screenshot(path=OUT / "login.png")
+        page.fill("input[name=username]", args.user)
+        page.fill("input[name=password]", args.password)
+        page.click("button[type=submit]")
+        page.wait_for_load_state("networkidle")
+        for name, path, full in PAGES[1:]:
+            page.goto(args.base + path.format(movie=args.movie, version=args.version))
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=OUT / f"{name}.png", full_page=full)
+            print("saved", OUT / f"{name}.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
