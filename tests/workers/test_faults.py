@@ -1,0 +1,167 @@
+"""Faults the fleet must survive, with a real Redis, a real worker process and Postgres.
+
+Each test starts its own worker (tests/celery_worker.py) on this run's Redis database and
+the pytest-django test database; jobs go through workers.jobs exactly as the UI sends them.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from django.conf import settings
+
+from catalog.models import Movie, MovieGenre, Poster
+from ml.models import Prediction
+from tests.celery_worker import WorkerProcess
+from workers.jobs import broker_message_ids, enqueue, retry
+from workers.models import Job, JobShard
+
+from .conftest import build_tiny_model_version, make_movies
+
+pytestmark = [
+    pytest.mark.redis, pytest.mark.worker, pytest.mark.postgres, pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+]
+
+
+def wait_for(predicate, timeout: float, what: str, worker: WorkerProcess | None = None, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    log = worker.read_log() if worker else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{log}")
+
+
+def finished(job_id: int) -> Job | None:
+    job = Job.objects.get(pk=job_id)
+    return job if job.is_finished else None
+
+
+@pytest.fixture
+def start_worker(tmp_path, settings):
+    settings.GENREWEB_TEST_HOOKS = True
+    workers: list[WorkerProcess] = []
+
+    def start(name: str = "w", **env) -> WorkerProcess:
+        folder = tmp_path / f"worker-{name}-{len(workers)}"
+        folder.mkdir()
+        worker = WorkerProcess(folder, use_redis=True, extra_env={"GENREWEB_TEST_HOOKS": "1", **env})
+        workers.append(worker)
+        return worker.start(timeout=90)
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def test_worker_killed_mid_batch_predict_redelivers_the_shard_and_the_count_is_exact(start_worker):
+    movie_ids = make_movies(40)
+    version_id = build_tiny_model_version()
+    # Short visibility timeout so Redis hands the killed worker's unacked shard to the next one.
+    env = {"GENREWEB_VISIBILITY_TIMEOUT_S": "10"}
+    first = start_worker("a", **env)
+    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8, "_test_shard_delay_s": 1.0})
+
+    def a_shard_running_after_one_done():
+        shards = JobShard.objects.filter(job=job)
+        return (shards.filter(status="succeeded").exists()
+                and shards.filter(status="running").first())
+
+    victim = wait_for(a_shard_running_after_one_done, 120, "a shard in flight", first)
+    first.kill()  # SIGKILL the whole worker: main process and pool child
+    assert JobShard.objects.get(pk=victim.pk).status == "running"
+    assert Job.objects.get(pk=job.pk).status == "running"
+
+    second = start_worker("b", **env)
+    done = wait_for(lambda: finished(job.pk), 150, "the job to finish after redelivery", second)
+    assert done.status == "succeeded", (done.error, done.log, second.read_log())
+    victim.refresh_from_db()
+    assert victim.status == "succeeded" and victim.attempts >= 2  # it ran again on the new worker
+    assert done.result["redelivered_shards"] >= 1
+    assert Prediction.objects.filter(model_version_id=version_id).count() == len(movie_ids)
+    assert done.result["predictions_written"] == len(movie_ids)
+    assert sorted(Prediction.objects.filter(model_version_id=version_id).values_list("movie_id", flat=True)) \
+        == sorted(movie_ids)
+
+
+def test_a_shard_that_raises_fails_the_job_and_a_retry_completes_it(start_worker):
+    movie_ids = make_movies(24)
+    version_id = build_tiny_model_version()
+    worker = start_worker()
+    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8, "_test_fail_shard": 1})
+    failed = wait_for(lambda: finished(job.pk), 120, "the job to finish", worker)
+    assert failed.status == "failed"
+    assert "shard 1" in failed.error and "injected failure" in failed.error
+    assert [s["index"] for s in failed.result["shards_failed"]] == [1]
+    assert Prediction.objects.filter(model_version_id=version_id).count() == 16  # shards 0 and 2 kept theirs
+
+    again = retry(failed)
+    done = wait_for(lambda: finished(again.pk), 120, "the retry to finish", worker)
+    assert done.status == "succeeded", (done.error, done.log)
+    assert done.result["shards_reused"] == 2
+    assert Prediction.objects.filter(model_version_id=version_id).count() == len(movie_ids)
+
+
+def _restart_redis() -> float:
+    """Restart this machine's Redis (it keeps nothing on disk); returns the downtime in seconds."""
+    started = time.monotonic()
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, timeout=10)
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode != 0,
+             10, "redis to stop", interval=0.05)
+    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+                    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+                    "--logfile", "/var/log/redis/ci.log"], check=True, timeout=10)
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).stdout.strip()
+             == b"PONG", 10, "redis to come back", interval=0.05)
+    return time.monotonic() - started
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs this machine's redis-server to restart it")
+def test_redis_restarted_while_jobs_are_queued(start_worker, csv_folder):
+    folder = str(csv_folder(5))
+    # The sweep runs every 2 s in the worker and treats messages missing for 3 s as lost.
+    worker = start_worker(GENREWEB_REQUEUE_INTERVAL_S="2", GENREWEB_REQUEUE_GRACE_S="3")
+    worker.pause()  # jobs stay queued in Redis while the worker is frozen
+    try:
+        before = [enqueue("import", {"source": "csv", "path": folder}) for _ in range(2)]
+        queued_ids = broker_message_ids()
+        assert {job.celery_task_id for job in before} <= queued_ids
+        downtime = _restart_redis()
+        assert downtime < 10
+        # Redis kept nothing: the queued messages are really gone.
+        assert not {job.celery_task_id for job in before} & (broker_message_ids() or set())
+    finally:
+        worker.resume()
+    after = enqueue("import", {"source": "csv", "path": folder})
+    for job in [*before, after]:
+        done = wait_for(lambda: finished(job.pk), 120, f"job #{job.pk} to run after the restart", worker)
+        assert done.status == "succeeded", (done.error, done.log, worker.read_log())
+    for job in before:
+        assert any("re-sent by the stale-job sweep" in line for line in Job.objects.get(pk=job.pk).log)
+    assert Movie.objects.count() == 5
+
+
+def test_two_identical_imports_at_once_leave_each_movie_once(tmp_path, csv_folder):
+    folder = str(csv_folder(30))
+    worker = WorkerProcess(tmp_path / "w2", use_redis=True, concurrency=2)
+    (tmp_path / "w2").mkdir()
+    worker.start(timeout=90)
+    try:
+        jobs = [enqueue("import", {"source": "csv", "path": folder}) for _ in range(2)]
+        results = [wait_for(lambda j=job: finished(j.pk), 120, "both imports", worker) for job in jobs]
+    finally:
+        worker.stop()
+    for job in results:
+        assert job.status == "succeeded" or (job.status == "failed" and job.error), job.log
+    assert any(job.status == "succeeded" for job in results)
+    assert Movie.objects.count() == 30
+    assert Movie.objects.values("source_id").distinct().count() == 30
+    assert Poster.objects.count() == 30
+    assert MovieGenre.objects.count() == MovieGenre.objects.values("movie", "genre").distinct().count()
+    created = sorted(job.result.get("created", 0) for job in results if job.status == "succeeded")
+    assert sum(created) == 30  # one import created them all, the other found them there
