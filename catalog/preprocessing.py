@@ -22,7 +22,7 @@ Grayscale policy (``GENREWEB_GRAYSCALE_POLICY``):
 Idempotent: each poster records a ``processing_key`` (original checksum + the settings that
 shape the result); a poster whose key still matches is skipped unless ``force``. Fields and
 files are only written when their value changes, so a second run reports zero changes and
-rewrites no file. Each poster and each batch of movies is its own transaction, so an
+rewrites no file. Each batch of posters and of movies is one transaction, so an
 exception from ``progress`` (job cancellation) leaves every row consistent.
 """
 from __future__ import annotations
@@ -205,8 +205,10 @@ def _run_poster_pass(posters, opts: _Settings, report: Progress) -> _PosterCount
     report(f"Checking {counts.total} posters", 0.0)
     for start in range(0, len(poster_ids), POSTER_BATCH_SIZE):
         batch = Poster.objects.filter(id__in=poster_ids[start : start + POSTER_BATCH_SIZE]).order_by("id")
-        for poster in batch:
-            _process_one_poster(poster, opts, counts)
+        # Decode and write files first, then all row updates in one short transaction: one
+        # commit per batch instead of per poster, and the database is locked only briefly.
+        pending = [update for poster in batch if (update := _process_one_poster(poster, opts, counts))]
+        _apply_poster_updates(pending, counts)
         done = min(start + POSTER_BATCH_SIZE, len(poster_ids))
         report(
             f"Posters {done}/{counts.total} ({counts.changed} changed, {counts.skipped_unchanged} already done)",
@@ -226,7 +228,17 @@ def _expected_key(poster: Poster, opts: _Settings) -> str:
     )
 
 
-def _process_one_poster(poster: Poster, opts: _Settings, counts: _PosterCounts) -> None:
+@dataclass
+class _PosterUpdate:
+    poster_id: int
+    original_name: str
+    changed: dict
+    old_derivative: str
+    new_derivative: str
+
+
+def _process_one_poster(poster: Poster, opts: _Settings, counts: _PosterCounts) -> _PosterUpdate | None:
+    """Work out the poster's new state (writing a new derivative file if needed); None: nothing to save."""
     decoded_states = {Poster.Status.OK, Poster.Status.CORRUPT, Poster.Status.TOO_SMALL}
     if (
         not opts.force
@@ -235,7 +247,7 @@ def _process_one_poster(poster: Poster, opts: _Settings, counts: _PosterCounts) 
         and poster.processing_key == _expected_key(poster, opts)
     ):
         counts.skipped_unchanged += 1
-        return
+        return None
 
     storage = default_storage
     new: dict = {}
@@ -254,7 +266,7 @@ def _process_one_poster(poster: Poster, opts: _Settings, counts: _PosterCounts) 
             logger.warning("poster %s: cannot read %s: %s", poster.pk, poster.original.name, exc)
             counts.storage_errors += 1
             counts.errors.append({"poster": poster.pk, "movie": poster.movie_id, "error": f"storage: {exc}"})
-            return
+            return None
         else:
             new, derivative_bytes = _decode_state(poster, data, opts)
     if new["status"] != Poster.Status.OK:
@@ -287,20 +299,44 @@ def _process_one_poster(poster: Poster, opts: _Settings, counts: _PosterCounts) 
     changed = {name: value for name, value in new.items() if _current(poster, name) != value}
     if not changed:
         counts.unchanged += 1
+        return None
+    return _PosterUpdate(
+        poster_id=poster.pk,
+        original_name=poster.original.name or "",
+        changed=changed,
+        old_derivative=old_derivative,
+        new_derivative=new["derivative"],
+    )
+
+
+def _apply_poster_updates(pending: list[_PosterUpdate], counts: _PosterCounts) -> None:
+    if not pending:
         return
     now = timezone.now()
-    changed["processed_at"] = now
-    changed["updated_at"] = now
-    with transaction.atomic():
-        # Guarded on the original we read, so a concurrent re-import is never overwritten.
-        updated = Poster.objects.filter(pk=poster.pk, original=poster.original.name).update(**changed)
-        stale = old_derivative if updated and old_derivative and old_derivative != new["derivative"] else None
-        if stale:
-            transaction.on_commit(lambda: _delete_quietly(stale))
-    if updated:
-        counts.changed += 1
-    elif new.get("derivative") and new["derivative"] != old_derivative:
-        _delete_quietly(new["derivative"])  # our write lost the race; don't leave an orphan file
+    lost_race: list[str] = []
+    stale: list[str] = []
+    try:
+        with transaction.atomic():
+            for update in pending:
+                # Guarded on the original we read, so a concurrent re-import is never overwritten.
+                updated = Poster.objects.filter(pk=update.poster_id, original=update.original_name).update(
+                    **update.changed, processed_at=now, updated_at=now
+                )
+                if updated:
+                    counts.changed += 1
+                    if update.old_derivative and update.old_derivative != update.new_derivative:
+                        stale.append(update.old_derivative)
+                elif update.new_derivative and update.new_derivative != update.old_derivative:
+                    lost_race.append(update.new_derivative)
+            transaction.on_commit(lambda: [_delete_quietly(name) for name in stale])
+    except BaseException:
+        # Nothing points at the files written for this batch: remove them, keep the old ones.
+        for update in pending:
+            if update.new_derivative and update.new_derivative != update.old_derivative:
+                _delete_quietly(update.new_derivative)
+        raise
+    for name in lost_race:
+        _delete_quietly(name)  # our write lost the race; don't leave an orphan file
 
 
 def _current(poster: Poster, name: str):
