@@ -11,7 +11,7 @@ from collections.abc import Callable
 from ..models import ImportRun
 from .base import ImporterError, Progress, Source, execute_import, summary
 
-__all__ = ["IMPORT_KINDS", "ImporterError", "run_import", "summary"]
+__all__ = ["IMPORT_KINDS", "IMPORT_PARAMS", "ImporterError", "run_import", "summary"]
 
 
 def _csv(params: dict) -> Source:
@@ -40,6 +40,28 @@ def _tmdb(params: dict) -> Source:
 
 IMPORT_KINDS: dict[str, Callable[[dict], Source]] = {"csv": _csv, "kaggle": _kaggle, "mmimdb": _mmimdb, "tmdb": _tmdb}
 
+# The params each kind understands; anything else is refused, so a misspelt option
+# (e.g. "start_date" for "date_from") fails loudly instead of being ignored.
+IMPORT_PARAMS: dict[str, set[str]] = {
+    "csv": {"path", "posters", "encoding", "limit"},
+    "kaggle": {"path", "posters", "poster_url_base", "encoding", "limit", "backoff_base"},
+    "mmimdb": {"path", "limit"},
+    "tmdb": {
+        "api_key",
+        "bearer_token",
+        "date_from",
+        "date_to",
+        "poster_size",
+        "language",
+        "details",
+        "limit",
+        "base_url",
+        "max_pages",
+        "max_retries",
+        "backoff_base",
+    },
+}
+
 
 def run_import(kind: str, params: dict, *, progress: Progress | None = None) -> ImportRun:
     """Import movies; return the finished ImportRun (created/updated/unchanged/skipped counts).
@@ -54,4 +76,12 @@ def run_import(kind: str, params: dict, *, progress: Progress | None = None) -> 
         raise ImporterError(f"unknown import kind {kind!r}; choose one of {', '.join(sorted(IMPORT_KINDS))}")
     if not isinstance(params, dict):
         raise ImporterError("import params must be a dict")
+    unknown = sorted(set(params) - IMPORT_PARAMS[kind])
+    if unknown:
+        raise ImporterError(
+            f"unknown {kind} import parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(IMPORT_PARAMS[kind]))}"
+        )
+    limit = params.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ImporterError(f"limit must be a positive whole number, not {limit!r}")
     return execute_import(kind, params, IMPORT_KINDS[kind], progress=progress)

@@ -250,8 +250,8 @@ class GenreResolver:
                 return Genre.objects.create(name=name, slug=slug, tmdb_id=tmdb_id)
         except IntegrityError:
             # Another import created it meanwhile.
-            existing = Genre.objects.filter(Q(name__iexact=name) | Q(tmdb_id=tmdb_id) if tmdb_id else Q(name__iexact=name))
-            genre = existing.first()
+            same = Q(name__iexact=name) | (Q(tmdb_id=tmdb_id) if tmdb_id is not None else Q(pk__in=[]))
+            genre = Genre.objects.filter(same).first()
             if genre is None:
                 raise
             return genre

@@ -289,6 +289,10 @@ def test_unusable_input_fails_clearly(tmp_path):
     assert info.value.run.status == ImportRun.Status.FAILED and "lacks column" in info.value.run.error
     with pytest.raises(ImporterError, match="unknown import kind"):
         run_import("excel", {})
+    with pytest.raises(ImporterError, match="unknown csv import parameter.*start_date"):
+        run_import("csv", {"path": str(tmp_path), "start_date": "2020-01-01"})
+    with pytest.raises(ImporterError, match="limit must be a positive whole number"):
+        run_import("csv", {"path": str(tmp_path), "limit": "ten"})
 
 
 @pytest.mark.django_db
