@@ -244,6 +244,12 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Movies, genre labels, jobs, model versions and predictions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a "status" choice set; name each enum after its model.
+    "ENUM_NAME_OVERRIDES": {
+        "JobStatusEnum": "workers.models.Job.Status",
+        "JobShardStatusEnum": "workers.models.JobShard.Status",
+        "PosterStatusEnum": "catalog.models.Poster.Status",
+    },
 }
 
 if PRODUCTION:
