@@ -1,9 +1,23 @@
-"""The REST API: one router, each app contributes its viewsets."""
+"""The REST API: one router, each app contributes its viewsets.
+
+Movies are served by ml.api.MovieViewSet, the catalog viewset extended with the production
+model's filters (so catalog never imports ml). Auth: token (Authorization: Token <key>,
+from the admin or `manage.py drf_create_token <user>`) or the browser session."""
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from catalog.api import GenreViewSet
+from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
+from workers.api import JobViewSet
+
 router = DefaultRouter()
+router.register("genres", GenreViewSet, basename="genre")
+router.register("movies", MovieViewSet, basename="movie")
+router.register("jobs", JobViewSet, basename="job")
+router.register("model-versions", ModelVersionViewSet, basename="modelversion")
+router.register("predictions", PredictionViewSet, basename="prediction")
 
 urlpatterns = [
+    path("predict/", PredictView.as_view(), name="api-predict"),
     path("", include(router.urls)),
 ]

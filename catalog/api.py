@@ -1,0 +1,217 @@
+"""Catalog REST API: genres, movies (list/filter/detail) and their labels (set/patch, audited).
+
+Labels change only through catalog.labels (set_labels/change_labels), so every API change
+leaves the same audit trail as the web page. ``MovieViewSet.labels_changed`` and
+``filter_movies`` are hooks: ml.api extends this viewset with the model filters and the
+review-queue refresh, and genreweb/api_urls.py registers that subclass (catalog never
+imports ml).
+"""
+from __future__ import annotations
+
+from django.db.models import Prefetch, Q
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from genreweb.permissions import IsLabelerOrAnonymousRead
+
+from .forms import CatalogFilterForm
+from .labels import change_labels, set_labels
+from .models import Genre, LabelChange, Movie, MovieGenre, Poster
+
+MOVIE_FILTER_PARAMETERS = [
+    OpenApiParameter("q", str, description="search in title and overview (case-insensitive)"),
+    OpenApiParameter("genre", str, description="genre slug, e.g. science-fiction"),
+    OpenApiParameter("year_min", int, description="released in or after this year"),
+    OpenApiParameter("year_max", int, description="released in or before this year"),
+    OpenApiParameter("label_source", str, enum=list(Movie.LabelSource.values)),
+    OpenApiParameter("poster", str, enum=list(Poster.Status.values) + ["grayscale", "none"],
+                     description="poster status; 'none' = no poster record"),
+]
+
+
+class GenreSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Genre
+        fields = ["id", "tmdb_id", "name", "slug"]
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    genre = serializers.CharField(source="genre.name")
+    slug = serializers.CharField(source="genre.slug")
+    set_by = serializers.CharField(source="set_by.username", default=None)
+
+    class Meta:
+        model = MovieGenre
+        fields = ["genre", "slug", "source", "set_by", "created_at"]
+
+
+class LabelChangeSerializer(serializers.ModelSerializer):
+    genre = serializers.CharField(source="genre.name")
+    user = serializers.CharField(source="user.username", default=None)
+
+    class Meta:
+        model = LabelChange
+        fields = ["id", "genre", "action", "origin", "user", "reason", "created_at"]
+
+
+class PosterSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Poster
+        fields = ["status", "is_grayscale", "width", "height", "url"]
+
+    @extend_schema_field(OpenApiTypes.URI)
+    def get_url(self, poster: Poster) -> str | None:
+        field = poster.derivative or poster.original
+        if not field:
+            return None
+        request = self.context.get("request")
+        return request.build_absolute_uri(field.url) if request else field.url
+
+
+class MovieSerializer(serializers.ModelSerializer):
+    labels = LabelSerializer(many=True, read_only=True)
+    poster = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Movie
+        fields = ["id", "title", "year", "overview", "label_source", "labels", "poster", "tmdb_id", "imdb_id"]
+
+    @extend_schema_field(PosterSerializer(allow_null=True))
+    def get_poster(self, movie: Movie):
+        try:
+            poster = movie.poster
+        except Poster.DoesNotExist:
+            return None
+        return PosterSerializer(poster, context=self.context).data
+
+
+class MovieDetailSerializer(MovieSerializer):
+    history = serializers.SerializerMethodField()
+
+    class Meta(MovieSerializer.Meta):
+        fields = MovieSerializer.Meta.fields + [
+            "original_title", "release_date", "original_language", "popularity", "source", "source_id",
+            "missing_overview", "missing_genres", "excluded_from_training", "created_at", "updated_at", "history",
+        ]
+
+    @extend_schema_field(LabelChangeSerializer(many=True))
+    def get_history(self, movie: Movie):
+        changes = LabelChange.objects.filter(movie=movie).select_related("genre", "user")[:100]
+        return LabelChangeSerializer(changes, many=True).data
+
+
+class GenreNameField(serializers.SlugRelatedField):
+    """A genre given by its name (e.g. "Science Fiction") or slug ("science-fiction")."""
+
+    default_error_messages = {"does_not_exist": "Unknown genre {value!r}; see /api/genres/ for the names."}
+
+    def __init__(self, **kwargs):
+        super().__init__(slug_field="name", queryset=Genre.objects.all(), **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        genre = Genre.objects.filter(Q(name__iexact=data.strip()) | Q(slug=data.strip())).first()
+        if genre is None:
+            self.fail("does_not_exist", value=data)
+        return genre
+
+
+class SetLabelsSerializer(serializers.Serializer):
+    """PUT: the complete new label set."""
+
+    genres = serializers.ListField(child=GenreNameField(), allow_empty=True, max_length=50)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class PatchLabelsSerializer(serializers.Serializer):
+    """PATCH: genres to add and/or remove; the others stay."""
+
+    add = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
+    remove = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    def validate(self, data):
+        if not data["add"] and not data["remove"]:
+            raise serializers.ValidationError({"add": "Give genres to add and/or remove."})
+        both = {g.name for g in data["add"]} & {g.name for g in data["remove"]}
+        if both:
+            raise serializers.ValidationError({"remove": f"Cannot both add and remove {', '.join(sorted(both))}."})
+        return data
+
+
+class LabelsResultSerializer(serializers.Serializer):
+    added = serializers.ListField(child=serializers.CharField())
+    removed = serializers.ListField(child=serializers.CharField())
+    labels = LabelSerializer(many=True)
+
+
+def filter_movies(movies, params):
+    """The browse page's filters (one CatalogFilterForm for both), from query parameters;
+    bad values raise a ValidationError naming each parameter."""
+    form = CatalogFilterForm(params)
+    if not form.is_valid():
+        raise serializers.ValidationError(
+            {field: [e["message"] for e in errs] for field, errs in form.errors.get_json_data().items()}
+        )
+    return form.filter(movies)
+
+
+class GenreViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = Genre.objects.all()
+    serializer_class = GenreSerializer
+    permission_classes = [IsLabelerOrAnonymousRead]
+    pagination_class = None
+
+
+class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsLabelerOrAnonymousRead]
+    serializer_class = MovieSerializer
+
+    def get_queryset(self):
+        movies = Movie.objects.select_related("poster").prefetch_related(
+            Prefetch("labels", queryset=MovieGenre.objects.select_related("genre", "set_by").order_by("genre__name"))
+        )
+        if self.action == "list":
+            movies = self.filter_movies(filter_movies(movies, self.request.query_params), self.request.query_params)
+        return movies
+
+    @extend_schema(parameters=MOVIE_FILTER_PARAMETERS)
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def filter_movies(self, movies, params):
+        """Hook for subclasses (ml adds model filters). Default: unchanged."""
+        return movies
+
+    def labels_changed(self, movie: Movie) -> None:
+        """Hook: called after labels changed through the API. Default: nothing."""
+
+    def get_serializer_class(self):
+        return MovieDetailSerializer if self.action == "retrieve" else MovieSerializer
+
+    @extend_schema(request=SetLabelsSerializer, responses=LabelsResultSerializer,
+                   description="PUT replaces the label set; PATCH adds/removes genres. Audited like the web page.")
+    @action(detail=True, methods=["put", "patch"], serializer_class=SetLabelsSerializer)
+    def labels(self, request, pk=None):
+        movie = self.get_object()
+        if request.method == "PUT":
+            data = SetLabelsSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            diff = set_labels(movie, data.validated_data["genres"], user=request.user,
+                              reason=data.validated_data["reason"])
+        else:
+            data = PatchLabelsSerializer(data=request.data)
+            data.is_valid(raise_exception=True)
+            diff = change_labels(movie, add=data.validated_data["add"], remove=data.validated_data["remove"],
+                                 user=request.user, reason=data.validated_data["reason"])
+        if diff.changed:
+            self.labels_changed(movie)
+        labels = MovieGenre.objects.filter(movie=movie).select_related("genre", "set_by").order_by("genre__name")
+        return Response({"added": diff.added, "removed": diff.removed,
+                         "labels": LabelSerializer(labels, many=True).data})

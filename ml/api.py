@@ -1,0 +1,228 @@
+"""ML REST API: model versions (list/detail/promote), predictions (per movie / per version),
+ad-hoc prediction (overview + poster upload, throttled), and the catalog movie endpoints
+extended with the production model (filters ``model=disagrees|unsure``, queue refresh)."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+
+from catalog import api as catalog_api
+from catalog.images import ImageRejected, decode_image
+from genreweb.permissions import IsLabelerOrAnonymousRead, IsStaff, IsStaffForWrite
+
+from .models import Evaluation, GenreMetric, ModelVersion, Prediction
+from .services.registry import production_version, promote
+from .views import MAX_UPLOAD_BYTES, UNSURE_MIN, headline_evaluation, refresh_disagreements
+
+
+class GenreMetricSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = GenreMetric
+        fields = ["genre", "f1", "precision", "recall", "roc_auc", "pr_auc", "support", "threshold",
+                  "tp", "fp", "fn", "tn"]
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Evaluation
+        fields = ["id", "snapshot", "split", "n_examples", "micro_f1", "macro_f1", "samples_f1", "roc_auc_macro",
+                  "created_at"]
+
+
+class EvaluationDetailSerializer(EvaluationSerializer):
+    genre_metrics = GenreMetricSerializer(many=True, read_only=True)
+
+    class Meta(EvaluationSerializer.Meta):
+        fields = EvaluationSerializer.Meta.fields + ["metrics", "genre_metrics"]
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    is_production = serializers.SerializerMethodField()
+    headline = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "uid", "name", "config_name", "snapshot", "genres", "created_at", "is_production", "headline"]
+
+    def get_is_production(self, version: ModelVersion) -> bool:
+        return version.pk == self.context.get("production_id")
+
+    @extend_schema_field(EvaluationSerializer(allow_null=True))
+    def get_headline(self, version: ModelVersion):
+        evaluation = headline_evaluation(version)
+        return EvaluationSerializer(evaluation).data if evaluation else None
+
+
+class ModelVersionDetailSerializer(ModelVersionSerializer):
+    evaluations = EvaluationDetailSerializer(many=True, read_only=True)
+
+    class Meta(ModelVersionSerializer.Meta):
+        fields = ModelVersionSerializer.Meta.fields + [
+            "config", "thresholds", "checksum", "library_versions", "training_run", "evaluations",
+        ]
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prediction
+        fields = ["id", "movie", "model_version", "scores", "predicted", "top_genre", "top_score", "uncertainty",
+                  "disagrees", "disagreement", "suggested_add", "suggested_remove", "labels_at_prediction",
+                  "updated_at"]
+
+
+class PredictRequestSerializer(serializers.Serializer):
+    overview = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
+    poster = serializers.FileField(required=False, allow_null=True, default=None,
+                                   help_text="JPEG/PNG/WebP up to 10 MB; checked with the safe decoder")
+    model_version = serializers.PrimaryKeyRelatedField(
+        queryset=ModelVersion.objects.all(), required=False, allow_null=True, default=None,
+        help_text="default: the production model",
+    )
+
+    def validate_poster(self, upload):
+        if upload is None:
+            return None
+        if upload.size > MAX_UPLOAD_BYTES:
+            raise serializers.ValidationError(f"File too large ({upload.size} bytes); the limit is {MAX_UPLOAD_BYTES}.")
+        data = upload.read()
+        try:
+            decode_image(data)
+        except ImageRejected as exc:
+            raise serializers.ValidationError(f"Not a usable image: {exc.reason}") from exc
+        return data
+
+    def validate(self, data):
+        if not data["overview"].strip() and data["poster"] is None:
+            raise serializers.ValidationError({"overview": "Give an overview, a poster, or both."})
+        return data
+
+
+class ScoreSerializer(serializers.Serializer):
+    genre = serializers.CharField()
+    score = serializers.FloatField()
+    threshold = serializers.FloatField()
+    predicted = serializers.BooleanField()
+
+
+class PredictResponseSerializer(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    model_name = serializers.CharField()
+    genres = serializers.ListField(child=serializers.CharField())
+    scores = ScoreSerializer(many=True)
+    uncertainty = serializers.FloatField()
+    used_text = serializers.BooleanField()
+    used_poster = serializers.BooleanField()
+
+
+class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
+    permission_classes = [IsStaffForWrite]
+    queryset = ModelVersion.objects.select_related("snapshot").prefetch_related("evaluations__genre_metrics")
+
+    def get_serializer_class(self):
+        return ModelVersionDetailSerializer if self.action == "retrieve" else ModelVersionSerializer
+
+    def get_serializer_context(self):
+        current = production_version()
+        return {**super().get_serializer_context(), "production_id": current.pk if current else None}
+
+    @extend_schema(request=None, responses=ModelVersionSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    def promote(self, request, pk=None):
+        version = self.get_object()
+        promote(version.pk, user=request.user)
+        return Response(ModelVersionSerializer(version, context={"production_id": version.pk}).data)
+
+
+@extend_schema(parameters=[
+    OpenApiParameter("movie", int, description="predictions for this movie (all versions)"),
+    OpenApiParameter("model_version", int, description="predictions of this model version"),
+    OpenApiParameter("disagrees", bool), OpenApiParameter("unsure", bool, description=f"uncertainty >= {UNSURE_MIN}"),
+])
+class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Stored predictions; filter by movie and/or model version (at least one for a list)."""
+
+    permission_classes = [IsLabelerOrAnonymousRead]
+    serializer_class = PredictionSerializer
+
+    def get_queryset(self):
+        predictions = Prediction.objects.order_by("movie_id", "model_version_id")
+        if self.action != "list":
+            return predictions
+        params, errors = self.request.query_params, {}
+        for name in ("movie", "model_version"):
+            value = params.get(name)
+            if value in (None, ""):
+                continue
+            if not value.isdigit():
+                errors[name] = f"Must be an id, got {value!r}."
+            else:
+                predictions = predictions.filter(**{f"{name}_id": int(value)})
+        if not (params.get("movie") or params.get("model_version")):
+            errors["movie"] = "Give movie and/or model_version."
+        if errors:
+            raise serializers.ValidationError(errors)
+        if params.get("disagrees") in ("1", "true"):
+            predictions = predictions.filter(disagrees=True)
+        if params.get("unsure") in ("1", "true"):
+            predictions = predictions.filter(uncertainty__gte=UNSURE_MIN)
+        return predictions
+
+
+class PredictView(GenericAPIView):
+    """Ad-hoc prediction for an overview and/or poster that are not in the catalog."""
+
+    permission_classes = [IsLabelerOrAnonymousRead]
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "predict"
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    serializer_class = PredictRequestSerializer
+
+    @extend_schema(request={"multipart/form-data": PredictRequestSerializer, "application/json": PredictRequestSerializer},
+                   responses=PredictResponseSerializer)
+    def post(self, request):
+        data = PredictRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        version = data.validated_data["model_version"] or production_version()
+        if version is None:
+            return Response({"model_version": ["No production model yet: train one and promote it first."]},
+                            status=status.HTTP_409_CONFLICT)
+        from .services.inference import predict_raw  # loads torch: only when predicting
+
+        try:
+            result = predict_raw(data.validated_data["overview"], data.validated_data["poster"], version)
+        except ImageRejected as exc:  # double check inside the service; still a 400, never a 500
+            return Response({"poster": [exc.reason]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(result)
+
+
+class MovieViewSet(catalog_api.MovieViewSet):
+    """Catalog movies plus the production model: ``model=disagrees|unsure`` filters and a
+    review-queue refresh after label changes."""
+
+    @extend_schema(parameters=catalog_api.MOVIE_FILTER_PARAMETERS + [
+        OpenApiParameter("model", str, enum=["disagrees", "unsure"],
+                         description="movies where the production model disagrees with the labels / is unsure"),
+    ])
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    def filter_movies(self, movies, params):
+        wanted = params.get("model")
+        if not wanted:
+            return movies
+        if wanted not in ("disagrees", "unsure"):
+            raise serializers.ValidationError({"model": "Must be disagrees or unsure."})
+        version = production_version()
+        if version is None:
+            return movies.none()
+        if wanted == "disagrees":
+            return movies.filter(predictions__model_version=version, predictions__disagrees=True)
+        return movies.filter(predictions__model_version=version, predictions__uncertainty__gte=UNSURE_MIN)
+
+    def labels_changed(self, movie):
+        refresh_disagreements([movie.pk])

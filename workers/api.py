@@ -1,0 +1,98 @@
+"""Jobs REST API: list/detail for readers; create, cancel and retry for staff. Everything goes
+through workers.jobs (enqueue/cancel/retry), which validates parameters per kind."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from genreweb.permissions import IsStaff, IsStaffForWrite
+
+from . import jobs
+from .models import Job, JobShard
+
+
+class JobShardSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JobShard
+        fields = ["index", "status", "predictions_written", "attempts", "reused", "error", "duration_s"]
+
+
+class JobSerializer(serializers.ModelSerializer):
+    requested_by = serializers.CharField(source="requested_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "params", "status", "progress", "step", "requested_by", "error", "result",
+                  "queue", "parent", "retry_of", "created_at", "started_at", "finished_at"]
+        read_only_fields = [f for f in fields if f not in ("kind", "params")]
+
+
+class JobDetailSerializer(JobSerializer):
+    shards = JobShardSerializer(many=True, read_only=True)
+
+    class Meta(JobSerializer.Meta):
+        fields = JobSerializer.Meta.fields + ["log", "traceback", "cancel_requested", "shards"]
+        read_only_fields = fields
+
+
+class JobCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    params = serializers.JSONField(required=False, default=dict,
+                                   help_text="per kind, e.g. import {source, path}, train {snapshot_id, config}")
+
+
+@extend_schema(parameters=[OpenApiParameter("status", str, enum=list(Job.Status.values)),
+                           OpenApiParameter("kind", str, enum=list(Job.Kind.values))])
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                 viewsets.GenericViewSet):
+    permission_classes = [IsStaffForWrite]
+
+    def get_queryset(self):
+        found = Job.objects.select_related("requested_by")
+        if self.action == "retrieve":
+            found = found.prefetch_related("shards")
+        for name, values in (("status", Job.Status.values), ("kind", Job.Kind.values)):
+            value = self.request.query_params.get(name)
+            if value:
+                if value not in values:
+                    raise serializers.ValidationError({name: f"Must be one of {', '.join(values)}."})
+                found = found.filter(**{name: value})
+        return found
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return JobCreateSerializer
+        return JobDetailSerializer if self.action in ("retrieve", "cancel", "retry") else JobSerializer
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobDetailSerializer})
+    def create(self, request, *args, **kwargs):
+        data = JobCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = jobs.enqueue(data.validated_data["kind"], data.validated_data["params"], request.user)
+        except jobs.InvalidJobParams as exc:
+            # Field names of the kind's parameters, nested under "params" like DRF does.
+            return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=JobDetailSerializer)
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    def cancel(self, request, pk=None):
+        try:
+            job = jobs.cancel(self.get_object(), request.user)
+        except jobs.JobError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(JobDetailSerializer(job).data)
+
+    @extend_schema(request=None, responses={201: JobDetailSerializer})
+    @action(detail=True, methods=["post"], permission_classes=[IsStaff])
+    def retry(self, request, pk=None):
+        try:
+            job = jobs.retry(self.get_object(), request.user)
+        except jobs.JobError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except jobs.InvalidJobParams as exc:
+            return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
