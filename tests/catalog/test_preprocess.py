@@ -356,3 +356,24 @@ def test_management_command_rejects_bad_year_range():
 
     with pytest.raises(CommandError, match="after max_year"):
         call_command("preprocess_posters", "--min-year", "2000", "--max-year", "1999", stdout=io.StringIO())
+
+
+def test_failed_batch_write_removes_its_new_files_and_keeps_rows(movie_with_poster, make_image, monkeypatch):
+    from django.db.models import QuerySet
+
+    _, poster = movie_with_poster(make_image())
+    real_update = QuerySet.update
+
+    def failing_update(queryset, **kwargs):
+        if queryset.model is Poster:
+            raise RuntimeError("database went away")
+        return real_update(queryset, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "update", failing_update)
+    with pytest.raises(RuntimeError, match="went away"):
+        preprocess_posters()
+    monkeypatch.setattr(QuerySet, "update", real_update)
+    poster.refresh_from_db()
+    assert poster.status == Poster.Status.PENDING and not poster.derivative
+    derived_dir = default_storage.path("posters/derived")
+    assert not os.path.isdir(derived_dir) or not any(files for _, _, files in os.walk(derived_dir))
