@@ -70,6 +70,8 @@ def store_original(movie: Movie, data: bytes, filename: str, source_url: str = "
         old_name = poster.original.name if poster.original else ""
         poster.original.save(_storage_name(movie, filename, checksum), ContentFile(data), save=False)
         new_name = poster.original.name
+        storage = poster.original.storage
+        _remember_new_file(storage, new_name)
         poster.checksum = checksum
         poster.source_url = (source_url or poster.source_url)[:500]
         # New bytes: whatever preprocessing concluded about the old file no longer holds.
@@ -77,10 +79,8 @@ def store_original(movie: Movie, data: bytes, filename: str, source_url: str = "
         poster.error = ""
         poster.processed_at = None
         poster.save()
-        storage = poster.original.storage
         if old_name and old_name != new_name:
             transaction.on_commit(lambda: storage.delete(old_name))
-        _remember_new_file(storage, new_name)
     return True
 
 
