@@ -2,7 +2,8 @@ import io
 import os
 
 import pytest
-from django.core.files.storage import default_storage
+from django.core.files.storage import InMemoryStorage, default_storage
+from django.utils._os import safe_join
 from django.core.management import call_command
 from PIL import Image
 
@@ -377,3 +378,31 @@ def test_failed_batch_write_removes_its_new_files_and_keeps_rows(movie_with_post
     assert poster.status == Poster.Status.PENDING and not poster.derivative
     derived_dir = default_storage.path("posters/derived")
     assert not os.path.isdir(derived_dir) or not any(files for _, _, files in os.walk(derived_dir))
+
+
+class NoLocalPathStorage(InMemoryStorage):
+    """Like S3: files only through the storage API; asking for a local path fails."""
+
+    def path(self, name):
+        raise NotImplementedError("This backend doesn't support absolute paths.")
+
+    def _relative_path(self, name):  # InMemoryStorage uses path() internally
+        return os.path.relpath(safe_join(self.location, name), self.location)
+
+
+def test_works_on_storage_without_local_paths(settings, movie_with_poster, make_image):
+    backend = f"{__name__}.NoLocalPathStorage"
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": backend}}
+    with pytest.raises(NotImplementedError):
+        default_storage.path("x")
+    _, poster = movie_with_poster(make_image(300, 450))
+    _, missing = movie_with_poster(make_image())
+    default_storage.delete(missing.original.name)
+    summary = preprocess_posters()
+    poster.refresh_from_db()
+    missing.refresh_from_db()
+    assert poster.status == Poster.Status.OK and default_storage.exists(poster.derivative.name)
+    assert derivative_image(poster).size == (224, 336)
+    assert missing.status == Poster.Status.MISSING
+    assert preprocess_posters()["posters"]["skipped_unchanged"] == 1
+    assert summary["posters"]["derivatives_written"] == 1
