@@ -16,6 +16,9 @@ import numpy as np
 from django.conf import settings
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+# Formats we decode. Pillow can open more (EPS shells out to Ghostscript, ICNS, PSD, ...): not
+# worth the attack surface for posters and uploads.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
 # Modes that have no colour at all.
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 # RGB pictures whose channels differ this little are grayscale scans/prints saved as RGB.
@@ -74,11 +77,15 @@ def decode_image(data: bytes | BinaryIO, max_pixels: int | None = None) -> Decod
         # both as a rejection. Our per-call limit below is the one that normally trips.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(raw)) as probe:
+            with Image.open(io.BytesIO(raw)) as probe:  # reads the header only
+                if probe.format not in ACCEPTED_FORMATS:
+                    raise ImageRejected(
+                        f"unsupported image format {probe.format}; accepted: {', '.join(ACCEPTED_FORMATS)}"
+                    )
                 width, height = probe.size
                 _check_pixels(width, height, limit)
                 probe.verify()
-            image = Image.open(io.BytesIO(raw))
+            image = Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS)
             fmt, mode = image.format or "", image.mode
             image.load()
         except ImageRejected:

@@ -92,3 +92,14 @@ def test_to_rgb_flattens_transparency_on_white():
     assert to_rgb(transparent).getpixel((0, 0)) == (255, 255, 255)
     sixteen_bit = Image.new("I;16", (4, 4), 65535)
     assert to_rgb(sixteen_bit).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "ICO", "TGA"])
+def test_rejects_formats_outside_the_accepted_list(fmt):
+    with pytest.raises(ImageRejected, match=f"unsupported image format {fmt}"):
+        decode_image(image_bytes(32, 32, fmt=fmt))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF", "BMP", "TIFF"])
+def test_accepts_common_formats(fmt):
+    assert decode_image(image_bytes(32, 48, fmt=fmt)).height == 48
