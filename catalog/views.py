@@ -164,7 +164,7 @@ def insight_page(request):
 def catalog_insight() -> dict:
     """Aggregates for the insight page, cached until the catalog or its labels change."""
     stamp = (Movie.objects.count(), LabelChange.objects.aggregate(m=Max("id"))["m"], MovieGenre.objects.count())
-    key = f"catalog-insight:{stamp}"
+    key = "catalog-insight:" + "-".join(str(part) for part in stamp)
     data = cache.get(key)
     if data is None:
         data = _compute_insight()

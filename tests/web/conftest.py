@@ -1,0 +1,120 @@
+"""Web/API fixtures: users per role, and a tiny catalog with a promoted model version,
+its evaluation and predictions. Everything is generated here (no real data)."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from django.core.files.base import ContentFile
+from PIL import Image
+
+PASSWORD = "a-long-test-password-42"
+
+
+def jpeg_bytes(width: int = 60, height: int = 90, colour=(180, 40, 40)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def labeler(django_user_model):
+    return django_user_model.objects.create_user("lena", password=PASSWORD)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("sam", password=PASSWORD, is_staff=True)
+
+
+@pytest.fixture
+def labeler_client(labeler):
+    from django.test import Client
+
+    client = Client()  # its own session, so a test can use a labeler and a staff client together
+    client.force_login(labeler)
+    return client
+
+
+@pytest.fixture
+def staff_client(staff):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def api_client_for(user):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return api
+
+
+@pytest.fixture
+def api_clients(labeler, staff):
+    """{"anonymous": ..., "labeler": ..., "staff": ...} token-authenticated API clients."""
+    return {"anonymous": api_client_for(None), "labeler": api_client_for(labeler), "staff": api_client_for(staff)}
+
+
+GENRE_NAMES = ["Action", "Comedy", "Drama", "Horror", "Romance"]
+# title, year, labels, model scores (in GENRE_NAMES order)
+MOVIES = [
+    ("Laugh Track", 1999, ["Comedy"], [0.05, 0.92, 0.20, 0.02, 0.70]),  # model: add Romance
+    ("Night Shift", 2005, ["Horror", "Comedy"], [0.10, 0.08, 0.15, 0.95, 0.05]),  # model: remove Comedy
+    ("Long Road", 2012, ["Drama"], [0.04, 0.05, 0.97, 0.03, 0.06]),  # agrees, sure
+    ("Edge Case", 2018, ["Action"], [0.52, 0.04, 0.48, 0.03, 0.05]),  # agrees, unsure (near threshold)
+    ("Quiet Years", 1987, ["Drama", "Romance"], [0.03, 0.04, 0.91, 0.02, 0.88]),  # agrees
+]
+
+
+@pytest.fixture
+def world(db, staff):
+    """Genres, 5 movies with posters and imported labels, a promoted model version with a
+    test-split evaluation, and one prediction per movie."""
+    from catalog.labels import set_labels
+    from catalog.models import Genre, LabelChange, Movie, Poster
+    from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, Prediction
+    from ml.services.inference import prediction_fields
+    from ml.services.registry import promote
+
+    genres = {name: Genre.objects.create(name=name) for name in GENRE_NAMES}
+    snapshot = DatasetSnapshot.objects.create(name="tiny", genres=GENRE_NAMES, content_hash="0" * 64, n_members=5)
+    thresholds = np.array([0.5] * len(GENRE_NAMES))
+    version = ModelVersion.objects.create(
+        name="tiny v1", snapshot=snapshot, config_name="tfidf-linear", genres=GENRE_NAMES,
+        thresholds=thresholds.tolist(), artifact_path="models/none", checksum="c" * 64,
+    )
+    evaluation = Evaluation.objects.create(
+        model_version=version, snapshot=snapshot, split="test", n_examples=5, micro_f1=0.7, macro_f1=0.6,
+        samples_f1=0.68, roc_auc_macro=0.9, metrics={"hamming_accuracy": 0.9, "ece": 0.05},
+        curves={"pr_curves": {"Drama": {"precision": [1.0, 0.8, 0.5], "recall": [0.0, 0.5, 1.0]}},
+                "calibration": {"mean_confidence": [0.1, 0.5, 0.9], "fraction_positive": [0.12, 0.45, 0.85],
+                                "count": [3, 2, 3], "ece": 0.05}},
+    )
+    GenreMetric.objects.bulk_create([
+        GenreMetric(evaluation=evaluation, model_version=version, snapshot=snapshot, split="test", genre=name,
+                    threshold=0.5, f1=0.5 + i / 20, precision=0.6, recall=0.5, roc_auc=0.9, pr_auc=0.7, support=3,
+                    tp=2, fp=1, fn=1, tn=1)
+        for i, name in enumerate(GENRE_NAMES)
+    ])
+    movies = []
+    for i, (title, year, labels, scores) in enumerate(MOVIES):
+        movie = Movie.objects.create(title=title, year=year, overview=f"The story of {title.lower()}.",
+                                     popularity=10 - i, source=Movie.Source.CSV, source_id=f"w{i}")
+        poster = Poster(movie=movie, status=Poster.Status.OK, width=60, height=90)
+        poster.original.save(f"w{i}.jpg", ContentFile(jpeg_bytes(colour=(40 * i, 90, 160))), save=False)
+        poster.save()
+        set_labels(movie, [genres[n] for n in labels], origin=LabelChange.Origin.IMPORT)
+        probs = np.array(scores)
+        Prediction.objects.create(movie=movie, model_version=version,
+                                  **prediction_fields(GENRE_NAMES, thresholds, probs, probs >= thresholds, labels))
+        movies.append(movie)
+    promote(version.pk, user=staff)
+    return {"genres": genres, "movies": {m.title: m for m in movies}, "version": version, "evaluation": evaluation}
