@@ -20,6 +20,8 @@ LIST_THUMB_HEIGHT = 60
 DETAIL_THUMB_HEIGHT = 300
 # Re-running preprocessing from the admin happens inside the request: keep it small.
 ADMIN_PREPROCESS_LIMIT = 200
+# A broken file can skip every row; the page stays readable with the first few hundred.
+SKIPPED_ROWS_SHOWN = 500
 
 
 def poster_url(poster: Poster | None) -> str:
@@ -481,9 +483,13 @@ class ImportRunAdmin(ReadOnlyAdmin):
         rows = run.skipped_rows or []
         if not rows:
             return "—"
+        shown = rows[:SKIPPED_ROWS_SHOWN]
         body = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td></tr>",
-            ((row.get("row", "?"), row.get("reason", row)) if isinstance(row, dict) else ("?", row) for row in rows),
+            ((row.get("row", "?"), row.get("reason", row)) if isinstance(row, dict) else ("?", row) for row in shown),
         )
-        return format_html("<table><thead><tr><th>row</th><th>reason</th></tr></thead><tbody>{}</tbody></table>", body)
+        more = f"… and {len(rows) - len(shown)} more rows not shown" if len(rows) > len(shown) else ""
+        return format_html(
+            "<table><thead><tr><th>row</th><th>reason</th></tr></thead><tbody>{}</tbody></table>{}", body, more
+        )

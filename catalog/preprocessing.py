@@ -32,7 +32,6 @@ import io
 import logging
 import re
 import unicodedata
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -165,7 +164,7 @@ def preprocess_posters(
     report("Refreshing movie flags", POSTER_PASS_SHARE)
     movie_summary = _run_movie_pass(movies, opts, min_year=min_year, max_year=max_year, dedupe=dedupe, report=report)
 
-    status_counts = Counter(posters.values_list("status", flat=True))
+    status_counts = dict(posters.order_by().values_list("status").annotate(n=Count("id")))
     finished = timezone.now()
     summary = {
         "grayscale_policy": policy,

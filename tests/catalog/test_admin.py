@@ -239,3 +239,14 @@ def test_genre_admin_counts_movies(admin_client_logged_in, catalog_with_posters)
     assert response.status_code == 200
     html = response.content.decode()
     assert 'class="field-movie_count">6<' in html and 'class="field-movie_count">3<' in html
+
+
+def test_import_run_admin_caps_a_huge_skipped_list(admin_client_logged_in, monkeypatch):
+    import catalog.admin
+
+    monkeypatch.setattr(catalog.admin, "SKIPPED_ROWS_SHOWN", 3)
+    rows = [{"row": n, "reason": f"bad row {n}"} for n in range(1, 11)]
+    run = ImportRun.objects.create(kind=Movie.Source.CSV, skipped=10, skipped_rows=rows)
+    html = admin_client_logged_in.get(reverse("admin:catalog_importrun_change", args=[run.pk])).content.decode()
+    assert "bad row 3<" in html and "bad row 4<" not in html
+    assert "… and 7 more rows not shown" in html
