@@ -26,8 +26,9 @@ def sha256_hex(data: bytes) -> str:
 
 
 def _poster_for(movie: Movie) -> Poster:
-    poster, _ = Poster.objects.get_or_create(movie=movie)
-    return poster
+    # Unsaved when the movie has none yet: the first save is then a single INSERT. (A
+    # concurrent import inserting the same row raises IntegrityError, which importers retry.)
+    return Poster.objects.filter(movie=movie).first() or Poster(movie=movie)
 
 
 def _storage_name(movie: Movie, filename: str, checksum: str) -> str:
@@ -60,44 +61,43 @@ def store_original(movie: Movie, data: bytes, filename: str, source_url: str = "
         )
         return False
     checksum = sha256_hex(data)
-    with transaction.atomic():
-        poster = _poster_for(movie)
-        if poster.checksum == checksum and poster.original:
-            if source_url and poster.source_url != source_url:
-                poster.source_url = source_url[:500]
-                poster.save(update_fields=["source_url", "updated_at"])
-            return False
-        old_name = poster.original.name if poster.original else ""
-        poster.original.save(_storage_name(movie, filename, checksum), ContentFile(data), save=False)
-        new_name = poster.original.name
-        storage = poster.original.storage
-        _remember_new_file(storage, new_name)
-        poster.checksum = checksum
-        poster.source_url = (source_url or poster.source_url)[:500]
-        # New bytes: whatever preprocessing concluded about the old file no longer holds.
-        poster.status = Poster.Status.PENDING
-        poster.error = ""
-        poster.processed_at = None
-        poster.save()
-        if old_name and old_name != new_name:
-            transaction.on_commit(lambda: storage.delete(old_name))
+    poster = _poster_for(movie)
+    if poster.checksum == checksum and poster.original:
+        if source_url and poster.source_url != source_url:
+            poster.source_url = source_url[:500]
+            poster.save(update_fields=["source_url", "updated_at"])
+        return False
+    old_name = poster.original.name if poster.original else ""
+    poster.original.save(_storage_name(movie, filename, checksum), ContentFile(data), save=False)
+    new_name = poster.original.name
+    storage = poster.original.storage
+    _remember_new_file(storage, new_name)
+    poster.checksum = checksum
+    poster.source_url = (source_url or poster.source_url)[:500]
+    # New bytes: whatever preprocessing concluded about the old file no longer holds.
+    poster.status = Poster.Status.PENDING
+    poster.error = ""
+    poster.processed_at = None
+    poster.save()
+    if old_name and old_name != new_name:
+        # Only once the new row is committed; a rollback keeps the old file referenced.
+        transaction.on_commit(lambda: storage.delete(old_name))
     return True
 
 
 def mark_missing(movie: Movie, reason: str, source_url: str = "") -> Poster:
     """Record that the source had no usable poster. A poster stored earlier is kept."""
-    with transaction.atomic():
-        poster = _poster_for(movie)
-        if poster.original:
-            return poster
-        changed = poster.status != Poster.Status.MISSING or poster.error != reason[:255]
-        if source_url and poster.source_url != source_url[:500]:
-            poster.source_url = source_url[:500]
-            changed = True
-        if changed:
-            poster.status = Poster.Status.MISSING
-            poster.error = reason[:255]
-            poster.save()
+    poster = _poster_for(movie)
+    if poster.original:
+        return poster
+    changed = poster.pk is None or poster.status != Poster.Status.MISSING or poster.error != reason[:255]
+    if source_url and poster.source_url != source_url[:500]:
+        poster.source_url = source_url[:500]
+        changed = True
+    if changed:
+        poster.status = Poster.Status.MISSING
+        poster.error = reason[:255]
+        poster.save()
     return poster
 
 
