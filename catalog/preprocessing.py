@@ -317,8 +317,11 @@ def _apply_poster_updates(pending: list[_PosterUpdate], counts: _PosterCounts) -
     try:
         with transaction.atomic():
             for update in pending:
-                # Guarded on the original we read, so a concurrent re-import is never overwritten.
-                updated = Poster.objects.filter(pk=update.poster_id, original=update.original_name).update(
+                # Guarded on the original and derivative we saw: a concurrent re-import or a
+                # second preprocessing run that got there first wins, and nothing is overwritten.
+                updated = Poster.objects.filter(
+                    pk=update.poster_id, original=update.original_name, derivative=update.old_derivative
+                ).update(
                     **update.changed, processed_at=now, updated_at=now
                 )
                 if updated:

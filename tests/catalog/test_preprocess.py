@@ -406,3 +406,22 @@ def test_works_on_storage_without_local_paths(settings, movie_with_poster, make_
     assert missing.status == Poster.Status.MISSING
     assert preprocess_posters()["posters"]["skipped_unchanged"] == 1
     assert summary["posters"]["derivatives_written"] == 1
+
+
+def test_concurrent_run_that_finished_first_wins(movie_with_poster, make_image, monkeypatch):
+    import catalog.preprocessing as preprocessing
+
+    _, poster = movie_with_poster(make_image(300, 450))
+    real_apply = preprocessing._apply_poster_updates
+
+    def other_run_finishes_first(pending, counts):
+        monkeypatch.setattr(preprocessing, "_apply_poster_updates", real_apply)
+        preprocess_posters()  # the "other" run, on the same poster
+        real_apply(pending, counts)
+
+    monkeypatch.setattr(preprocessing, "_apply_poster_updates", other_run_finishes_first)
+    summary = preprocess_posters()
+    poster.refresh_from_db()
+    assert summary["posters"]["changed"] == 0  # our update lost the race
+    derived = [name for name in default_storage.listdir(os.path.dirname(poster.derivative.name))[1]]
+    assert derived == [os.path.basename(poster.derivative.name)]  # our copy was cleaned up
