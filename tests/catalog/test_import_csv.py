@@ -337,3 +337,24 @@ def test_import_csv_command_fails_with_a_clear_message(tmp_path):
 
     with pytest.raises(CommandError, match="import failed: .* does not exist"):
         call_command("import_csv", str(tmp_path / "missing"), skip_checks=True)
+
+
+@pytest.mark.django_db
+def test_corrupt_poster_is_stored_then_flagged_by_preprocessing_and_fixed_by_reimport(tmp_path, make_image):
+    from catalog.preprocessing import preprocess_posters
+
+    rows = [devset_row(21, "Good poster", "Drama"), devset_row(22, "Bad poster", "Drama")]
+    posters = {"tmdb_21.jpg": make_image(seed=1), "tmdb_22.jpg": b"\xff\xd8\xff\xe0 truncated jpeg"}
+    folder = write_folder(tmp_path / "set", rows, make_image, posters=posters)
+    run_import("csv", {"path": str(folder)})
+    preprocess_posters()
+    assert Poster.objects.get(movie__tmdb_id=22).status == Poster.Status.CORRUPT
+    assert Poster.objects.get(movie__tmdb_id=21).status == Poster.Status.OK
+
+    (folder / "posters" / "tmdb_22.jpg").write_bytes(make_image(seed=2))
+    run = run_import("csv", {"path": str(folder)})
+    assert (run.updated, run.unchanged, run.posters_stored) == (1, 1, 1)
+    assert Poster.objects.get(movie__tmdb_id=22).status == Poster.Status.PENDING
+    assert Poster.objects.get(movie__tmdb_id=21).status == Poster.Status.OK, "untouched poster keeps its result"
+    preprocess_posters()
+    assert Poster.objects.get(movie__tmdb_id=22).status == Poster.Status.OK
