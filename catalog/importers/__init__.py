@@ -59,6 +59,7 @@ IMPORT_PARAMS: dict[str, set[str]] = {
         "max_pages",
         "max_retries",
         "backoff_base",
+        "timeout",
     },
 }
 

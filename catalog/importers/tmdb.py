@@ -8,7 +8,7 @@ poster already stored from the same URL is not downloaded again, so re-running a
 Params: api_key or bearer_token (default: settings.TMDB_API_KEY / TMDB_BEARER_TOKEN),
 date_from / date_to (YYYY-MM-DD), poster_size (default w342; "none" skips posters),
 language (en-US), details (true: one /movie/{id} call per movie, which adds the IMDb id),
-limit, and for tests/proxies base_url, max_pages, backoff_base, max_retries.
+limit, and for tests/proxies base_url, max_pages, backoff_base, max_retries, timeout (s).
 """
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ class TmdbSource(Source):
             headers={"Authorization": f"Bearer {bearer}"} if bearer and not api_key else {},
             max_retries=int(params.get("max_retries", 5)),
             backoff_base=float(params.get("backoff_base", 1.0)),
+            timeout=float(params.get("timeout", 20.0)),
             name="TMDB",
         )
         try:

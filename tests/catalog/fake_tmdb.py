@@ -5,13 +5,15 @@ It serves realistic bodies for /3/configuration, /3/genre/movie/list, /3/discove
 the v4 bearer token, caps discover at ``max_pages`` pages (TMDB: 500) and can be told to
 misbehave: ``server.fail(path_prefix, *faults)`` queues faults that the next matching
 requests get, in order. A fault is "429" (no Retry-After), ("429", "2") (with Retry-After),
-"500", "503", "malformed" (truncated JSON with status 200), "401" or "404".
+"500", "503", "malformed" (truncated JSON with status 200), "401", "404" or ("slow", seconds) (answers
+normally, but only after that delay: a client timeout).
 """
 from __future__ import annotations
 
 import json
 import math
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -90,11 +92,22 @@ class FakeTmdbState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that timed out on a "slow" fault has hung up; that is the point.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+
 class FakeTmdbServer:
     def __init__(self) -> None:
         self.state = FakeTmdbState()
         handler = type("BoundHandler", (_Handler,), {"state": self.state, "server_ref": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
         self.root = f"http://127.0.0.1:{self.port}"
         self.api_base = f"{self.root}/3"
@@ -133,7 +146,9 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.requests.append(self.path)
             fault = self._take_fault(url.path)
-        if fault is not None:
+        if isinstance(fault, tuple) and fault[0] == "slow":
+            time.sleep(float(fault[1]))
+        elif fault is not None:
             return self._fault(fault)
         if url.path.startswith("/t/p/"):
             return self._image(url.path)

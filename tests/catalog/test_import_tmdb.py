@@ -204,3 +204,33 @@ def test_import_tmdb_command(fake_tmdb, make_image):
     assert "2 created" in out.getvalue()
     with pytest.raises(CommandError, match="401"):
         call_command("import_tmdb", "--api-key", "nope", "--from", "2020-01-01", stdout=io.StringIO(), skip_checks=True)
+
+
+@pytest.mark.django_db
+def test_timeouts_are_retried(fake_tmdb, make_image, recorded_sleeps):
+    fill(fake_tmdb, make_image, 1)
+    fake_tmdb.fail("/3/genre/movie/list", ("slow", 1.0))
+    run = run_import("tmdb", params(timeout=0.2))
+    assert run.created == 1 and len(recorded_sleeps) == 1
+    assert any("1x timeout" in w for w in run.warnings)
+
+
+@pytest.mark.django_db
+def test_retry_after_as_http_date(fake_tmdb, make_image, recorded_sleeps):
+    import email.utils
+    import time
+
+    fill(fake_tmdb, make_image, 1)
+    fake_tmdb.fail("/3/configuration", ("429", email.utils.formatdate(time.time() + 30, usegmt=True)))
+    run_import("tmdb", params())
+    assert 25 <= recorded_sleeps[0] <= 30
+
+
+@pytest.mark.django_db
+def test_a_single_day_over_the_cap_is_imported_as_far_as_tmdb_allows(fake_tmdb, make_image):
+    fake_tmdb.state.page_size, fake_tmdb.state.max_pages = 1, 2
+    for i in range(3):
+        fake_tmdb.add(FakeMovie(id=3000 + i, title=f"Same day {i}", release_date="2022-05-05", genre_ids=[18]))
+    run = run_import("tmdb", params(date_from="2022-05-01", date_to="2022-05-09", max_pages=2, poster_size="none"))
+    assert run.created == 2
+    assert any("2022-05-05 alone has 3 pages" in w for w in run.warnings)
