@@ -356,6 +356,7 @@ class MovieWriter:
             )
             current_genre_ids: set[int] = set()
         else:
+            # A source that lacks a value (MM-IMDb has no popularity) never blanks one out.
             dirty = [name for name, value in values.items() if value not in (None, "") and getattr(movie, name) != value]
             for name in dirty:
                 setattr(movie, name, values[name])
