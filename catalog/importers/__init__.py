@@ -7,6 +7,7 @@ are masked in the stored ImportRun.params.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import PurePath
 
 from ..models import ImportRun
 from .base import ImporterError, Progress, Source, execute_import, summary
@@ -77,6 +78,8 @@ def run_import(kind: str, params: dict, *, progress: Progress | None = None) -> 
         raise ImporterError(f"unknown import kind {kind!r}; choose one of {', '.join(sorted(IMPORT_KINDS))}")
     if not isinstance(params, dict):
         raise ImporterError("import params must be a dict")
+    # Paths from Python callers are fine too; the stored params must stay JSON.
+    params = {k: str(v) if isinstance(v, PurePath) else v for k, v in params.items()}
     unknown = sorted(set(params) - IMPORT_PARAMS[kind])
     if unknown:
         raise ImporterError(

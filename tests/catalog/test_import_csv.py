@@ -275,8 +275,9 @@ def test_csv_path_with_separate_poster_folder_and_limit(tmp_path, make_image):
     folder = write_folder(tmp_path / "set", THREE, make_image)
     moved = tmp_path / "elsewhere"
     (folder / "posters").rename(moved)
-    run = run_import("csv", {"path": str(folder / "movies.csv"), "posters": str(moved), "limit": 2})
+    run = run_import("csv", {"path": folder / "movies.csv", "posters": moved, "limit": 2})
     assert (run.created, run.posters_stored) == (2, 2)
+    assert run.params["posters"] == str(moved)
 
 
 @pytest.mark.django_db
