@@ -6,6 +6,7 @@ this machine's filesystem (the engine reads it lazily), otherwise the file's byt
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -30,14 +31,21 @@ def _local_path(name: str) -> str | None:
 
 
 def read_image(name: str) -> str | bytes | None:
-    """The derivative ``name`` as something the engine can open: a local path or bytes."""
+    """The derivative ``name`` as something the engine can open: a local path or bytes.
+
+    None when the file is gone from storage: one lost file should cost that movie its
+    poster, not fail a whole training run or inference shard.
+    """
     if not name:
         return None
     path = _local_path(name)
     if path is not None:
-        return path
-    with default_storage.open(name, "rb") as handle:
-        return handle.read()
+        return path if os.path.isfile(path) else None
+    try:
+        with default_storage.open(name, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
 
 
 @dataclass
@@ -94,9 +102,11 @@ def snapshot_examples(
                     data.poster_changed += 1
                 else:
                     name, checksum = current
-                    if checksum and not poster_checksum.startswith("name:") and checksum != poster_checksum:
-                        data.poster_changed += 1
                     image = read_image(name)
+                    if image is None or (
+                        checksum and not poster_checksum.startswith("name:") and checksum != poster_checksum
+                    ):
+                        data.poster_changed += 1
             data.examples[split].append(
                 Example(key=str(movie_id), text=overviews[movie_id] or "", image=image, labels=list(labels))
             )
@@ -119,5 +129,8 @@ def movie_examples(movie_ids: Sequence[int]) -> list[Example]:
         if movie_id not in rows:
             continue
         name = posters.get(movie_id, ("", ""))[0]
-        examples.append(Example(key=str(movie_id), text=rows[movie_id] or "", image=read_image(name)))
+        image = read_image(name)
+        if name and image is None:
+            logger.warning("movie %s: poster derivative %s is missing from storage; predicting from text", movie_id, name)
+        examples.append(Example(key=str(movie_id), text=rows[movie_id] or "", image=image))
     return examples

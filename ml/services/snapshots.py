@@ -102,18 +102,11 @@ def build_snapshot(
     then excluded too. Nothing is written unless the whole snapshot is.
     """
     fractions = _check_params(seed, fractions, min_genre_count)
-    report(progress, "Reading movies", 0.0)
-
-    movies = list(
-        Movie.objects.order_by("id").values_list(
-            "id", "overview", "missing_overview", "missing_genres", "excluded_from_training", "duplicate_of_id",
-            "label_source",
-        )
-    )
-    report(progress, f"Reading labels of {len(movies)} movies", 0.1)
+    report(progress, "Reading labels", 0.0)
     labels_of: dict[int, list[str]] = {}
     for movie_id, genre_name in MovieGenre.objects.values_list("movie_id", "genre__name").iterator(chunk_size=5000):
         labels_of.setdefault(movie_id, []).append(genre_name)
+    report(progress, "Reading posters", 0.1)
     usable_poster: dict[int, str] = {}
     for movie_id, derivative, checksum in (
         Poster.objects.filter(status=Poster.Status.OK).exclude(derivative="")
@@ -122,12 +115,22 @@ def build_snapshot(
         # A derivative without a recorded checksum still has to change the hash when it
         # changes; its file name is the best stand-in we have.
         usable_poster[movie_id] = checksum or f"name:{derivative}"
-    report(progress, "Choosing eligible movies", 0.25)
+    report(progress, "Choosing eligible movies", 0.2)
 
     excluded: Counter[str] = Counter()
-    eligible: list[tuple[int, str, list[str], str]] = []  # id, overview, labels, poster checksum
+    # id, overview sha, has overview, labels, poster checksum. Overviews are hashed as they
+    # stream past so a million-movie catalog never sits in memory as text.
+    eligible: list[tuple[int, str, bool, list[str], str]] = []
     label_sources: Counter[str] = Counter()
-    for movie_id, overview, missing_overview, missing_genres, is_excluded, duplicate_of, label_source in movies:
+    total_movies = 0
+    movies = Movie.objects.order_by("id").values_list(
+        "id", "overview", "missing_overview", "missing_genres", "excluded_from_training", "duplicate_of_id",
+        "label_source",
+    )
+    for movie_id, overview, missing_overview, missing_genres, is_excluded, duplicate_of, label_source in movies.iterator(
+        chunk_size=5000
+    ):
+        total_movies += 1
         labels = labels_of.get(movie_id, [])
         has_text = bool((overview or "").strip()) and not missing_overview
         if is_excluded:
@@ -139,25 +142,28 @@ def build_snapshot(
         elif not has_text and movie_id not in usable_poster:
             excluded[NO_TEXT_OR_POSTER] += 1
         else:
-            eligible.append((movie_id, overview if has_text else "", labels, usable_poster.get(movie_id, "")))
+            text_sha = _sha256_text(overview if has_text else "")
+            eligible.append((movie_id, text_sha, has_text, labels, usable_poster.get(movie_id, "")))
             label_sources[label_source] += 1
 
-    genre_counts = Counter(g for _, _, labels, _ in eligible for g in labels)
+    genre_counts = Counter(g for _, _, _, labels, _ in eligible for g in labels)
     rare = sorted(((g, c) for g, c in genre_counts.items() if c < min_genre_count), key=lambda gc: (gc[1], gc[0]))
     rare_names = {g for g, _ in rare}
     genres = sorted(g for g in genre_counts if keep_rare_genres or g not in rare_names)
     index_of = {g: i for i, g in enumerate(genres)}
 
     members: list[tuple[int, str, list[int], str]] = []  # id, overview sha, label indices, poster checksum
-    for movie_id, overview, labels, poster_checksum in eligible:
+    without_overview = 0
+    for movie_id, text_sha, has_text, labels, poster_checksum in eligible:
         kept = sorted(index_of[g] for g in set(labels) if g in index_of)
         if not kept:
             excluded[ONLY_RARE] += 1
             continue
-        members.append((movie_id, _sha256_text(overview), kept, poster_checksum))
+        members.append((movie_id, text_sha, kept, poster_checksum))
+        without_overview += not has_text
     if not members:
         raise SnapshotError(
-            f"no movie is eligible for training out of {len(movies)} "
+            f"no movie is eligible for training out of {total_movies} "
             f"(excluded: {dict(excluded) or 'none'}); import movies with genres and overviews or posters first"
         )
 
@@ -183,12 +189,11 @@ def build_snapshot(
         genre: {name: int(y[splits == name, j].sum()) for name in SUBSET_NAMES} | {"total": int(y[:, j].sum())}
         for j, genre in enumerate(genres)
     }
-    members_ids = {m[0] for m in members}
     same_data = list(
         DatasetSnapshot.objects.filter(content_hash=content_hash).order_by("id").values_list("id", flat=True)[:5]
     )
     build_report = {
-        "total_movies": len(movies),
+        "total_movies": total_movies,
         "included": len(members),
         "excluded": dict(sorted(excluded.items())),
         "rare_genres": [{"genre": g, "count": c} for g, c in rare],
@@ -196,7 +201,7 @@ def build_snapshot(
         "genre_counts": per_split_genre,
         "label_sources": dict(sorted(label_sources.items())),
         "with_poster": sum(1 for m in members if m[3]),
-        "without_overview": sum(1 for movie_id, overview, _, _ in eligible if not overview and movie_id in members_ids),
+        "without_overview": without_overview,
         "same_content_as": same_data,
     }
 

@@ -104,3 +104,30 @@ def test_members_are_frozen(tiny_catalog):
     member.split = "test"
     with pytest.raises(ImmutableRecordError):
         member.save()
+
+
+def test_loaders_give_engine_examples_and_report_drift(tiny_catalog):
+    import os
+
+    from ml.services.data import movie_examples, snapshot_examples
+
+    snapshot = build_snapshot(min_genre_count=1, fractions=(0.5, 0.25, 0.25))
+    data = snapshot_examples(snapshot, ["train", "val"])
+    assert len(data.examples["train"]) == snapshot.split_counts["train"] and "test" not in data.examples
+    example = data.examples["train"][0]
+    movie = tiny_catalog[int(example.key) - tiny_catalog[0].pk]
+    assert example.text == movie.overview and os.path.isfile(example.image)
+    assert [snapshot.genres[i] for i in example.labels] == sorted(g.name for g in movie.genres.all())
+
+    # A lost derivative file and a deleted movie are reported, not fatal.
+    lost = tiny_catalog[1]
+    os.remove(lost.poster.derivative.path)
+    tiny_catalog[2].delete()
+    data = snapshot_examples(snapshot, ["train", "val", "test"])
+    assert data.missing_movies == 1 and data.poster_changed == 1 and len(data.notes) == 2
+    assert sum(len(v) for v in data.examples.values()) == 39
+    (lost_example,) = movie_examples([lost.pk])
+    assert lost_example.image is None and lost_example.labels == []
+    assert [e.key for e in movie_examples([tiny_catalog[5].pk, 999_999, tiny_catalog[4].pk])] == [
+        str(tiny_catalog[5].pk), str(tiny_catalog[4].pk)
+    ]
