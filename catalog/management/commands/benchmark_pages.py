@@ -1,0 +1,103 @@
+"""Page latency benchmark: p50/p95 of the catalog, movie and review pages and the list API.
+
+Requests go through Django's test client in this process (full middleware, templates and
+database queries; no network or WSGI server), logged in as a labeler, against whatever
+DATABASE_URL points at. Fill a separate database first, e.g.:
+
+    createdb genreweb_bench
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/genreweb_bench python manage.py migrate
+    DATABASE_URL=... python manage.py seed_synthetic --movies 100000 --posters 40 --predictions
+    DATABASE_URL=... python manage.py benchmark_pages --requests 40
+
+Only URLs are used (no ml import), so the catalog app stays at the bottom of the layers.
+"""
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+
+from catalog.models import Genre, Movie
+
+TARGET_P95_MS = 200.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Command(BaseCommand):
+    help = "Report p50/p95 latency of the main pages and the movie list API (server side)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--requests", type=int, default=30, help="timed requests per page")
+        parser.add_argument("--warmup", type=int, default=3, help="untimed requests per page first")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--output", help="also write the Markdown table to this file")
+
+    def handle(self, *args, **opts):
+        n = opts["requests"]
+        if n < 1:
+            raise CommandError("--requests must be at least 1")
+        total = Movie.objects.count()
+        if total == 0:
+            raise CommandError("the database has no movies; run seed_synthetic first")
+        rng = random.Random(opts["seed"])
+        user, _ = get_user_model().objects.get_or_create(username="benchmark-labeler")
+        client = Client()
+        client.force_login(user)
+        ids = list(Movie.objects.order_by("?").values_list("id", flat=True)[:500])
+        genre = Genre.objects.order_by("name").first()
+        pages = total // 48
+        cases = [
+            ("catalog grid, page 1", lambda: "/"),
+            ("catalog list, page 1", lambda: "/?view=list"),
+            ("catalog grid, random page", lambda: f"/?page={rng.randint(1, max(1, pages))}"),
+            ("catalog filtered (genre + years)", lambda: f"/?genre={genre.slug if genre else ''}&year_min=1990&year_max=2010"),
+            ("catalog search (title/overview)", lambda: f"/?q={rng.choice(['haunted', 'love', 'Harbor', 'alien'])}"),
+            ("catalog model disagrees", lambda: "/?model=disagrees"),
+            ("movie page", lambda: f"/movies/{rng.choice(ids)}/"),
+            ("review queue: disagrees", lambda: "/models/review/disagrees/"),
+            ("review queue: unsure", lambda: "/models/review/unsure/"),
+            ("review item", lambda: f"/models/review/disagrees/{rng.randint(1, 200)}/"),
+            ("API movie list", lambda: "/api/movies/"),
+            ("API movie list, genre filter", lambda: f"/api/movies/?genre={genre.slug if genre else ''}"),
+        ]
+        self.stdout.write(f"{total:,} movies, {connection.vendor}, {n} requests per page after {opts['warmup']} warm-up")
+        rows = []
+        for name, make_url in cases:
+            for _ in range(opts["warmup"]):
+                self._get(client, make_url())
+            timings, queries = [], []
+            for _ in range(n):
+                url = make_url()
+                with CaptureQueriesContext(connection) as captured:
+                    started = time.perf_counter()
+                    self._get(client, url)
+                    timings.append(1000 * (time.perf_counter() - started))
+                queries.append(len(captured))
+            row = (name, statistics.median(timings), percentile(timings, 0.95), max(timings), max(queries))
+            rows.append(row)
+            self.stdout.write(f"  {name:<36} p50 {row[1]:7.1f} ms  p95 {row[2]:7.1f} ms  max {row[3]:7.1f} ms  queries {row[4]}")
+        table = ["| page | p50 ms | p95 ms | max ms | queries |", "|---|---:|---:|---:|---:|"]
+        table += [f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]} |" for r in rows]
+        slow = [r[0] for r in rows if r[2] > TARGET_P95_MS]
+        verdict = f"p95 target {TARGET_P95_MS:.0f} ms: " + ("met by every page" if not slow else "missed by " + ", ".join(slow))
+        self.stdout.write("\n".join(table) + "\n" + verdict)
+        if opts["output"]:
+            with open(opts["output"], "w") as handle:
+                handle.write(f"{total:,} movies on {connection.vendor}, {n} requests per page\n\n" + "\n".join(table)
+                             + f"\n\n{verdict}\n")
+
+    def _get(self, client: Client, url: str) -> None:
+        response = client.get(url)
+        if response.status_code != 200:
+            raise CommandError(f"GET {url} answered {response.status_code}")
