@@ -15,6 +15,7 @@ from __future__ import annotations
 import io
 import random
 import time
+import uuid
 
 from django.apps import apps
 from django.core.files.base import ContentFile
@@ -78,7 +79,7 @@ class Command(BaseCommand):
                             help="also create a synthetic model version (promoted to production) with "
                                  "an evaluation and a prediction for every new movie")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--source-prefix", default="syn", help="source_id prefix (keeps reruns unique)")
+        parser.add_argument("--source-prefix", default="syn", help="source_id prefix")
 
     def handle(self, *args, **opts):
         n, batch = opts["movies"], opts["batch"]
@@ -88,7 +89,7 @@ class Command(BaseCommand):
         genres = self._genres()
         weights = [w for _, _, w in GENRES]
         poster_names = self._posters(rng, opts["posters"])
-        prefix = f"{opts['source_prefix']}-{int(time.time())}"
+        prefix = f"{opts['source_prefix']}-{uuid.uuid4().hex[:8]}"  # unique per run: reruns add, never clash
         started = time.monotonic()
         version = self._model_version(genres) if opts["predictions"] else None
         created = 0
@@ -167,10 +168,17 @@ class Command(BaseCommand):
         names = [g.name for g in genres]
         rng = random.Random(1)
         with transaction.atomic():
-            snapshot = Snapshot.objects.create(name="synthetic", genres=names, content_hash="synthetic-" + str(time.time()),
+            snapshot = Snapshot.objects.create(name="synthetic", genres=names, content_hash="synthetic-" + uuid.uuid4().hex,
                                                fractions=[0.7, 0.15, 0.15], report={"synthetic": True})
+            TrainingRun = apps.get_model("ml", "TrainingRun")
+            # Made-up curves of a run that converges, so the report's training plot has data.
+            history = [{"epoch": e, "train_loss": round(0.7 * 0.85 ** e + 0.08, 4),
+                        "val_loss": round(0.68 * 0.88 ** e + 0.12 + 0.002 * e, 4),
+                        "val_micro_f1": round(0.68 - 0.45 * 0.8 ** e, 4)} for e in range(1, 21)]
+            run = TrainingRun.objects.create(snapshot=snapshot, config_name="synthetic", status="succeeded",
+                                             device="cpu", history=history, log="synthetic run (seed_synthetic)")
             version = ModelVersion.objects.create(
-                name=f"synthetic v{ModelVersion.objects.count() + 1}", snapshot=snapshot, config_name="synthetic",
+                training_run=run, name=f"synthetic v{ModelVersion.objects.count() + 1}", snapshot=snapshot, config_name="synthetic",
                 config={"note": "random scores correlated with labels, for demos and benchmarks"},
                 genres=names, thresholds=[round(rng.uniform(0.3, 0.6), 3) for _ in names],
                 artifact_path="", checksum="synthetic",

@@ -1,0 +1,65 @@
+"""seed_synthetic and benchmark_pages on tiny sizes (the real figures come from 100k on Postgres)."""
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from catalog.models import LabelChange, Movie, MovieGenre, Poster
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seed_synthetic_with_posters_and_predictions():
+    from ml.models import Evaluation, Prediction
+    from ml.services.registry import production_version
+
+    out = io.StringIO()
+    call_command("seed_synthetic", movies=30, posters=3, predictions=True, batch=7, stdout=out)
+    assert Movie.objects.count() == 30
+    labels = MovieGenre.objects.count()
+    assert 30 <= labels <= 120
+    assert LabelChange.objects.filter(origin="import").count() == labels  # history for every imported label
+    assert Poster.objects.filter(status="ok").count() == 30
+    assert len(set(Poster.objects.values_list("original", flat=True))) == 3
+    version = production_version()
+    assert version is not None and Prediction.objects.filter(model_version=version).count() == 30
+    assert Evaluation.objects.filter(model_version=version, split="test").exists()
+    for prediction in Prediction.objects.all():
+        labelled = set(prediction.movie.labels.values_list("genre__name", flat=True))
+        assert prediction.predicted  # at least the top genre
+        assert not set(prediction.suggested_add) & labelled
+        assert set(prediction.suggested_remove) <= labelled
+        assert prediction.disagrees == bool(prediction.suggested_add or prediction.suggested_remove)
+    assert "30/30 movies (100%" in out.getvalue()  # progress per batch
+
+
+def test_seed_synthetic_twice_adds_without_clashing():
+    call_command("seed_synthetic", movies=5, stdout=io.StringIO())
+    call_command("seed_synthetic", movies=5, stdout=io.StringIO())
+    assert Movie.objects.count() == 10
+    from ml.models import Prediction
+
+    assert not Prediction.objects.exists()
+
+
+def test_seed_synthetic_rejects_bad_sizes():
+    with pytest.raises(CommandError):
+        call_command("seed_synthetic", movies=0, stdout=io.StringIO())
+
+
+def test_benchmark_pages_reports_every_page(tmp_path):
+    call_command("seed_synthetic", movies=60, predictions=True, stdout=io.StringIO())
+    out = io.StringIO()
+    report = tmp_path / "bench.md"
+    call_command("benchmark_pages", requests=2, warmup=0, output=str(report), stdout=out)
+    text = report.read_text()
+    for page in ("catalog grid, page 1", "movie page", "review queue: disagrees", "review item", "API movie list"):
+        assert f"| {page} |" in text
+    assert "p95 target 200 ms" in out.getvalue()
+
+
+def test_benchmark_pages_needs_movies():
+    with pytest.raises(CommandError, match="no movies"):
+        call_command("benchmark_pages", requests=1, stdout=io.StringIO())
