@@ -164,3 +164,15 @@ def test_cancelled_training_is_marked_cancelled(tiny_catalog):
     with pytest.raises(Cancelled):
         train_model(snapshot.pk, FAST_TFIDF, progress=cancel)
     assert TrainingRun.objects.get().status == TrainingRun.Status.CANCELLED
+
+
+def test_evaluate_on_another_snapshot_maps_genres_by_name(trained, make_movie):
+    _, run, _ = trained
+    version = run.model_version
+    for _ in range(6):
+        make_movie(("Western", "Drama"))  # a genre the model never saw
+    other = build_snapshot(min_genre_count=1, fractions=(0.5, 0.25, 0.25), seed=3)
+    assert "Western" in other.genres and other.genres != version.genres
+    evaluation = evaluate_model(version.pk, other.pk, split="test")
+    assert evaluation.snapshot == other and evaluation.n_examples == other.split_counts["test"]
+    assert sorted(evaluation.genre_metrics.values_list("genre", flat=True)) == sorted(version.genres)
