@@ -118,16 +118,10 @@ class SmallCNN(nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         layers, channels = [], 3
+        # One conv per block keeps it cheap enough to train on a CPU in minutes.
         for out in (width, width * 2, width * 4, width * 8):
-            layers += [
-                nn.Conv2d(channels, out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-                nn.Conv2d(out, out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
+            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
+                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
             channels = out
         self.features = nn.Sequential(*layers)
         self.dim = channels

@@ -123,7 +123,8 @@ class FrozenFeatures:
         cache = FeatureCache(self.cache_dir, self._key("text"))
         digests = [content_hash(ex.text) for ex in examples]
         out: list[np.ndarray | None] = [cache.get(d) for d in digests]
-        todo = [i for i, v in enumerate(out) if v is None]
+        # Longest first, so each batch pads to a similar length (much less wasted compute).
+        todo = sorted((i for i, v in enumerate(out) if v is None), key=lambda i: -len(examples[i].text))
         if todo:
             enc = self.text_encoder()
             self.log(f"text features: encoding {len(todo)} texts ({len(examples) - len(todo)} cached)")

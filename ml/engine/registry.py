@@ -22,7 +22,7 @@ PRESETS: dict[str, ModelConfig] = {
         # -- text only
         _preset("tfidf-linear", "TF-IDF uni+bigrams, one linear layer (one-vs-rest logistic regression)",
                 text_encoder="tfidf", image_encoder="none", fusion="text", train_mode="frozen", hidden_dim=0,
-                dropout=0.0, input_dropout=0.0, epochs=100, lr=5e-3, weight_decay=1e-4, patience=10),
+                dropout=0.0, input_dropout=0.0, epochs=60, lr=1e-2, weight_decay=1e-4, patience=8),
         _preset("bilstm-text", "BiLSTM over learned word embeddings (optionally GloVe-initialised)",
                 text_encoder="bilstm", image_encoder="none", fusion="text", train_mode="finetune", epochs=20,
                 batch_size=32, lr=2e-3, max_tokens=120, hidden_dim=256, dropout=0.4, input_dropout=0.2, patience=4),

@@ -20,7 +20,7 @@ from .data import Example, TfidfVectorizer, Vocabulary, labels_matrix, load_word
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
-from .trained import InputParts, TrainedModel
+from .trained import InputParts, TrainedModel, sigmoid
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -53,7 +53,8 @@ def pos_weights(y: np.ndarray, config: ModelConfig) -> torch.Tensor | None:
         return None
     pos = y.sum(axis=0)
     neg = len(y) - pos
-    ratio = np.where(pos > 0, neg / np.maximum(pos, 1), config.max_pos_weight)
+    # A genre without positives has no positive terms to weight; 1.0 keeps it neutral.
+    ratio = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
     return torch.tensor(np.clip(ratio**config.pos_weight_power, 1.0, config.max_pos_weight), dtype=torch.float32)
 
 
@@ -208,7 +209,7 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
         trained = TrainedModel(config, genres, model, parts, np.full(n_genres, 0.5), history, device)
         val_logits = trained.logits(val, batch_size=max(config.batch_size, 64)) if not frozen else _frozen_logits(model, parts, val_arrays, config)
         val_loss = float(loss_fn(torch.from_numpy(val_logits).to(device), y_val_t.to(device)))
-        val_probs = 1 / (1 + np.exp(-val_logits.astype(np.float64)))
+        val_probs = sigmoid(val_logits)
         val_f1 = micro_f1(y_val, apply_thresholds(val_probs, np.full(n_genres, 0.5), min_one=True))
         history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss, "val_micro_f1": val_f1})
         log(f"epoch {epoch + 1}: train_loss {total / max(count, 1):.4f} val_loss {val_loss:.4f} val_micro_f1 {val_f1:.4f}")
@@ -238,7 +239,7 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
         val_logits = _frozen_logits(model, parts, val_arrays, config)
     else:
         val_logits = trained.logits(val, batch_size=max(config.batch_size, 64))
-    val_probs = (1.0 / (1.0 + np.exp(-val_logits.astype(np.float64)))).astype(np.float32)
+    val_probs = sigmoid(val_logits)
     trained.thresholds = tune_thresholds(y_val, val_probs)
     timings["total_s"] = time.perf_counter() - started
     trained.timings = timings

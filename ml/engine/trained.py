@@ -145,6 +145,12 @@ class InputParts:
             self.minilm_tokenize = model.text_encoder.tokenize
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Probabilities in float32 from logits; the tanh form never overflows."""
+    x = np.asarray(logits, dtype=np.float64)
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
+
+
 class TrainedModel:
     """A fitted model with its decision thresholds. Build with ``fit`` or ``load_model``."""
 
@@ -189,7 +195,7 @@ class TrainedModel:
 
     def predict_proba(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
         logits = self.logits(examples, batch_size=batch_size, progress=progress)
-        return (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        return sigmoid(logits)
 
     def predict(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         probs = self.predict_proba(examples, batch_size=batch_size, progress=progress)

@@ -1,0 +1,399 @@
+"""Benchmark every model family on a devset folder (movies.csv + posters/).
+
+Reads the CSV directly (nothing goes into a database), builds one fixed 70/15/15
+iterative-stratified split, trains each model in its own process (so peak memory is that
+model's), scores the test split and writes results/benchmark.{csv,md,json}.
+
+    python -m ml.engine.benchmark --data ../shared/data/devset --out results/
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .data import Example, labels_matrix
+from .metrics import evaluate
+from .split import iterative_stratified_split
+from .thresholds import apply_thresholds, tune_thresholds
+
+# Frozen-encoder families first (they are the quick ones), end-to-end families after.
+DEFAULT_MODELS = [
+    "tfidf-linear",
+    "minilm-frozen-text",
+    "effnet-frozen-image",
+    "minilm+effnet-logreg",
+    "minilm+effnet-frozen-concat",
+    "minilm+effnet-frozen-add",
+    "minilm+effnet-frozen-product",
+    "minilm+effnet-frozen-max",
+    "minilm+effnet-frozen-gated",
+    "minilm+effnet-frozen-late",
+    "bilstm-text",
+    "gru-text",
+    "smallcnn-image",
+    "resnet18-image",
+    "minilm-finetune-text",
+    "minilm+effnet-finetune-gated",
+]
+# Averaged-probability ensembles scored as extra rows (thresholds re-tuned on val).
+ENSEMBLES = {"ensemble(frozen gated+late+concat)": ["minilm+effnet-frozen-gated", "minilm+effnet-frozen-late",
+                                                    "minilm+effnet-frozen-concat"]}
+# End-to-end families are cut down on a CPU so the whole benchmark fits in well under an
+# hour on two cores; the table notes say so.
+CPU_OVERRIDES = {
+    "bilstm-text": {"epochs": 10},
+    "gru-text": {"epochs": 10},
+    "smallcnn-image": {"epochs": 8, "image_size": 64},
+    "resnet18-image": {"epochs": 3, "image_size": 64},
+    "resnet34-image": {"epochs": 2, "image_size": 64},
+    "resnet50-image": {"epochs": 2, "image_size": 64},
+    "effnet-finetune-image": {"epochs": 2, "image_size": 128},
+    "minilm-finetune-text": {"epochs": 1, "max_tokens": 64},
+    "minilm+effnet-finetune-gated": {"epochs": 1, "max_tokens": 64, "image_size": 96},
+    "bilstm+smallcnn-concat": {"epochs": 8, "image_size": 64},
+}
+THROUGHPUT_SAMPLE = 256
+
+
+def load_devset(data_dir: str | os.PathLike) -> tuple[list[dict], list[str]]:
+    """Rows of movies.csv (id, overview, genres, poster path) and genre names by count."""
+    data_dir = Path(data_dir)
+    csv_path = data_dir / "movies.csv"
+    if not csv_path.exists():
+        raise FileNotFoundError(f"{csv_path} not found: --data must be a folder holding movies.csv and posters/")
+    rows, problems = [], []
+    with open(csv_path, encoding="utf-8", newline="") as handle:
+        for line_no, rec in enumerate(csv.DictReader(handle), start=2):
+            genres = [g.strip() for g in (rec.get("genres") or "").split("|") if g.strip()]
+            overview = (rec.get("overview") or "").strip()
+            if not rec.get("id") or not genres:
+                problems.append(f"line {line_no}: missing id or genres")
+                continue
+            poster = rec.get("poster") or ""
+            path = data_dir / "posters" / poster if poster else None
+            rows.append({"id": rec["id"], "text": overview, "genres": genres,
+                         "image": str(path) if path and path.exists() else None})
+    if problems:
+        print(f"skipped {len(problems)} rows: " + "; ".join(problems[:5]), file=sys.stderr)
+    counts = Counter(g for r in rows for g in r["genres"])
+    return rows, [g for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def prepare(data_dir, min_genre_count: int, seed: int):
+    rows, all_genres = load_devset(data_dir)
+    counts = Counter(g for r in rows for g in r["genres"])
+    genres = [g for g in all_genres if counts[g] >= min_genre_count]
+    rare = {g: counts[g] for g in all_genres if counts[g] < min_genre_count}
+    index = {g: i for i, g in enumerate(genres)}
+    examples = [Example(r["id"], r["text"], r["image"], [index[g] for g in r["genres"] if g in index]) for r in rows]
+    y = labels_matrix(examples, len(genres))
+    split = iterative_stratified_split(y, (0.7, 0.15, 0.15), seed=seed)
+    parts = {name: [ex for ex, s in zip(examples, split) if s == name] for name in ("train", "val", "test")}
+    return genres, rare, counts, parts
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _precompute_features(data_dir, min_genre_count, seed, cache_dir, device, encoder: str, threads=None) -> dict:
+    """Cold extraction of one frozen encoder's features for train+val (what fit would do)."""
+    _set_threads(threads)
+    from .registry import get_config
+    from .trained import InputParts
+    from .train import select_device
+
+    genres, _, _, parts = prepare(data_dir, min_genre_count, seed)
+    device = select_device(device)
+    preset = "minilm-frozen-text" if encoder == "minilm" else "effnet-frozen-image"
+    config = get_config(preset)
+    inputs = InputParts(config, None, None, device, cache_dir=cache_dir, log=print)
+    t0 = time.perf_counter()
+    inputs.frozen_arrays(parts["train"] + parts["val"])
+    seconds = time.perf_counter() - t0
+    inputs.frozen_arrays(parts["test"])  # warm the cache for scoring; not timed
+    return {"encoder": encoder, "seconds": seconds, "n": len(parts["train"]) + len(parts["val"]),
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _run_model(name: str, data_dir, min_genre_count, seed, cache_dir, device, overrides: dict, threads=None) -> dict:
+    import torch
+
+    _set_threads(threads)
+
+    from .registry import get_config
+    from .train import fit
+
+    genres, _, _, parts = prepare(data_dir, min_genre_count, seed)
+    config = get_config({"preset": name, **overrides}) if overrides else get_config(name)
+    log_lines: list[str] = []
+
+    def log(line):
+        log_lines.append(line)
+        print(f"  [{name}] {line}", flush=True)
+
+    t0 = time.perf_counter()
+    model = fit(config, genres, parts["train"], parts["val"], device=device, cache_dir=cache_dir, log=log)
+    fit_s = time.perf_counter() - t0
+    val_probs = model.predict_proba(parts["val"])
+    test_probs = model.predict_proba(parts["test"])
+    decisions = apply_thresholds(test_probs, model.thresholds, min_one=True)
+    y_test = labels_matrix(parts["test"], len(genres))
+    metrics = evaluate(y_test, test_probs, decisions, genres)
+
+    # Throughput from raw overview + poster file, no feature cache, encoders already loaded.
+    sample = parts["test"][:THROUGHPUT_SAMPLE]
+    if model.parts.frozen is not None:
+        model.parts.frozen.cache_dir = None
+    model.predict_proba(sample[:8])
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    model.predict_proba(sample)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    throughput = len(sample) / (time.perf_counter() - t1)
+    cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    return {
+        "model": name,
+        "config": config.to_dict(),
+        "device": model.device,
+        "fit_s": fit_s,
+        "features_s": model.timings.get("features_s"),
+        "train_s": model.timings.get("train_s"),
+        "epochs_run": len(model.history),
+        "best_epoch": getattr(model, "best_epoch", None),
+        "throughput": throughput,
+        "peak_rss_mb": _peak_rss_mb(),
+        "cuda_peak_mb": cuda_peak,
+        "metrics": metrics,
+        "val_probs": val_probs.tolist(),
+        "test_probs": test_probs.tolist(),
+        "thresholds": model.thresholds.tolist(),
+    }
+
+
+def _in_subprocess(fn, *args):
+    # One fresh process per model: peak RSS is that model's alone and no state leaks.
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", *, cache_dir: str | None = None,
+                  seed: int = 0, min_genre_count: int = 20, device: str | None = None, isolate: bool = True,
+                  ensembles: bool = True, threads: int | None = None, command: str = "") -> list[dict]:
+    from .registry import get_config
+    from .train import select_device
+
+    models = models or DEFAULT_MODELS
+    for name in models:
+        get_config(name)  # fail on a typo before hours of training
+    device = select_device(device)
+    on_cpu = device == "cpu"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    own_cache = cache_dir is None
+    cache_dir = cache_dir or tempfile.mkdtemp(prefix="genreweb-bench-cache-")
+    genres, rare, counts, parts = prepare(data_dir, min_genre_count, seed)
+    print(f"devset: {sum(len(p) for p in parts.values())} movies, {len(genres)} genres kept, "
+          f"split train/val/test = {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])}, device {device}")
+    if rare:
+        print("genres below --min-genre-count excluded from training and scoring: "
+              + ", ".join(f"{g} ({c})" for g, c in rare.items()))
+    call = (lambda fn, *a: _in_subprocess(fn, *a)) if isolate else (lambda fn, *a: fn(*a))
+
+    # Cold feature extraction per frozen encoder, timed once; frozen models then read the cache.
+    feature_times = {}
+    needed = {get_config(m).text_encoder for m in models if get_config(m).train_mode == "frozen"} | \
+             {get_config(m).image_encoder for m in models if get_config(m).train_mode == "frozen"}
+    for encoder in ("minilm", "efficientnet_lite0"):
+        if encoder in needed:
+            print(f"extracting {encoder} features (cold cache)...", flush=True)
+            info = call(_precompute_features, data_dir, min_genre_count, seed, cache_dir, device, encoder, threads)
+            feature_times[encoder] = info
+            print(f"  {encoder}: {info['seconds']:.1f}s for {info['n']} movies, peak RSS {info['peak_rss_mb']:.0f} MB")
+
+    results = []
+    for name in models:
+        overrides = CPU_OVERRIDES.get(name, {}) if on_cpu else {}
+        print(f"== {name} {overrides or ''}", flush=True)
+        row = call(_run_model, name, data_dir, min_genre_count, seed, cache_dir, device, overrides, threads)
+        cfg = get_config(name)
+        cold = 0.0
+        if cfg.train_mode == "frozen":
+            for enc in (cfg.text_encoder, cfg.image_encoder):
+                if enc in feature_times:
+                    cold += feature_times[enc]["seconds"]
+            # fit() from a warm cache: reading features, loading the encoder to check its
+            # fingerprint, training the head and tuning thresholds.
+            row["head_s"] = row["fit_s"]
+            row["train_total_s"] = cold + row["fit_s"]
+        else:
+            row["train_total_s"] = row["fit_s"]
+            row["head_s"] = None
+        row["notes"] = (cfg.notes + (f"; CPU run cut to {overrides}" if overrides else ""))
+        m = row["metrics"]
+        print(f"   micro {m['micro_f1']:.3f} macro {m['macro_f1']:.3f} samples {m['samples_f1']:.3f} "
+              f"auc {_fmt(m['roc_auc_macro'])} train {row['train_total_s']:.1f}s "
+              f"{row['throughput']:.1f} movies/s", flush=True)
+        results.append(row)
+
+        if ensembles:
+            _add_ensembles(results, parts, genres, device, feature_times)
+        _write(results, out_dir, genres, rare, counts, parts, feature_times, device, command)
+
+    if own_cache:
+        import shutil
+
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    return results
+
+
+def _add_ensembles(results, parts, genres, device, feature_times) -> None:
+    by_name = {r["model"]: r for r in results}
+    y_val = labels_matrix(parts["val"], len(genres))
+    y_test = labels_matrix(parts["test"], len(genres))
+    for label, members in ENSEMBLES.items():
+        if label in by_name or not all(m in by_name for m in members):
+            continue
+        val_p = np.mean([np.array(by_name[m]["val_probs"]) for m in members], axis=0)
+        test_p = np.mean([np.array(by_name[m]["test_probs"]) for m in members], axis=0)
+        thresholds = tune_thresholds(y_val, val_p)
+        metrics = evaluate(y_test, test_p, apply_thresholds(test_p, thresholds), genres)
+        head_s = sum(by_name[m]["head_s"] or 0 for m in members)
+        results.append({
+            "model": label, "device": device, "metrics": metrics, "head_s": head_s,
+            "train_total_s": head_s + sum(v["seconds"] for v in feature_times.values()),
+            # members share their features, so this counts the encoders once per member: a lower bound
+            "throughput": 1.0 / sum(1.0 / by_name[m]["throughput"] for m in members),
+            "peak_rss_mb": max(by_name[m]["peak_rss_mb"] for m in members), "cuda_peak_mb": None,
+            "notes": "mean of the members' test probabilities, thresholds re-tuned on val; throughput as if "
+                     "the members ran one after another (a lower bound: they could share features)",
+        })
+
+
+COLUMNS = ["model", "micro_f1", "macro_f1", "samples_f1", "roc_auc", "train_total_s", "head_s",
+           "throughput_movies_s", "peak_rss_mb", "cuda_peak_mb", "device", "notes"]
+
+
+def _flat(row: dict) -> dict:
+    m = row["metrics"]
+    return {
+        "model": row["model"], "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"], "samples_f1": m["samples_f1"],
+        "roc_auc": m["roc_auc_macro"], "train_total_s": row.get("train_total_s"), "head_s": row.get("head_s"),
+        "throughput_movies_s": row.get("throughput"), "peak_rss_mb": row.get("peak_rss_mb"),
+        "cuda_peak_mb": row.get("cuda_peak_mb"), "device": row.get("device"), "notes": row.get("notes", ""),
+    }
+
+
+def _write(results, out_dir: Path, genres, rare, counts, parts, feature_times, device, command):
+    flat = [_flat(r) for r in results]
+    with open(out_dir / "benchmark.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in flat:
+            writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
+    slim = [{k: v for k, v in r.items() if k not in ("val_probs", "test_probs")} for r in results]
+    for r in slim:
+        r["metrics"] = {k: v for k, v in r["metrics"].items() if k not in ("calibration",)}
+        r["metrics"]["per_genre"] = [{k: v for k, v in g.items() if k not in ("pr_curve", "calibration")}
+                                     for g in r["metrics"]["per_genre"]]
+    (out_dir / "benchmark.json").write_text(json.dumps(
+        {"genres": genres, "rare_genres_excluded": rare, "split_sizes": {k: len(v) for k, v in parts.items()},
+         "feature_extraction": feature_times, "results": slim}, indent=1))
+    lines = [
+        "# Model benchmark (devset test split)",
+        "",
+        f"Command: `{command or 'python manage.py benchmark_models --data ../shared/data/devset --out results/'}`",
+        "",
+        f"Device: {device}. Split: iterative stratification 70/15/15, seed 0 -> "
+        f"train {len(parts['train'])} / val {len(parts['val'])} / test {len(parts['test'])} movies, "
+        f"{len(genres)} genres. Thresholds per genre tuned on val; every movie gets at least its top genre.",
+        "",
+    ]
+    if rare:
+        lines += [f"Genres with fewer than the minimum count are excluded from training and scoring "
+                  f"(too few to learn or to score: 1-2 test examples): "
+                  + ", ".join(f"{g} ({c} movies)" for g, c in rare.items()) + ".", ""]
+    if feature_times:
+        lines += ["Cold frozen-feature extraction (train+val, no cache): " + ", ".join(
+            f"{k} {v['seconds']:.0f}s for {v['n']} movies" for k, v in feature_times.items())
+            + ". `train_total_s` of a frozen model = its encoders' cold extraction + head training; "
+              "`head_s` = the whole fit() from cached features (cache reads, encoder fingerprint check, head training, threshold tuning).", ""]
+    lines += [
+        "| model | micro-F1 | macro-F1 | samples-F1 | ROC AUC | train total s | head s | movies/s | peak RSS MB | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in flat:
+        lines.append(
+            f"| {row['model']} | {_fmt(row['micro_f1'])} | {_fmt(row['macro_f1'])} | {_fmt(row['samples_f1'])} | "
+            f"{_fmt(row['roc_auc'])} | {_fmt(row['train_total_s'], 1)} | {_fmt(row['head_s'], 1)} | "
+            f"{_fmt(row['throughput_movies_s'], 1)} | {_fmt(row['peak_rss_mb'], 0)} | {row['notes']} |")
+    best = max(flat, key=lambda r: r["micro_f1"])
+    lines += ["", f"Best by micro-F1: **{best['model']}**."]
+    best_full = next(r for r in results if r["model"] == best["model"])
+    lines += ["", "Per-genre test F1 of the best model:", "", "| genre | support | F1 | ROC AUC |", "|---|---|---|---|"]
+    for g in best_full["metrics"]["per_genre"]:
+        lines.append(f"| {g['genre']} | {g['support']} | {_fmt(g['f1'])} | {_fmt(g['roc_auc'])} |")
+    (out_dir / "benchmark.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    run_from_args(vars(args), command="python -m ml.engine.benchmark " + " ".join(argv or sys.argv[1:]))
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="folder with movies.csv and posters/")
+    parser.add_argument("--models", default="", help="comma-separated preset names (default: all families)")
+    parser.add_argument("--out", default="results", help="output folder for benchmark.csv/.md/.json")
+    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: a temporary one, removed after)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-genre-count", type=int, default=20,
+                        help="genres with fewer movies are reported and excluded (default 20)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--no-ensembles", action="store_true")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads per model (default: torch's choice; 1 is fastest on a busy shared box)")
+    parser.add_argument("--no-isolate", action="store_true",
+                        help="train in this process instead of one fresh process per model (peak memory then accumulates)")
+
+
+def run_from_args(opts: dict, command: str = "") -> list[dict]:
+    models = [m.strip() for m in (opts.get("models") or "").split(",") if m.strip()] or None
+    return run_benchmark(opts["data"], models, opts.get("out") or "results", cache_dir=opts.get("cache_dir"),
+                         seed=opts.get("seed", 0), min_genre_count=opts.get("min_genre_count", 20),
+                         device=opts.get("device"), ensembles=not opts.get("no_ensembles"),
+                         threads=opts.get("threads"), isolate=not opts.get("no_isolate"), command=command)
+
+
+if __name__ == "__main__":
+    main()
