@@ -73,7 +73,12 @@ class Movie(models.Model):
                 name="movie_unique_source_id",
             )
         ]
-        indexes = [models.Index(fields=["source", "source_id"])]
+        indexes = [
+            models.Index(fields=["source", "source_id"]),
+            # The browse page and the movie API list in Meta.ordering: page 1 of 100k movies
+            # reads 48 index entries instead of sorting the table.
+            models.Index(fields=["-popularity", "title", "id"], name="movie_browse_order_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.title} ({self.year})" if self.year else self.title
