@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from genreweb.permissions import IsLabelerOrAnonymousRead
@@ -20,6 +21,7 @@ from genreweb.permissions import IsLabelerOrAnonymousRead
 from .forms import CatalogFilterForm
 from .labels import change_labels, set_labels
 from .models import Genre, LabelChange, Movie, MovieGenre, Poster
+from .views import KeysFirstPaginator
 
 MOVIE_FILTER_PARAMETERS = [
     OpenApiParameter("q", str, description="search in title and overview (case-insensitive)"),
@@ -162,6 +164,10 @@ def filter_movies(movies, params):
     return form.filter(movies)
 
 
+class MoviePagination(PageNumberPagination):
+    django_paginator_class = KeysFirstPaginator
+
+
 class GenreViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Genre.objects.all()
     serializer_class = GenreSerializer
@@ -172,6 +178,7 @@ class GenreViewSet(viewsets.ReadOnlyModelViewSet):
 class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsLabelerOrAnonymousRead]
     serializer_class = MovieSerializer
+    pagination_class = MoviePagination
 
     def get_queryset(self):
         movies = Movie.objects.select_related("poster").prefetch_related(

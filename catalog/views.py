@@ -46,6 +46,19 @@ def poster_url(movie: Movie) -> str | None:
     return None
 
 
+class KeysFirstPaginator(Paginator):
+    """Pages in two steps: OFFSET over the ordered ids only (an index-only scan of the
+    browse-order index on PostgreSQL), then the page's full rows by id. A deep page of
+    100k movies then costs tens of milliseconds instead of reading every row before it."""
+
+    def page(self, number):
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page])
+        rows = {movie.pk: movie for movie in self.object_list.filter(pk__in=ids)}
+        return self._get_page([rows[pk] for pk in ids if pk in rows], number, self)
+
+
 def labelled_movies():
     """Movies with everything a listing shows, in a constant number of queries."""
     return Movie.objects.select_related("poster").prefetch_related(
@@ -71,7 +84,7 @@ class CatalogView(ReaderMixin, TemplateView):
         movies = form.filter(labelled_movies())
         movies = self.extend_movies(movies, form)
         view_mode = (form.cleaned_data.get("view") if form.is_bound else None) or "grid"
-        paginator = Paginator(movies, PAGE_SIZE_GRID if view_mode == "grid" else PAGE_SIZE_LIST)
+        paginator = KeysFirstPaginator(movies, PAGE_SIZE_GRID if view_mode == "grid" else PAGE_SIZE_LIST)
         page = paginator.get_page(self.request.GET.get("page"))
         page_movies = list(page.object_list)
         for movie in page_movies:
