@@ -126,13 +126,15 @@ def _precompute_features(data_dir, min_genre_count, seed, cache_dir, device, enc
     device = select_device(device)
     preset = "minilm-frozen-text" if encoder == "minilm" else "effnet-frozen-image"
     config = get_config(preset)
-    inputs = InputParts(config, None, None, device, cache_dir=cache_dir, log=print)
+    lines = []
+    inputs = InputParts(config, None, None, device, cache_dir=cache_dir, log=lines.append)
     t0 = time.perf_counter()
     inputs.frozen_arrays(parts["train"] + parts["val"])
     seconds = time.perf_counter() - t0
     inputs.frozen_arrays(parts["test"])  # warm the cache for scoring; not timed
-    return {"encoder": encoder, "seconds": seconds, "n": len(parts["train"]) + len(parts["val"]),
-            "peak_rss_mb": _peak_rss_mb()}
+    n = len(parts["train"]) + len(parts["val"])
+    encoded = sum(int(line.split()[3]) for line in lines if " features: encoding " in line)
+    return {"encoder": encoder, "seconds": seconds, "n": n, "cached": n - encoded, "peak_rss_mb": _peak_rss_mb()}
 
 
 def _run_model(name: str, data_dir, min_genre_count, seed, cache_dir, device, overrides: dict, threads=None) -> dict:
@@ -232,10 +234,24 @@ def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", 
     feature_times = {}
     needed = {get_config(m).text_encoder for m in models if get_config(m).train_mode == "frozen"} | \
              {get_config(m).image_encoder for m in models if get_config(m).train_mode == "frozen"}
+    # A kept --cache-dir remembers the cold extraction times of the run that filled it, so a
+    # rerun (e.g. of one head) still reports what extraction really costs.
+    cold_file = Path(cache_dir) / "cold_extraction_times.json"
+    recorded = json.loads(cold_file.read_text()) if cold_file.exists() else {}
     for encoder in ("minilm", "efficientnet_lite0"):
         if encoder in needed:
-            print(f"extracting {encoder} features (cold cache)...", flush=True)
+            key = f"{encoder}/{device}/seed{seed}/min{min_genre_count}"
+            print(f"extracting {encoder} features...", flush=True)
             info = call(_precompute_features, data_dir, min_genre_count, seed, cache_dir, device, encoder, threads)
+            if info["cached"] == 0:
+                recorded[key] = {**info, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+                cold_file.write_text(json.dumps(recorded, indent=1))
+            elif key in recorded:
+                print(f"  cache was warm ({info['cached']} cached); using the cold time recorded at "
+                      f"{recorded[key]['measured_at']}")
+                info = recorded[key]
+            else:
+                info["note"] = f"{info['cached']} of {info['n']} were already cached: not a cold time"
             feature_times[encoder] = info
             print(f"  {encoder}: {info['seconds']:.1f}s for {info['n']} movies, peak RSS {info['peak_rss_mb']:.0f} MB")
 
@@ -343,7 +359,9 @@ def _write(results, out_dir: Path, genres, rare, counts, parts, feature_times, d
                   + ", ".join(f"{g} ({c} movies)" for g, c in rare.items()) + ".", ""]
     if feature_times:
         lines += ["Cold frozen-feature extraction (train+val, no cache): " + ", ".join(
-            f"{k} {v['seconds']:.0f}s for {v['n']} movies" for k, v in feature_times.items())
+            f"{k} {v['seconds']:.0f}s for {v['n']} movies"
+            + (f" (measured {v['measured_at']})" if v.get("measured_at") else "") + (f" ({v['note']})" if v.get("note") else "")
+            for k, v in feature_times.items())
             + ". `train_total_s` of a frozen model = its encoders' cold extraction + head training; "
               "`head_s` = the whole fit() from cached features (cache reads, encoder fingerprint check, head training, threshold tuning).", ""]
     lines += [
