@@ -1,0 +1,85 @@
+"""The model benchmark on a tiny generated devset-shaped folder (never the real devset)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+from PIL import Image
+
+from ml.engine import benchmark
+
+GENRE_WORDS = {"Action": "gun chase explosion", "Romance": "love kiss wedding", "Horror": "ghost blood scream"}
+
+
+@pytest.fixture
+def devset(tmp_path):
+    """60 movies over three genres plus one genre too rare to keep (2 movies)."""
+    folder = tmp_path / "devset"
+    (folder / "posters").mkdir(parents=True)
+    rows = []
+    names = list(GENRE_WORDS)
+    for i in range(60):
+        genres = [names[i % 3]] + (["Foreign"] if i < 2 else [])
+        poster = f"tmdb_{i}.jpg"
+        if i != 5:  # one movie's poster file is missing
+            buf = io.BytesIO()
+            Image.new("RGB", (20, 30), ((i % 3) * 100, 50, 200 - (i % 3) * 60)).save(buf, "JPEG")
+            (folder / "posters" / poster).write_bytes(buf.getvalue())
+        rows.append({"id": f"tmdb_{i}", "title": f"Movie {i}", "year": "2000",
+                     "overview": f"{GENRE_WORDS[names[i % 3]]} story number {i}", "genres": "|".join(genres),
+                     "source_id": f"tmdb:{i}", "poster": poster})
+    rows.append({"id": "", "title": "broken", "year": "", "overview": "x", "genres": "", "source_id": "", "poster": ""})
+    with open(folder / "movies.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder
+
+
+def test_prepare_splits_and_reports_rare_genres(devset):
+    genres, rare, counts, parts = benchmark.prepare(devset, min_genre_count=5, seed=0)
+    assert set(genres) == set(GENRE_WORDS) and rare == {"Foreign": 2}
+    assert {k: len(v) for k, v in parts.items()} == {"train": 42, "val": 9, "test": 9}
+    keys = [ex.key for p in parts.values() for ex in p]
+    assert len(set(keys)) == 60  # the broken row is skipped, every movie lands once
+    by_key = {ex.key: ex for p in parts.values() for ex in p}
+    assert by_key["tmdb_5"].image is None and by_key["tmdb_4"].image.endswith("tmdb_4.jpg")
+    # Same seed, same split.
+    again = benchmark.prepare(devset, min_genre_count=5, seed=0)[3]
+    assert [ex.key for ex in again["test"]] == [ex.key for ex in parts["test"]]
+
+
+def test_benchmark_writes_table(devset, tmp_path):
+    out = tmp_path / "results"
+    rows = benchmark.run_benchmark(devset, ["tfidf-linear"], out, min_genre_count=5, isolate=False,
+                                   device="cpu", command="test")
+    assert [r["model"] for r in rows] == ["tfidf-linear"]
+    metrics = rows[0]["metrics"]
+    # Each movie's overview names its genre: even the linear baseline gets it right.
+    assert metrics["micro_f1"] >= 0.8 and metrics["roc_auc_macro"] >= 0.9
+    assert rows[0]["throughput"] > 0 and rows[0]["peak_rss_mb"] > 0
+    with open(out / "benchmark.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert table[0]["model"] == "tfidf-linear"
+    assert float(table[0]["micro_f1"]) == pytest.approx(metrics["micro_f1"], abs=1e-4)
+    md = (out / "benchmark.md").read_text()
+    assert "| tfidf-linear |" in md and "Foreign (2 movies)" in md and "Command: `test`" in md
+    saved = json.loads((out / "benchmark.json").read_text())
+    assert saved["rare_genres_excluded"] == {"Foreign": 2} and saved["split_sizes"]["test"] == 9
+
+
+def test_benchmark_command_rejects_unknown_model_and_missing_data(devset, tmp_path):
+    with pytest.raises(CommandError, match="unknown model preset"):
+        call_command("benchmark_models", "--data", str(devset), "--models", "nope", "--out", str(tmp_path))
+    with pytest.raises(CommandError, match="movies.csv"):
+        call_command("benchmark_models", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path))
+
+
+def test_benchmark_command_runs_in_process(devset, tmp_path):
+    call_command("benchmark_models", "--data", str(devset), "--models", "tfidf-linear", "--out", str(tmp_path),
+                 "--min-genre-count", "5", "--no-isolate", "--device", "cpu")
+    assert "tfidf-linear" in (tmp_path / "benchmark.md").read_text()
