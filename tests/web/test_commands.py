@@ -21,7 +21,7 @@ def test_seed_synthetic_with_posters_and_predictions():
     labels = MovieGenre.objects.count()
     assert 30 <= labels <= 120
     assert LabelChange.objects.filter(origin="import").count() == labels  # history for every imported label
-    assert Poster.objects.filter(status="ok").count() == 30
+    assert Poster.objects.filter(status="pending").count() == 30
     assert len(set(Poster.objects.values_list("original", flat=True))) == 3
     version = production_version()
     assert version is not None and Prediction.objects.filter(model_version=version).count() == 30
@@ -63,3 +63,17 @@ def test_benchmark_pages_reports_every_page(tmp_path):
 def test_benchmark_pages_needs_movies():
     with pytest.raises(CommandError, match="no movies"):
         call_command("benchmark_pages", requests=1, stdout=io.StringIO())
+
+
+def test_seeded_posters_survive_preprocessing():
+    """Seeded movies share a few original files; preprocessing must leave them readable."""
+    from django.core.files.storage import default_storage
+
+    from catalog.preprocessing import preprocess_posters
+
+    call_command("seed_synthetic", movies=12, posters=2, stdout=io.StringIO())
+    preprocess_posters()
+    assert Poster.objects.filter(status="ok").count() == 12
+    for name in set(Poster.objects.values_list("original", flat=True)):
+        assert default_storage.exists(name)
+    assert Poster.objects.exclude(derivative="").count() == 12

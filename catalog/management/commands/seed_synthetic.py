@@ -148,8 +148,9 @@ class Command(BaseCommand):
                                            origin=LabelChange.Origin.IMPORT))
             if poster_names:
                 name = poster_names[movie.pk % len(poster_names)]
-                posters.append(Poster(movie=movie, original=name, derivative=name, status=Poster.Status.OK,
-                                      width=200, height=300, image_mode="RGB"))
+                # Shared originals, not yet checked: preprocess_posters decodes them and writes
+                # each movie its own derivative (it never deletes originals).
+                posters.append(Poster(movie=movie, original=name, status=Poster.Status.PENDING))
         MovieGenre.objects.bulk_create(labels, batch_size=5000)
         LabelChange.objects.bulk_create(history, batch_size=5000)
         Poster.objects.bulk_create(posters, batch_size=5000)
