@@ -115,6 +115,9 @@ def _upsert(version: ModelVersion, genres, thresholds, examples: list[Example], 
         )
         for i, movie_id in enumerate(ids)
     ]
+    # One lock order for every writer: a retried shard upserting the same movies at the
+    # same time as the original cannot deadlock with it.
+    rows.sort(key=lambda row: row.movie_id)
     with transaction.atomic():
         Prediction.objects.bulk_create(
             rows, update_conflicts=True, unique_fields=["movie", "model_version"], update_fields=UPDATE_FIELDS
