@@ -184,13 +184,15 @@ BROKER_DIR = DATA_DIR / "broker"
 if CELERY_EMBEDDED_BROKER:
     # kombu's filesystem transport: a real broker with no server, so a real worker
     # process consumes real messages on a laptop.
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "out"),
         "data_folder_out": str(BROKER_DIR / "out"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # exchange -> queue bindings; kombu's default is ./control in the working directory
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
     (DATA_DIR / "celery-results").mkdir(parents=True, exist_ok=True)
