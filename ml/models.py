@@ -16,16 +16,57 @@ class ImmutableRecordError(Exception):
     """Raised on an attempt to change a field that is frozen once the record exists."""
 
 
+class FrozenFieldsQuerySet(models.QuerySet):
+    """Refuses queryset.update()/bulk_update() of the model's FROZEN_FIELDS."""
+
+    def update(self, **kwargs):
+        frozen = set(kwargs) & set(self.model.FROZEN_FIELDS)
+        if frozen:
+            raise ImmutableRecordError(
+                f"{self.model._meta.verbose_name_plural} are immutable; cannot update {', '.join(sorted(frozen))}."
+            )
+        return super().update(**kwargs)
+
+
+class FrozenFieldsModel(models.Model):
+    """A record whose FROZEN_FIELDS are fixed at creation; save() refuses to change them."""
+
+    FROZEN_FIELDS: tuple[str, ...] = ()
+
+    objects = FrozenFieldsQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            attnames = [self._meta.get_field(name).attname for name in self.FROZEN_FIELDS]
+            stored = type(self).objects.filter(pk=self.pk).values(*attnames).first()
+            if stored is not None:
+                changed = [name for name in attnames if stored[name] != getattr(self, name)]
+                if changed:
+                    raise ImmutableRecordError(
+                        f"{self._meta.verbose_name_plural} are immutable; cannot change {', '.join(changed)}."
+                    )
+        super().save(*args, **kwargs)
+
+
 # --- Dataset snapshots -----------------------------------------------------------
 
 
-class DatasetSnapshot(models.Model):
+class DatasetSnapshot(FrozenFieldsModel):
     """A frozen training set: which movies, with which labels, in which split.
 
     ``content_hash`` is sha256 over the sorted member ids, their labels, poster
     derivative checksums, overview checksums, the split and its parameters and the
-    genre list; two snapshots with the same hash hold the same data.
+    genre list; two snapshots with the same hash hold the same data. Only the name
+    may change after creation.
     """
+
+    FROZEN_FIELDS = (
+        "seed", "fractions", "min_genre_count", "keep_rare_genres", "genres", "content_hash", "n_members",
+        "split_counts", "report",
+    )
 
     name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -131,15 +172,7 @@ class TrainingRun(models.Model):
         return None
 
 
-class ModelVersionQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        frozen = set(kwargs) & set(ModelVersion.FROZEN_FIELDS)
-        if frozen:
-            raise ImmutableRecordError(f"Model versions are immutable; cannot update {', '.join(sorted(frozen))}.")
-        return super().update(**kwargs)
-
-
-class ModelVersion(models.Model):
+class ModelVersion(FrozenFieldsModel):
     """A trained model as stored: the artifact files plus everything needed to use it.
 
     Everything in FROZEN_FIELDS is fixed at creation; only the display name and notes
@@ -180,30 +213,11 @@ class ModelVersion(models.Model):
     library_versions = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
-    objects = ModelVersionQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
         return self.name or f"v{self.pk} {self.config_name}"
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            stored = type(self).objects.filter(pk=self.pk).values(*self._frozen_attnames()).first()
-            if stored is not None:
-                changed = [
-                    attname for attname in self._frozen_attnames() if stored[attname] != getattr(self, attname)
-                ]
-                if changed:
-                    raise ImmutableRecordError(
-                        f"Model versions are immutable; cannot change {', '.join(changed)}."
-                    )
-        super().save(*args, **kwargs)
-
-    @classmethod
-    def _frozen_attnames(cls) -> list[str]:
-        return [cls._meta.get_field(name).attname for name in cls.FROZEN_FIELDS]
 
 
 class ModelAlias(models.Model):

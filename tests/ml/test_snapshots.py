@@ -131,3 +131,15 @@ def test_loaders_give_engine_examples_and_report_drift(tiny_catalog):
     assert [e.key for e in movie_examples([tiny_catalog[5].pk, 999_999, tiny_catalog[4].pk])] == [
         str(tiny_catalog[5].pk), str(tiny_catalog[4].pk)
     ]
+
+
+def test_snapshot_content_is_frozen_but_name_is_not(tiny_catalog):
+    snapshot = build_snapshot(min_genre_count=1)
+    snapshot.name = "renamed"
+    snapshot.save()
+    snapshot.genres = snapshot.genres[:1]
+    with pytest.raises(ImmutableRecordError, match="genres"):
+        snapshot.save()
+    with pytest.raises(ImmutableRecordError, match="content_hash"):
+        DatasetSnapshot.objects.filter(pk=snapshot.pk).update(content_hash="0" * 64)
+    assert DatasetSnapshot.objects.get(pk=snapshot.pk).name == "renamed"
