@@ -249,12 +249,19 @@ def append_log(job_id: int, line: str) -> None:
         Job.objects.filter(pk=job_id).update(log=log)
 
 
-def _send_job_message(job_id: int, task_name: str, task_id: str) -> None:
-    """Send the job's Celery message; on failure leave the job queued for the stale sweep."""
+def task_named(task_name: str):
+    """The Celery task object; importing workers.tasks registers it in any process (web, commands)."""
     from celery import current_app
 
+    from . import tasks  # noqa: F401
+
+    return current_app.tasks[task_name]
+
+
+def _send_job_message(job_id: int, task_name: str, task_id: str) -> None:
+    """Send the job's Celery message; on failure leave the job queued for the stale sweep."""
     try:
-        current_app.tasks[task_name].apply_async(args=[job_id], task_id=task_id, queue=queue_for_task(task_name))
+        task_named(task_name).apply_async(args=[job_id], task_id=task_id, queue=queue_for_task(task_name))
     except Exception as exc:  # broker down: the job row is safe, the sweep re-sends it
         logger.warning("could not send job %s: %s", job_id, exc)
         append_log(job_id, f"could not reach the broker ({exc}); it will be re-sent automatically")

@@ -275,3 +275,19 @@ def test_requeue_stale_jobs_command(capsys):
     out = capsys.readouterr().out
     assert f"[{job.pk}]" in out and "dry run" in out
     assert Job.objects.get(pk=job.pk).enqueued_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_a_fresh_process_can_send_every_kind_without_importing_the_tasks_first():
+    """Regression: a web/command process had not imported workers.tasks, so sends failed."""
+    import subprocess
+    import sys
+
+    from tests.celery_worker import ROOT
+
+    code = ("import django; django.setup()\n"
+            "from workers.jobs import KINDS, task_named\n"
+            "print(sorted(task_named(spec.task_name).name for spec in KINDS.values()))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "genreweb.settings"})
+    assert out.returncode == 0, out.stderr
+    assert "workers.start_batch_predict" in out.stdout and "workers.run_import" in out.stdout
