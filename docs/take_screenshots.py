@@ -27,6 +27,7 @@ PAGES = [
     ("catalog-grid", "/", True),
     ("catalog-list", "/?view=list&model=disagrees", True),
     ("movie", "/movies/{movie}/", True),
+    ("movie-list-unsure", "/?view=list&model=unsure", False),
     ("review-queue", "/models/review/disagrees/", True),
     ("review-item", "/models/review/disagrees/1/", True),
     ("models", "/models/", True),
@@ -56,9 +57,24 @@ def main() -> None:
         page.fill("input[name=password]", args.password)
         page.click("button[type=submit]")
         page.wait_for_load_state("networkidle")
+        # Preprocess the posters through the Jobs page first (a real worker must be running):
+        # the job page's live progress is a screenshot of its own.
+        page.goto(args.base + "/jobs/")
+        page.click("#queue summary")
+        page.select_option("select[name=kind]", "preprocess")
+        page.screenshot(path=OUT / "queue-job.png")
+        page.click("#queue-form button[type=submit]")
+        page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'Succeeded'",
+                               timeout=300_000)
+        page.wait_for_selector("form[action$='/cancel/']", state="detached")  # the finished page reloaded
+        page.screenshot(path=OUT / "job.png", full_page=True)
         for name, path, full in PAGES[1:]:
             page.goto(args.base + path.format(movie=args.movie, version=args.version))
             page.wait_for_load_state("networkidle")
+            for image in page.locator("img").all():  # lazy images load only when scrolled to
+                image.scroll_into_view_if_needed()
+            page.wait_for_load_state("networkidle")
+            page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=OUT / f"{name}.png", full_page=full)
             print("saved", OUT / f"{name}.png")
         browser.close()

@@ -140,8 +140,12 @@ def test_queue_a_job_and_watch_its_progress_reach_done(page, live_server, staff,
         job = Job.objects.get()
         assert job.requested_by == staff
         # The page polls the status endpoint; when the job finishes it reloads once.
-        page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'Succeeded'",
-                               timeout=120_000)
+        try:
+            page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'Succeeded'",
+                                   timeout=120_000)
+        except Exception as exc:
+            job.refresh_from_db()
+            raise AssertionError(f"job {job.status} {job.step!r} {job.log[-5:]}\n{worker.read_log()}") from exc
         assert page.get_attribute("#job-progress", "aria-valuenow") == "100"
         job.refresh_from_db()
         assert job.status == Job.Status.SUCCEEDED, job.error or worker.read_log()
