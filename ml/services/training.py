@@ -215,9 +215,6 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
             run.device = device
             run.history = _jsonable(getattr(model, "history", []))
             run.save()
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-        watched("Training finished", 1.0)
-        return run
     except BaseException as exc:
         cancelled = _caused_by(exc, cancel.get("exc"))
         log(("cancelled: " if cancelled else "failed: ") + f"{type(exc).__name__}: {exc}")
@@ -231,6 +228,13 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
         if cancelled or not isinstance(exc, Exception):
             raise
         raise TrainingFailed(f"training run {run.pk} failed: {type(exc).__name__}: {exc}", run) from exc
+    # The run has succeeded and its model is stored: a cancel arriving now changes nothing.
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    try:
+        report(progress, "Training finished", 1.0)
+    except Exception:
+        pass
+    return run
 
 
 def _jsonable(value):
