@@ -285,7 +285,7 @@ def _clustered_heatmap(genres: list[Genre], pairs) -> dict:
         order = [int(i) for i in leaves_list(linkage(distance, method="average"))]
     off_diag = jaccard[~np.eye(n, dtype=bool)]
     scale = float(off_diag.max()) if off_diag.size and off_diag.max() > 0 else 1.0
-    cell, label_w = 26, 110
+    cell, label_w = 30, 120
     cells = []
     for row, i in enumerate(order):
         for col, j in enumerate(order):
@@ -297,4 +297,6 @@ def _clustered_heatmap(genres: list[Genre], pairs) -> dict:
                 if i != j else f"{genres[i].name}: {int(counts[i])} movies",
             })
     labels = [{"name": genres[i].name, "pos": label_w + k * cell + cell / 2} for k, i in enumerate(order)]
-    return {"size": label_w + n * cell, "cell": cell - 1, "cells": cells, "labels": labels, "label_w": label_w}
+    # Extra width on the right: the last rotated column labels lean past the grid.
+    return {"size": label_w + n * cell, "width": label_w + n * cell + 80, "cell": cell - 1, "cells": cells,
+            "labels": labels, "label_w": label_w}
