@@ -25,7 +25,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PAGES = [
     ("login", "/accounts/login/", False),
     ("catalog-grid", "/", True),
-    ("catalog-list", "/?view=list&model=disagrees", True),
+    ("catalog-list", "/?view=list&model=disagrees", False),
     ("movie", "/movies/{movie}/", True),
     ("movie-list-unsure", "/?view=list&model=unsure", False),
     ("review-queue", "/models/review/disagrees/", True),

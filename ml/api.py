@@ -197,6 +197,9 @@ class PredictView(GenericAPIView):
             result = predict_raw(data.validated_data["overview"], data.validated_data["poster"], version)
         except ImageRejected as exc:  # double check inside the service; still a 400, never a 500
             return Response({"poster": [exc.reason]}, status=status.HTTP_400_BAD_REQUEST)
+        except (FileNotFoundError, ValueError) as exc:  # the version's artifact is missing or damaged
+            return Response({"model_version": [f"Model version {version.pk} cannot be used: {exc}"]},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(result)
 
 

@@ -398,7 +398,11 @@ def predict_page(request):
         elif form.is_valid():
             from .services.inference import predict_raw  # loads torch: only when predicting
 
-            raw = predict_raw(form.cleaned_data["overview"], form.cleaned_data["poster"], version)
+            try:
+                raw = predict_raw(form.cleaned_data["overview"], form.cleaned_data["poster"], version)
+            except (FileNotFoundError, ValueError) as exc:  # artifact missing or damaged
+                messages.error(request, f"The production model {version} cannot be used: {exc}")
+                return render(request, "ml/predict.html", {"form": form, "version": version, "result": None})
             result = {**raw, "rows": [
                 {"genre": s["genre"], "pct": round(100 * s["score"], 1), "threshold_pct": round(100 * s["threshold"], 1),
                  "predicted": s["predicted"], "labelled": False}

@@ -226,6 +226,12 @@ def test_predict_needs_input_and_login(api_clients, world):
     assert response.status_code == 400 and "model_version" in response.json()
 
 
+def test_predict_with_a_missing_artifact_is_a_clear_503(api_clients, world):
+    response = api_clients["labeler"].post("/api/predict/", {"overview": "a ghost story"}, format="json")
+    assert response.status_code == 503
+    assert "cannot be used" in response.json()["model_version"][0]
+
+
 def test_predict_is_throttled(api_clients, world, settings):
     from django.core.cache import cache
 

@@ -257,6 +257,12 @@ def test_predict_page_rejects_non_images(labeler_client, world):
     assert "Give an overview, a poster, or both." in str(empty.context["form"].non_field_errors())
 
 
+def test_predict_page_with_a_missing_artifact_says_so(labeler_client, world):
+    response = labeler_client.post(reverse("ml:predict"), {"overview": "a ghost story"}, follow=True)
+    assert response.status_code == 200
+    assert "cannot be used" in response.content.decode()
+
+
 def test_jobs_page_roles(labeler_client, world):
     response = labeler_client.get(reverse("workers:jobs"))
     assert response.status_code == 200 and response.context["form"] is None
