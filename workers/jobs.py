@@ -106,6 +106,13 @@ def _config_field(params: dict, errors: dict, *, required: bool) -> None:
         return
     if not isinstance(config, (dict, str)) or (isinstance(config, str) and not config.strip()):
         errors["config"] = "Must be a model config object or a preset name."
+        return
+    from ml.engine.registry import get_config  # pure config code, no torch
+
+    try:
+        get_config(config)
+    except (ValueError, TypeError) as exc:  # unknown preset, bad field
+        errors["config"] = str(exc)
 
 
 def _validate_import(params: dict, errors: dict) -> None:

@@ -36,8 +36,8 @@ def test_unknown_kind_is_refused_with_the_known_kinds():
         ("preprocess", {"min_year": 2000, "max_year": 1990}, "min_year"),
         ("preprocess", {"grayscale_policy": "sepia"}, "grayscale_policy"),
         ("snapshot", {"fractions": [0.5, 0.5]}, "fractions"),
-        ("train", {"config": "tfidf"}, "snapshot_id"),
-        ("train", {"snapshot_id": 999999, "config": "tfidf"}, "snapshot_id"),
+        ("train", {"config": "tfidf-linear"}, "snapshot_id"),
+        ("train", {"snapshot_id": 999999, "config": "tfidf-linear"}, "snapshot_id"),
         ("train", {"snapshot_id": 1}, "config"),
         ("evaluate", {}, "model_version_id"),
         ("predict", {"model_version_id": 999999}, "model_version_id"),
@@ -45,7 +45,9 @@ def test_unknown_kind_is_refused_with_the_known_kinds():
         ("predict", {"model_version_id": 1, "shard_size": 0}, "shard_size"),
         ("predict", {"model_version_id": 1, "movie_ids": []}, "movie_ids"),
         ("retrain", {}, "config"),
-        ("retrain", {"config": "tfidf", "snapshot": {"seed": -1}}, "snapshot.seed"),
+        ("retrain", {"config": "no-such-preset"}, "config"),
+        ("retrain", {"config": {"preset": "tfidf-linear", "epochs": "many"}}, "config"),
+        ("retrain", {"config": "tfidf-linear", "snapshot": {"seed": -1}}, "snapshot.seed"),
     ],
 )
 def test_bad_params_name_the_field(kind, params, field):
@@ -94,7 +96,7 @@ def test_enqueue_creates_a_queued_job_and_sends_only_after_commit(django_capture
 
 def test_gpu_kinds_go_to_the_gpu_queue(django_capture_on_commit_callbacks):
     with mock.patch("workers.jobs._send_job_message"):
-        assert enqueue("retrain", {"config": "tfidf"}).queue == "gpu"
+        assert enqueue("retrain", {"config": "tfidf-linear"}).queue == "gpu"
 
 
 def test_a_broker_that_is_down_leaves_the_job_queued_for_the_sweep(django_capture_on_commit_callbacks):
