@@ -24,7 +24,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 PAGES = [
     ("login", "/accounts/login/", False),
-    ("catalog-grid", "/", True),
+    ("catalog-grid", "/", False),
     ("catalog-list", "/?view=list&model=disagrees", False),
     ("movie", "/movies/{movie}/", True),
     ("movie-list-unsure", "/?view=list&model=unsure", False),
