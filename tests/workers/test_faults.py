@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-from django.conf import settings
 
 from catalog.models import Movie, MovieGenre, Poster
 from ml.models import Prediction
