@@ -9,7 +9,6 @@ from catalog.models import LabelChange, Movie, MovieGenre
 from ml.models import ModelAlias, Prediction
 from workers.models import Job
 
-from .conftest import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 
