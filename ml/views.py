@@ -3,6 +3,9 @@ production model (see catalog/views.py for why they are composed here), review q
 model reports (list, detail, compare, promote, plots) and ad-hoc prediction."""
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django import forms
 from django.contrib import messages
 from django.core.cache import cache
@@ -314,8 +317,8 @@ def promote_view(request, pk: int):
 
 @reader_required
 def plot_png(request, pk: int, kind: str):
-    """A report plot as PNG, cached: a model version and its evaluation rows never change
-    in place (re-evaluating writes a new row), so id + timestamps make a safe key."""
+    """A report plot as PNG, cached. A model version never changes; re-evaluating updates
+    its Evaluation row in place, so the key includes a digest of the stored metrics."""
     if kind not in plots.PLOT_KINDS:
         raise Http404("Unknown plot.")
     version = get_object_or_404(ModelVersion.objects.select_related("training_run").prefetch_related("evaluations"), pk=pk)
@@ -323,9 +326,8 @@ def plot_png(request, pk: int, kind: str):
     other = None
     if kind == "f1" and request.GET.get("vs"):
         other = ModelVersion.objects.prefetch_related("evaluations").filter(pk=request.GET["vs"]).first()
-    stamp = f"{evaluation.pk}-{evaluation.created_at.timestamp()}" if evaluation else "none"
     other_eval = headline_evaluation(other) if other else None
-    key = f"ml-plot:{pk}:{kind}:{stamp}:{other_eval.pk if other_eval else ''}"
+    key = f"ml-plot:{pk}:{kind}:{_evaluation_digest(evaluation)}:{_evaluation_digest(other_eval)}"
     png = cache.get(key)
     if png is None:
         png = _draw(kind, version, evaluation, other, other_eval)
@@ -333,6 +335,14 @@ def plot_png(request, pk: int, kind: str):
     response = HttpResponse(png, content_type="image/png")
     response["Cache-Control"] = "private, max-age=300"
     return response
+
+
+def _evaluation_digest(evaluation) -> str:
+    if evaluation is None:
+        return "none"
+    content = json.dumps([evaluation.pk, evaluation.n_examples, evaluation.metrics, evaluation.duration_s],
+                         sort_keys=True, default=str)
+    return hashlib.sha1(content.encode()).hexdigest()[:16]
 
 
 def _metric_dicts(evaluation):

@@ -218,6 +218,17 @@ def test_models_pages_and_plots(labeler_client, world):
     assert labeler_client.get(reverse("ml:plot", args=[version.pk, "nope"])).status_code == 404
 
 
+def test_plots_follow_a_re_evaluation(labeler_client, world):
+    version, evaluation = world["version"], world["evaluation"]
+    url = reverse("ml:plot", args=[version.pk, "calibration"])
+    first = labeler_client.get(url).content
+    assert labeler_client.get(url).content == first  # cached
+    evaluation.metrics = {**evaluation.metrics, "ece": 0.2}
+    evaluation.curves = {**evaluation.curves, "calibration": {**evaluation.curves["calibration"], "ece": 0.2}}
+    evaluation.save()  # re-evaluating updates the row in place
+    assert labeler_client.get(url).content != first
+
+
 def test_compare_two_versions(labeler_client, world):
     from ml.models import ModelVersion
 
