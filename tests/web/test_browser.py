@@ -98,6 +98,12 @@ def test_accept_a_suggestion_from_the_review_queue(page, live_server, labeler, w
     page.wait_for_selector(".queue-nav")
     title = page.inner_text(".movie h1")
     assert "of 2 left" in page.inner_text(".queue-nav")
+    page.keyboard.press("j")  # next ...
+    page.wait_for_url(re.compile(r"/review/disagrees/2/$"))
+    assert page.inner_text(".movie h1") != title
+    page.keyboard.press("k")  # ... and back
+    page.wait_for_url(re.compile(r"/review/disagrees/1/$"))
+    assert page.inner_text(".movie h1") == title
     page.keyboard.press("a")  # accept the whole suggestion
     page.wait_for_selector(".msg.success")
     assert "of 1 left" in page.inner_text(".queue-nav")
