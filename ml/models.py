@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 
 
 class ImmutableRecordError(Exception):
@@ -218,6 +220,23 @@ class ModelVersion(FrozenFieldsModel):
 
     def __str__(self) -> str:
         return self.name or f"v{self.pk} {self.config_name}"
+
+
+@receiver(post_delete, sender=ModelVersion, dispatch_uid="ml_remove_model_artifact")
+def _remove_artifact_files(sender, instance: ModelVersion, **kwargs) -> None:
+    """A deleted version takes its artifact files with it, once the delete has committed."""
+    from django.core.files.storage import default_storage
+
+    names = [f"{instance.artifact_path}/{name}" for name in instance.artifact_files]
+
+    def remove() -> None:
+        for name in names:
+            try:
+                default_storage.delete(name)
+            except OSError:  # already gone, or storage unreachable: nothing to roll back
+                pass
+
+    transaction.on_commit(remove)
 
 
 class ModelAlias(models.Model):

@@ -176,3 +176,13 @@ def test_evaluate_on_another_snapshot_maps_genres_by_name(trained, make_movie):
     evaluation = evaluate_model(version.pk, other.pk, split="test")
     assert evaluation.snapshot == other and evaluation.n_examples == other.split_counts["test"]
     assert sorted(evaluation.genre_metrics.values_list("genre", flat=True)) == sorted(version.genres)
+
+
+def test_deleting_a_version_removes_its_artifact_after_commit(trained, django_capture_on_commit_callbacks):
+    _, run, _ = trained
+    version = run.model_version
+    names = [f"{version.artifact_path}/{name}" for name in version.artifact_files]
+    assert all(default_storage.exists(n) for n in names)
+    with django_capture_on_commit_callbacks(execute=True):
+        version.delete()
+    assert not any(default_storage.exists(n) for n in names)
