@@ -17,6 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
+from PIL import Image
 from playwright.sync_api import sync_playwright
 
 OUT = Path(__file__).resolve().parent / "screenshots"
@@ -33,7 +34,7 @@ PAGES = [
     ("models", "/models/", True),
     ("model-report", "/models/{version}/", True),
     ("insight", "/insight/", True),
-    ("predict", "/models/predict/", False),
+    ("compare", "/models/compare/?a={other}&b={version}", True),
     ("jobs", "/jobs/", False),
 ]
 
@@ -44,7 +45,8 @@ def main() -> None:
     parser.add_argument("--user", required=True)
     parser.add_argument("--password", required=True)
     parser.add_argument("--movie", type=int, default=1)
-    parser.add_argument("--version", type=int, default=1)
+    parser.add_argument("--version", type=int, default=1, help="model version for the report (promoted first)")
+    parser.add_argument("--other", type=int, default=1, help="version to compare it with")
     args = parser.parse_args()
     chromium = os.environ.get("GENREWEB_CHROMIUM") or shutil.which("chromium")
     OUT.mkdir(parents=True, exist_ok=True)
@@ -68,8 +70,12 @@ def main() -> None:
                                timeout=300_000)
         page.wait_for_selector("form[action$='/cancel/']", state="detached")  # the finished page reloaded
         page.screenshot(path=OUT / "job.png", full_page=True)
+        page.goto(f"{args.base}/models/{args.version}/")
+        if page.locator("#promote").count():
+            page.click("#promote")
+            page.wait_for_selector(".msg.success")
         for name, path, full in PAGES[1:]:
-            page.goto(args.base + path.format(movie=args.movie, version=args.version))
+            page.goto(args.base + path.format(movie=args.movie, version=args.version, other=args.other))
             page.wait_for_load_state("networkidle")
             for image in page.locator("img").all():  # lazy images load only when scrolled to
                 image.scroll_into_view_if_needed()
@@ -77,6 +83,17 @@ def main() -> None:
             page.evaluate("window.scrollTo(0, 0)")
             page.screenshot(path=OUT / f"{name}.png", full_page=full)
             print("saved", OUT / f"{name}.png")
+        # Predict: an overview and a generated poster, answered by the production model.
+        poster = OUT.parent / "predict-poster.tmp.jpg"
+        Image.new("RGB", (200, 300), (30, 30, 40)).save(poster, "JPEG")
+        page.goto(args.base + "/models/predict/")
+        page.fill("textarea[name=overview]", "A haunted house, a demon in the cellar and a nightmare that "
+                  "will not end: the family must escape before midnight.")
+        page.set_input_files("input[name=poster]", str(poster))
+        page.click(".predict-form button[type=submit]")
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=OUT / "predict.png")
+        poster.unlink()
         browser.close()
 
 
