@@ -56,7 +56,7 @@ def f1_bars(rows: list[dict], compare: list[dict] | None = None, labels=("this",
         h = 0.4
         ax.barh([y + h / 2 for y in ys], [r["f1"] for r in rows], height=h, color=ACCENT, label=labels[0])
         ax.barh([y - h / 2 for y in ys], [other.get(n, 0.0) for n in names], height=h, color=SECOND, label=labels[1])
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)  # below: no overlap
     else:
         ax.barh(ys, [r["f1"] for r in rows], color=ACCENT)
         for y, r in zip(ys, rows):
