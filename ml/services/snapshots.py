@@ -5,10 +5,11 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from contextlib import nullcontext
 from collections.abc import Sequence
 
 import numpy as np
-from django.db import transaction
+from django.db import connection, transaction
 
 from catalog.models import Movie, MovieGenre, Poster
 from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
@@ -102,6 +103,22 @@ def build_snapshot(
     then excluded too. Nothing is written unless the whole snapshot is.
     """
     fractions = _check_params(seed, fractions, min_genre_count)
+    # On PostgreSQL every read sees one consistent state of the catalog (labels, posters
+    # and movie flags from the same moment) even while people keep relabelling. SQLite
+    # (development) reads without holding its single write lock that long.
+    consistent = connection.vendor == "postgresql" and not connection.in_atomic_block
+    with transaction.atomic() if consistent else nullcontext():
+        if consistent:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        snapshot = _build(
+            name=name, seed=seed, fractions=fractions, min_genre_count=min_genre_count,
+            keep_rare_genres=keep_rare_genres, user=user, progress=progress,
+        )
+    return snapshot
+
+
+def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, progress) -> DatasetSnapshot:
     report(progress, "Reading labels", 0.0)
     labels_of: dict[int, list[str]] = {}
     for movie_id, genre_name in MovieGenre.objects.values_list("movie_id", "genre__name").iterator(chunk_size=5000):

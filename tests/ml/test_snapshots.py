@@ -143,3 +143,24 @@ def test_snapshot_content_is_frozen_but_name_is_not(tiny_catalog):
     with pytest.raises(ImmutableRecordError, match="content_hash"):
         DatasetSnapshot.objects.filter(pk=snapshot.pk).update(content_hash="0" * 64)
     assert DatasetSnapshot.objects.get(pk=snapshot.pk).name == "renamed"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_postgres_build_reads_one_consistent_catalog_state(make_movie):
+    from django.db import connection
+
+    for combo in [("Action",), ("Comedy",), ("Action", "Comedy")] * 4:
+        make_movie(combo)
+    assert not connection.in_atomic_block  # so the repeatable-read path is the one taken
+    seen_levels = []
+
+    def spy(message, fraction):
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW transaction_isolation")
+            seen_levels.append(cursor.fetchone()[0])
+
+    first = build_snapshot(min_genre_count=1, progress=spy)
+    assert set(seen_levels) == {"repeatable read"}
+    assert build_snapshot(min_genre_count=1).content_hash == first.content_hash
+    assert not connection.in_atomic_block
