@@ -175,12 +175,7 @@ class ReviewItemView(MovieWithScoresView):
     position shows the next one, so the reviewer never loses their place."""
 
     def get_context_data(self, queue: str, position: int, **kwargs):
-        version, predictions = _queue_context(queue)
-        if version is None:
-            raise Http404("No production model yet.")
-        total = predictions.count()
-        if total == 0:
-            raise Http404("This queue is empty.")
+        predictions, total = self.predictions, self.total
         position = max(1, min(position, total))
         prediction = predictions.select_related("movie")[position - 1]
         ctx = super().get_context_data(pk=prediction.movie_id, **kwargs)
@@ -197,6 +192,10 @@ class ReviewItemView(MovieWithScoresView):
     def get(self, request, *args, **kwargs):
         if kwargs["queue"] not in QUEUES:
             raise Http404("No such review queue.")
+        version, self.predictions = _queue_context(kwargs["queue"])
+        self.total = self.predictions.count() if version is not None else 0
+        if self.total == 0:  # e.g. the last item was just accepted: back to the (empty) list
+            return redirect("ml:review", kwargs["queue"])
         return super().get(request, *args, **kwargs)
 
 

@@ -185,6 +185,15 @@ def test_accept_suggestion_in_one_action_keeps_the_place(labeler_client, labeler
     assert after.context["movie"].pk != movie.pk
 
 
+def test_accepting_the_last_item_returns_to_the_empty_queue(labeler_client, world):
+    for _ in range(2):
+        nav = labeler_client.get(reverse("ml:review_item", args=["disagrees", 1])).context["queue_nav"]
+        labeler_client.post(reverse("ml:accept", args=[nav["prediction"].pk]), {"next": nav["here"]})
+    response = labeler_client.get(nav["here"], follow=True)
+    assert response.redirect_chain[-1][0] == reverse("ml:review", args=["disagrees"])
+    assert "Nothing left to review" in response.content.decode()
+
+
 def test_accept_single_genre_of_a_suggestion(labeler_client, world):
     prediction = Prediction.objects.get(movie=world["movies"]["Night Shift"])
     assert prediction.suggested_remove == ["Comedy"]
