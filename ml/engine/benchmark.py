@@ -64,7 +64,9 @@ CPU_OVERRIDES = {
     "minilm+effnet-finetune-gated": {"epochs": 1, "max_tokens": 64, "image_size": 96},
     "bilstm+smallcnn-concat": {"epochs": 8, "image_size": 64},
 }
-THROUGHPUT_SAMPLE = 256
+# Movies timed for throughput (from raw text + poster file, no cache): fewer on a CPU,
+# where a frozen EfficientNet runs at a few posters per second.
+THROUGHPUT_SAMPLE = {"cpu": 64, "cuda": 512}
 
 
 def load_devset(data_dir: str | os.PathLike) -> tuple[list[dict], list[str]]:
@@ -131,9 +133,9 @@ def _precompute_features(data_dir, min_genre_count, seed, cache_dir, device, enc
     t0 = time.perf_counter()
     inputs.frozen_arrays(parts["train"] + parts["val"])
     seconds = time.perf_counter() - t0
-    inputs.frozen_arrays(parts["test"])  # warm the cache for scoring; not timed
     n = len(parts["train"]) + len(parts["val"])
     encoded = sum(int(line.split()[3]) for line in lines if " features: encoding " in line)
+    inputs.frozen_arrays(parts["test"])  # warm the cache for scoring; not timed
     return {"encoder": encoder, "seconds": seconds, "n": n, "cached": n - encoded, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -163,7 +165,7 @@ def _run_model(name: str, data_dir, min_genre_count, seed, cache_dir, device, ov
     metrics = evaluate(y_test, test_probs, decisions, genres)
 
     # Throughput from raw overview + poster file, no feature cache, encoders already loaded.
-    sample = parts["test"][:THROUGHPUT_SAMPLE]
+    sample = parts["test"][: THROUGHPUT_SAMPLE["cuda" if model.device.startswith("cuda") else "cpu"]]
     if model.parts.frozen is not None:
         model.parts.frozen.cache_dir = None
     model.predict_proba(sample[:8])
@@ -209,7 +211,8 @@ def _fmt(value, digits=3):
 
 def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", *, cache_dir: str | None = None,
                   seed: int = 0, min_genre_count: int = 20, device: str | None = None, isolate: bool = True,
-                  ensembles: bool = True, threads: int | None = None, command: str = "") -> list[dict]:
+                  ensembles: bool = True, threads: int | None = None, append: bool = False,
+                  command: str = "") -> list[dict]:
     from .registry import get_config
     from .train import select_device
 
@@ -282,7 +285,7 @@ def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", 
 
         if ensembles:
             _add_ensembles(results, parts, genres, device, feature_times)
-        _write(results, out_dir, genres, rare, counts, parts, feature_times, device, command)
+        _write(results, out_dir, genres, rare, counts, parts, feature_times, device, command, append)
 
     if own_cache:
         import shutil
@@ -328,25 +331,60 @@ def _flat(row: dict) -> dict:
     }
 
 
-def _write(results, out_dir: Path, genres, rare, counts, parts, feature_times, device, command):
+def _slim(row: dict) -> dict:
+    slim = {k: v for k, v in row.items() if k not in ("val_probs", "test_probs")}
+    slim["metrics"] = {k: v for k, v in row["metrics"].items() if k != "calibration"}
+    slim["metrics"]["per_genre"] = [{k: v for k, v in g.items() if k not in ("pr_curve", "calibration")}
+                                    for g in row["metrics"]["per_genre"]]
+    return slim
+
+
+def _merge_with_saved(results: list[dict], out_dir: Path, feature_times: dict) -> tuple[list[dict], dict]:
+    """--append: keep rows another run already wrote to out_dir (same split) unless redone here."""
+    saved_path = out_dir / "benchmark.json"
+    if not saved_path.exists():
+        return results, feature_times
+    saved = json.loads(saved_path.read_text())
+    mine = {r["model"] for r in results}
+    merged = [r for r in saved.get("results", []) if r["model"] not in mine] + results
+    order = {name: i for i, name in enumerate(DEFAULT_MODELS)}
+    merged.sort(key=lambda r: order.get(r["model"], len(order)))
+    return merged, {**saved.get("feature_extraction", {}), **feature_times}
+
+
+def _write(results, out_dir: Path, genres, rare, counts, parts, feature_times, device, command, append=False):
+    import fcntl
+
+    # Two benchmark processes may append to the same folder; a lock keeps each
+    # read-merge-write whole.
+    with open(out_dir / ".benchmark.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = [_slim(r) for r in results]
+        commands = [command or "python manage.py benchmark_models --data ../shared/data/devset --out results/"]
+        if append:
+            results, feature_times = _merge_with_saved(results, out_dir, feature_times)
+            saved = out_dir / "benchmark.json"
+            if saved.exists():
+                earlier = json.loads(saved.read_text()).get("commands", [])
+                commands = earlier + [c for c in commands if c not in earlier]
+        _write_files(results, out_dir, genres, rare, counts, parts, feature_times, device, commands)
+
+
+def _write_files(results, out_dir: Path, genres, rare, counts, parts, feature_times, device, commands):
     flat = [_flat(r) for r in results]
     with open(out_dir / "benchmark.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
         for row in flat:
             writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
-    slim = [{k: v for k, v in r.items() if k not in ("val_probs", "test_probs")} for r in results]
-    for r in slim:
-        r["metrics"] = {k: v for k, v in r["metrics"].items() if k not in ("calibration",)}
-        r["metrics"]["per_genre"] = [{k: v for k, v in g.items() if k not in ("pr_curve", "calibration")}
-                                     for g in r["metrics"]["per_genre"]]
+    slim = results
     (out_dir / "benchmark.json").write_text(json.dumps(
         {"genres": genres, "rare_genres_excluded": rare, "split_sizes": {k: len(v) for k, v in parts.items()},
-         "feature_extraction": feature_times, "results": slim}, indent=1))
+         "feature_extraction": feature_times, "commands": commands, "results": slim}, indent=1))
     lines = [
         "# Model benchmark (devset test split)",
         "",
-        f"Command: `{command or 'python manage.py benchmark_models --data ../shared/data/devset --out results/'}`",
+        "Command" + ("s" if len(commands) > 1 else "") + ": " + "; ".join(f"`{c}`" for c in commands),
         "",
         f"Device: {device}. Split: iterative stratification 70/15/15, seed 0 -> "
         f"train {len(parts['train'])} / val {len(parts['val'])} / test {len(parts['test'])} movies, "
@@ -401,6 +439,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-ensembles", action="store_true")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per model (default: torch's choice; 1 is fastest on a busy shared box)")
+    parser.add_argument("--append", action="store_true",
+                        help="merge with rows already in --out (e.g. a second process running other models)")
     parser.add_argument("--no-isolate", action="store_true",
                         help="train in this process instead of one fresh process per model (peak memory then accumulates)")
 
@@ -410,7 +450,8 @@ def run_from_args(opts: dict, command: str = "") -> list[dict]:
     return run_benchmark(opts["data"], models, opts.get("out") or "results", cache_dir=opts.get("cache_dir"),
                          seed=opts.get("seed", 0), min_genre_count=opts.get("min_genre_count", 20),
                          device=opts.get("device"), ensembles=not opts.get("no_ensembles"),
-                         threads=opts.get("threads"), isolate=not opts.get("no_isolate"), command=command)
+                         threads=opts.get("threads"), isolate=not opts.get("no_isolate"),
+                         append=bool(opts.get("append")), command=command)
 
 
 if __name__ == "__main__":
