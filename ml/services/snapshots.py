@@ -135,9 +135,9 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
     report(progress, "Choosing eligible movies", 0.2)
 
     excluded: Counter[str] = Counter()
-    # id, overview sha, has overview, labels, poster checksum. Overviews are hashed as they
+    # id, overview sha, has overview, labels, poster checksum, label source. Overviews are hashed as they
     # stream past so a million-movie catalog never sits in memory as text.
-    eligible: list[tuple[int, str, bool, list[str], str]] = []
+    eligible: list[tuple[int, str, bool, list[str], str, str]] = []
     label_sources: Counter[str] = Counter()
     total_movies = 0
     movies = Movie.objects.order_by("id").values_list(
@@ -160,10 +160,9 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
             excluded[NO_TEXT_OR_POSTER] += 1
         else:
             text_sha = _sha256_text(overview if has_text else "")
-            eligible.append((movie_id, text_sha, has_text, labels, usable_poster.get(movie_id, "")))
-            label_sources[label_source] += 1
+            eligible.append((movie_id, text_sha, has_text, labels, usable_poster.get(movie_id, ""), label_source))
 
-    genre_counts = Counter(g for _, _, _, labels, _ in eligible for g in labels)
+    genre_counts = Counter(g for _, _, _, labels, _, _ in eligible for g in labels)
     rare = sorted(((g, c) for g, c in genre_counts.items() if c < min_genre_count), key=lambda gc: (gc[1], gc[0]))
     rare_names = {g for g, _ in rare}
     genres = sorted(g for g in genre_counts if keep_rare_genres or g not in rare_names)
@@ -171,13 +170,14 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
 
     members: list[tuple[int, str, list[int], str]] = []  # id, overview sha, label indices, poster checksum
     without_overview = 0
-    for movie_id, text_sha, has_text, labels, poster_checksum in eligible:
+    for movie_id, text_sha, has_text, labels, poster_checksum, label_source in eligible:
         kept = sorted(index_of[g] for g in set(labels) if g in index_of)
         if not kept:
             excluded[ONLY_RARE] += 1
             continue
         members.append((movie_id, text_sha, kept, poster_checksum))
         without_overview += not has_text
+        label_sources[label_source] += 1
     if not members:
         raise SnapshotError(
             f"no movie is eligible for training out of {total_movies} "

@@ -64,7 +64,7 @@ def test_rare_genres_are_reported_and_dropped_or_kept(tiny_catalog, make_movie):
     dropped = build_snapshot(min_genre_count=3)
     assert dropped.report["rare_genres"] == [{"genre": "Western", "count": 2}]
     assert "Western" not in dropped.genres and dropped.report["excluded"] == {"only_rare_genres": 1}
-    assert dropped.n_members == 41
+    assert dropped.n_members == 41 and dropped.report["label_sources"] == {"imported": 41}
     kept = build_snapshot(min_genre_count=3, keep_rare_genres=True)
     assert "Western" in kept.genres and kept.n_members == 42
     assert kept.report["rare_genres"] == [{"genre": "Western", "count": 2}]
