@@ -115,6 +115,8 @@ class SnapshotMember(models.Model):
     split = models.CharField(max_length=5, choices=Split.choices)
     labels = models.JSONField(default=list)
     poster_checksum = models.CharField(max_length=64, blank=True)
+    # sha256 of the overview as it was (of "" when the movie had none): loaders report drift.
+    text_checksum = models.CharField(max_length=64, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["snapshot", "movie"], name="snapshotmember_unique")]

@@ -5,6 +5,7 @@ this machine's filesystem (the engine reads it lazily), otherwise the file's byt
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -56,7 +57,13 @@ class SnapshotData:
     examples: dict[str, list[Example]]
     missing_movies: int = 0  # members whose movie was deleted after the snapshot
     poster_changed: int = 0  # members whose poster derivative differs from the snapshot's
+    text_changed: int = 0  # members whose overview was edited after the snapshot
     notes: list[str] = field(default_factory=list)
+
+
+def overview_checksum(text: str) -> str:
+    """The checksum build_snapshot records: sha256 of the overview, "" standing for none."""
+    return hashlib.sha256((text if text.strip() else "").encode("utf-8")).hexdigest()
 
 
 def _posters(movie_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
@@ -83,7 +90,7 @@ def snapshot_examples(
     data = SnapshotData(genres=list(snapshot.genres), examples={s: [] for s in splits})
     members = list(
         snapshot.members.filter(split__in=splits).order_by("movie_id").values_list(
-            "movie_id", "split", "labels", "poster_checksum"
+            "movie_id", "split", "labels", "poster_checksum", "text_checksum"
         )
     )
     for start in range(0, len(members), CHUNK):
@@ -91,10 +98,13 @@ def snapshot_examples(
         ids = [m[0] for m in chunk]
         overviews = dict(Movie.objects.filter(pk__in=ids).values_list("id", "overview"))
         posters = _posters(ids)
-        for movie_id, split, labels, poster_checksum in chunk:
+        for movie_id, split, labels, poster_checksum, text_checksum in chunk:
             if movie_id not in overviews:
                 data.missing_movies += 1
                 continue
+            text = overviews[movie_id] or ""
+            if text_checksum and text_checksum != overview_checksum(text):
+                data.text_changed += 1
             image = None
             if poster_checksum:  # the snapshot had a poster for this movie
                 current = posters.get(movie_id)
@@ -108,13 +118,15 @@ def snapshot_examples(
                     ):
                         data.poster_changed += 1
             data.examples[split].append(
-                Example(key=str(movie_id), text=overviews[movie_id] or "", image=image, labels=list(labels))
+                Example(key=str(movie_id), text=text, image=image, labels=list(labels))
             )
         report(progress, f"Loaded {start + len(chunk)} of {len(members)} examples", (start + len(chunk)) / len(members))
     if data.missing_movies:
         data.notes.append(f"{data.missing_movies} movie(s) of the snapshot no longer exist and were skipped")
     if data.poster_changed:
         data.notes.append(f"{data.poster_changed} poster(s) changed or disappeared since the snapshot was built")
+    if data.text_changed:
+        data.notes.append(f"{data.text_changed} overview(s) were edited since the snapshot was built")
     for note in data.notes:
         logger.warning("snapshot %s: %s", snapshot.pk, note)
     return data

@@ -16,6 +16,7 @@ from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
 from ml.models import DatasetSnapshot, SnapshotMember
 
 from . import Progress, report
+from .data import overview_checksum
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,6 @@ ONLY_RARE = "only_rare_genres"
 
 class SnapshotError(ValueError):
     """The catalog cannot make the snapshot asked for (e.g. nothing eligible)."""
-
-
-def _sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def snapshot_hash(
@@ -141,15 +138,16 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
     label_sources: Counter[str] = Counter()
     total_movies = 0
     movies = Movie.objects.order_by("id").values_list(
-        "id", "overview", "missing_overview", "missing_genres", "excluded_from_training", "duplicate_of_id",
+        "id", "overview", "missing_genres", "excluded_from_training", "duplicate_of_id",
         "label_source",
     )
-    for movie_id, overview, missing_overview, missing_genres, is_excluded, duplicate_of, label_source in movies.iterator(
+    for movie_id, overview, missing_genres, is_excluded, duplicate_of, label_source in movies.iterator(
         chunk_size=5000
     ):
         total_movies += 1
         labels = labels_of.get(movie_id, [])
-        has_text = bool((overview or "").strip()) and not missing_overview
+        # The text itself decides, not the preprocessing flag, which may be stale.
+        has_text = bool((overview or "").strip())
         if is_excluded:
             excluded[EXCLUDED] += 1
         elif duplicate_of is not None:
@@ -159,7 +157,7 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
         elif not has_text and movie_id not in usable_poster:
             excluded[NO_TEXT_OR_POSTER] += 1
         else:
-            text_sha = _sha256_text(overview if has_text else "")
+            text_sha = overview_checksum(overview or "")
             eligible.append((movie_id, text_sha, has_text, labels, usable_poster.get(movie_id, ""), label_source))
 
     genre_counts = Counter(g for _, _, _, labels, _, _ in eligible for g in labels)
@@ -242,9 +240,11 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
                 [
                     SnapshotMember(
                         snapshot=snapshot, movie_id=movie_id, split=str(split), labels=kept,
-                        poster_checksum=poster_checksum,
+                        poster_checksum=poster_checksum, text_checksum=text_sha,
                     )
-                    for (movie_id, _, kept, poster_checksum), split in zip(batch, splits[start : start + MEMBER_BATCH])
+                    for (movie_id, text_sha, kept, poster_checksum), split in zip(
+                        batch, splits[start : start + MEMBER_BATCH]
+                    )
                 ]
             )
             # Raising here (a cancelled job) rolls the whole snapshot back.

@@ -119,12 +119,14 @@ def test_loaders_give_engine_examples_and_report_drift(tiny_catalog):
     assert example.text == movie.overview and os.path.isfile(example.image)
     assert [snapshot.genres[i] for i in example.labels] == sorted(g.name for g in movie.genres.all())
 
-    # A lost derivative file and a deleted movie are reported, not fatal.
+    # A lost derivative file, a deleted movie and an edited overview are reported, not fatal.
     lost = tiny_catalog[1]
     os.remove(lost.poster.derivative.path)
     tiny_catalog[2].delete()
+    tiny_catalog[3].overview = "Rewritten after the snapshot."
+    tiny_catalog[3].save()
     data = snapshot_examples(snapshot, ["train", "val", "test"])
-    assert data.missing_movies == 1 and data.poster_changed == 1 and len(data.notes) == 2
+    assert (data.missing_movies, data.poster_changed, data.text_changed) == (1, 1, 1) and len(data.notes) == 3
     assert sum(len(v) for v in data.examples.values()) == 39
     (lost_example,) = movie_examples([lost.pk])
     assert lost_example.image is None and lost_example.labels == []
