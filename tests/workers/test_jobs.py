@@ -295,3 +295,21 @@ def test_a_fresh_process_can_send_every_kind_without_importing_the_tasks_first()
                          env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "genreweb.settings"})
     assert out.returncode == 0, out.stderr
     assert "workers.start_batch_predict" in out.stdout and "workers.run_import" in out.stdout
+
+
+def test_filesystem_broker_messages_are_found_by_task_id(tmp_path):
+    import json
+
+    (tmp_path / "1_a.default.msg").write_text(json.dumps({"headers": {"id": "task-1"}, "body": ""}))
+    (tmp_path / "2_b.gpu.msg").write_text(json.dumps({"properties": {"correlation_id": "task-2"}}))
+    (tmp_path / "3_c.gpu.msg").write_text("{not json")  # half-written or taken: ignored
+    app = mock.Mock()
+    app.conf.broker_transport_options = {"data_folder_in": str(tmp_path)}
+    assert jobs._filesystem_message_ids(app) == {"task-1", "task-2"}
+
+
+def test_benchmark_command_refuses_unusable_setups(settings):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="No model version 424242"):
+        call_command("benchmark_batch_inference", "--model-version", "424242")
