@@ -40,6 +40,7 @@ DEFAULT_MODELS = [
     "minilm+effnet-frozen-max",
     "minilm+effnet-frozen-gated",
     "minilm+effnet-frozen-late",
+    "minilm+effnet-frozen-ensemble",
     "bilstm-text",
     "gru-text",
     "smallcnn-image",

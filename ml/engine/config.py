@@ -11,7 +11,9 @@ from typing import Any
 
 TEXT_ENCODERS = ("none", "tfidf", "bilstm", "gru", "minilm")
 IMAGE_ENCODERS = ("none", "smallcnn", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
-FUSIONS = ("text", "image", "concat", "add", "product", "max", "gated", "late", "linear")
+FUSIONS = ("text", "image", "concat", "add", "product", "max", "gated", "late", "linear", "ensemble")
+# fusions an "ensemble" head may average (each needs both modalities)
+ENSEMBLE_MEMBERS = ("concat", "add", "product", "max", "gated", "late", "linear")
 TRAIN_MODES = ("frozen", "finetune")
 
 # Encoders with pretrained weights can be frozen (features cached once, only the head
@@ -36,6 +38,9 @@ class ModelConfig:
     encoder_lr: float = 2e-5
     weight_decay: float = 1e-2
     patience: int = 6
+    # Early stopping watches val micro-F1 either at the 0.5 threshold ("fixed") or after
+    # per-genre threshold tuning ("tuned": the decision rule the model will really use).
+    early_stop_thresholds: str = "fixed"
     seed: int = 0
     # BCE positive-class weights from train label frequencies: none, "sqrt" of neg/pos, or "full" neg/pos
     pos_weight: bool = True
@@ -43,6 +48,9 @@ class ModelConfig:
     max_pos_weight: float = 20.0
     # head
     hidden_dim: int = 512
+    # fusion="ensemble": these heads train side by side on the same features, each with
+    # its own loss; the prediction is the mean of their probabilities
+    ensemble_members: tuple[str, ...] = ("concat", "gated", "late")
     dropout: float = 0.3
     input_dropout: float = 0.1
     # text
@@ -82,7 +90,11 @@ class ModelConfig:
             raise ValueError(f"{self.name}: fusion 'text' needs a text encoder and image_encoder='none'")
         if self.fusion == "image" and (not has_image or has_text):
             raise ValueError(f"{self.name}: fusion 'image' needs an image encoder and text_encoder='none'")
-        if self.fusion in {"concat", "add", "product", "max", "gated", "late"} and not (has_text and has_image):
+        if self.fusion == "ensemble":
+            bad = [m for m in self.ensemble_members if m not in ENSEMBLE_MEMBERS]
+            if bad or len(self.ensemble_members) < 2:
+                raise ValueError(f"{self.name}: ensemble_members must be two or more of {', '.join(ENSEMBLE_MEMBERS)}")
+        if self.fusion in {"concat", "add", "product", "max", "gated", "late", "ensemble"} and not (has_text and has_image):
             raise ValueError(f"{self.name}: fusion {self.fusion!r} needs both a text and an image encoder")
         if self.train_mode == "frozen":
             learned = {self.text_encoder, self.image_encoder} & LEARNED_ENCODERS
@@ -91,6 +103,8 @@ class ModelConfig:
                     f"{self.name}: {', '.join(sorted(learned))} has no pretrained weights to freeze; "
                     "use train_mode='finetune'"
                 )
+        if self.early_stop_thresholds not in ("fixed", "tuned"):
+            raise ValueError(f"{self.name}: early_stop_thresholds must be 'fixed' or 'tuned'")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"{self.name}: epochs, batch_size and lr must be positive")
         if not 0 <= self.dropout < 1 or not 0 <= self.input_dropout < 1:
@@ -116,6 +130,9 @@ class ModelConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
+        data = dict(data)
+        if "ensemble_members" in data:  # JSON gives a list
+            data["ensemble_members"] = tuple(data["ensemble_members"])
         return cls(**data).validate()
 
     def replace(self, **changes) -> "ModelConfig":

@@ -27,10 +27,12 @@ class FusionHead(nn.Module):
     add/product/max: both modalities projected (tanh) to hidden_dim and combined elementwise.
     gated: a gated multimodal unit (Arevalo et al. 2017) - a sigmoid gate per hidden unit
     chooses between the two projected modalities. late: one head per modality, their
-    probabilities mixed with a learned per-genre weight.
+    probabilities mixed with a learned per-genre weight. ensemble: several of the above
+    side by side, each with its own loss, probabilities averaged.
     """
 
-    def __init__(self, fusion: str, text_dim: int, image_dim: int, n_genres: int, hidden: int, dropout: float, input_dropout: float):
+    def __init__(self, fusion: str, text_dim: int, image_dim: int, n_genres: int, hidden: int, dropout: float,
+                 input_dropout: float, members: tuple[str, ...] = ()):
         super().__init__()
         self.fusion = fusion
         self.input_dropout = nn.Dropout(input_dropout)
@@ -49,6 +51,10 @@ class FusionHead(nn.Module):
             if fusion == "gated":
                 self.gate = nn.Linear(text_dim + image_dim, hidden_or_default)
             self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_or_default, n_genres))
+        elif fusion == "ensemble":
+            self.members = nn.ModuleList(
+                [FusionHead(m, text_dim, image_dim, n_genres, hidden, dropout, input_dropout) for m in members]
+            )
         elif fusion == "late":
             self.text_head = mlp(text_dim, hidden, n_genres, dropout)
             self.image_head = mlp(image_dim, hidden, n_genres, dropout)
@@ -60,6 +66,11 @@ class FusionHead(nn.Module):
     def forward(self, text: torch.Tensor | None, image: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Returns (logits, auxiliary logits that also get a loss term)."""
         f = self.fusion
+        if f == "ensemble":
+            outputs = [member(text, image) for member in self.members]
+            p = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0).clamp(1e-6, 1 - 1e-6)
+            aux = [logits for logits, _ in outputs] + [a for _, extra in outputs for a in extra]
+            return torch.log(p) - torch.log1p(-p), aux
         if text is not None:
             text = self.input_dropout(text)
         if image is not None:
@@ -115,7 +126,8 @@ class GenreModel(nn.Module):
         self.register_buffer("image_mean", torch.zeros(image_dim if self.image_encoder is None and config.has_image else 0))
         self.register_buffer("image_std", torch.ones(image_dim if self.image_encoder is None and config.has_image else 0))
         self.text_dim, self.image_dim = text_dim, image_dim
-        self.head = FusionHead(config.fusion, text_dim, image_dim, n_genres, config.hidden_dim, config.dropout, config.input_dropout)
+        self.head = FusionHead(config.fusion, text_dim, image_dim, n_genres, config.hidden_dim, config.dropout,
+                               config.input_dropout, tuple(config.ensemble_members))
 
     def set_normaliser(self, text: tuple | None, image: tuple | None) -> None:
         for stats, prefix in ((text, "text"), (image, "image")):

@@ -70,6 +70,10 @@ PRESETS: dict[str, ModelConfig] = {
                 **_FUSED),
         _preset("minilm+effnet-frozen-late", "late fusion: per-modality heads, probabilities mixed per genre",
                 fusion="late", **_FUSED),
+        _preset("minilm+effnet-frozen-ensemble",
+                "concat, gated, late, add and max heads trained side by side on the same features, "
+                "probabilities averaged",
+                fusion="ensemble", ensemble_members=("concat", "gated", "late", "add", "max"), **_FUSED),
         # -- fused, end to end
         _preset("minilm+effnet-finetune-gated", "MiniLM + EfficientNet-Lite0 fine-tuned end to end, gated fusion",
                 text_encoder="minilm", image_encoder="efficientnet_lite0", fusion="gated", train_mode="finetune",

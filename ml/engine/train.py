@@ -210,7 +210,8 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
         val_logits = trained.logits(val, batch_size=max(config.batch_size, 64)) if not frozen else _frozen_logits(model, parts, val_arrays, config)
         val_loss = float(loss_fn(torch.from_numpy(val_logits).to(device), y_val_t.to(device)))
         val_probs = sigmoid(val_logits)
-        val_f1 = micro_f1(y_val, apply_thresholds(val_probs, np.full(n_genres, 0.5), min_one=True))
+        epoch_thresholds = tune_thresholds(y_val, val_probs) if config.early_stop_thresholds == "tuned" else np.full(n_genres, 0.5)
+        val_f1 = micro_f1(y_val, apply_thresholds(val_probs, epoch_thresholds, min_one=True))
         history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss, "val_micro_f1": val_f1})
         log(f"epoch {epoch + 1}: train_loss {total / max(count, 1):.4f} val_loss {val_loss:.4f} val_micro_f1 {val_f1:.4f}")
         if val_f1 > best_f1:
@@ -244,7 +245,7 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
     timings["total_s"] = time.perf_counter() - started
     trained.timings = timings
     trained.best_epoch = best_epoch
-    log(f"done in {timings['total_s']:.1f}s; best epoch {best_epoch}, val micro-F1 at 0.5: {best_f1:.4f}")
+    log(f"done in {timings['total_s']:.1f}s; best epoch {best_epoch}, val micro-F1 ({config.early_stop_thresholds} thresholds): {best_f1:.4f}")
     report("done", 1.0)
     return trained
 

@@ -96,6 +96,7 @@ SLOW_FAMILIES = {
     "minilm+effnet-frozen-max": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-gated": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-late": {"lr": 1e-2, "image_size": 64},
+    "minilm+effnet-frozen-ensemble": {"lr": 1e-2, "image_size": 64},
     "minilm-finetune-text": {"lr": 1e-2, "encoder_lr": 1e-4, "epochs": 3},
     "effnet-finetune-image": {"lr": 1e-2, "encoder_lr": 1e-3, "image_size": 64, "epochs": 3},
     "minilm+effnet-finetune-gated": {"lr": 1e-2, "encoder_lr": 1e-4, "image_size": 64, "epochs": 3},
@@ -175,6 +176,9 @@ def test_registry_covers_every_encoder_and_fusion():
         ({"image_encoder": "none", "fusion": "gated"}, "needs both"),
         ({"text_encoder": "none", "image_encoder": "none", "fusion": "image"}, "needs a text encoder"),
         ({"epochs": 0}, "must be positive"),
+        ({"fusion": "ensemble", "ensemble_members": ("gated",)}, "two or more"),
+        ({"fusion": "ensemble", "ensemble_members": ("gated", "text")}, "two or more"),
+        ({"early_stop_thresholds": "sometimes"}, "early_stop_thresholds"),
     ],
 )
 def test_config_rejects_bad_settings(changes, message):
