@@ -31,7 +31,7 @@ def page(chromium_path, live_server, monkeypatch):
         browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         tab = context.new_page()
-        tab.set_default_timeout(20_000)
+        tab.set_default_timeout(45_000)  # generous: CI boxes can be busy
         yield tab
         context.close()
         browser.close()
@@ -148,7 +148,7 @@ def test_queue_a_job_and_watch_its_progress_reach_done(page, live_server, staff,
         # The page polls the status endpoint; when the job finishes it reloads once.
         try:
             page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'Succeeded'",
-                                   timeout=120_000)
+                                   timeout=240_000)
         except Exception as exc:
             job.refresh_from_db()
             raise AssertionError(f"job {job.status} {job.step!r} {job.log[-5:]}\n{worker.read_log()}") from exc
