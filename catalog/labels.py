@@ -58,7 +58,8 @@ def set_labels(
         ]
         LabelChange.objects.bulk_create(history)
         update_fields = []
-        if by_person and locked.label_source != Movie.LabelSource.PERSON:
+        # Only a real change makes the set person-curated: every provenance change has audit rows.
+        if by_person and history and locked.label_source != Movie.LabelSource.PERSON:
             locked.label_source = Movie.LabelSource.PERSON
             update_fields.append("label_source")
         has_genres = bool(wanted)

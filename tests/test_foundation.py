@@ -54,6 +54,13 @@ def test_label_changes_are_audited_and_append_only(django_user_model):
     with pytest.raises(AppendOnlyError):
         entry.delete()
 
+    # A person saving an unchanged imported set neither records history nor claims the set.
+    other = Movie.objects.create(title="Untouched", source=Movie.Source.CSV, source_id="2")
+    set_labels(other, [drama], origin=LabelChange.Origin.IMPORT)
+    assert not set_labels(other, [drama], user=person).changed
+    other.refresh_from_db()
+    assert other.label_source == Movie.LabelSource.IMPORTED
+
     # Setting the same labels again records nothing.
     before = LabelChange.objects.count()
     assert not set_labels(movie, [drama, horror], user=person).changed
