@@ -209,6 +209,9 @@ else:
     if CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] < 600:
         # A short timeout only helps if unacked messages are also scanned for often.
         CELERY_BROKER_TRANSPORT_OPTIONS.update(unacked_restore_interval=1, unacked_restore_throttle=1)
+    if os.environ.get("GENREWEB_REDIS_KEY_PREFIX"):
+        # Keeps runs that share one Redis server apart (tests/conftest.py sets it per run).
+        CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"] = os.environ["GENREWEB_REDIS_KEY_PREFIX"]
     CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = CELERY_BROKER_TRANSPORT_OPTIONS
 CELERY_TASK_SERIALIZER = "json"

@@ -22,6 +22,12 @@ if settings.CELERY_BROKER_URL.startswith("redis") and not os.environ.get("GENREW
     settings.CELERY_RESULT_BACKEND = settings.CELERY_BROKER_URL
     # Celery lets these environment variables win over settings.
     os.environ["CELERY_BROKER_URL"] = os.environ["CELERY_RESULT_BACKEND"] = settings.CELERY_BROKER_URL
+    # Two runs can still draw the same database number (or find a stale worker on it): a key
+    # prefix per run keeps their queues apart. Worker processes inherit it from the environment.
+    os.environ["GENREWEB_REDIS_KEY_PREFIX"] = f"genreweb-test-{os.getpid()}:"
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": os.environ["GENREWEB_REDIS_KEY_PREFIX"]}
+    settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = settings.CELERY_BROKER_TRANSPORT_OPTIONS
 _service_skips: list[str] = []
 
 

@@ -395,20 +395,24 @@ def _task_id_of(payload: Any) -> str | None:
 
 
 def _redis_message_ids(app) -> set[str]:
+    import redis
+
     from genreweb.celery import TASK_ROUTES
 
     ids: set[str] = set()
     queues = {route["queue"] for route in TASK_ROUTES.values()}
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
     with app.connection_for_read() as conn:
         channel = conn.default_channel
-        client = channel.client
+        # A plain client on kombu's pool: kombu's own client prefixes only some commands.
+        client = redis.Redis(connection_pool=channel.client.connection_pool)
         for queue in queues:
             for priority in channel.priority_steps:
-                for raw in client.lrange(channel._q_for_pri(queue, priority), 0, -1):
+                for raw in client.lrange(prefix + channel._q_for_pri(queue, priority), 0, -1):
                     task_id = _task_id_of(json.loads(raw))
                     if task_id:
                         ids.add(task_id)
-        for raw in client.hvals(channel.unacked_key):
+        for raw in client.hvals(prefix + channel.unacked_key):
             entry = json.loads(raw)
             task_id = _task_id_of(entry[0] if isinstance(entry, list) else entry)
             if task_id:
