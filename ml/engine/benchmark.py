@@ -61,8 +61,8 @@ CPU_OVERRIDES = {
     "resnet34-image": {"epochs": 2, "image_size": 64},
     "resnet50-image": {"epochs": 2, "image_size": 64},
     "effnet-finetune-image": {"epochs": 2, "image_size": 128},
-    "minilm-finetune-text": {"epochs": 1, "max_tokens": 64},
-    "minilm+effnet-finetune-gated": {"epochs": 1, "max_tokens": 64, "image_size": 96},
+    "minilm-finetune-text": {"epochs": 2, "max_tokens": 64},
+    "minilm+effnet-finetune-gated": {"epochs": 2, "max_tokens": 64, "image_size": 96},
     "bilstm+smallcnn-concat": {"epochs": 8, "image_size": 64},
 }
 # Movies timed for throughput (from raw text + poster file, no cache): fewer on a CPU,

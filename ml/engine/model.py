@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import ModelConfig
+from .config import PRETRAINED_ENCODERS, ModelConfig
 from .encoders import MiniLMEncoder, RNNTextEncoder, build_image_encoder
 
 
@@ -126,6 +126,13 @@ class GenreModel(nn.Module):
         self.register_buffer("image_mean", torch.zeros(image_dim if self.image_encoder is None and config.has_image else 0))
         self.register_buffer("image_std", torch.ones(image_dim if self.image_encoder is None and config.has_image else 0))
         self.text_dim, self.image_dim = text_dim, image_dim
+        # Pretrained encoders fine-tuned end to end emit features of arbitrary scale (MiniLM's
+        # are unit vectors, ~0.05 per dimension); a LayerNorm gives the fresh head the same
+        # well-scaled input that standardisation gives it in frozen mode.
+        # (Decided by the config, not by whether weights were found, so an artifact always
+        # rebuilds the same network.)
+        self.text_norm = nn.LayerNorm(text_dim) if finetune and config.text_encoder in PRETRAINED_ENCODERS else None
+        self.image_norm = nn.LayerNorm(image_dim) if finetune and config.image_encoder in PRETRAINED_ENCODERS else None
         self.head = FusionHead(config.fusion, text_dim, image_dim, n_genres, config.hidden_dim, config.dropout,
                                config.input_dropout, tuple(config.ensemble_members))
 
@@ -153,11 +160,15 @@ class GenreModel(nn.Module):
                 text = self.text_encoder(batch["tokens"], batch["lengths"])
             else:
                 text = self.text_encoder(batch["st_features"])
+            if self.text_norm is not None:
+                text = self.text_norm(text)
         if self.config.has_image:
             if "image_feat" in batch:
                 image = (batch["image_feat"] - self.image_mean) / self.image_std
             else:
                 image = self.image_encoder(batch["image"])
+                if self.image_norm is not None:
+                    image = self.image_norm(image)
             # A movie without a poster contributes the average image (zero after standardising).
             image = image * batch["has_image"].to(image.dtype).unsqueeze(1)
         return self.head(text, image)
