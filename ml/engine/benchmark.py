@@ -358,7 +358,7 @@ def _write(results, out_dir: Path, genres, rare, counts, parts, feature_times, d
 
     # Two benchmark processes may append to the same folder; a lock keeps each
     # read-merge-write whole.
-    with open(out_dir / ".benchmark.lock", "w") as lock:
+    with open(out_dir / ".benchmark-lock.tmp", "w") as lock:  # *.tmp: git-ignored
         fcntl.flock(lock, fcntl.LOCK_EX)
         results = [_slim(r) for r in results]
         commands = [command or "python manage.py benchmark_models --data ../shared/data/devset --out results/"]
