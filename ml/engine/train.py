@@ -2,7 +2,6 @@
 per-genre thresholds, resume from a checkpoint if an interrupted run left one."""
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os

@@ -5,7 +5,6 @@ import csv
 import io
 import json
 
-import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 from PIL import Image
