@@ -29,6 +29,12 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = [f for f in fields if f not in ("kind", "params")]
 
 
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        data["params"] = instance.public_params
+        return data
+
+
 class JobDetailSerializer(JobSerializer):
     shards = JobShardSerializer(many=True, read_only=True)
 

@@ -13,6 +13,15 @@ from django.db import models
 # A job keeps its most recent log lines only; old lines are dropped with a marker.
 MAX_LOG_LINES = 500
 
+# Credentials a job may need while it runs (a TMDB key typed into the import form). They are
+# masked wherever a job is shown and scrubbed from the row when the job finishes.
+SECRET_PARAMS = frozenset({"api_key", "bearer_token"})
+MASK = "***"
+
+
+def masked_params(params: dict) -> dict:
+    return {k: (MASK if k in SECRET_PARAMS and v else v) for k, v in (params or {}).items()}
+
 
 class Job(models.Model):
     class Kind(models.TextChoices):
@@ -64,6 +73,11 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} job #{self.pk} ({self.status})"
+
+    @property
+    def public_params(self) -> dict:
+        """Parameters safe to show: credentials masked."""
+        return masked_params(self.params)
 
     @property
     def is_finished(self) -> bool:

@@ -32,7 +32,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from .jobs import TEST_HOOK_PREFIX, append_log, enqueue
-from .models import Job, JobShard
+from .models import SECRET_PARAMS, Job, JobShard
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +168,10 @@ def finish_job(job_id: int, status: str, *, result: dict | None = None, error: s
             job.progress = 100.0
         job.error, job.traceback = error[:10_000], tb[-20_000:]
         job.step = step or status
+        # A finished job no longer needs credentials; don't keep them at rest.
+        job.params = {k: v for k, v in job.params.items() if k not in SECRET_PARAMS}
         job.save(update_fields=["status", "finished_at", "heartbeat_at", "result", "progress", "error",
-                                "traceback", "step"])
+                                "traceback", "step", "params"])
     append_log(job_id, f"{status}" + (f": {error.splitlines()[0][:300]}" if error else ""))
     if job.parent_id:
         _child_finished(job)

@@ -36,16 +36,22 @@ def get_predictor(model_version_id: int):
 
     The engine picks CUDA when present. The artifact's checksum is verified on load.
     """
+    # Keyed by id and artifact checksum: a version's artifact never changes, and an id that
+    # comes back (a deleted row, a rolled-back test) can never serve another model.
+    checksum = ModelVersion.objects.filter(pk=model_version_id).values_list("checksum", flat=True).first()
+    if checksum is None:
+        raise ModelVersion.DoesNotExist(f"model version {model_version_id} does not exist")
+    key = (model_version_id, checksum)
     with _predictors_lock:
-        model = _predictors.get(model_version_id)
+        model = _predictors.get(key)
         if model is not None:
-            _predictors.move_to_end(model_version_id)
+            _predictors.move_to_end(key)
             return model
         from ml.engine.artifact import load_model  # torch import only when a model is needed
 
         version = ModelVersion.objects.get(pk=model_version_id)
         model = load_model(str(local_artifact_dir(version)), device=None)
-        _predictors[model_version_id] = model
+        _predictors[key] = model
         while len(_predictors) > max(1, PREDICTOR_CACHE_SIZE):
             _predictors.popitem(last=False)
         logger.info("loaded model version %s on %s", model_version_id, getattr(model, "device", "?"))

@@ -313,3 +313,21 @@ def test_benchmark_command_refuses_unusable_setups(settings):
 
     with pytest.raises(CommandError, match="No model version 424242"):
         call_command("benchmark_batch_inference", "--model-version", "424242")
+
+
+def test_credentials_in_params_are_masked_when_shown_and_dropped_when_the_job_finishes(client, django_user_model):
+    from workers.tasks import finish_job
+
+    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    job = Job.objects.create(kind="import", params={"source": "tmdb", "api_key": "s3cret-key", "limit": 5},
+                             requested_by=staff)
+    assert job.public_params == {"source": "tmdb", "api_key": "***", "limit": 5}
+
+    client.force_login(staff)
+    assert client.get(f"/api/jobs/{job.pk}/").json()["params"]["api_key"] == "***"
+    page = client.get(f"/jobs/{job.pk}/").content.decode()
+    assert "s3cret-key" not in page
+
+    assert finish_job(job.pk, Job.Status.FAILED, error="401 from TMDB")
+    job.refresh_from_db()
+    assert job.params == {"source": "tmdb", "limit": 5}
