@@ -98,15 +98,7 @@ class KaggleSource(Source):
 
     def rows(self) -> Iterator[MovieRecord | SkippedRow]:
         try:
-            for item in self.table:
-                if isinstance(item, SkippedRow):
-                    yield item
-                    continue
-                row, line, values = item
-                try:
-                    yield self._record(row, line, values)
-                except RowError as exc:
-                    yield SkippedRow(row, str(exc), {"line": line})
+            yield from self.table.records(self._record)
         finally:
             if self.client is not None:
                 self.client.close()

@@ -64,15 +64,7 @@ class PlainCsvSource(Source):
         self.total = self.table.total
 
     def rows(self) -> Iterator[MovieRecord | SkippedRow]:
-        for item in self.table:
-            if isinstance(item, SkippedRow):
-                yield item
-                continue
-            row, line, values = item
-            try:
-                yield self._record(row, line, values)
-            except RowError as exc:
-                yield SkippedRow(row, str(exc), {"line": line})
+        yield from self.table.records(self._record)
 
     def _record(self, row: int, line: int, values: dict) -> MovieRecord:
         title = clean_text(values.get("title"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .base import ImporterError, SkippedRow
+from .base import ImporterError, MovieRecord, RowError, SkippedRow
 
 # Tried in order once UTF-8 fails. cp1252 is what spreadsheet tools on Windows write;
 # latin-1 decodes any byte, so the import always goes on, with a warning saying how.
@@ -95,3 +95,16 @@ class CsvRows:
                 yield SkippedRow(row, f"has {len(fields)} columns, the header has {width}{cut}", {"line": start_line})
                 continue
             yield row, start_line, dict(zip(self.header, fields))
+
+    def records(self, build: Callable[[int, int, dict], MovieRecord]) -> Iterator[MovieRecord | SkippedRow]:
+        """Turn each well-formed row into a record with ``build(row, line, values)``; a row that
+        ``build`` rejects with RowError, or that is not valid CSV, becomes a SkippedRow."""
+        for item in self:
+            if isinstance(item, SkippedRow):
+                yield item
+                continue
+            row, line, values = item
+            try:
+                yield build(row, line, values)
+            except RowError as exc:
+                yield SkippedRow(row, str(exc), {"line": line})
