@@ -82,3 +82,36 @@ def test_benchmark_command_runs_in_process(devset, tmp_path):
     call_command("benchmark_models", "--data", str(devset), "--models", "tfidf-linear", "--out", str(tmp_path),
                  "--min-genre-count", "5", "--no-isolate", "--device", "cpu")
     assert "tfidf-linear" in (tmp_path / "benchmark.md").read_text()
+
+
+def test_metrics_by_source_scores_each_source_on_its_own_genres(devset):
+    import numpy as np
+
+    from ml.engine.data import labels_matrix
+
+    # Tag the first 30 movies as coming from another source.
+    path = devset / "movies.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for i, row in enumerate(rows):
+        row["text_source"] = "kaggle" if i < 30 else "tmdb"
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    genres, _, _, parts = benchmark.prepare(devset, min_genre_count=5, seed=0)
+    movies = parts["train"] + parts["val"] + parts["test"]
+    y = labels_matrix(movies, len(genres))
+    probs = np.where(y == 1, 0.9, 0.1)
+    decisions = y.astype(bool)
+    # The "kaggle" movies get every label wrong: its scores must drop, "tmdb"'s must not.
+    kaggle = [i for i, ex in enumerate(movies) if int(ex.key.split("_")[1]) < 30]
+    decisions[kaggle] = ~decisions[kaggle]
+    probs[kaggle] = 1 - probs[kaggle]
+
+    by_source = benchmark._metrics_by_source(devset, movies, y, probs, decisions, genres)
+    assert set(by_source) == {"kaggle", "tmdb"}
+    assert by_source["kaggle"]["n"] == 30 and by_source["tmdb"]["n"] == 30
+    assert by_source["tmdb"]["micro_f1"] == 1.0 and by_source["tmdb"]["roc_auc_macro"] == 1.0
+    assert by_source["kaggle"]["micro_f1"] == 0.0 and by_source["kaggle"]["roc_auc_macro"] == 0.0
