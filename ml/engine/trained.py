@@ -79,13 +79,19 @@ class InputParts:
     def frozen_arrays(self, examples: list[Example], progress: Progress | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
         cfg = self.config
         arrays: dict[str, np.ndarray] = {}
+        text_progress = image_progress = progress
+        if progress and cfg.text_encoder == "minilm" and cfg.has_image:
+            # Text then images, each on its own half, so a job's progress never goes backwards.
+            text_progress = lambda message, f: progress(message, 0.5 * f)  # noqa: E731
+            image_progress = lambda message, f: progress(message, 0.5 + 0.5 * f)  # noqa: E731
         if cfg.text_encoder == "tfidf":
             arrays["text_feat"] = self.tfidf.transform([ex.text for ex in examples])
         elif cfg.text_encoder == "minilm":
-            arrays["text_feat"] = self.frozen.text(examples, progress=progress)
+            arrays["text_feat"] = self.frozen.text(examples, progress=text_progress)
         if cfg.has_image:
             feats, has = self.frozen.image(
-                examples, batch_size=batch_size, num_workers=auto_num_workers(cfg, self.device), progress=progress
+                examples, batch_size=batch_size, num_workers=auto_num_workers(cfg, self.device),
+                progress=image_progress,
             )
             arrays["image_feat"], arrays["has_image"] = feats, has
         return arrays

@@ -97,6 +97,7 @@ SLOW_FAMILIES = {
     "minilm+effnet-frozen-gated": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-late": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-ensemble": {"lr": 1e-2, "image_size": 64},
+    "minilm+effnet-frozen-concat-late": {"lr": 1e-2, "image_size": 64},
     "minilm-finetune-text": {"lr": 1e-2, "encoder_lr": 1e-4, "epochs": 3},
     "effnet-finetune-image": {"lr": 1e-2, "encoder_lr": 1e-3, "image_size": 64, "epochs": 3},
     "minilm+effnet-finetune-gated": {"lr": 1e-2, "encoder_lr": 1e-4, "image_size": 64, "epochs": 3},
@@ -316,6 +317,23 @@ def test_progress_is_reported_in_order(tiny_data):
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0 <= fractions[0]
     assert any(m.startswith("epoch 2/2") for m, _ in seen)
+
+
+@pytest.mark.slow
+def test_progress_never_goes_backwards_while_extracting_text_and_image_features(tmp_path):
+    from ml.engine.trained import InputParts
+
+    # More overviews than one text batch (128) and several image batches, so each encoder
+    # reports more than once.
+    (tmp_path / "posters").mkdir()
+    examples = make_examples(140, tmp_path / "posters", seed=3)
+    config = get_config({"preset": "minilm+effnet-frozen-concat", **SMALL, "image_size": 32})
+    seen = []
+    InputParts(config, None, None, "cpu", cache_dir=str(tmp_path / "cache")).frozen_arrays(
+        examples, progress=lambda message, fraction: seen.append((message, fraction)), batch_size=32)
+    fractions = [f for _, f in seen]
+    assert len(fractions) >= 4 and fractions == sorted(fractions), seen
+    assert fractions[-1] == 1.0
 
 
 @pytest.mark.slow
