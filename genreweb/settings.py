@@ -176,6 +176,9 @@ TMDB_API_BASE = os.environ.get("TMDB_API_BASE", "https://api.themoviedb.org/3")
 
 # --- ML --------------------------------------------------------------------
 GENREWEB_ML_CACHE_DIR = Path(os.environ.get("GENREWEB_ML_CACHE_DIR", DATA_DIR / "ml-cache"))
+# PyTorch threads per worker pool process (0: PyTorch's default, one per core). Set it to
+# cores / processes when several CPU worker processes share a machine.
+GENREWEB_TORCH_THREADS = int(os.environ.get("GENREWEB_TORCH_THREADS", "0") or 0)
 
 # --- Celery -----------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "").strip()

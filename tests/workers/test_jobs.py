@@ -331,3 +331,17 @@ def test_credentials_in_params_are_masked_when_shown_and_dropped_when_the_job_fi
     assert finish_job(job.pk, Job.Status.FAILED, error="401 from TMDB")
     job.refresh_from_db()
     assert job.params == {"source": "tmdb", "limit": 5}
+
+
+def test_worker_processes_cap_torch_threads_when_configured(settings):
+    import torch
+
+    from workers.tasks import limit_torch_threads
+
+    before = torch.get_num_threads()
+    try:
+        settings.GENREWEB_TORCH_THREADS = 1
+        limit_torch_threads()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

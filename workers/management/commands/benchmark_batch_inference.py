@@ -106,13 +106,16 @@ class Command(BaseCommand):
         log_dir = settings.DATA_DIR / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
         fleet = []
+        # Share the cores between the processes instead of each taking all of them.
+        env = {**os.environ, "GENREWEB_TORCH_THREADS": os.environ.get("GENREWEB_TORCH_THREADS")
+               or str(max(1, (os.cpu_count() or 1) // count))}
         for i in range(count):
             log = open(log_dir / f"benchmark-worker-{i}.log", "ab")
             fleet.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "genreweb", "worker", "-Q", "default,gpu", "--concurrency", "1",
                  "--prefetch-multiplier", "1", "--without-gossip", "--without-mingle", "--loglevel", "WARNING",
                  "-n", f"bench{i}-{os.getpid()}@%h"],
-                cwd=settings.BASE_DIR, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         from celery import current_app
 
         deadline = time.monotonic() + 180
