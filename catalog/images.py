@@ -114,6 +114,18 @@ def decode_image(data: bytes | BinaryIO, max_pixels: int | None = None) -> Decod
     )
 
 
+def read_upload(upload) -> bytes:
+    """The bytes of an uploaded image file once they pass every check: size
+    (settings.GENREWEB_UPLOAD_MAX_BYTES), type and pixel count. Raises ImageRejected."""
+    limit = settings.GENREWEB_UPLOAD_MAX_BYTES
+    if upload.size > limit:
+        raise ImageRejected(f"the file is too large ({upload.size} bytes); the limit is {limit} bytes",
+                            code="too_large")
+    data = upload.read()
+    decode_image(data)
+    return data
+
+
 def _check_pixels(width: int, height: int, limit: int) -> None:
     if limit > 0 and width * height > limit:
         raise ImageRejected(

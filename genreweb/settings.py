@@ -165,6 +165,8 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 
 # --- Catalog / preprocessing ---------------------------------------------
+# Largest poster a person may upload (API and predict page); checked before decoding.
+GENREWEB_UPLOAD_MAX_BYTES = int(os.environ.get("GENREWEB_UPLOAD_MAX_BYTES", 10 * 1024 * 1024))
 GENREWEB_POSTER_MAX_PIXELS = int(os.environ.get("GENREWEB_POSTER_MAX_PIXELS", 40_000_000))
 GENREWEB_POSTER_MIN_SIDE = int(os.environ.get("GENREWEB_POSTER_MIN_SIDE", 64))
 GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE_SIZE", 224))

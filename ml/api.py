@@ -12,12 +12,12 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from catalog import api as catalog_api
-from catalog.images import ImageRejected, decode_image
+from catalog.images import ImageRejected, read_upload
 from genreweb.permissions import IsLabelerOrAnonymousRead, IsStaff, IsStaffForWrite
 
 from .models import Evaluation, GenreMetric, ModelVersion, Prediction
 from .services.registry import production_version, promote
-from .views import MAX_UPLOAD_BYTES, UNSURE_MIN, headline_evaluation, refresh_disagreements
+from .views import UNSURE_MIN, headline_evaluation, refresh_disagreements
 
 
 class GenreMetricSerializer(serializers.ModelSerializer):
@@ -87,14 +87,10 @@ class PredictRequestSerializer(serializers.Serializer):
     def validate_poster(self, upload):
         if upload is None:
             return None
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise serializers.ValidationError(f"File too large ({upload.size} bytes); the limit is {MAX_UPLOAD_BYTES}.")
-        data = upload.read()
         try:
-            decode_image(data)
+            return read_upload(upload)
         except ImageRejected as exc:
             raise serializers.ValidationError(f"Not a usable image: {exc.reason}") from exc
-        return data
 
     def validate(self, data):
         if not data["overview"].strip() and data["poster"] is None:

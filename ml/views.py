@@ -17,7 +17,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from catalog.images import ImageRejected, decode_image
+from catalog.images import ImageRejected, read_upload
 from catalog.labels import change_labels
 from catalog.models import Genre, LabelChange, MovieGenre
 from catalog.views import CatalogView, MovieView, poster_url
@@ -35,7 +35,6 @@ QUEUES = {
     "disagrees": "Model disagrees with the label",
     "unsure": "Model unsure",
 }
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 
 
 def queue_predictions(queue: str, version: ModelVersion):
@@ -378,14 +377,10 @@ class PredictForm(forms.Form):
         upload = self.cleaned_data.get("poster")
         if not upload:
             return None
-        if upload.size > MAX_UPLOAD_BYTES:
-            raise forms.ValidationError(f"The poster is {upload.size // 1024 // 1024} MB; the limit is 10 MB.")
-        data = upload.read()
         try:
-            decode_image(data)
+            return read_upload(upload)
         except ImageRejected as exc:
-            raise forms.ValidationError(f"Not a usable image: {exc.reason}")
-        return data
+            raise forms.ValidationError(f"Not a usable image: {exc.reason}") from exc
 
     def clean(self):
         cleaned = super().clean()

@@ -103,3 +103,22 @@ def test_rejects_formats_outside_the_accepted_list(fmt):
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF", "BMP", "TIFF"])
 def test_accepts_common_formats(fmt):
     assert decode_image(image_bytes(32, 48, fmt=fmt)).height == 48
+
+
+def test_read_upload_checks_size_before_reading_then_decodes(settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from catalog.images import read_upload
+
+    data = image_bytes()
+    assert read_upload(SimpleUploadedFile("p.jpg", data)) == data
+
+    settings.GENREWEB_UPLOAD_MAX_BYTES = len(data) - 1
+    with pytest.raises(ImageRejected) as err:
+        read_upload(SimpleUploadedFile("p.jpg", data))
+    assert err.value.code == "too_large" and "too large" in err.value.reason
+
+    settings.GENREWEB_UPLOAD_MAX_BYTES = 10_000_000
+    with pytest.raises(ImageRejected) as err:
+        read_upload(SimpleUploadedFile("p.txt", b"not an image at all"))
+    assert err.value.code == "invalid"

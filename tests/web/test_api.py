@@ -211,8 +211,8 @@ def test_predict_rejects_bad_uploads_with_400(api_clients, world, name, data, co
     assert "poster" in response.json()
 
 
-def test_predict_rejects_huge_uploads(api_clients, world, monkeypatch):
-    monkeypatch.setattr("ml.api.MAX_UPLOAD_BYTES", 1000)
+def test_predict_rejects_huge_uploads(api_clients, world, settings):
+    settings.GENREWEB_UPLOAD_MAX_BYTES = 1000
     upload = SimpleUploadedFile("big.jpg", jpeg_bytes(400, 600), content_type="image/jpeg")
     response = api_clients["labeler"].post("/api/predict/", {"poster": upload}, format="multipart")
     assert response.status_code == 400 and "too large" in response.json()["poster"][0]
