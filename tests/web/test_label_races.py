@@ -8,7 +8,7 @@ replaying its LabelChange history in order must give exactly its current labels 
 
 GENREWEB_LABEL_RACE_TRIALS sets the trials per scenario (default 20); each scenario prints
 its trials, lost count and time, e.g.
-``pytest tests/web/test_label_races.py -s`` -> ``label race add/add: 20 trials, 0 lost, 3.1 s``.
+``pytest tests/web/test_label_races.py -s`` -> ``label race add/add: 20 trials, 0 lost, 9.0 s``.
 """
 from __future__ import annotations
 
@@ -119,8 +119,38 @@ def test_two_people_patching_at_once_lose_nothing(race_world, name, start, first
         labels = current_labels(movie)
         assert replayed_labels(movie) == labels, f"trial {trial}: history does not replay to the labels"
         lost += labels != expected
+        movie.refresh_from_db()
+        assert movie.label_version == 3, "one version per change: the import's, then each person's"
+        assert sorted(r.json()["label_version"] for r in responses) == [2, 3]
     report(name, lost, started)
     assert lost == 0, f"{name}: {lost} of {TRIALS} trials lost a person's change"
+
+
+def test_two_puts_from_the_same_version_save_one_and_refuse_the_other(race_world):
+    """Neither overwrites the other silently: one is saved, the other gets 409 with the
+    labels the first one saved."""
+    from catalog.labels import set_labels
+    from catalog.models import Movie
+
+    genres, (ann, bob) = race_world["genres"], race_world["tokens"]
+    lost, started = 0, time.perf_counter()
+    wanted = {0: ["Drama", "Comedy"], 1: ["Drama", "Western"]}
+    for trial in range(TRIALS):
+        movie = Movie.objects.create(title=f"put {trial}", source=Movie.Source.CSV, source_id=f"put-{trial}")
+        set_labels(movie, [genres["Drama"]], origin="import")
+        responses = run_together(
+            api_call(race_world["url"], ann, movie.pk, "PUT", {"genres": wanted[0], "label_version": 1}),
+            api_call(race_world["url"], bob, movie.pk, "PUT", {"genres": wanted[1], "label_version": 1}),
+        )
+        assert sorted(r.status_code for r in responses) == [200, 409], [r.text for r in responses]
+        saved = next(i for i, r in enumerate(responses) if r.status_code == 200)
+        refused = responses[1 - saved].json()
+        labels = current_labels(movie)
+        assert replayed_labels(movie) == labels
+        assert refused["label_version"] == 2 and set(refused["genres"]) == set(wanted[saved])
+        lost += labels != set(wanted[saved])
+    report("put/put (same version)", lost, started)
+    assert lost == 0
 
 
 def write_csv(path: Path, rows: list[tuple[int, str]]) -> Path:
