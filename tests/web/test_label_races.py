@@ -178,9 +178,9 @@ def test_a_reimport_never_overwrites_a_persons_save(race_world, tmp_path):
         assert run_import("csv", {"path": str(first)}).created == rows_per_batch
         target = Movie.objects.get(tmdb_id=ids[-1])  # written last in the import's batch
 
-        def reimport(barrier):
+        def reimport(barrier, path=again):
             barrier.wait()
-            return run_import("csv", {"path": str(again)})
+            return run_import("csv", {"path": str(path)})
 
         response, run = run_together(
             api_call(race_world["url"], race_world["tokens"][0], target.pk, "PATCH", {"add": ["Comedy"]}), reimport
