@@ -13,7 +13,7 @@ from django.db.models import Count, Prefetch
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from .labels import set_labels
+from .labels import StaleLabels, set_labels
 from .models import Genre, ImportRun, LabelChange, Movie, MovieGenre, Poster
 
 LIST_THUMB_HEIGHT = 60
@@ -152,6 +152,8 @@ class MovieAdminForm(forms.ModelForm):
     label_reason = forms.CharField(
         required=False, max_length=500, label="Reason for label change", help_text="Optional; kept in the history."
     )
+    # The label version the picker was filled from: a save that started earlier is refused.
+    labels_from_version = forms.IntegerField(required=False, min_value=0, widget=forms.HiddenInput)
 
     class Meta:
         model = Movie
@@ -163,6 +165,7 @@ class MovieAdminForm(forms.ModelForm):
             self.fields["genre_labels"].initial = list(
                 Genre.objects.filter(labels__movie=self.instance).values_list("pk", flat=True)
             )
+            self.fields["labels_from_version"].initial = self.instance.label_version
 
 
 class MovieGenreInline(admin.TabularInline):
@@ -241,6 +244,7 @@ class MovieAdmin(admin.ModelAdmin):
         "poster_preview",
         "poster_details",
         "label_source",
+        "label_version",
         "missing_overview",
         "missing_genres",
         "duplicate_of",
@@ -251,7 +255,8 @@ class MovieAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("poster_preview", "title", "original_title", "overview")}),
-        ("Genres", {"fields": ("genre_labels", "label_reason", "label_source")}),
+        ("Genres", {"fields": ("genre_labels", "label_reason", "labels_from_version", "label_source",
+                               "label_version")}),
         (
             "Details",
             {
@@ -325,13 +330,19 @@ class MovieAdmin(admin.ModelAdmin):
         wanted = set(form.cleaned_data.get("genre_labels") or [])
         current = set(Genre.objects.filter(labels__movie=form.instance))
         if wanted != current:  # set_labels marks the set as person-curated: only call on a real change
-            diff = set_labels(
-                form.instance,
-                wanted,
-                origin=LabelChange.Origin.PERSON,
-                user=request.user,
-                reason=form.cleaned_data.get("label_reason", ""),
-            )
+            try:
+                diff = set_labels(
+                    form.instance,
+                    wanted,
+                    origin=LabelChange.Origin.PERSON,
+                    user=request.user,
+                    reason=form.cleaned_data.get("label_reason", ""),
+                    expected_version=form.cleaned_data.get("labels_from_version"),
+                )
+            except StaleLabels as stale:
+                self.message_user(request, f"Labels not saved: {stale} Open the movie again to redo the change.",
+                                  messages.ERROR)
+                return
             self.message_user(
                 request,
                 f"Labels: added {', '.join(diff.added) or 'none'}; removed {', '.join(diff.removed) or 'none'}.",

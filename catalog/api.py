@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from django.db.models import Prefetch, Q
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
-from rest_framework import mixins, serializers, viewsets
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
@@ -19,7 +24,7 @@ from rest_framework.response import Response
 from genreweb.permissions import IsLabelerOrAnonymousRead
 
 from .forms import CatalogFilterForm
-from .labels import change_labels, set_labels
+from .labels import StaleLabels, change_labels, set_labels
 from .models import Genre, LabelChange, Movie, MovieGenre, Poster
 from .views import KeysFirstPaginator
 
@@ -81,7 +86,8 @@ class MovieSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Movie
-        fields = ["id", "title", "year", "overview", "label_source", "labels", "poster", "tmdb_id", "imdb_id"]
+        fields = ["id", "title", "year", "overview", "label_source", "label_version", "labels", "poster", "tmdb_id",
+                  "imdb_id"]
 
     @extend_schema_field(PosterSerializer(allow_null=True))
     def get_poster(self, movie: Movie):
@@ -124,10 +130,16 @@ class GenreNameField(serializers.SlugRelatedField):
         return genre
 
 
+LABEL_VERSION_HELP = ("The movie's label_version the change starts from (from the movie list/detail or the last "
+                      "labels response). If the labels changed since, nothing is written and the answer is 409 "
+                      "with the current labels and version.")
+
+
 class SetLabelsSerializer(serializers.Serializer):
-    """PUT: the complete new label set."""
+    """PUT: the complete new label set, and the label version it replaces."""
 
     genres = serializers.ListField(child=GenreNameField(), allow_empty=True, max_length=50)
+    label_version = serializers.IntegerField(min_value=0, help_text=LABEL_VERSION_HELP)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
 
@@ -136,6 +148,9 @@ class PatchLabelsSerializer(serializers.Serializer):
 
     add = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
     remove = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
+    label_version = serializers.IntegerField(
+        min_value=0, required=False, default=None,
+        help_text="Optional: " + LABEL_VERSION_HELP + " Without it the change applies to the current labels.")
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
     def validate(self, data):
@@ -151,6 +166,25 @@ class LabelsResultSerializer(serializers.Serializer):
     added = serializers.ListField(child=serializers.CharField())
     removed = serializers.ListField(child=serializers.CharField())
     labels = LabelSerializer(many=True)
+    label_version = serializers.IntegerField(help_text="The movie's label version after this request.")
+
+
+class LabelsConflictSerializer(serializers.Serializer):
+    """409: the labels changed since the given label_version; nothing was written."""
+
+    detail = serializers.CharField()
+    genres = serializers.ListField(child=serializers.CharField(), help_text="The current genre names.")
+    labels = LabelSerializer(many=True)
+    label_version = serializers.IntegerField(help_text="The current label version: redo the change from it.")
+
+
+LABELS_RESPONSES = {
+    200: LabelsResultSerializer,
+    400: OpenApiResponse(description="Invalid body: unknown genre, missing field, too long."),
+    404: OpenApiResponse(description="No such movie."),
+    409: OpenApiResponse(LabelsConflictSerializer, description="The labels changed since label_version; "
+                         "nothing was written. The body holds the current labels and version."),
+}
 
 
 def filter_movies(movies, params):
@@ -202,23 +236,31 @@ class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_serializer_class(self):
         return MovieDetailSerializer if self.action == "retrieve" else MovieSerializer
 
-    @extend_schema(request=SetLabelsSerializer, responses=LabelsResultSerializer,
-                   description="PUT replaces the label set; PATCH adds/removes genres. Audited like the web page.")
+    @extend_schema(methods=["PUT"], request=SetLabelsSerializer, responses=LABELS_RESPONSES,
+                   description="Replace the label set. Give the label_version it replaces: a stale version is "
+                               "refused with 409 and the current labels. Audited like the web page.")
+    @extend_schema(methods=["PATCH"], request=PatchLabelsSerializer, responses=LABELS_RESPONSES,
+                   description="Add and/or remove genres; the change applies to the labels as they are when it "
+                               "is written (label_version optional; if given and stale: 409). Audited.")
     @action(detail=True, methods=["put", "patch"], serializer_class=SetLabelsSerializer)
     def labels(self, request, pk=None):
         movie = self.get_object()
-        if request.method == "PUT":
-            data = SetLabelsSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            diff = set_labels(movie, data.validated_data["genres"], user=request.user,
-                              reason=data.validated_data["reason"])
-        else:
-            data = PatchLabelsSerializer(data=request.data)
-            data.is_valid(raise_exception=True)
-            diff = change_labels(movie, add=data.validated_data["add"], remove=data.validated_data["remove"],
-                                 user=request.user, reason=data.validated_data["reason"])
+        data = (SetLabelsSerializer if request.method == "PUT" else PatchLabelsSerializer)(data=request.data)
+        data.is_valid(raise_exception=True)
+        given = data.validated_data
+        try:
+            if request.method == "PUT":
+                diff = set_labels(movie, given["genres"], user=request.user, reason=given["reason"],
+                                  expected_version=given["label_version"])
+            else:
+                diff = change_labels(movie, add=given["add"], remove=given["remove"], user=request.user,
+                                     reason=given["reason"], expected_version=given["label_version"])
+        except StaleLabels as stale:
+            # The labels and version as read under the lock, so a client can redo its change from them.
+            return Response({"detail": str(stale), "genres": stale.genre_names,
+                             "labels": LabelSerializer(stale.labels, many=True).data,
+                             "label_version": stale.version}, status=status.HTTP_409_CONFLICT)
         if diff.changed:
             self.labels_changed(movie)
-        labels = MovieGenre.objects.filter(movie=movie).select_related("genre", "set_by").order_by("genre__name")
         return Response({"added": diff.added, "removed": diff.removed,
-                         "labels": LabelSerializer(labels, many=True).data})
+                         "labels": LabelSerializer(diff.labels, many=True).data, "label_version": diff.version})

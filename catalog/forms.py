@@ -58,9 +58,14 @@ class CatalogFilterForm(forms.Form):
 
 
 class RelabelForm(forms.Form):
-    """The full new label set of one movie plus an optional reason for the audit trail."""
+    """The full new label set of one movie, the label version the page showed (a save that
+    started from an older one is refused), and an optional reason for the audit trail."""
 
     genres = forms.ModelMultipleChoiceField(
         queryset=Genre.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
+    )
+    label_version = forms.IntegerField(
+        min_value=0, widget=forms.HiddenInput,
+        error_messages={"required": "the page did not say which labels it started from; reload it and redo the change"},
     )
     reason = forms.CharField(required=False, max_length=500)

@@ -52,6 +52,9 @@ class Movie(models.Model):
     label_source = models.CharField(
         max_length=16, choices=LabelSource.choices, default=LabelSource.IMPORTED, db_index=True
     )
+    # Goes up by one with every change of the label set, in the same transaction (only
+    # catalog.labels writes it): a write that started from an older version is refused.
+    label_version = models.PositiveIntegerField(default=0)
     genres = models.ManyToManyField(Genre, through="MovieGenre", related_name="movies", blank=True)
     # Preprocessing flags (catalog.preprocessing keeps them current).
     missing_overview = models.BooleanField(default=False, db_index=True)
@@ -82,6 +85,19 @@ class Movie(models.Model):
 
     def __str__(self) -> str:
         return f"{self.title} ({self.year})" if self.year else self.title
+
+    def save(self, *args, **kwargs):
+        # The label state changes only under the row lock in catalog.labels. A plain save()
+        # of an instance loaded earlier (the admin's change form, a script) must not write
+        # its stale copy back: that would undo a person's claim or roll the version back.
+        if kwargs.get("update_fields") is None and not self._state.adding and not kwargs.get("force_insert"):
+            kwargs["update_fields"] = [
+                f.name for f in self._meta.concrete_fields if not f.primary_key and f.name not in LABEL_STATE_FIELDS
+            ]
+        super().save(*args, **kwargs)
+
+
+LABEL_STATE_FIELDS = ("label_source", "label_version")
 
 
 def poster_upload_to(instance: "Poster", filename: str) -> str:

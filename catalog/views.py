@@ -27,7 +27,7 @@ from django.views.generic import TemplateView, View
 from genreweb.permissions import ReaderMixin, labeler_required, reader_required
 
 from .forms import CatalogFilterForm, RelabelForm
-from .labels import set_labels
+from .labels import StaleLabels, set_labels
 from .models import Genre, LabelChange, Movie, MovieGenre, Poster
 
 PAGE_SIZE_GRID = 48
@@ -119,7 +119,7 @@ class MovieView(ReaderMixin, TemplateView):
             movie=movie,
             labels=movie.labels.all(),
             history=history,
-            relabel_form=RelabelForm(initial={"genres": current}),
+            relabel_form=RelabelForm(initial={"genres": current, "label_version": movie.label_version}),
             all_genres=Genre.objects.all(),
             current_genre_ids=set(current),
             next_url=self.request.GET.get("next", ""),
@@ -138,9 +138,13 @@ def _safe_next(request, fallback: str) -> str:
 class RelabelView(View):
     """Replace a movie's labels (atomically, audited via catalog.labels.set_labels).
 
-    ``labels_changed`` is the hook for layers above (ml refreshes the review queues)."""
+    The form carries the label version the page showed; if the labels changed since, nothing
+    is saved and the movie page comes back (409) with the current labels, what the person
+    asked for, and the form ready to redo the change. ``labels_changed`` is the hook for layers
+    above (ml refreshes the review queues); ``movie_view`` is the page shown on a conflict."""
 
     http_method_names = ["post"]
+    movie_view = MovieView
 
     def labels_changed(self, movie: Movie) -> None:
         """Hook: called after a change was saved. Default: nothing."""
@@ -154,7 +158,11 @@ class RelabelView(View):
             messages.error(request, "Labels not saved: " + "; ".join(
                 f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
             return HttpResponseRedirect(movie_url)
-        diff = set_labels(movie, form.cleaned_data["genres"], user=request.user, reason=form.cleaned_data["reason"])
+        try:
+            diff = set_labels(movie, form.cleaned_data["genres"], user=request.user,
+                              reason=form.cleaned_data["reason"], expected_version=form.cleaned_data["label_version"])
+        except StaleLabels as stale:
+            return self.conflict(request, movie, stale, form)
         if diff.changed:
             self.labels_changed(movie)
             parts = [f"added {', '.join(diff.added)}" if diff.added else "",
@@ -163,6 +171,20 @@ class RelabelView(View):
         else:
             messages.info(request, "Labels unchanged.")
         return HttpResponseRedirect(_safe_next(request, movie_url))
+
+    def conflict(self, request, movie: Movie, stale: StaleLabels, form: RelabelForm):
+        page = self.movie_view()
+        page.setup(request, pk=movie.pk)
+        ctx = page.get_context_data(pk=movie.pk)
+        ctx.update(
+            label_conflict={
+                "current": stale.genre_names,
+                "wanted": sorted(g.name for g in form.cleaned_data["genres"]),
+                "reason": form.cleaned_data["reason"],
+            },
+            relabel_next=_safe_next(request, reverse("movie", args=[movie.pk])),
+        )
+        return render(request, page.template_name, ctx, status=409)
 
 
 @reader_required

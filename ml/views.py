@@ -135,6 +135,8 @@ class MovieWithScoresView(MovieView):
 
 
 class RelabelView(CatalogRelabelView):
+    movie_view = MovieWithScoresView
+
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
 

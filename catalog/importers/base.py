@@ -9,7 +9,9 @@ rest, so all importers behave the same:
 - one savepoint per row (movie + labels + poster record), committed per batch of rows for
   speed; a failing row rolls back alone and is reported, never half written;
 - labels only through ``catalog.labels.set_labels`` with origin "import", and never when a
-  person curated them (``label_source == "person"``);
+  person curated them (``label_source == "person"``): the batch's rows only let the writer
+  skip early; set_labels re-checks under the movie's row lock, so a person's save that lands
+  while the batch runs is kept;
 - ``progress(message, fraction)`` between batches; if it raises (a cancelled job), every
   committed batch is whole and the ImportRun is marked failed.
 """
@@ -370,6 +372,8 @@ class MovieWriter:
                 movie.save(update_fields=dirty + ["updated_at"])
                 changed = True
             current_genre_ids = existing.genre_ids.get(movie.pk, set())
+        # ``movie`` and ``current_genre_ids`` were read at batch start: they only save work here.
+        # set_labels decides under the row lock (a person may have saved since).
         if genres is not None and movie.label_source != Movie.LabelSource.PERSON:
             if created or {g.pk for g in genres} != current_genre_ids:
                 diff = set_labels(movie, genres, origin=LabelChange.Origin.IMPORT, reason=f"import #{self.run.pk}")

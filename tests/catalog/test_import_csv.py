@@ -142,6 +142,33 @@ def test_person_curated_labels_survive_reimport(tmp_path, make_image):
 
 
 @pytest.mark.django_db
+def test_a_person_saving_after_the_batch_was_read_keeps_the_labels(tmp_path, make_image, monkeypatch):
+    """The writer reads a batch's movies before writing them; a person's save landing in
+    between is seen under the row lock and kept (deterministic form of the Postgres race in
+    tests/web/test_label_races.py)."""
+    folder = write_folder(tmp_path / "set", THREE, make_image)
+    run_import("csv", {"path": str(folder)})
+    movie = Movie.objects.get(tmdb_id=49026)
+    real_prefetch = import_base._Lookup.prefetch.__func__
+
+    def prefetch_then_a_person_saves(cls, records):
+        lookup = real_prefetch(cls, records)
+        set_labels(movie, [Genre.objects.get(name="Drama")], origin=LabelChange.Origin.PERSON, reason="by hand")
+        return lookup
+
+    monkeypatch.setattr(import_base._Lookup, "prefetch", classmethod(prefetch_then_a_person_saves))
+    write_folder(folder, THREE[:2] + [devset_row(49026, "The Dark Knight Rises", "Action|Horror", year="2012")],
+                 make_image)
+
+    run_import("csv", {"path": str(folder)})
+
+    movie.refresh_from_db()
+    assert labels_of(movie) == {"Drama"}
+    assert movie.label_source == Movie.LabelSource.PERSON
+    assert list(movie.label_history.order_by("-id").values_list("origin", flat=True)[:1]) == ["person"]
+
+
+@pytest.mark.django_db
 def test_truncated_last_row_is_skipped_with_reason(tmp_path, make_image):
     folder = write_folder(tmp_path / "set", THREE, make_image, tail='tmdb_77,"Cut off in the middle of a quoted')
     run = run_import("csv", {"path": str(folder)})

@@ -59,7 +59,8 @@ def test_movie_list_filters_and_shape(api_clients, world, django_assert_max_num_
     assert body["count"] == 2
     assert {m["title"] for m in body["results"]} == {"Long Road", "Quiet Years"}
     first = body["results"][0]
-    assert {"id", "title", "year", "labels", "poster", "label_source"} <= set(first)
+    assert {"id", "title", "year", "labels", "poster", "label_source", "label_version"} <= set(first)
+    assert first["label_version"] == 1  # one imported label set
     assert first["poster"]["status"] == "ok" and first["poster"]["url"].startswith("http://testserver/media/")
     assert {m["title"] for m in api.get("/api/movies/?model=disagrees").json()["results"]} == {"Laugh Track", "Night Shift"}
     assert {m["title"] for m in api.get("/api/movies/?model=unsure").json()["results"]} == {"Edge Case"}
@@ -85,9 +86,12 @@ def test_labels_put_and_patch_are_audited(api_clients, labeler, world):
     api = api_clients["labeler"]
     movie = world["movies"]["Laugh Track"]
     url = f"/api/movies/{movie.pk}/labels/"
-    response = api.put(url, {"genres": ["Comedy", "romance"], "reason": "romcom"}, format="json")
+    version = api.get(f"/api/movies/{movie.pk}/").json()["label_version"]
+    response = api.put(url, {"genres": ["Comedy", "romance"], "reason": "romcom", "label_version": version},
+                       format="json")
     assert response.status_code == 200, response.json()
     assert response.json()["added"] == ["Romance"] and response.json()["removed"] == []
+    assert response.json()["label_version"] == version + 1
     assert [label["genre"] for label in response.json()["labels"]] == ["Comedy", "Romance"]
     change = LabelChange.objects.get(movie=movie, origin="person")
     assert (change.user, change.reason, change.genre.name) == (labeler, "romcom", "Romance")
@@ -98,13 +102,52 @@ def test_labels_put_and_patch_are_audited(api_clients, labeler, world):
     assert LabelChange.objects.filter(movie=movie, origin="person").count() == 3
 
 
+def test_labels_write_from_an_older_version_is_refused_with_the_current_labels(api_clients, world):
+    api = api_clients["labeler"]
+    movie = world["movies"]["Laugh Track"]
+    url = f"/api/movies/{movie.pk}/labels/"
+    seen = api.get(f"/api/movies/{movie.pk}/").json()["label_version"]
+    assert api.patch(url, {"add": ["Drama"]}, format="json").status_code == 200  # someone else, meanwhile
+    history = LabelChange.objects.count()
+
+    response = api.put(url, {"genres": ["Comedy", "Romance"], "label_version": seen}, format="json")
+    assert response.status_code == 409
+    body = response.json()
+    assert body["genres"] == ["Comedy", "Drama"] and body["label_version"] == seen + 1
+    assert [label["genre"] for label in body["labels"]] == ["Comedy", "Drama"]
+    assert "changed" in body["detail"]
+    stale_patch = api.patch(url, {"remove": ["Drama"], "label_version": seen}, format="json")
+    assert stale_patch.status_code == 409 and stale_patch.json()["label_version"] == seen + 1
+    assert set(movie.labels.values_list("genre__name", flat=True)) == {"Comedy", "Drama"}
+    assert LabelChange.objects.count() == history  # nothing written
+
+    # Redone from the version the 409 gave, it is saved.
+    redo = api.put(url, {"genres": ["Comedy", "Romance"], "label_version": body["label_version"]}, format="json")
+    assert redo.status_code == 200
+    assert (redo.json()["added"], redo.json()["removed"], redo.json()["label_version"]) == (["Romance"], ["Drama"],
+                                                                                           seen + 2)
+    assert api.get(f"/api/movies/{movie.pk}/").json()["label_version"] == seen + 2
+
+
+def test_labels_unchanged_write_keeps_the_version(api_clients, world):
+    api = api_clients["labeler"]
+    movie = world["movies"]["Long Road"]
+    response = api.patch(f"/api/movies/{movie.pk}/labels/", {"add": ["Drama"]}, format="json")
+    assert response.status_code == 200 and response.json()["label_version"] == 1
+    movie.refresh_from_db()
+    assert movie.label_version == 1 and movie.label_source == "imported"
+
+
 @pytest.mark.parametrize("method, payload, field", [
     ("put", {"genres": ["Comedy", "Space Opera"]}, "genres"),
     ("put", {"genres": "Comedy"}, "genres"),
     ("put", {}, "genres"),
     ("patch", {}, "add"),
     ("patch", {"add": ["Drama"], "remove": ["Drama"]}, "remove"),
-    ("put", {"genres": [], "reason": "x" * 501}, "reason"),
+    ("put", {"genres": [], "reason": "x" * 501, "label_version": 1}, "reason"),
+    ("put", {"genres": ["Comedy"]}, "label_version"),
+    ("put", {"genres": ["Comedy"], "label_version": "new"}, "label_version"),
+    ("patch", {"add": ["Comedy"], "label_version": -1}, "label_version"),
 ])
 def test_labels_validation_errors(api_clients, world, method, payload, field):
     movie = world["movies"]["Long Road"]
@@ -294,3 +337,27 @@ def test_schema_validates(tmp_path):
 def test_schema_and_docs_are_served(labeler_client):
     assert labeler_client.get("/api/schema/").status_code == 200
     assert labeler_client.get("/api/docs/").status_code == 200
+
+
+def test_schema_documents_label_versions_and_the_409():
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    labels = schema["paths"]["/api/movies/{id}/labels/"]
+    components = schema["components"]["schemas"]
+
+    def body(ref):
+        return components[ref["$ref"].rsplit("/", 1)[1]]
+
+    for method in ("put", "patch"):
+        responses = labels[method]["responses"]
+        assert {"200", "400", "404", "409"} <= set(responses), method
+        conflict = body(responses["409"]["content"]["application/json"]["schema"])
+        assert {"genres", "labels", "label_version", "detail"} <= set(conflict["properties"])
+        assert "label_version" in body(responses["200"]["content"]["application/json"]["schema"])["properties"]
+    put_body = body(labels["put"]["requestBody"]["content"]["application/json"]["schema"])
+    patch_body = body(labels["patch"]["requestBody"]["content"]["application/json"]["schema"])
+    assert "label_version" in put_body["required"] and "label_version" not in patch_body.get("required", [])
+    assert {"add", "remove"} <= set(patch_body["properties"])
+    for movie in ("Movie", "MovieDetail"):
+        assert "label_version" in components[movie]["properties"]

@@ -67,7 +67,8 @@ def test_catalog_filters(labeler_client, world, query, expected):
 def test_label_source_filter_after_a_person_relabels(labeler_client, world):
     movie = world["movies"]["Long Road"]
     assert not {m.title for m in labeler_client.get("/?label_source=person").context["movies"]}
-    labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": [world["genres"]["Romance"].pk]})
+    labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": [world["genres"]["Romance"].pk],
+                                                              "label_version": movie.label_version})
     assert {m.title for m in labeler_client.get("/?label_source=person").context["movies"]} == {"Long Road"}
 
 
@@ -121,7 +122,7 @@ def test_relabel_is_atomic_and_audited_and_refreshes_the_queue(labeler_client, l
     genres = world["genres"]
     response = labeler_client.post(
         reverse("relabel", args=[movie.pk]),
-        {"genres": [genres["Comedy"].pk, genres["Romance"].pk], "reason": "it is a romcom"},
+        {"genres": [genres["Comedy"].pk, genres["Romance"].pk], "reason": "it is a romcom", "label_version": 1},
         follow=True,
     )
     assert response.status_code == 200
@@ -137,9 +138,55 @@ def test_relabel_is_atomic_and_audited_and_refreshes_the_queue(labeler_client, l
 
 def test_relabel_rejects_unknown_genre(labeler_client, world):
     movie = world["movies"]["Long Road"]
-    response = labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": ["99999"]}, follow=True)
+    response = labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": ["99999"], "label_version": 1},
+                                   follow=True)
     assert "Labels not saved" in response.content.decode()
     assert list(movie.labels.values_list("genre__name", flat=True)) == ["Drama"]
+
+
+def test_relabel_without_a_label_version_saves_nothing(labeler_client, world):
+    movie = world["movies"]["Long Road"]
+    response = labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": [world["genres"]["Comedy"].pk]},
+                                   follow=True)
+    assert "Labels not saved" in response.content.decode() and "reload" in response.content.decode()
+    assert list(movie.labels.values_list("genre__name", flat=True)) == ["Drama"]
+
+
+def test_relabel_from_an_older_page_is_refused_and_shows_the_current_labels(labeler_client, staff, world):
+    from catalog.labels import change_labels
+
+    movie, genres = world["movies"]["Laugh Track"], world["genres"]
+    page = labeler_client.get(reverse("movie", args=[movie.pk]))
+    html = page.content.decode()
+    assert 'name="label_version" value="1"' in html and "version 1" in html
+    # Someone else adds Drama while the form is open.
+    change_labels(movie, add=[genres["Drama"]], user=staff)
+    response = labeler_client.post(
+        reverse("relabel", args=[movie.pk]),
+        {"genres": [genres["Comedy"].pk, genres["Romance"].pk], "reason": "romcom", "label_version": 1,
+         "next": "/?genre=comedy"},
+    )
+    assert response.status_code == 409
+    assert set(movie.labels.values_list("genre__name", flat=True)) == {"Comedy", "Drama"}  # nothing overwritten
+    assert not LabelChange.objects.filter(movie=movie, user__username="lena").exists()
+    html = response.content.decode()
+    assert 'id="label-conflict"' in html
+    assert "They are now: Comedy, Drama." in html and "You asked for: Comedy, Romance." in html
+    # The form starts from the current labels and version, keeps the reason and where to go back.
+    assert 'name="label_version" value="2"' in html and 'value="romcom"' in html
+    assert 'name="next" value="/?genre=comedy"' in html
+    checked = {genre for genre in ("Comedy", "Drama", "Romance")
+               if f'value="{genres[genre].pk}" checked' in html}
+    assert checked == {"Comedy", "Drama"}
+    # Redone from that page, it is saved.
+    redo = labeler_client.post(
+        reverse("relabel", args=[movie.pk]),
+        {"genres": [genres["Comedy"].pk, genres["Romance"].pk], "reason": "romcom", "label_version": 2},
+    )
+    assert redo.status_code == 302
+    assert set(movie.labels.values_list("genre__name", flat=True)) == {"Comedy", "Romance"}
+    movie.refresh_from_db()
+    assert movie.label_version == 3
 
 
 def test_insight_page(labeler_client, world):
