@@ -14,19 +14,18 @@ import re
 from pathlib import PurePosixPath
 
 from django.contrib import messages
+from django.core.cache import cache
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
-from django.core.cache import cache
-from django.db import connection
-from django.db.models import Count, Max
-from django.db.models.functions import Length
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
+from django.db import connection
+from django.db.models import Count, Max, Prefetch
+from django.db.models.functions import Length
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
 from genreweb.permissions import ReaderMixin, labeler_required, reader_required

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views

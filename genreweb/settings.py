@@ -147,7 +147,7 @@ if AWS_STORAGE_BUCKET_NAME:
             # Posters are private: every URL handed out is signed and expires soon.
             # Model artifacts are never linked (see catalog.models.Poster.display_url).
             "querystring_auth": True,
-            "querystring_expire": int(os.environ.get("GENREWEB_MEDIA_URL_TTL_S", 300)),
+            "querystring_expire": int(os.environ.get("GENREWEB_MEDIA_URL_TTL_S", "300")),
         },
     }
 else:
@@ -172,7 +172,7 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 GENREWEB_UPLOAD_MAX_BYTES = int(os.environ.get("GENREWEB_UPLOAD_MAX_BYTES", 10 * 1024 * 1024))
 # Pixel limit for those uploads, checked from the header before any pixel is decoded: lower than
 # the import limit, since anyone allowed to predict can send one per request.
-GENREWEB_UPLOAD_MAX_PIXELS = int(os.environ.get("GENREWEB_UPLOAD_MAX_PIXELS", 12_000_000))
+GENREWEB_UPLOAD_MAX_PIXELS = int(os.environ.get("GENREWEB_UPLOAD_MAX_PIXELS", "12000000"))
 # Folders that imports given through the web UI, the API or a job may read from (":"-separated;
 # symlinks and ".." are resolved before the check). Management commands run on the shell may
 # read any path.
@@ -275,7 +275,7 @@ else:
 
 # --- Accounts -----------------------------------------------------------------
 # API tokens stop working this many hours after they were created (0: never expire).
-GENREWEB_TOKEN_TTL_HOURS = float(os.environ.get("GENREWEB_TOKEN_TTL_HOURS", 24 * 30))
+GENREWEB_TOKEN_TTL_HOURS = float(os.environ.get("GENREWEB_TOKEN_TTL_HOURS", "720"))
 # Failed logins allowed per minute, per username and per client IP, before the login form
 # refuses further attempts for that username / IP (others are not affected).
 GENREWEB_LOGIN_RATE = os.environ.get("GENREWEB_LOGIN_RATE", "10/min")
@@ -314,14 +314,14 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 31_536_000))
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     # /healthz answers plain HTTP for load balancers and compose health checks.
     SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 else:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
-    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", 0))
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
 # X-Forwarded-Proto decides whether a request counts as HTTPS only when the proxy in front is
 # known to set it (and strip it from clients); trusting it otherwise lets anyone claim HTTPS.
 if env_bool("GENREWEB_TRUST_X_FORWARDED_PROTO", default=False):

@@ -14,8 +14,6 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, default_storage
 from django.test import Client
 
-from .conftest import jpeg_bytes
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
