@@ -25,16 +25,8 @@ SKIPPED_ROWS_SHOWN = 500
 
 
 def poster_url(poster: Poster | None) -> str:
-    """URL of the derivative (small, always JPEG), else the original; "" when neither exists."""
-    if poster is None:
-        return ""
-    for file in (poster.derivative, poster.original):
-        if file and file.name:
-            try:
-                return file.url
-            except Exception:  # a storage that cannot build URLs must not break the page
-                return ""
-    return ""
+    """Poster.display_url; "" when there is no poster."""
+    return poster.display_url if poster is not None else ""
 
 
 def poster_img(poster: Poster | None, height: int):

@@ -73,11 +73,11 @@ class PosterSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(OpenApiTypes.URI)
     def get_url(self, poster: Poster) -> str | None:
-        field = poster.derivative or poster.original
-        if not field:
+        url = poster.display_url
+        if not url:
             return None
         request = self.context.get("request")
-        return request.build_absolute_uri(field.url) if request else field.url
+        return request.build_absolute_uri(url) if request else url
 
 
 class MovieSerializer(serializers.ModelSerializer):

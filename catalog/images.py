@@ -19,6 +19,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # Formats we decode. Pillow can open more (EPS shells out to Ghostscript, ICNS, PSD, ...): not
 # worth the attack surface for posters and uploads.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+# What a stored poster may be: the detected format decides the file's extension and the
+# Content-Type it is served with (MPO is a JPEG with extra frames, e.g. from phones).
+POSTER_FORMATS = {
+    "JPEG": (".jpg", "image/jpeg"),
+    "MPO": (".jpg", "image/jpeg"),
+    "PNG": (".png", "image/png"),
+    "WEBP": (".webp", "image/webp"),
+}
+# Extension -> Content-Type of files the poster view may serve.
+POSTER_CONTENT_TYPES = {ext: content_type for ext, content_type in POSTER_FORMATS.values()}
 # Modes that have no colour at all.
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 # RGB pictures whose channels differ this little are grayscale scans/prints saved as RGB.
@@ -62,41 +72,72 @@ def _read_all(data: bytes | bytearray | memoryview | BinaryIO) -> bytes:
     raise TypeError(f"decode_image expects bytes or a binary file, not {type(data).__name__}")
 
 
+def _limit(max_pixels: int | None) -> int:
+    return int(max_pixels if max_pixels is not None else settings.GENREWEB_POSTER_MAX_PIXELS)
+
+
+def probe_image(data: bytes | BinaryIO, max_pixels: int | None = None, formats=ACCEPTED_FORMATS) -> str:
+    """Pillow's format name of ``data`` (e.g. "PNG") after reading and verifying its header
+    and structure, without decoding pixels; raise ``ImageRejected`` if it is not an image in
+    ``formats`` or has more than ``max_pixels`` (default settings.GENREWEB_POSTER_MAX_PIXELS)."""
+    raw = _read_all(data)
+    if not raw:
+        raise ImageRejected("empty file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return _probe(raw, _limit(max_pixels), formats)
+        except ImageRejected:
+            raise
+        except Exception as exc:  # noqa: BLE001 - _rejection maps Pillow's many errors
+            raise _rejection(exc) from exc
+
+
+def _probe(raw: bytes, limit: int, formats) -> str:
+    with Image.open(io.BytesIO(raw)) as probe:  # reads the header only
+        if probe.format not in formats:
+            raise ImageRejected(f"unsupported image format {probe.format}; accepted: {', '.join(formats)}")
+        width, height = probe.size
+        _check_pixels(width, height, limit)
+        probe.verify()
+        return probe.format
+
+
+def _rejection(exc: BaseException) -> ImageRejected:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageRejected(f"image too large (decompression bomb guard): {exc}", code="too_large")
+    if isinstance(exc, UnidentifiedImageError):
+        return ImageRejected("not an image (unrecognised format)")
+    if isinstance(exc, (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError)):
+        # Truncated data, bad huffman tables, broken PNG chunks, ... all surface as these.
+        return ImageRejected(f"corrupt or truncated image: {exc}")
+    raise exc
+
+
 def decode_image(data: bytes | BinaryIO, max_pixels: int | None = None) -> DecodedImage:
     """Decode ``data`` safely; raise ``ImageRejected`` if it is not a usable image.
 
     ``max_pixels`` defaults to ``settings.GENREWEB_POSTER_MAX_PIXELS``; the limit is checked
     from the header, before any pixel is decoded.
     """
-    limit = int(max_pixels if max_pixels is not None else settings.GENREWEB_POSTER_MAX_PIXELS)
+    limit = _limit(max_pixels)
     raw = _read_all(data)
     if not raw:
         raise ImageRejected("empty file")
     with warnings.catch_warnings():
         # Pillow's own (global) bomb guard warns first and errors at twice its limit; treat
-        # both as a rejection. Our per-call limit below is the one that normally trips.
+        # both as a rejection. Our per-call limit (in _probe) is the one that normally trips.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(raw)) as probe:  # reads the header only
-                if probe.format not in ACCEPTED_FORMATS:
-                    raise ImageRejected(
-                        f"unsupported image format {probe.format}; accepted: {', '.join(ACCEPTED_FORMATS)}"
-                    )
-                width, height = probe.size
-                _check_pixels(width, height, limit)
-                probe.verify()
+            _probe(raw, limit, ACCEPTED_FORMATS)
             image = Image.open(io.BytesIO(raw), formats=ACCEPTED_FORMATS)
             fmt, mode = image.format or "", image.mode
+            width, height = image.size
             image.load()
         except ImageRejected:
             raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageRejected(f"image too large (decompression bomb guard): {exc}", code="too_large") from exc
-        except UnidentifiedImageError as exc:
-            raise ImageRejected("not an image (unrecognised format)") from exc
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
-            # Truncated data, bad huffman tables, broken PNG chunks, ... all surface as these.
-            raise ImageRejected(f"corrupt or truncated image: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - _rejection maps Pillow's many errors
+            raise _rejection(exc) from exc
     if width <= 0 or height <= 0:
         raise ImageRejected(f"image has no pixels ({width}x{height})")
     try:
@@ -116,14 +157,23 @@ def decode_image(data: bytes | BinaryIO, max_pixels: int | None = None) -> Decod
 
 def read_upload(upload) -> bytes:
     """The bytes of an uploaded image file once they pass every check: size
-    (settings.GENREWEB_UPLOAD_MAX_BYTES), type and pixel count. Raises ImageRejected."""
+    (settings.GENREWEB_UPLOAD_MAX_BYTES), type and pixel count (settings.GENREWEB_UPLOAD_MAX_PIXELS,
+    read from the header before any pixel is decoded). Raises ImageRejected."""
     limit = settings.GENREWEB_UPLOAD_MAX_BYTES
     if upload.size > limit:
         raise ImageRejected(f"the file is too large ({upload.size} bytes); the limit is {limit} bytes",
                             code="too_large")
     data = upload.read()
-    decode_image(data)
+    decode_image(data, max_pixels=settings.GENREWEB_UPLOAD_MAX_PIXELS)
     return data
+
+
+def poster_format(data: bytes) -> tuple[str, str]:
+    """(extension, Content-Type) a poster with these bytes is stored and served under, from
+    the format detected in its content (never from its name); raise ImageRejected unless it
+    is a JPEG, PNG or WebP image within the poster pixel limit."""
+    fmt = probe_image(data, formats=tuple(POSTER_FORMATS))
+    return POSTER_FORMATS[fmt]
 
 
 def _check_pixels(width: int, height: int, limit: int) -> None:

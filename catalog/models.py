@@ -144,6 +144,26 @@ class Poster(models.Model):
     def usable_for_training(self) -> bool:
         return self.status == self.Status.OK and bool(self.derivative)
 
+    @property
+    def display_url(self) -> str:
+        """The one URL to show this poster: resized derivative first, else the original; ""
+        when neither exists. Local files go through catalog.views.poster_file (checks that the
+        user may read the catalog); other storages (S3) give a signed URL that expires after
+        GENREWEB_MEDIA_URL_TTL_S seconds."""
+        from django.core.files.storage import FileSystemStorage
+        from django.urls import reverse
+
+        for file in (self.derivative, self.original):
+            if not (file and file.name):
+                continue
+            if isinstance(file.storage, FileSystemStorage):
+                return reverse("poster-file", kwargs={"name": file.name})
+            try:
+                return file.storage.url(file.name)
+            except Exception:  # noqa: BLE001 - a storage that cannot build URLs must not break a page
+                return ""
+        return ""
+
 
 class MovieGenre(models.Model):
     """A current genre label of a movie, with where it came from."""

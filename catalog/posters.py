@@ -1,5 +1,9 @@
 """Storing original poster files for movies (importers call this; preprocessing decodes later).
 
+Only JPEG, PNG and WebP content is stored, under the extension of the format detected in the
+bytes (never the source's name): a file named poster.jpg that holds HTML or SVG is refused, so
+nothing stored as a poster can be served as a page (see catalog.views.poster_file).
+
 Posters are content-addressed by sha256: storing the same bytes again writes nothing, so a
 re-run of an import is cheap and leaves preprocessing results alone. Files go through
 ``default_storage`` so S3-compatible storage works as well as the local filesystem.
@@ -15,6 +19,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils.text import get_valid_filename
 
+from .images import ImageRejected, poster_format
 from .models import Movie, Poster
 
 # Real posters are well under 1 MB; anything far bigger is not a poster we want to keep.
@@ -31,13 +36,16 @@ def _poster_for(movie: Movie) -> Poster:
     return Poster.objects.filter(movie=movie).first() or Poster(movie=movie)
 
 
-def _storage_name(movie: Movie, filename: str, checksum: str) -> str:
+class PosterRejected(ValueError):
+    """The bytes were not stored as a poster; the message says why (fit to show a user)."""
+
+
+def _storage_name(movie: Movie, filename: str, checksum: str, suffix: str) -> str:
     # Keep the source's name for humans, add the checksum prefix so a changed poster never
-    # collides with (or silently overwrites) the previous file.
-    path = PurePath(filename or "poster")
-    stem = get_valid_filename(path.stem) or "poster"
-    suffix = get_valid_filename(path.suffix.lower()) if path.suffix else ".jpg"
-    return f"{movie.pk}-{stem[:60]}-{checksum[:12]}{suffix[:8]}"
+    # collides with (or silently overwrites) the previous file. The extension is the detected
+    # format's, whatever the source called the file.
+    stem = get_valid_filename(PurePath(filename or "poster").stem) or "poster"
+    return f"{movie.pk}-{stem[:60]}-{checksum[:12]}{suffix}"
 
 
 def store_original(movie: Movie, data: bytes, filename: str, source_url: str = "") -> bool:
@@ -45,8 +53,10 @@ def store_original(movie: Movie, data: bytes, filename: str, source_url: str = "
 
     Returns False without writing when the same checksum is already stored. Data that is
     not a usable file (not bytes, empty, or implausibly large) is refused: the poster is
-    flagged instead, and any poster stored earlier is kept. When the bytes change, the old
-    file is removed after commit and the poster goes back to "pending" for preprocessing.
+    flagged instead, and any poster stored earlier is kept. Content that is not a JPEG, PNG
+    or WebP image is flagged the same way and raises ``PosterRejected``, so the importer can
+    report it on the movie's row. When the bytes change, the old file is removed after
+    commit and the poster goes back to "pending" for preprocessing.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         mark_missing(movie, f"poster data is {type(data).__name__}, not file bytes", source_url)
@@ -60,6 +70,12 @@ def store_original(movie: Movie, data: bytes, filename: str, source_url: str = "
             movie, f"poster file {filename!r} is {len(data)} bytes, over the {MAX_POSTER_BYTES} byte limit", source_url
         )
         return False
+    try:
+        suffix, _content_type = poster_format(data)
+    except ImageRejected as exc:
+        reason = f"poster {PurePath(filename or 'file').name[:80]!r} rejected: {exc.reason}"[:255]
+        mark_missing(movie, reason, source_url)
+        raise PosterRejected(reason) from None
     checksum = sha256_hex(data)
     poster = _poster_for(movie)
     if poster.checksum == checksum and poster.original:
@@ -68,7 +84,7 @@ def store_original(movie: Movie, data: bytes, filename: str, source_url: str = "
             poster.save(update_fields=["source_url", "updated_at"])
         return False
     old_name = poster.original.name if poster.original else ""
-    poster.original.save(_storage_name(movie, filename, checksum), ContentFile(data), save=False)
+    poster.original.save(_storage_name(movie, filename, checksum, suffix), ContentFile(data), save=False)
     new_name = poster.original.name
     storage = poster.original.storage
     _remember_new_file(storage, new_name)

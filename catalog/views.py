@@ -10,23 +10,28 @@ queues). The catalog-only insight page is routed from catalog/urls.py.
 """
 from __future__ import annotations
 
+import re
+from pathlib import PurePosixPath
+
 from django.contrib import messages
 from django.core.cache import cache
-from django.db import connection
-from django.db.models import Count, Max
-from django.db.models.functions import Length
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
-from django.http import HttpResponseRedirect
+from django.db import connection
+from django.db.models import Count, Max, Prefetch
+from django.db.models.functions import Length
+from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
 from genreweb.permissions import ReaderMixin, labeler_required, reader_required
 
 from .forms import CatalogFilterForm, RelabelForm
+from .images import POSTER_CONTENT_TYPES
 from .labels import StaleLabels, set_labels
 from .models import Genre, LabelChange, Movie, MovieGenre, Poster
 
@@ -35,15 +40,42 @@ PAGE_SIZE_LIST = 100
 
 
 def poster_url(movie: Movie) -> str | None:
-    """URL of the best poster image to show (resized derivative first), or None."""
+    """URL of the best poster image to show (Poster.display_url), or None."""
     try:
         poster = movie.poster
     except Poster.DoesNotExist:
         return None
-    for field in (poster.derivative, poster.original):
-        if field:
-            return field.url
-    return None
+    return (poster.display_url if poster else "") or None
+
+
+# Only poster files are ever served over HTTP; model artifacts and anything else in storage
+# are not (404), whoever asks. Names are what catalog.models.poster_upload_to /
+# derivative_upload_to (and seed_synthetic) produce: no "..", no other folders.
+POSTER_FILE_RE = re.compile(r"posters/(?:(?:original|derived)/\d{3}|synthetic)/[A-Za-z0-9][A-Za-z0-9._-]{0,250}")
+# Stored posters are JPEG/PNG/WebP (catalog.posters); ".jpeg" covers files stored before that check.
+SERVED_POSTER_TYPES = {**POSTER_CONTENT_TYPES, ".jpeg": "image/jpeg"}
+
+
+def poster_file(request, name: str):
+    """A stored poster file, for users who may read the catalog (the catalog pages' rule)."""
+    suffix = PurePosixPath(name).suffix.lower()
+    if not POSTER_FILE_RE.fullmatch(name) or suffix not in SERVED_POSTER_TYPES:
+        raise Http404("No such poster.")
+    return _serve_poster(request, name, SERVED_POSTER_TYPES[suffix])
+
+
+@reader_required
+def _serve_poster(request, name: str, content_type: str):
+    try:
+        handle = default_storage.open(name, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, SuspiciousFileOperation):
+        raise Http404("No such poster.") from None
+    response = FileResponse(handle, content_type=content_type)
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    # Private: shared caches must not hand a poster to someone who may not read the catalog.
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 class KeysFirstPaginator(Paginator):

@@ -2,11 +2,13 @@
 
 Movies are served by ml.api.MovieViewSet, the catalog viewset extended with the production
 model's filters (so catalog never imports ml). Auth: token (Authorization: Token <key>,
-from the admin or `manage.py drf_create_token <user>`) or the browser session."""
+from the "My account" page, POST /api/auth/token/, the admin or `manage.py drf_create_token <user>`;
+it expires after GENREWEB_TOKEN_TTL_HOURS and DELETE /api/auth/token/ revokes it) or the browser session."""
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
 from catalog.api import GenreViewSet
+from genreweb.auth import TokenView
 from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
 from workers.api import JobViewSet
 
@@ -19,5 +21,6 @@ router.register("predictions", PredictionViewSet, basename="prediction")
 
 urlpatterns = [
     path("predict/", PredictView.as_view(), name="api-predict"),
+    path("auth/token/", TokenView.as_view(), name="api-token"),
     path("", include(router.urls)),
 ]

@@ -144,7 +144,10 @@ if AWS_STORAGE_BUCKET_NAME:
             "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
             "file_overwrite": False,
             "default_acl": None,
-            "querystring_auth": env_bool("AWS_QUERYSTRING_AUTH", default=True),
+            # Posters are private: every URL handed out is signed and expires soon.
+            # Model artifacts are never linked (see catalog.models.Poster.display_url).
+            "querystring_auth": True,
+            "querystring_expire": int(os.environ.get("GENREWEB_MEDIA_URL_TTL_S", "300")),
         },
     }
 else:
@@ -167,6 +170,19 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 12 * 1024 * 1024
 # --- Catalog / preprocessing ---------------------------------------------
 # Largest poster a person may upload (API and predict page); checked before decoding.
 GENREWEB_UPLOAD_MAX_BYTES = int(os.environ.get("GENREWEB_UPLOAD_MAX_BYTES", 10 * 1024 * 1024))
+# Pixel limit for those uploads, checked from the header before any pixel is decoded: lower than
+# the import limit, since anyone allowed to predict can send one per request.
+GENREWEB_UPLOAD_MAX_PIXELS = int(os.environ.get("GENREWEB_UPLOAD_MAX_PIXELS", "12000000"))
+# Folders that imports given through the web UI, the API or a job may read from (":"-separated;
+# symlinks and ".." are resolved before the check). Management commands run on the shell may
+# read any path.
+GENREWEB_IMPORT_ROOTS = [
+    Path(item).expanduser().resolve()
+    for item in os.environ.get("GENREWEB_IMPORT_ROOTS", str(DATA_DIR / "imports")).split(":")
+    if item.strip()
+]
+if "GENREWEB_IMPORT_ROOTS" not in os.environ:
+    (DATA_DIR / "imports").mkdir(parents=True, exist_ok=True)
 GENREWEB_POSTER_MAX_PIXELS = int(os.environ.get("GENREWEB_POSTER_MAX_PIXELS", 40_000_000))
 GENREWEB_POSTER_MIN_SIDE = int(os.environ.get("GENREWEB_POSTER_MIN_SIDE", 64))
 GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE_SIZE", 224))
@@ -174,6 +190,7 @@ GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE
 GENREWEB_GRAYSCALE_POLICY = os.environ.get("GENREWEB_GRAYSCALE_POLICY", "convert")
 TMDB_API_KEY = os.environ.get("TMDB_API_KEY", "")
 TMDB_BEARER_TOKEN = os.environ.get("TMDB_BEARER_TOKEN", "")
+# The TMDB API the importer talks to (and sends the key to): a setting, never a job parameter.
 TMDB_API_BASE = os.environ.get("TMDB_API_BASE", "https://api.themoviedb.org/3")
 
 # --- ML --------------------------------------------------------------------
@@ -237,10 +254,36 @@ GENREWEB_REQUEUE_INTERVAL_S = float(os.environ.get("GENREWEB_REQUEUE_INTERVAL_S"
 # Fault-injection params (e.g. a batch-predict shard that raises) are accepted only when on.
 GENREWEB_TEST_HOOKS = env_bool("GENREWEB_TEST_HOOKS", default=False)
 
+# --- Cache (throttles) -------------------------------------------------------
+# Throttle counters must be shared by every web process: the database cache by default
+# (its table is created by `migrate`, see genreweb/apps.py), Redis when GENREWEB_CACHE_URL
+# is a redis:// URL or, unset, when Celery uses Redis. GENREWEB_CACHE_URL=locmem:// keeps
+# counters per process (tests only).
+GENREWEB_CACHE_URL = os.environ.get("GENREWEB_CACHE_URL", "").strip()
+if not GENREWEB_CACHE_URL and not CELERY_EMBEDDED_BROKER and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    GENREWEB_CACHE_URL = CELERY_BROKER_URL
+GENREWEB_CACHE_TABLE = "genreweb_cache"
+if GENREWEB_CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": GENREWEB_CACHE_URL,
+                          "KEY_PREFIX": os.environ.get("GENREWEB_REDIS_KEY_PREFIX", "") + "genreweb-cache"}}
+elif GENREWEB_CACHE_URL.startswith("locmem://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+elif GENREWEB_CACHE_URL in ("", "db://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": GENREWEB_CACHE_TABLE}}
+else:
+    raise ImproperlyConfigured(f"GENREWEB_CACHE_URL must be redis://..., db:// or locmem://, not {GENREWEB_CACHE_URL!r}")
+
+# --- Accounts -----------------------------------------------------------------
+# API tokens stop working this many hours after they were created (0: never expire).
+GENREWEB_TOKEN_TTL_HOURS = float(os.environ.get("GENREWEB_TOKEN_TTL_HOURS", "720"))
+# Failed logins allowed per minute, per username and per client IP, before the login form
+# refuses further attempts for that username / IP (others are not affected).
+GENREWEB_LOGIN_RATE = os.environ.get("GENREWEB_LOGIN_RATE", "10/min")
+
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "genreweb.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -262,9 +305,26 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# --- Transport security -------------------------------------------------------
+# Production defaults: HTTPS only (redirect + one year of HSTS), secure cookies. Each can be
+# changed from the environment, e.g. SECURE_SSL_REDIRECT=0 when the proxy already redirects.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+    # /healthz answers plain HTTP for load balancers and compose health checks.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+else:
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+# X-Forwarded-Proto decides whether a request counts as HTTPS only when the proxy in front is
+# known to set it (and strip it from clients); trusting it otherwise lets anyone claim HTTPS.
+if env_bool("GENREWEB_TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 LOGGING = {

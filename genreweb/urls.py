@@ -1,17 +1,18 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.static import serve
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from catalog.views import poster_file
 from ml import views as ml_views
 
 from . import views
+from .auth import ThrottledLoginView, account_page
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
+    path("accounts/me/", account_page, name="account"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("healthz", views.healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -24,9 +25,8 @@ urlpatterns = [
     path("", ml_views.BrowseView.as_view(), name="home"),
     path("movies/<int:pk>/", ml_views.MovieWithScoresView.as_view(), name="movie"),
     path("movies/<int:pk>/labels/", ml_views.RelabelView.as_view(), name="relabel"),
+    # Poster files only, for users who may read the catalog; everything else under /media/
+    # (model artifacts, embeddings) is a 404. Do not serve MEDIA_ROOT from a proxy either.
+    path("media/<path:name>", poster_file, name="poster-file"),
     path("", include("catalog.urls")),
 ]
-
-if not settings.AWS_STORAGE_BUCKET_NAME:
-    # Media from the local filesystem (posters). Behind a real proxy, serve /media/ there.
-    urlpatterns.append(path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))

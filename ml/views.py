@@ -391,6 +391,20 @@ class PredictForm(forms.Form):
         return cleaned
 
 
+def _predict_throttle_wait(request) -> float | None:
+    """None when this prediction may run; else seconds to wait. The same "predict" rate and
+    counters (per user) as POST /api/predict/, so the page is no way around the API limit."""
+    from rest_framework.throttling import ScopedRateThrottle
+
+    class PredictScope:
+        throttle_scope = "predict"
+
+    throttle = ScopedRateThrottle()
+    if throttle.allow_request(request, PredictScope()):
+        return None
+    return throttle.wait() or 1.0
+
+
 @reader_required
 def predict_page(request):
     version = production_version()
@@ -399,6 +413,12 @@ def predict_page(request):
     if request.method == "POST":
         if not request.user.is_authenticated:
             raise PermissionDenied("Log in to predict.")
+        wait = _predict_throttle_wait(request)
+        if wait is not None:
+            messages.error(request, f"Too many predictions; try again in {int(wait or 1)} s.")
+            response = render(request, "ml/predict.html", {"form": form, "version": version, "result": None})
+            response.status_code = 429
+            return response
         if version is None:
             messages.error(request, "No production model yet: train one and promote it first.")
         elif form.is_valid():

@@ -28,6 +28,10 @@ if settings.CELERY_BROKER_URL.startswith("redis") and not os.environ.get("GENREW
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
         **settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": os.environ["GENREWEB_REDIS_KEY_PREFIX"]}
     settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+# Throttle counters: one in-memory cache per test process (cleared before every test) unless a
+# run asks for a real one; tests of the shared cache start their own server processes.
+if not os.environ.get("GENREWEB_CACHE_URL"):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 _service_skips: list[str] = []
 
 
@@ -77,6 +81,27 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def chromium_path():
     return _chromium_path()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _import_roots_include_tmp(tmp_path_factory):
+    """Imports given through jobs/API may read pytest's temp folders (tests build their files
+    there); worker processes started by tests inherit the same roots from the environment.
+    Tests of the root check itself override settings.GENREWEB_IMPORT_ROOTS."""
+    from pathlib import Path
+
+    base = tmp_path_factory.getbasetemp().resolve()
+    roots = [*settings.GENREWEB_IMPORT_ROOTS, base]
+    settings.GENREWEB_IMPORT_ROOTS = roots
+    os.environ["GENREWEB_IMPORT_ROOTS"] = ":".join(str(Path(r)) for r in roots)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    from django.core.cache import cache
+
+    if settings.CACHES["default"]["BACKEND"].endswith("LocMemCache"):
+        cache.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -120,14 +120,9 @@ def _validate_import(params: dict, errors: dict) -> None:
     if source not in IMPORT_SOURCES:
         errors["source"] = f"Must be one of {', '.join(IMPORT_SOURCES)}; got {source!r}."
         return
-    if source in FILE_IMPORT_SOURCES:
-        path = params.get("path")
-        if not isinstance(path, str) or not path.strip():
-            errors["path"] = f"A {source} import needs the path of its file or folder."
-        elif not Path(path).expanduser().exists():
-            errors["path"] = f"{path} does not exist on this machine."
-        else:
-            params["path"] = str(Path(path).expanduser().resolve())
+    from catalog.importers import import_param_errors  # paths under GENREWEB_IMPORT_ROOTS, no base_url, ...
+
+    errors.update(import_param_errors(source, params))
     _int_field(params, "limit", errors, minimum=1)
 
 

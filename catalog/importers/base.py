@@ -31,7 +31,7 @@ from django.utils.text import slugify
 
 from ..labels import set_labels
 from ..models import Genre, ImportRun, LabelChange, Movie, MovieGenre
-from ..posters import delete_new_files_on_error, mark_missing, store_original
+from ..posters import PosterRejected, delete_new_files_on_error, mark_missing, store_original
 
 logger = logging.getLogger(__name__)
 
@@ -278,6 +278,7 @@ class MovieWriter:
         self.run = run
         self.genres = genres
         self.seen: dict[tuple, int] = {}  # idempotency key -> row that first had it
+        self.warnings: list[str] = []  # e.g. a rejected poster: the movie is imported without it
 
     # Summary bookkeeping -------------------------------------------------------------
 
@@ -382,7 +383,11 @@ class MovieWriter:
         poster = rec.poster
         if poster is not None and not poster.already_stored:
             if poster.data is not None:
-                stored = store_original(movie, poster.data, poster.filename, poster.source_url)
+                try:
+                    stored = store_original(movie, poster.data, poster.filename, poster.source_url)
+                except PosterRejected as exc:
+                    where = "".join(f", {k} {v}" for k, v in rec.where.items())
+                    self.warnings.append(f"row {rec.row}{where}: {exc}; the movie was imported without it")
                 changed = changed or stored
             else:
                 mark_missing(movie, poster.missing_reason or "no poster in the source", poster.source_url)
@@ -518,6 +523,7 @@ def execute_import(
     run = ImportRun.objects.create(kind=kind, params=redact(params), status=ImportRun.Status.RUNNING)
     processed = 0
     source: Source | None = None
+    writer: MovieWriter | None = None
     source_rows = None
     try:
         source = make_source(params)
@@ -530,7 +536,7 @@ def execute_import(
         for batch in _batches(rows, source.batch_size):
             writer.write_batch(batch)
             processed += len(batch)
-            run.warnings = _capped(source.warnings)
+            run.warnings = _capped(source.warnings + (writer.warnings if writer else []))
             run.save(update_fields=SUMMARY_FIELDS)
             if progress:
                 total = source.total if source.total is not None else None
@@ -550,14 +556,14 @@ def execute_import(
             except Exception:  # noqa: BLE001 - the original error is the one to report
                 pass
         if source is not None:
-            run.warnings = _capped(source.warnings)
+            run.warnings = _capped(source.warnings + (writer.warnings if writer else []))
         run.save()
         if isinstance(exc, ImporterError):
             exc.run = run
         raise
     run.status = ImportRun.Status.SUCCEEDED
     run.finished_at = timezone.now()
-    run.warnings = _capped(source.warnings)
+    run.warnings = _capped(source.warnings + (writer.warnings if writer else []))
     run.save()
     if progress:
         progress(f"{kind} import #{run.pk} done: {processed} rows, {_counts(run)}", 1.0)

@@ -68,7 +68,11 @@ class CsvRows:
         self.header = [h.strip().lower() for h in header]
         missing = sorted(required - set(self.header))
         if missing:
-            raise ImporterError(f"{name} lacks column(s) {', '.join(missing)}; it has {', '.join(self.header)}")
+            # Name what is missing, never what the first line holds: the error is shown to every
+            # labeler, and a wrong file may be anything (a password file, a key).
+            raise ImporterError(
+                f"{name} lacks column(s) {', '.join(missing)} in its header line (line 1, {len(self.header)} columns)"
+            )
         if text and not text.endswith(("\n", "\r")):
             warnings.append(f"{name} does not end with a line break; its last row may be cut off")
         # Rough total for progress: physical lines minus the header.

@@ -8,7 +8,8 @@ poster already stored from the same URL is not downloaded again, so re-running a
 Params: api_key or bearer_token (default: settings.TMDB_API_KEY / TMDB_BEARER_TOKEN),
 date_from / date_to (YYYY-MM-DD), poster_size (default w342; "none" skips posters),
 language (en-US), details (true: one /movie/{id} call per movie, which adds the IMDb id),
-limit, and for tests/proxies base_url, max_pages, backoff_base, max_retries, timeout (s).
+limit, and max_pages, backoff_base, max_retries, timeout (s). The API address is the
+TMDB_API_BASE setting, never a param: the key is sent there.
 """
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ class TmdbSource(Source):
         self.details = bool(params.get("details", True))
         self.max_pages = int(params.get("max_pages") or TMDB_MAX_PAGES)
         self.client = http.HttpClient(
-            base_url=params.get("base_url") or settings.TMDB_API_BASE,
+            base_url=settings.TMDB_API_BASE,
             params={"api_key": api_key} if api_key else {},
             headers={"Authorization": f"Bearer {bearer}"} if bearer and not api_key else {},
             max_retries=int(params.get("max_retries", 5)),

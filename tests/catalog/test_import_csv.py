@@ -256,11 +256,12 @@ def test_missing_corrupt_and_escaping_posters(tmp_path, make_image):
     folder = write_folder(tmp_path / "set", rows, make_image, posters={"broken.jpg": b"\xff\xd8 this is not a jpeg"})
     run = run_import("csv", {"path": str(folder)})
 
-    assert (run.created, run.posters_stored) == (4, 1)
+    assert (run.created, run.posters_stored) == (4, 0)
     statuses = {p.movie.tmdb_id: (p.status, p.error, bool(p.original)) for p in Poster.objects.select_related("movie")}
     assert statuses[10][0] == "missing" and "absent.jpg" in statuses[10][1]
-    # Corrupt bytes are kept as they are; catalog.preprocessing flags them later.
-    assert statuses[11] == ("pending", "", True)
+    # Bytes that are not a JPEG/PNG/WebP image are not stored; the row says why.
+    assert statuses[11][0] == "missing" and "rejected" in statuses[11][1] and not statuses[11][2]
+    assert any(w.startswith("row 2") and "broken.jpg" in w for w in run.warnings)
     assert statuses[12][0] == "missing" and not statuses[12][2]
     assert statuses[13][0] == "missing"
 
@@ -372,7 +373,8 @@ def test_corrupt_poster_is_stored_then_flagged_by_preprocessing_and_fixed_by_rei
     from catalog.preprocessing import preprocess_posters
 
     rows = [devset_row(21, "Good poster", "Drama"), devset_row(22, "Bad poster", "Drama")]
-    posters = {"tmdb_21.jpg": make_image(seed=1), "tmdb_22.jpg": b"\xff\xd8\xff\xe0 truncated jpeg"}
+    # A JPEG cut off mid-data: its header is fine (so it is stored), its pixels are not.
+    posters = {"tmdb_21.jpg": make_image(seed=1), "tmdb_22.jpg": make_image(400, 600, seed=3)[:2000]}
     folder = write_folder(tmp_path / "set", rows, make_image, posters=posters)
     run_import("csv", {"path": str(folder)})
     preprocess_posters()

@@ -355,7 +355,8 @@ def test_staff_queues_a_job_and_sees_its_status(staff_client, django_capture_on_
 def test_queue_form_reports_parameter_errors(staff_client, world):
     response = staff_client.post(reverse("workers:jobs"), {"kind": "import", "source": "csv", "path": "/no/such/dir"})
     assert response.status_code == 200
-    assert "does not exist" in str(response.context["form"].errors["path"])
+    # Outside GENREWEB_IMPORT_ROOTS: refused without saying whether it exists.
+    assert "outside the import folders" in str(response.context["form"].errors["path"])
     train = staff_client.post(reverse("workers:jobs"), {"kind": "train", "config": "tfidf-linear"})
     assert "snapshot_id" in train.context["form"].errors
     assert not Job.objects.exists()
