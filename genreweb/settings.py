@@ -170,6 +170,11 @@ GENREWEB_UPLOAD_MAX_BYTES = int(os.environ.get("GENREWEB_UPLOAD_MAX_BYTES", 10 *
 GENREWEB_POSTER_MAX_PIXELS = int(os.environ.get("GENREWEB_POSTER_MAX_PIXELS", 40_000_000))
 GENREWEB_POSTER_MIN_SIDE = int(os.environ.get("GENREWEB_POSTER_MIN_SIDE", 64))
 GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE_SIZE", 224))
+# Genre names outside the vocabulary (catalog/genres.py) one import may create, and only
+# when it is run with allow_new_genres=true; otherwise unknown names are reported, not created.
+GENREWEB_MAX_NEW_GENRES = int(os.environ.get("GENREWEB_MAX_NEW_GENRES", 50))
+# Genres shown in the insight page's co-occurrence heatmap and share table (the most used).
+GENREWEB_INSIGHT_MAX_GENRES = int(os.environ.get("GENREWEB_INSIGHT_MAX_GENRES", 30))
 # keep | convert | exclude
 GENREWEB_GRAYSCALE_POLICY = os.environ.get("GENREWEB_GRAYSCALE_POLICY", "convert")
 TMDB_API_KEY = os.environ.get("TMDB_API_KEY", "")
