@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL character in the path or query string is a 400, never a query that fails (500).
+    "genreweb.text_input.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -251,7 +253,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Documents the error responses of every operation (genreweb/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "genreweb.schema.AutoSchema",
+    # JSON bodies with a NUL character are a 400 (genreweb/text_input.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "genreweb.text_input.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"predict": os.environ.get("GENREWEB_PREDICT_RATE", "60/min")},
 }
 SPECTACULAR_SETTINGS = {

@@ -30,3 +30,5 @@ urlpatterns = [
 if not settings.AWS_STORAGE_BUCKET_NAME:
     # Media from the local filesystem (posters). Behind a real proxy, serve /media/ there.
     urlpatterns.append(path(f"{settings.MEDIA_URL.strip('/')}/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))
+
+handler404 = "genreweb.views.not_found"
