@@ -192,3 +192,15 @@ def test_vocabulary_is_tmdbs_nineteen_movie_genres():
     assert vocabulary.canonical_name("SciFi") == vocabulary.canonical_name("sci-fi") == "Science Fiction"
     assert vocabulary.canonical_name("drama") == "Drama"
     assert vocabulary.canonical_name("Zorblax") is None
+
+
+@pytest.mark.django_db
+def test_import_command_allow_new_genres_flag(tmp_path, settings):
+    from django.core.management import call_command
+
+    settings.GENREWEB_MAX_NEW_GENRES = 50
+    path = write_csv(tmp_path / "movies.csv", [row(1, "Flagged", "Mumblecore|Drama")])
+    call_command("import_csv", str(path), stdout=io.StringIO())
+    assert not Genre.objects.filter(name="Mumblecore").exists()
+    call_command("import_csv", str(path), "--allow-new-genres", stdout=io.StringIO())
+    assert sorted(Movie.objects.get(title="Flagged").genres.values_list("name", flat=True)) == ["Drama", "Mumblecore"]

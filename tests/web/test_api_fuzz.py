@@ -7,8 +7,9 @@ code the schema does not document, and on a body or content type that does not m
 schema. Failures are collected across all operations and reported together (no shrinking),
 so one run gives the full list.
 
-Bounds: ``GENREWEB_FUZZ_EXAMPLES`` examples per operation, mode and target (default 6), so
-about 1,000 requests in all; about a minute on a quiet machine. Nothing here needs a worker:
+Bounds: ``GENREWEB_FUZZ_EXAMPLES`` examples per operation, mode and target (default 10),
+sent once per role: about 1,000 requests, about a minute on a quiet machine (25: about 2,500
+requests, 2-3 minutes). Nothing here needs a worker:
 POST /api/jobs/ only enqueues (the test broker has no consumer), and POST /api/predict/
 meets a production model whose artifact does not exist (a clean 503, never a 500).
 """
@@ -23,7 +24,6 @@ import requests
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.core.failures import FailureGroup  # noqa: E402
 from schemathesis.generation import GenerationMode  # noqa: E402
 from schemathesis.specs.openapi.checks import (  # noqa: E402
@@ -34,8 +34,11 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
-EXAMPLES = int(os.environ.get("GENREWEB_FUZZ_EXAMPLES", 6))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
+EXAMPLES = int(os.environ.get("GENREWEB_FUZZ_EXAMPLES", 10))
+# Server errors are checked below (a documented 503 "model cannot be used" from POST
+# /api/predict/ is the designed answer, not a crash); the rest is schemathesis's.
+CHECKS = [status_code_conformance, content_type_conformance, response_schema_conformance]
+ALLOWED_5XX = {("POST /api/predict/", 503)}
 
 
 def _tokens(*users) -> dict[str, str]:
@@ -82,8 +85,12 @@ def _run_operation(operation, base_url, tokens, path_parameters, failures, count
                 except requests.RequestException as exc:
                     failures.setdefault((operation.label, "no response", str(exc)[:120]), []).append("")
                     continue
-                if response.status_code >= 500:
+                if (operation.label, response.status_code) in ALLOWED_5XX:
+                    counts["allowed 503"] += 1
+                elif response.status_code >= 500:
                     counts["5xx"] += 1
+                    failures.setdefault((operation.label, response.status_code, "Server error"), []).append(
+                        f"[{role}] {case.as_curl_command(headers=headers)[:300]}\n      -> {response.text[:200]}")
                 try:
                     case.validate_response(response, checks=CHECKS, headers=headers)
                 except (AssertionError, FailureGroup) as exc:
@@ -112,7 +119,7 @@ def test_api_fuzz_no_server_errors_and_schema_holds(live_server, world, staff, l
     real_ids = _real_ids(world, job)
 
     failures: dict[tuple, list[str]] = {}
-    counts = {"operations": 0, "requests": 0, "5xx": 0, "unsatisfiable": 0}
+    counts = {"operations": 0, "requests": 0, "5xx": 0, "allowed 503": 0, "unsatisfiable": 0}
     started = time.monotonic()
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -126,7 +133,7 @@ def test_api_fuzz_no_server_errors_and_schema_holds(live_server, world, staff, l
             _run_operation(operation, live_server.url, tokens, path_parameters, failures, counts)
     elapsed = time.monotonic() - started
     print(f"\nschemathesis: {counts['operations']} operations, {counts['requests']} requests, "
-          f"{counts['5xx']} x 5xx, {sum(map(len, failures.values()))} failing responses, {elapsed:.0f} s")
+          f"{counts['5xx']} x 5xx (+{counts['allowed 503']} documented 503 from predict), {sum(map(len, failures.values()))} failing responses, {elapsed:.0f} s")
     report = [f"{len(examples)} x {op} -> {status}: {title}\n    e.g. {examples[0]}"
               for (op, status, title), examples in sorted(failures.items(), key=lambda kv: str(kv[0]))]
     assert not failures, f"{sum(map(len, failures.values()))} failing responses:\n" + "\n".join(report)
