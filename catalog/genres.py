@@ -9,8 +9,9 @@ that have no TMDB equivalent are decided here, once:
   Biography -> History (TMDB tags biopics History + Drama), News -> Documentary.
 - Short, Adult, Sport, Game-Show, Reality-TV and Talk-Show are left out (``NO_EQUIVALENT``):
   they describe a format or audience rather than a story genre TMDB knows (Sport films are
-  filed under Drama/Documentary case by case, so no single mapping is right). The import
-  says so on the row, like any unknown name.
+  filed under Drama/Documentary case by case, so no single mapping is right). So is Kaggle's
+  "Foreign" (a market, which TMDB no longer lists). The import says so on the row, like any
+  unknown name; ``allow_new_genres`` keeps them as genres of their own.
 
 A name that is neither in the vocabulary, an alias, nor an existing Genre row is *unknown*:
 the import reports it on its row and does not create it, unless the import is run with
@@ -65,19 +66,17 @@ ALIASES: dict[str, str] = {
     "romantic": "Romance",
     "tv movie": "TV Movie",
     "tv-movie": "TV Movie",
-    "foreign": "",  # Kaggle's "Foreign" is a market, not a genre
 }
-# IMDb genres with no TMDB equivalent (see the module docstring): unknown, with a clearer reason.
-NO_EQUIVALENT: frozenset[str] = frozenset({"short", "adult", "sport", "game-show", "reality-tv", "talk-show"})
+# Genres of other sources with no TMDB equivalent (see the module docstring): unknown, with a
+# clearer reason. "Foreign" is in Kaggle's (older) TMDB data; TMDB has since dropped it.
+NO_EQUIVALENT: frozenset[str] = frozenset({"short", "adult", "sport", "game-show", "reality-tv", "talk-show",
+                                           "foreign"})
 
 MAX_NAME_LENGTH = 64  # Genre.name
 
 
 def canonical_name(name: str) -> str | None:
-    """The vocabulary name for ``name`` (case-insensitive, aliases applied), or None if unknown.
-
-    An empty string means "known, but deliberately not a genre" (e.g. Kaggle's "Foreign").
-    """
+    """The vocabulary name for ``name`` (case-insensitive, aliases applied), or None if unknown."""
     key = " ".join(name.split()).lower()
     if key in ALIASES:
         return ALIASES[key]
@@ -90,7 +89,7 @@ def canonical_name(name: str) -> str | None:
 def unknown_reason(name: str) -> str:
     """Why ``name`` is not taken as a genre, for the row's warning."""
     if " ".join(name.split()).lower() in NO_EQUIVALENT:
-        return f"genre {name!r} is an IMDb genre with no TMDB equivalent; left out"
+        return f"genre {name!r} has no TMDB equivalent; left out"
     return f"unknown genre {name!r}; left out (not in the TMDB genre list, no alias)"
 
 

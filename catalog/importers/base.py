@@ -302,8 +302,6 @@ class GenreResolver:
             if name is not None:
                 return self._known(name, ref.tmdb_id)
         canonical = vocabulary.canonical_name(ref.name)
-        if canonical == "":
-            return None  # known, deliberately not a genre (e.g. Kaggle's "Foreign")
         if canonical is not None:
             return self._known(canonical, vocabulary.TMDB_ID_BY_NAME.get(canonical))
         existing = self.by_name.get(ref.name.lower())
