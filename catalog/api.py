@@ -22,6 +22,8 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from genreweb.permissions import IsLabelerOrAnonymousRead
+from genreweb.schema import error_responses
+from genreweb.text_input import prohibit_nul
 
 from .forms import CatalogFilterForm
 from .labels import StaleLabels, change_labels, set_labels
@@ -48,7 +50,8 @@ class GenreSerializer(serializers.ModelSerializer):
 class LabelSerializer(serializers.ModelSerializer):
     genre = serializers.CharField(source="genre.name")
     slug = serializers.CharField(source="genre.slug")
-    set_by = serializers.CharField(source="set_by.username", default=None)
+    set_by = serializers.CharField(source="set_by.username", default=None, allow_null=True,
+                                   help_text="who set the label; null for imports")
 
     class Meta:
         model = MovieGenre
@@ -57,7 +60,8 @@ class LabelSerializer(serializers.ModelSerializer):
 
 class LabelChangeSerializer(serializers.ModelSerializer):
     genre = serializers.CharField(source="genre.name")
-    user = serializers.CharField(source="user.username", default=None)
+    user = serializers.CharField(source="user.username", default=None, allow_null=True,
+                                 help_text="who made the change; null for imports and jobs")
 
     class Meta:
         model = LabelChange
@@ -124,6 +128,7 @@ class GenreNameField(serializers.SlugRelatedField):
     def to_internal_value(self, data):
         if not isinstance(data, str):
             self.fail("invalid")
+        prohibit_nul(data)  # never let a NUL reach the query (PostgreSQL: a 500)
         genre = Genre.objects.filter(Q(name__iexact=data.strip()) | Q(slug=data.strip())).first()
         if genre is None:
             self.fail("does_not_exist", value=data)

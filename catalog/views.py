@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.cache import cache
 from django.core.exceptions import SuspiciousFileOperation
@@ -247,7 +248,13 @@ def _heat_colour(value: float) -> str:
 
 
 def _compute_insight() -> dict:
-    genres = list(Genre.objects.annotate(n=Count("labels")).order_by("-n", "name"))
+    # Bounded whatever the vocabulary size: the per-genre panels (bars, co-occurrence heatmap,
+    # share by decade) show the most used GENREWEB_INSIGHT_MAX_GENRES genres; the pair query
+    # and the clustering only ever see those, so 1,500 genres cost what 30 do.
+    limit = max(int(settings.GENREWEB_INSIGHT_MAX_GENRES), 1)
+    counted = Genre.objects.annotate(n=Count("labels")).order_by("-n", "name")
+    genres = list(counted[:limit])
+    total_genres = Genre.objects.count()
     total_movies = Movie.objects.count()
     top = max((g.n for g in genres), default=0) or 1
     distribution = [
@@ -256,15 +263,21 @@ def _compute_insight() -> dict:
         for g in genres
     ]
 
-    # Co-occurrence counts in one grouped self-join, not one query per pair.
-    table = MovieGenre._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT a.genre_id, b.genre_id, COUNT(*) FROM {table} a JOIN {table} b "
-            f"ON a.movie_id = b.movie_id AND a.genre_id < b.genre_id GROUP BY a.genre_id, b.genre_id"
-        )
-        pairs = cursor.fetchall()
+    # Co-occurrence counts in one grouped self-join over the shown genres, not one query per pair.
     used = [g for g in genres if g.n]
+    ids = [g.pk for g in used]
+    pairs = []
+    if ids:
+        table = MovieGenre._meta.db_table
+        marks = ", ".join(["%s"] * len(ids))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT a.genre_id, b.genre_id, COUNT(*) FROM {table} a JOIN {table} b "
+                f"ON a.movie_id = b.movie_id AND a.genre_id < b.genre_id "
+                f"WHERE a.genre_id IN ({marks}) AND b.genre_id IN ({marks}) GROUP BY a.genre_id, b.genre_id",
+                ids + ids,
+            )
+            pairs = cursor.fetchall()
     heatmap = _clustered_heatmap(used, pairs)
 
     # Overview length histogram (characters), bucketed in the database.
@@ -291,7 +304,8 @@ def _compute_insight() -> dict:
         per_decade[year // 10 * 10] = per_decade.get(year // 10 * 10, 0) + n
     genre_decade: dict[tuple[int, int], int] = {}
     for year, genre_id, n in (
-        MovieGenre.objects.exclude(movie__year=None).values_list("movie__year", "genre_id").annotate(n=Count("id")).order_by()
+        MovieGenre.objects.exclude(movie__year=None).filter(genre_id__in=ids)
+        .values_list("movie__year", "genre_id").annotate(n=Count("id")).order_by()
     ):
         key = (genre_id, year // 10 * 10)
         genre_decade[key] = genre_decade.get(key, 0) + n
@@ -305,6 +319,8 @@ def _compute_insight() -> dict:
         share_rows.append({"genre": g, "cells": cells})
     return {
         "total_movies": total_movies,
+        "total_genres": total_genres,
+        "shown_genres": len(genres),
         "distribution": distribution,
         "heatmap": heatmap,
         "length_hist": length_hist,

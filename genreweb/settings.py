@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL character in the path or query string is a 400, never a query that fails (500).
+    "genreweb.text_input.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -186,6 +188,11 @@ if "GENREWEB_IMPORT_ROOTS" not in os.environ:
 GENREWEB_POSTER_MAX_PIXELS = int(os.environ.get("GENREWEB_POSTER_MAX_PIXELS", 40_000_000))
 GENREWEB_POSTER_MIN_SIDE = int(os.environ.get("GENREWEB_POSTER_MIN_SIDE", 64))
 GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE_SIZE", 224))
+# Genre names outside the vocabulary (catalog/genres.py) one import may create, and only
+# when it is run with allow_new_genres=true; otherwise unknown names are reported, not created.
+GENREWEB_MAX_NEW_GENRES = int(os.environ.get("GENREWEB_MAX_NEW_GENRES", 50))
+# Genres shown in the insight page's co-occurrence heatmap and share table (the most used).
+GENREWEB_INSIGHT_MAX_GENRES = int(os.environ.get("GENREWEB_INSIGHT_MAX_GENRES", 30))
 # keep | convert | exclude
 GENREWEB_GRAYSCALE_POLICY = os.environ.get("GENREWEB_GRAYSCALE_POLICY", "convert")
 TMDB_API_KEY = os.environ.get("TMDB_API_KEY", "")
@@ -289,7 +296,14 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Documents the error responses of every operation (genreweb/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "genreweb.schema.AutoSchema",
+    # JSON bodies with a NUL character are a 400 (genreweb/text_input.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "genreweb.text_input.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"predict": os.environ.get("GENREWEB_PREDICT_RATE", "60/min")},
 }
 SPECTACULAR_SETTINGS = {

@@ -30,3 +30,5 @@ urlpatterns = [
     path("media/<path:name>", poster_file, name="poster-file"),
     path("", include("catalog.urls")),
 ]
+
+handler404 = "genreweb.views.not_found"

@@ -7,13 +7,15 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import GenericAPIView
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from catalog import api as catalog_api
 from catalog.images import ImageRejected, read_upload
 from genreweb.permissions import IsLabelerOrAnonymousRead, IsStaff, IsStaffForWrite
+from genreweb.schema import error_responses
+from genreweb.text_input import JSONParser
 
 from .models import Evaluation, GenreMetric, ModelVersion, Prediction
 from .services.registry import production_version, promote
@@ -179,7 +181,7 @@ class PredictView(GenericAPIView):
     serializer_class = PredictRequestSerializer
 
     @extend_schema(request={"multipart/form-data": PredictRequestSerializer, "application/json": PredictRequestSerializer},
-                   responses=PredictResponseSerializer)
+                   responses={200: PredictResponseSerializer, **error_responses(409, 503)})
     def post(self, request):
         data = PredictRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)

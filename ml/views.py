@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Exists, OuterRef, Prefetch
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -325,7 +325,10 @@ def plot_png(request, pk: int, kind: str):
     evaluation = headline_evaluation(version, request.GET.get("split"))
     other = None
     if kind == "f1" and request.GET.get("vs"):
-        other = ModelVersion.objects.prefetch_related("evaluations").filter(pk=request.GET["vs"]).first()
+        vs = request.GET["vs"]
+        if not (vs.isascii() and vs.isdigit() and 0 < int(vs) < 2**31):
+            return HttpResponseBadRequest("vs must be the id of a model version.", content_type="text/plain")
+        other = ModelVersion.objects.prefetch_related("evaluations").filter(pk=int(vs)).first()
     other_eval = headline_evaluation(other) if other else None
     key = f"ml-plot:{pk}:{kind}:{_evaluation_digest(evaluation)}:{_evaluation_digest(other_eval)}"
     png = cache.get(key)

@@ -8,6 +8,8 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from genreweb.permissions import IsStaff, IsStaffForWrite
+from genreweb.schema import error_responses
+from genreweb.text_input import NulFreeJSONField
 
 from . import jobs
 from .models import Job, JobShard
@@ -45,7 +47,7 @@ class JobDetailSerializer(JobSerializer):
 
 class JobCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Job.Kind.choices)
-    params = serializers.JSONField(required=False, default=dict,
+    params = NulFreeJSONField(required=False, default=dict,
                                    help_text="per kind, e.g. import {source, path}, train {snapshot_id, config}")
 
 
@@ -83,7 +85,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
             return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=JobDetailSerializer)
+    @extend_schema(request=None, responses={200: JobDetailSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     def cancel(self, request, pk=None):
         try:
@@ -92,7 +94,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(JobDetailSerializer(job).data)
 
-    @extend_schema(request=None, responses={201: JobDetailSerializer})
+    @extend_schema(request=None, responses={201: JobDetailSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"], permission_classes=[IsStaff])
     def retry(self, request, pk=None):
         try:

@@ -52,11 +52,14 @@ IMPORT_KINDS: dict[str, Callable[[dict], Source]] = {"csv": _csv, "kaggle": _kag
 
 # The params each kind understands; anything else is refused, so a misspelt option
 # (e.g. "start_date" for "date_from") fails loudly instead of being ignored.
+# Every kind: allow_new_genres (true: create genre names outside the vocabulary of
+# catalog.genres, at most settings.GENREWEB_MAX_NEW_GENRES per import; default false).
 IMPORT_PARAMS: dict[str, set[str]] = {
-    "csv": {"path", "posters", "encoding", "limit"},
-    "kaggle": {"path", "posters", "poster_url_base", "encoding", "limit", "backoff_base"},
-    "mmimdb": {"path", "limit"},
+    "csv": {"path", "posters", "encoding", "limit", "allow_new_genres"},
+    "kaggle": {"path", "posters", "poster_url_base", "encoding", "limit", "backoff_base", "allow_new_genres"},
+    "mmimdb": {"path", "limit", "allow_new_genres"},
     "tmdb": {
+        "allow_new_genres",
         "api_key",
         "bearer_token",
         "date_from",
@@ -153,4 +156,6 @@ def run_import(
     limit = params.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ImporterError(f"limit must be a positive whole number, not {limit!r}")
+    if not isinstance(params.get("allow_new_genres", False), bool):
+        raise ImporterError(f"allow_new_genres must be true or false, not {params['allow_new_genres']!r}")
     return execute_import(kind, params, IMPORT_KINDS[kind], progress=progress)

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from .. import genres as vocabulary
 from ..labels import set_labels
 from ..models import Genre, ImportRun, LabelChange, Movie, MovieGenre
 from ..posters import PosterRejected, delete_new_files_on_error, mark_missing, store_original
@@ -44,8 +46,6 @@ SECRET_PARAMS = {"api_key", "bearer_token", "token", "password"}
 
 IMDB_ID_RE = re.compile(r"^tt\d{5,10}$")
 
-# Same genre under another spelling in some sources (MM-IMDb says "Sci-Fi").
-GENRE_ALIASES = {"sci-fi": "Science Fiction", "science-fiction": "Science Fiction", "scifi": "Science Fiction"}
 
 
 class ImporterError(Exception):
@@ -129,6 +129,8 @@ class Source:
     def __init__(self) -> None:
         self.warnings: list[str] = []
         self.total: int | None = None  # rows expected, when known (for progress)
+        # Genres this source is an authority for (TMDB's live genre list: id -> name).
+        self.extra_genres: dict[int, str] = {}
 
     def warn(self, message: str) -> None:
         logger.warning("%s import: %s", self.kind, message)
@@ -189,6 +191,53 @@ def parse_positive_int(value: Any, name: str) -> int:
     return int(text)
 
 
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (PostgreSQL refuses NUL, UTF-8 has no lone
+    surrogates), or None. Names the character and its position, never echoes the value."""
+    for position, ch in enumerate(value, start=1):
+        if ch == "\x00":
+            return (f"contains a NUL character (U+0000) at position {position}; "
+                    "the file may be damaged or in another encoding (UTF-16?)")
+        if "\ud800" <= ch <= "\udfff":
+            return f"contains an invalid character (lone surrogate U+{ord(ch):04X}) at position {position}"
+    return None
+
+
+def storable(text: str) -> str:
+    """``text`` with unstorable characters written as escapes (for reports, never for data)."""
+    if text_problem(text) is None:
+        return text
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def require_storable(value: Any, name: str) -> None:
+    """RowError when ``value`` is text that cannot be stored (see ``text_problem``)."""
+    if isinstance(value, str) and (problem := text_problem(value)):
+        raise RowError(f"{name} {problem}")
+
+
+RECORD_TEXT_FIELDS = ("source_id", "imdb_id", "title", "original_title", "overview", "original_language")
+
+
+def record_problem(rec: "MovieRecord") -> str | None:
+    """The first field of ``rec`` that cannot be stored, as a readable reason; or None.
+
+    Policy: such a row is skipped and reported, not stripped. A NUL or a lone surrogate in an
+    export means the file is damaged or was decoded wrongly; a stripped id could silently
+    merge two movies, and a stripped text would hide the damage the person should fix at the
+    source. The rest of the file imports.
+    """
+    fields = [(name, getattr(rec, name)) for name in RECORD_TEXT_FIELDS]
+    fields += [("genre", ref.name) for ref in rec.genres or []]
+    if rec.poster is not None:
+        fields += [("poster file name", rec.poster.filename), ("poster URL", rec.poster.source_url),
+                   ("poster note", rec.poster.missing_reason)]
+    for name, value in fields:
+        if isinstance(value, str) and (problem := text_problem(value)):
+            return f"{name} {problem}"
+    return None
+
+
 def genre_refs(names: Iterable[str]) -> list[GenreRef]:
     seen: set[str] = set()
     refs = []
@@ -208,11 +257,22 @@ def redact(params: dict) -> dict:
 
 
 class GenreResolver:
-    """Maps names / TMDB ids to Genre rows, creating unknown genres once per run."""
+    """Maps names / TMDB ids to Genre rows through the controlled vocabulary (catalog.genres).
 
-    def __init__(self) -> None:
+    Known: a TMDB genre (by id or name, aliases applied), an existing Genre row, or a name in
+    ``extra`` (a TMDB source's live genre list). Anything else is reported on its row and left
+    out, unless ``allow_new`` (then at most ``max_new`` new genres in this import).
+    """
+
+    def __init__(self, *, allow_new: bool = False, max_new: int = 0, extra: dict[int, str] | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.by_tmdb: dict[int, Genre] = {}
         self.by_name: dict[str, Genre] = {}
+        self.allow_new = allow_new
+        self.max_new = max_new
+        self.extra = dict(extra or {})
+        self.created_new: list[str] = []
+        self.warn = warn or (lambda message: None)
         for genre in Genre.objects.all():
             self._remember(genre)
 
@@ -221,23 +281,60 @@ class GenreResolver:
         if genre.tmdb_id is not None:
             self.by_tmdb[genre.tmdb_id] = genre
 
-    def resolve(self, refs: Iterable[GenreRef]) -> list[Genre]:
+    def resolve(self, refs: Iterable[GenreRef], row: int | None = None) -> list[Genre] | None:
+        """The known genres of one row. None when the row named genres but none is known,
+        so an import never clears a movie's labels because of names it does not know."""
+        refs = list(refs)
         genres: dict[int, Genre] = {}
         for ref in refs:
-            genre = self.get(ref)
-            genres[genre.pk] = genre
+            genre = self.get(ref, row)
+            if genre is not None:
+                genres[genre.pk] = genre
+        if refs and not genres:
+            return None
         return list(genres.values())
 
-    def get(self, ref: GenreRef) -> Genre:
-        name = GENRE_ALIASES.get(ref.name.lower(), ref.name)[:64]
-        genre = self.by_tmdb.get(ref.tmdb_id) if ref.tmdb_id is not None else None
+    def get(self, ref: GenreRef, row: int | None = None) -> Genre | None:
+        where = f"row {row}: " if row is not None else ""
+        # A TMDB id wins over the name (TMDB in another language says "Komödie" for 35).
+        if ref.tmdb_id is not None:
+            if ref.tmdb_id in self.by_tmdb:
+                return self.by_tmdb[ref.tmdb_id]
+            name = vocabulary.NAME_BY_TMDB_ID.get(ref.tmdb_id) or self.extra.get(ref.tmdb_id)
+            if name is not None:
+                return self._known(name, ref.tmdb_id)
+        canonical = vocabulary.canonical_name(ref.name)
+        if canonical is not None:
+            return self._known(canonical, vocabulary.TMDB_ID_BY_NAME.get(canonical))
+        existing = self.by_name.get(ref.name.lower())
+        if existing is not None:
+            return existing
+        if not self.allow_new:
+            self.warn(f"{where}{vocabulary.unknown_reason(ref.name)}")
+            return None
+        problem = vocabulary.new_name_problem(ref.name)
+        if problem:
+            self.warn(f"{where}genre {ref.name[:64]!r} not created: {problem}")
+            return None
+        if len(self.created_new) >= self.max_new:
+            self.warn(
+                f"{where}unknown genre {ref.name!r} not created: this import already created {self.max_new} new "
+                "genres (GENREWEB_MAX_NEW_GENRES); left out"
+            )
+            return None
+        genre = self._create(ref.name, None)
+        self._remember(genre)
+        self.created_new.append(genre.name)
+        self.warn(f"{where}created new genre {genre.name!r} (allow_new_genres)")
+        return genre
+
+    def _known(self, name: str, tmdb_id: int | None) -> Genre:
+        genre = self.by_name.get(name.lower())
+        if genre is not None and tmdb_id is not None and genre.tmdb_id is None:
+            genre.tmdb_id = tmdb_id
+            genre.save(update_fields=["tmdb_id"])
         if genre is None:
-            genre = self.by_name.get(name.lower())
-            if genre is not None and ref.tmdb_id is not None and genre.tmdb_id is None:
-                genre.tmdb_id = ref.tmdb_id
-                genre.save(update_fields=["tmdb_id"])
-        if genre is None:
-            genre = self._create(name, ref.tmdb_id)
+            genre = self._create(name, tmdb_id)
         self._remember(genre)
         return genre
 
@@ -285,7 +382,8 @@ class MovieWriter:
     def skip(self, row: int, reason: str, where: dict | None = None) -> None:
         self.run.skipped += 1
         if len(self.run.skipped_rows) < MAX_SKIPPED_ROWS_KEPT:
-            self.run.skipped_rows.append({"row": row, "reason": reason, **(where or {})})
+            where = {k: storable(v) if isinstance(v, str) else v for k, v in (where or {}).items()}
+            self.run.skipped_rows.append({"row": row, "reason": storable(reason), **where})
 
     # Batch ---------------------------------------------------------------------------
 
@@ -294,6 +392,10 @@ class MovieWriter:
         for item in items:
             if isinstance(item, SkippedRow):
                 self.skip(item.row, item.reason, item.where)
+                continue
+            problem = record_problem(item)
+            if problem:
+                self.skip(item.row, problem, item.where)
                 continue
             duplicate = next(((k, self.seen[k]) for k in item.keys() if k in self.seen), None)
             if duplicate:
@@ -313,7 +415,7 @@ class MovieWriter:
         wanted_genres = {}
         for rec in records:
             try:
-                wanted_genres[rec.row] = None if rec.genres is None else self.genres.resolve(rec.genres)
+                wanted_genres[rec.row] = None if rec.genres is None else self.genres.resolve(rec.genres, rec.row)
             except (IntegrityError, DataError) as exc:
                 wanted_genres[rec.row] = exc
         existing = _Lookup.prefetch(records)
@@ -527,7 +629,13 @@ def execute_import(
     source_rows = None
     try:
         source = make_source(params)
-        writer = MovieWriter(run, GenreResolver())
+        genres = GenreResolver(
+            allow_new=bool(params.get("allow_new_genres")),
+            max_new=settings.GENREWEB_MAX_NEW_GENRES,
+            extra=source.extra_genres,
+            warn=source.warnings.append,
+        )
+        writer = MovieWriter(run, genres)
         limit = params.get("limit")
         source_rows = source.rows()
         rows: Iterable = _limited(source_rows, int(limit)) if limit else source_rows

@@ -11,6 +11,11 @@ from . import ImporterError, run_import, summary
 def add_common_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, help="import at most this many movies")
     parser.add_argument(
+        "--allow-new-genres", action="store_true",
+        help="create genre names outside the TMDB vocabulary (catalog/genres.py), at most "
+             "GENREWEB_MAX_NEW_GENRES per import; without it they are reported and left out",
+    )
+    parser.add_argument(
         "--progress-every", type=int, default=250, metavar="N", help="print a progress line every N rows (default 250)"
     )
 
@@ -19,6 +24,8 @@ def run_and_report(command: BaseCommand, kind: str, params: dict, options: dict)
     every = max(int(options.get("progress_every") or 250), 1)
     if options.get("limit"):
         params["limit"] = options["limit"]
+    if options.get("allow_new_genres"):
+        params["allow_new_genres"] = True
     started = time.monotonic()
     state = {"next_row": every}
 

@@ -30,6 +30,7 @@ from .base import (
     parse_float,
     parse_imdb_id,
     parse_positive_int,
+    require_storable,
 )
 from .poster_sources import PosterFolder, stored_from_url
 from .tabular import CsvRows, read_text
@@ -133,6 +134,7 @@ class KaggleSource(Source):
             return None
         if not poster_path:
             return PosterRef(missing_reason="row has no poster_path")
+        require_storable(poster_path, "poster_path")
         url = f"{self.poster_url_base}/{poster_path.lstrip('/')}"
         if stored_from_url(url, tmdb_id=tmdb_id):
             return PosterRef(source_url=url, already_stored=True)

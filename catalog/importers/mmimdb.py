@@ -79,11 +79,20 @@ class MmImdbSource(Source):
 
     def _record(self, row: int, name: str) -> MovieRecord:
         path = self.folder / name
-        if path.stat().st_size > MAX_JSON_BYTES:
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise RowError(f"cannot read {name}: {exc.strerror or exc}") from None
+        if size > MAX_JSON_BYTES:
             raise RowError(f"{name} is larger than {MAX_JSON_BYTES} bytes")
         try:
             data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise RowError(f"cannot read {name}: {exc.strerror or exc}") from None
+        except RecursionError:
+            # json.loads recurses per nesting level: 200,000 "[" would abort the whole run.
+            raise RowError(f"{name} is nested too deeply to be a movie record") from None
+        except ValueError as exc:
             raise RowError(f"{name} is not valid JSON: {exc}") from None
         if not isinstance(data, dict):
             raise RowError(f"{name} holds a {type(data).__name__}, not a movie object")

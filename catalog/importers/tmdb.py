@@ -31,6 +31,7 @@ from .base import (
     Source,
     clean_text,
     parse_imdb_id,
+    require_storable,
 )
 from .poster_sources import stored_from_url
 
@@ -81,6 +82,7 @@ class TmdbSource(Source):
         )
         try:
             self.genre_names = self._genre_list()
+            self.extra_genres = dict(self.genre_names)
             self.image_base, sizes = self._configuration()
         except http.AuthError as exc:
             raise ImporterError(f"{exc}. Check the API key / bearer token.") from None
@@ -235,6 +237,7 @@ class TmdbSource(Source):
             return None
         if not isinstance(poster_path, str) or not poster_path.strip():
             return PosterRef(missing_reason="TMDB has no poster for this movie")
+        require_storable(poster_path, "poster_path")
         url = f"{self.image_base.rstrip('/')}/{self.poster_size}/{poster_path.strip().lstrip('/')}"
         # TMDB poster paths are content-addressed: the same URL means the same image.
         if stored_from_url(url, tmdb_id=tmdb_id):
