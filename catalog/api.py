@@ -22,7 +22,6 @@ from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
 from genreweb.permissions import IsLabelerOrAnonymousRead
-from genreweb.schema import error_responses
 from genreweb.text_input import prohibit_nul
 
 from .forms import CatalogFilterForm
@@ -185,8 +184,6 @@ class LabelsConflictSerializer(serializers.Serializer):
 
 LABELS_RESPONSES = {
     200: LabelsResultSerializer,
-    400: OpenApiResponse(description="Invalid body: unknown genre, missing field, too long."),
-    404: OpenApiResponse(description="No such movie."),
     409: OpenApiResponse(LabelsConflictSerializer, description="The labels changed since label_version; "
                          "nothing was written. The body holds the current labels and version."),
 }
