@@ -65,7 +65,8 @@ IMPORT_PARAMS: dict[str, set[str]] = {
 }
 
 
-def run_import(kind: str, params: dict, *, progress: Progress | None = None) -> ImportRun:
+def run_import(kind: str, params: dict, *, progress: Progress | None = None,
+               on_run: Callable[[ImportRun], None] | None = None) -> ImportRun:
     """Import movies; return the finished ImportRun (created/updated/unchanged/skipped counts).
 
     kind: "tmdb", "kaggle", "mmimdb" or "csv". Bad rows are skipped and listed in
@@ -88,4 +89,4 @@ def run_import(kind: str, params: dict, *, progress: Progress | None = None) -> 
     limit = params.get("limit")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ImporterError(f"limit must be a positive whole number, not {limit!r}")
-    return execute_import(kind, params, IMPORT_KINDS[kind], progress=progress)
+    return execute_import(kind, params, IMPORT_KINDS[kind], progress=progress, on_run=on_run)
