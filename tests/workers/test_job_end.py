@@ -19,7 +19,12 @@ from catalog.importers import run_import
 from catalog.models import ImportRun
 from catalog.runs import mask_secrets, storable_text
 from workers.jobs import (
-    broker_message_ids, cancel, enqueue, finish_job, requeue_stale_jobs, retry,
+    broker_message_ids,
+    cancel,
+    enqueue,
+    finish_job,
+    requeue_stale_jobs,
+    retry,
 )
 from workers.models import Job, JobShard, masked_params
 from workers.tasks import JobCancelled, claim_job
