@@ -185,6 +185,30 @@ def test_recovery_time_with_production_defaults(start_worker):
     assert back_s < 300
 
 
+@pytest.mark.skipif(os.environ.get("GENREWEB_MEASURE_RECOVERY") != "1",
+                    reason="measurement (about 3 min a trial): set GENREWEB_MEASURE_RECOVERY=1")
+def test_killed_import_ends_with_production_defaults(start_worker, csv_folder):
+    """Kill a worker mid-import (production defaults, another worker alive); time until the job
+    and its ImportRun have ended as failed, ready to retry."""
+    _assert_production_visibility_timeout()
+    folder = str(csv_folder(400, posters=False))
+    # Both start first: a worker busy with an early-acked job may hold one more message (a
+    # later worker's readiness ping) until it is done.
+    pair = [start_worker("a"), start_worker("b")]
+    job = enqueue("import", {"source": "csv", "path": folder, "_test_batch_delay_s": 20.0})
+    wait_for(lambda: Movie.objects.count() >= 100, 120, "the import to be under way", pair[0])
+    started_on = next(line for line in Job.objects.get(pk=job.pk).log if "started on" in line)
+    first, second = pair if pair[0].name in started_on else pair[::-1]
+    killed_at = time.monotonic()
+    first.kill()
+    done = wait_for(lambda: finished(job.pk), 600, "the job to end", second, interval=1)
+    back_s = time.monotonic() - killed_at
+    run = ImportRun.objects.get(pk=done.result["import_run_id"])
+    print(f"RECOVERY kill -> import job {done.status}, ImportRun {run.status} in {back_s:.1f} s")
+    assert done.status == "failed" and run.status == "failed"
+    assert back_s < 300
+
+
 def test_a_shard_that_raises_fails_the_job_and_a_retry_completes_it(start_worker):
     movie_ids = make_movies(24)
     version_id = build_tiny_model_version()
