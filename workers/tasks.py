@@ -113,7 +113,7 @@ class ProgressReporter:
             return
         self._state["last_write"] = now
         overall = self.start + (self.end - self.start) * fraction
-        message = str(message)[:255]
+        message = storable_text(message, 255)
         Job.objects.filter(pk=self.job_id).update(
             progress=round(100 * overall, 2), step=message, heartbeat_at=timezone.now())
         if message != self._state["last_logged"]:
