@@ -237,6 +237,7 @@ class ImportRun(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
 
     kind = models.CharField(max_length=16, choices=Movie.Source.choices)
     params = models.JSONField(default=dict, blank=True)

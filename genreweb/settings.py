@@ -257,7 +257,17 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # in every worker at start and then every GENREWEB_REQUEUE_INTERVAL_S (0 = only at start).
 GENREWEB_PREDICT_SHARD_SIZE = int(os.environ.get("GENREWEB_PREDICT_SHARD_SIZE", 512))
 GENREWEB_REQUEUE_GRACE_S = float(os.environ.get("GENREWEB_REQUEUE_GRACE_S", 120))
-GENREWEB_REQUEUE_INTERVAL_S = float(os.environ.get("GENREWEB_REQUEUE_INTERVAL_S", 300))
+GENREWEB_REQUEUE_INTERVAL_S = float(os.environ.get("GENREWEB_REQUEUE_INTERVAL_S", 60))
+# A running job or shard writes a heartbeat every GENREWEB_HEARTBEAT_INTERVAL_S; the sweep
+# treats one silent for GENREWEB_HEARTBEAT_TIMEOUT_S as lost (worker killed, machine gone):
+# shards are re-sent, other jobs fail (or end cancelled when that was asked). Lost work is
+# back within about HEARTBEAT_TIMEOUT_S + REQUEUE_INTERVAL_S, whatever the Redis visibility
+# timeout.
+GENREWEB_HEARTBEAT_INTERVAL_S = float(os.environ.get("GENREWEB_HEARTBEAT_INTERVAL_S", 15))
+GENREWEB_HEARTBEAT_TIMEOUT_S = float(os.environ.get("GENREWEB_HEARTBEAT_TIMEOUT_S", 120))
+# Sending a job's message from a web request gives up after this many seconds (no retry);
+# the job stays queued and the sweep sends it once the broker is back.
+GENREWEB_ENQUEUE_TIMEOUT_S = float(os.environ.get("GENREWEB_ENQUEUE_TIMEOUT_S", 1))
 # Fault-injection params (e.g. a batch-predict shard that raises) are accepted only when on.
 GENREWEB_TEST_HOOKS = env_bool("GENREWEB_TEST_HOOKS", default=False)
 

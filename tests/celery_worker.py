@@ -41,6 +41,7 @@ class WorkerProcess:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / "worker.log"
+        self.name = f"test-{os.getpid()}-{id(self)}"  # the job log says "started on <name>@host"
 
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in {"CELERY_BROKER_URL", "DATABASE_URL"}}
@@ -58,7 +59,7 @@ class WorkerProcess:
         cmd = [
             sys.executable, "-m", "celery", "-A", "genreweb", "worker", "-Q", self.queues,
             "--concurrency", str(self.concurrency), "--pool", self.pool, "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "-n", f"test-{os.getpid()}-{id(self)}@%h",
+            "--without-gossip", "--without-mingle", "-n", f"{self.name}@%h",
         ]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,

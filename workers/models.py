@@ -10,17 +10,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from catalog.runs import MASK, SECRET_PARAMS, mask_secrets  # noqa: F401 - re-exported
+
 # A job keeps its most recent log lines only; old lines are dropped with a marker.
 MAX_LOG_LINES = 500
 
-# Credentials a job may need while it runs (a TMDB key typed into the import form). They are
-# masked wherever a job is shown and scrubbed from the row when the job finishes.
-SECRET_PARAMS = frozenset({"api_key", "bearer_token"})
-MASK = "***"
-
-
-def masked_params(params: dict) -> dict:
-    return {k: (MASK if k in SECRET_PARAMS and v else v) for k, v in (params or {}).items()}
+# Credentials a job may need while it runs (a TMDB key typed into the import form) are
+# masked wherever a job is shown and removed from the row when the job ends, whatever the
+# end (catalog.runs holds the one list and the one masking function).
+masked_params = mask_secrets
 
 
 class Job(models.Model):
@@ -64,6 +62,8 @@ class Job(models.Model):
     # Last time a message for this job was sent; the stale sweep compares against it.
     enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Last sign of life of the worker running it (progress, or its heartbeat ticker every
+    # GENREWEB_HEARTBEAT_INTERVAL_S); older than GENREWEB_HEARTBEAT_TIMEOUT_S = worker lost.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -113,6 +113,9 @@ class JobShard(models.Model):
     # Copied from an earlier job's finished shard by a retry; not run again.
     reused = models.BooleanField(default=False)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Sent, or last sign of life of the worker running it (heartbeat ticker); the sweep
+    # re-sends a running shard whose heartbeat is older than GENREWEB_HEARTBEAT_TIMEOUT_S.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_s = models.FloatField(null=True, blank=True)
 

@@ -8,12 +8,15 @@ Conventions (see genreweb/celery.py for queues):
   the other kinds are acknowledged on start and a lost worker is caught by the stale sweep;
 - transient errors (database connection, network) are retried a bounded number of times with
   exponential backoff; everything else fails the job with its error and traceback;
-- soft/hard time limits per kind; the soft limit fails the job cleanly.
+- soft/hard time limits per kind; the soft limit fails the job cleanly;
+- while a job or shard body runs, a heartbeat ticker thread stamps its row every
+  GENREWEB_HEARTBEAT_INTERVAL_S, so the sweep (workers.jobs) can tell a dead worker from a
+  slow one within minutes, whatever the broker's visibility timeout;
+- every end goes through ``workers.jobs.finish_job`` (one way to a terminal state).
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import logging
 import threading
@@ -26,13 +29,15 @@ from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init, worker_ready, worker_shutdown
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, models, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db.models import Count, F, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .jobs import TEST_HOOK_PREFIX, append_log, enqueue
-from .models import SECRET_PARAMS, Job, JobShard
+from catalog.runs import Cancelled, storable_text
+
+from .jobs import TEST_HOOK_PREFIX, append_log, enqueue, finish_job, jsonable  # noqa: F401 - re-exported
+from .models import Job, JobShard
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +77,7 @@ def limits(kind: str) -> dict:
     return {"time_limit": hard, "soft_time_limit": hard - SOFT_MARGIN}
 
 
-class JobCancelled(Exception):
+class JobCancelled(Cancelled):
     """Raised from a progress callback when the job's cancellation was requested."""
 
 
@@ -108,7 +113,7 @@ class ProgressReporter:
             return
         self._state["last_write"] = now
         overall = self.start + (self.end - self.start) * fraction
-        message = str(message)[:255]
+        message = storable_text(message, 255)
         Job.objects.filter(pk=self.job_id).update(
             progress=round(100 * overall, 2), step=message, heartbeat_at=timezone.now())
         if message != self._state["last_logged"]:
@@ -116,25 +121,6 @@ class ProgressReporter:
             append_log(self.job_id, f"{message} ({100 * overall:.0f}%)")
         if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
             raise JobCancelled(f"job #{self.job_id} was cancelled")
-
-
-def jsonable(value: Any) -> Any:
-    """A JSON-safe summary of what a service returned (dicts, dataclasses, model rows)."""
-    if isinstance(value, models.Model):
-        summary = {"id": value.pk, "model": value._meta.label, "str": str(value)}
-        for name in ("status", "checksum", "content_hash", "model_version_id"):
-            if hasattr(value, name):
-                summary[name] = jsonable(getattr(value, name))
-        return summary
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
 
 
 # --- job lifecycle -----------------------------------------------------------------------
@@ -152,43 +138,40 @@ def claim_job(job_id: int, worker: str = "") -> Job | None:
     return Job.objects.get(pk=job_id)
 
 
-def finish_job(job_id: int, status: str, *, result: dict | None = None, error: str = "", tb: str = "",
-               step: str = "") -> bool:
-    """Record the final state once; returns False when the job had already finished."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if job.is_finished:
-            return False
-        job.status = status
-        job.finished_at = timezone.now()
-        job.heartbeat_at = job.finished_at
-        if result is not None:
-            job.result = {**job.result, **jsonable(result)}
-        if status == Job.Status.SUCCEEDED:
-            job.progress = 100.0
-        job.error, job.traceback = error[:10_000], tb[-20_000:]
-        job.step = step or status
-        # A finished job no longer needs credentials; don't keep them at rest.
-        job.params = {k: v for k, v in job.params.items() if k not in SECRET_PARAMS}
-        job.save(update_fields=["status", "finished_at", "heartbeat_at", "result", "progress", "error",
-                                "traceback", "step", "params"])
-    append_log(job_id, f"{status}" + (f": {error.splitlines()[0][:300]}" if error else ""))
-    if job.parent_id:
-        _child_finished(job)
-    return True
-
-
-def _child_finished(child: Job) -> None:
-    """A retrain job ends with its batch-predict child."""
-    parent = Job.objects.filter(pk=child.parent_id, kind=Job.Kind.RETRAIN).first()
-    if parent is None or parent.is_finished:
+@contextlib.contextmanager
+def heartbeat_ticker(task, job_id: int, shard_id: int | None = None):
+    """While the body runs, stamp the job's (and shard's) heartbeat every
+    GENREWEB_HEARTBEAT_INTERVAL_S from a background thread, so a long service call that
+    reports no progress still looks alive, and a killed worker goes silent."""
+    interval = settings.GENREWEB_HEARTBEAT_INTERVAL_S
+    if task.request.is_eager or interval <= 0:  # in-process: nothing can be lost separately
+        yield
         return
-    if child.status == Job.Status.SUCCEEDED:
-        finish_job(parent.pk, Job.Status.SUCCEEDED, result={"predict": child.result},
-                   step="done: snapshot, train, evaluate, predict")
-    else:
-        finish_job(parent.pk, child.status, result={"predict": child.result},
-                   error=f"batch predict job #{child.pk} {child.status}: {child.error}".strip(": "))
+    stop = threading.Event()
+
+    def beat() -> None:
+        from django.db import connection
+
+        try:
+            while not stop.wait(interval):
+                try:
+                    now = timezone.now()
+                    if shard_id is not None:
+                        JobShard.objects.filter(pk=shard_id, status=JobShard.Status.RUNNING).update(heartbeat_at=now)
+                    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(heartbeat_at=now)
+                except Exception:  # noqa: BLE001 - a missed beat is retried at the next tick
+                    logger.warning("heartbeat of job %s failed", job_id, exc_info=True)
+                    connection.close()
+        finally:
+            connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-job-{job_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def run_job(task, job_id: int, body: Callable[[Job, ProgressReporter], dict | None]) -> dict | None:
@@ -199,7 +182,8 @@ def run_job(task, job_id: int, body: Callable[[Job, ProgressReporter], dict | No
         return None
     progress = ProgressReporter(job_id)
     try:
-        result = body(job, progress)
+        with heartbeat_ticker(task, job_id):
+            result = body(job, progress)
     except JobCancelled:
         finish_job(job_id, Job.Status.CANCELLED, step="cancelled")
         return None
@@ -263,10 +247,20 @@ def same_import_lock(source: str, target: str, progress: ProgressReporter):
 def _import_body(job: Job, progress: ProgressReporter) -> dict:
     from catalog.importers import run_import
 
-    params = dict(job.params)
+    params = {k: v for k, v in job.params.items() if not k.startswith(TEST_HOOK_PREFIX)}
     source = params.pop("source")
+    delay = float(job.params.get(TEST_HOOK_PREFIX + "batch_delay_s") or 0) if settings.GENREWEB_TEST_HOOKS else 0
+
+    def report(message: str, fraction: float) -> None:
+        progress(message, fraction)
+        if delay:
+            time.sleep(delay)  # test hook: a slow import, to kill its worker mid-way
+
+    def record_run(run) -> None:  # so a sweep that finds this worker dead ends the run too
+        Job.objects.filter(pk=job.pk).update(result={**job.result, "import_run_id": run.pk})
+
     with same_import_lock(source, str(params.get("path") or params.get("start_date") or ""), progress):
-        run = run_import(source, params, progress=progress)
+        run = run_import(source, params, progress=report, on_run=record_run)
     summary = {
         "import_run_id": run.pk, "source": source,
         **{name: getattr(run, name) for name in ("created", "updated", "unchanged", "skipped", "posters_stored")
@@ -392,11 +386,13 @@ def _create_shards(job: Job) -> None:
 def dispatch_pending_shards(job: Job) -> int:
     import uuid
 
+    now = timezone.now()
     pending = list(JobShard.objects.filter(job=job, status=JobShard.Status.PENDING).only("pk"))
     for shard in pending:
         shard.celery_task_id = str(uuid.uuid4())
-    JobShard.objects.bulk_update(pending, ["celery_task_id"], batch_size=500)
-    Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now())
+        shard.heartbeat_at = now  # "sent at" until it runs; the sweep re-sends it if it vanishes
+    JobShard.objects.bulk_update(pending, ["celery_task_id", "heartbeat_at"], batch_size=500)
+    Job.objects.filter(pk=job.pk).update(heartbeat_at=now)
     for shard in pending:
         predict_shard.apply_async(args=[job.pk, shard.pk], task_id=shard.celery_task_id)
     return len(pending)
@@ -456,17 +452,29 @@ def predict_shard(self, job_id: int, shard_id: int):
             status=JobShard.Status.CANCELLED, finished_at=timezone.now())
         account_shards(job_id)
         return None
+    if shard.celery_task_id and self.request.id != shard.celery_task_id:
+        # An old message of a shard the sweep re-sent (its worker was lost): the new one runs it.
+        logger.info("shard %s: message %s superseded by %s; ignored", shard_id, self.request.id,
+                    shard.celery_task_id)
+        return None
     started = time.monotonic()
-    JobShard.objects.filter(pk=shard_id).update(status=JobShard.Status.RUNNING, attempts=F("attempts") + 1,
-                                                started_at=timezone.now(), worker=self.request.hostname or "")
+    now = timezone.now()
+    claimed = JobShard.objects.filter(
+        pk=shard_id, status__in=(JobShard.Status.PENDING, JobShard.Status.RUNNING),
+        celery_task_id=shard.celery_task_id,
+    ).update(status=JobShard.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
+             worker=self.request.hostname or "")
+    if not claimed:
+        return None
     outcome: dict[str, Any]
     try:
         hooks = job.params if settings.GENREWEB_TEST_HOOKS else {}
-        if hooks.get(TEST_HOOK_PREFIX + "shard_delay_s"):
-            time.sleep(float(hooks[TEST_HOOK_PREFIX + "shard_delay_s"]))
-        if hooks.get(TEST_HOOK_PREFIX + "fail_shard") == shard.index:
-            raise RuntimeError(f"injected failure in shard {shard.index} (test hook)")
-        written = _run_predictions(job.params["model_version_id"], shard.movie_ids, ShardProgress(job_id))
+        with heartbeat_ticker(self, job_id, shard_id):
+            if hooks.get(TEST_HOOK_PREFIX + "shard_delay_s"):
+                time.sleep(float(hooks[TEST_HOOK_PREFIX + "shard_delay_s"]))
+            if hooks.get(TEST_HOOK_PREFIX + "fail_shard") == shard.index:
+                raise RuntimeError(f"injected failure in shard {shard.index} (test hook)")
+            written = _run_predictions(job.params["model_version_id"], shard.movie_ids, ShardProgress(job_id))
         outcome = {"status": JobShard.Status.SUCCEEDED, "predictions_written": written, "error": ""}
     except JobCancelled:
         outcome = {"status": JobShard.Status.CANCELLED, "error": ""}
@@ -483,8 +491,11 @@ def predict_shard(self, job_id: int, shard_id: int):
         logger.exception("shard %s of job %s failed", shard.index, job_id)
         outcome = {"status": JobShard.Status.FAILED,
                    "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-4000:]}"}
-    JobShard.objects.filter(pk=shard_id).update(finished_at=timezone.now(),
-                                                duration_s=round(time.monotonic() - started, 3), **outcome)
+    outcome["error"] = storable_text(outcome["error"], 10_000)
+    # Only the run that holds the shard records its end (not one the sweep superseded).
+    JobShard.objects.filter(pk=shard_id, status=JobShard.Status.RUNNING, celery_task_id=shard.celery_task_id).update(
+        finished_at=timezone.now(), heartbeat_at=timezone.now(), duration_s=round(time.monotonic() - started, 3),
+        **outcome)
     account_shards(job_id)
     return outcome.get("predictions_written")
 

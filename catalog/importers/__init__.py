@@ -127,7 +127,8 @@ def import_param_errors(kind: str, params: dict) -> dict[str, str]:
 
 
 def run_import(
-    kind: str, params: dict, *, progress: Progress | None = None, any_path: bool = False
+    kind: str, params: dict, *, progress: Progress | None = None, any_path: bool = False,
+    on_run: Callable[[ImportRun], None] | None = None,
 ) -> ImportRun:
     """Import movies; return the finished ImportRun (created/updated/unchanged/skipped counts).
 
@@ -158,4 +159,4 @@ def run_import(
         raise ImporterError(f"limit must be a positive whole number, not {limit!r}")
     if not isinstance(params.get("allow_new_genres", False), bool):
         raise ImporterError(f"allow_new_genres must be true or false, not {params['allow_new_genres']!r}")
-    return execute_import(kind, params, IMPORT_KINDS[kind], progress=progress)
+    return execute_import(kind, params, IMPORT_KINDS[kind], progress=progress, on_run=on_run)

@@ -13,7 +13,8 @@ rest, so all importers behave the same:
   skip early; set_labels re-checks under the movie's row lock, so a person's save that lands
   while the batch runs is kept;
 - ``progress(message, fraction)`` between batches; if it raises (a cancelled job), every
-  committed batch is whole and the ImportRun is marked failed.
+  committed batch is whole and the ImportRun is marked cancelled (``catalog.runs.Cancelled``)
+  or failed; its error is always storable (no NUL bytes, capped).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from .. import genres as vocabulary
 from ..labels import set_labels
 from ..models import Genre, ImportRun, LabelChange, Movie, MovieGenre
 from ..posters import PosterRejected, delete_new_files_on_error, mark_missing, store_original
+from ..runs import SECRET_PARAMS, Cancelled, mask_secrets, storable_text  # noqa: F401 - SECRET_PARAMS re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,6 @@ Progress = Callable[[str, float], None]
 # Stored summaries stay readable: the counters are exact, the lists are capped.
 MAX_SKIPPED_ROWS_KEPT = 1000
 MAX_WARNINGS_KEPT = 200
-SECRET_PARAMS = {"api_key", "bearer_token", "token", "password"}
 
 IMDB_ID_RE = re.compile(r"^tt\d{5,10}$")
 
@@ -249,8 +250,7 @@ def genre_refs(names: Iterable[str]) -> list[GenreRef]:
     return refs
 
 
-def redact(params: dict) -> dict:
-    return {k: ("***" if k in SECRET_PARAMS and v else v) for k, v in (params or {}).items()}
+redact = mask_secrets  # one masking function for ImportRun and Job params (catalog.runs)
 
 
 # --- genres --------------------------------------------------------------------------------
@@ -616,13 +616,18 @@ def execute_import(
     make_source: Callable[[dict], Source],
     *,
     progress: Progress | None = None,
+    on_run: Callable[[ImportRun], None] | None = None,
 ) -> ImportRun:
     """Run one import and return its ImportRun (status succeeded, or failed with the error).
 
     Raises ``ImporterError`` (with ``.run``) when the import cannot run at all, and re-raises
-    whatever ``progress`` raises (cancellation) after marking the run failed.
+    whatever ``progress`` raises after marking the run cancelled (``Cancelled``) or failed.
+    ``on_run(run)`` is called once the run row exists (a job records it, so a sweep that
+    finds the job's worker dead can end the run too).
     """
     run = ImportRun.objects.create(kind=kind, params=redact(params), status=ImportRun.Status.RUNNING)
+    if on_run:
+        on_run(run)
     processed = 0
     source: Source | None = None
     writer: MovieWriter | None = None
@@ -655,8 +660,8 @@ def execute_import(
         # Let the source finish up (close connections, add its last warnings) before the summary.
         source_rows.close()
     except BaseException as exc:
-        run.status = ImportRun.Status.FAILED
-        run.error = str(exc) if isinstance(exc, ImporterError) else f"{type(exc).__name__}: {exc}"
+        run.status = ImportRun.Status.CANCELLED if isinstance(exc, Cancelled) else ImportRun.Status.FAILED
+        run.error = storable_text(str(exc) if isinstance(exc, ImporterError) else f"{type(exc).__name__}: {exc}")
         run.finished_at = timezone.now()
         if source_rows is not None:
             try:

@@ -16,6 +16,22 @@ FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 csv.field_size_limit(16 * 1024 * 1024)
 
 
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\f")
+
+
+def _binary_offset(raw: bytes, sample: int = 65536) -> int | None:
+    """Offset of the first control byte when the start of ``raw`` is mostly not text.
+
+    A stray NUL in one row is that row's problem (reported and skipped); a file whose first
+    64 KiB are over 1% control bytes (UTF-16 text is ~50%, random data ~11%) is binary.
+    """
+    head = raw[:sample]
+    controls = sum(head.count(b) for b in _CONTROL_BYTES)
+    if controls <= max(8, len(head) // 100):
+        return None
+    return min(i for i in (head.find(bytes([b])) for b in _CONTROL_BYTES) if i >= 0)
+
+
 def read_text(path: Path, warnings: list[str], encoding: str | None = None) -> str:
     """Decode a text file: the given encoding, else UTF-8 (BOM aware), else a reported fallback."""
     try:
@@ -31,6 +47,10 @@ def read_text(path: Path, warnings: list[str], encoding: str | None = None) -> s
             raise ImporterError(f"{path.name} is not valid {encoding} (byte {exc.start}): {exc.reason}") from None
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return raw.decode("utf-16")
+    binary_at = _binary_offset(raw)
+    if binary_at is not None:
+        # UTF-16 without a BOM, or not text at all: say so, never echo the bytes.
+        raise ImporterError(f"{path.name} is not a text CSV (binary data at byte {binary_at})")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
