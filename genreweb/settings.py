@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and ReDoc as static files, so /api/docs/ works without internet.
+    "drf_spectacular_sidecar",
     "catalog",
     "ml",
     "workers",
@@ -254,6 +256,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Movies, genre labels, jobs, model versions and predictions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "status" choice set; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "workers.models.Job.Status",
