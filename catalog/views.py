@@ -89,6 +89,8 @@ class CatalogView(ReaderMixin, TemplateView):
         page_movies = list(page.object_list)
         for movie in page_movies:
             movie.poster_src = poster_url(movie)
+        # An empty page of an empty catalog gets a first-step hint, not "no movies match".
+        catalog_empty = not page_movies and not Movie.objects.exists()
         params = self.request.GET.copy()
         params.pop("page", None)
         ctx.update(
@@ -96,6 +98,7 @@ class CatalogView(ReaderMixin, TemplateView):
             page=page,
             movies=page_movies,
             view_mode=view_mode,
+            catalog_empty=catalog_empty,
             query_without_page=params.urlencode(),
             **self.extend_context(page_movies),
         )
