@@ -27,3 +27,43 @@ def test_empty_catalog_tells_a_labeler_who_imports(labeler_client):
 def test_filters_that_match_nothing_still_say_so(labeler_client, world):
     html = labeler_client.get("/?q=no-such-title-anywhere").content.decode()
     assert "No movies match these filters" in html and "No movies yet" not in html
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (-3, "just now"), (0, "just now"), (12, "12 s ago"), (59, "59 s ago"), (60, "1 min ago"),
+    (45 * 60, "45 min ago"), (2 * 3600 + 5 * 60, "2 h 5 min ago"), (7 * 3600 + 5 * 60, "7 h ago"),
+    (30 * 3600, "yesterday"), (3 * 86400, "3 days ago"),
+])
+def test_relative_times_read_right_at_every_scale(seconds, text):
+    from datetime import datetime, timedelta, timezone
+
+    from catalog.templatetags.timeago import ago
+
+    now = datetime(2026, 3, 20, 12, 0, tzinfo=timezone.utc)
+    assert ago(now - timedelta(seconds=seconds), now) == text
+    assert ago(now - timedelta(days=40), now) == "8 Feb 2026"
+
+
+def test_job_list_says_just_now_not_0_minutes(staff_client, staff):
+    from workers.models import Job
+
+    Job.objects.create(kind=Job.Kind.PREPROCESS, requested_by=staff)
+    html = staff_client.get("/jobs/").content.decode()
+    assert "just now" in html and "0\xa0minutes ago" not in html and "0 minutes ago" not in html
+
+
+def test_cancel_and_promote_forms_ask_for_confirmation(staff_client, staff, world):
+    from workers.models import Job
+
+    job = Job.objects.create(kind=Job.Kind.PREPROCESS, requested_by=staff)
+    html = staff_client.get(f"/jobs/{job.pk}/").content.decode()
+    assert f'action="/jobs/{job.pk}/cancel/" data-confirm="Cancel job #{job.pk}' in html
+    assert "js/confirm.js" in html
+    old = world["version"]
+    from ml.models import ModelVersion
+
+    candidate = ModelVersion.objects.create(
+        name="tiny v2", snapshot=old.snapshot, config_name=old.config_name, genres=old.genres,
+        thresholds=old.thresholds, artifact_path="models/none", checksum="d" * 64)
+    html = staff_client.get(f"/models/{candidate.pk}/").content.decode()
+    assert f'action="/models/{candidate.pk}/promote/" data-confirm="Make tiny v2 the production model?' in html
