@@ -195,6 +195,14 @@ def _heat_colour(value: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
+def _heat_scale(top: float) -> dict:
+    """The heatmap's colour scale for its legend: cell colour = _heat_colour(value / top)."""
+    return {
+        "gradient": "linear-gradient(to right, " + ", ".join(_heat_colour(k / 4) for k in range(5)) + ")",
+        "ticks": [{"pct": 25 * k, "label": f"{top * k / 4:.2f}"} for k in range(5)],
+    }
+
+
 def _compute_insight() -> dict:
     genres = list(Genre.objects.annotate(n=Count("labels")).order_by("-n", "name"))
     total_movies = Movie.objects.count()
@@ -302,4 +310,4 @@ def _clustered_heatmap(genres: list[Genre], pairs) -> dict:
     labels = [{"name": genres[i].name, "pos": label_w + k * cell + cell / 2} for k, i in enumerate(order)]
     # Extra width on the right: the last rotated column labels lean past the grid.
     return {"size": label_w + n * cell, "width": label_w + n * cell + 80, "cell": cell - 1, "cells": cells,
-            "labels": labels, "label_w": label_w}
+            "labels": labels, "label_w": label_w, "scale": _heat_scale(scale)}

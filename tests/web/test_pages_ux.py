@@ -67,3 +67,15 @@ def test_cancel_and_promote_forms_ask_for_confirmation(staff_client, staff, worl
         thresholds=old.thresholds, artifact_path="models/none", checksum="d" * 64)
     html = staff_client.get(f"/models/{candidate.pk}/").content.decode()
     assert f'action="/models/{candidate.pk}/promote/" data-confirm="Make tiny v2 the production model?' in html
+
+
+def test_cooccurrence_heatmap_has_a_colour_scale(labeler_client, world):
+    response = labeler_client.get("/insight/")
+    heatmap = response.context["insight"]["heatmap"]
+    # Comedy & Horror and Drama & Romance: 1 shared movie of 2 with either genre.
+    assert [t["label"] for t in heatmap["scale"]["ticks"]] == ["0.00", "0.12", "0.25", "0.38", "0.50"]
+    darkest = "rgb(31,78,196)"  # the scale's top colour is the most similar pair's colour
+    assert heatmap["scale"]["gradient"].endswith(f"{darkest})")
+    assert sum(cell["colour"] == darkest for cell in heatmap["cells"]) == 4  # two pairs, both triangles
+    html = response.content.decode()
+    assert 'id="heat-scale"' in html and ">0.50</span>" in html
