@@ -79,3 +79,33 @@ def test_cooccurrence_heatmap_has_a_colour_scale(labeler_client, world):
     assert sum(cell["colour"] == darkest for cell in heatmap["cells"]) == 4  # two pairs, both triangles
     html = response.content.decode()
     assert 'id="heat-scale"' in html and ">0.50</span>" in html
+
+
+def test_job_page_summarises_the_result_with_links(staff_client, labeler_client, staff, world):
+    from catalog.models import ImportRun, Movie
+    from workers.models import Job
+    from workers.tasks import jsonable
+
+    run = ImportRun.objects.create(kind=Movie.Source.CSV, status="succeeded", created=1234, skipped=2)
+    imported = Job.objects.create(kind=Job.Kind.IMPORT, status=Job.Status.SUCCEEDED, result={
+        "import_run_id": run.pk, "source": "csv", "created": 1234, "updated": 0, "skipped": 2})
+    version, evaluation = world["version"], world["evaluation"]
+    retrained = Job.objects.create(kind=Job.Kind.RETRAIN, status=Job.Status.SUCCEEDED, result={
+        "snapshot_id": version.snapshot_id, "model_version_id": version.pk, "evaluation": jsonable(evaluation),
+        "predict_job_id": imported.pk, "predict": {"predictions_written": 5, "movies_per_s": 12.34567}})
+
+    html = staff_client.get(f"/jobs/{imported.pk}/").content.decode()
+    assert f'<dt>Import run</dt><dd><a href="/admin/catalog/importrun/{run.pk}/change/">#{run.pk}</a></dd>' in html
+    assert "<dt>Created</dt><dd>1,234</dd>" in html and "<dt>Skipped</dt><dd>2</dd>" in html
+    assert "Raw result" in html  # the stored dict is still there, folded
+
+    html = staff_client.get(f"/jobs/{retrained.pk}/").content.decode()
+    assert f'<dt>Model version</dt><dd><a href="/models/{version.pk}/">#{version.pk}</a></dd>' in html
+    assert f'<a href="/admin/ml/datasetsnapshot/{version.snapshot_id}/change/">' in html
+    assert f'<a href="/api/predictions/?model_version={version.pk}">' in html
+    assert f'<dt>Evaluation</dt><dd><a href="/models/{version.pk}/">{evaluation}</a></dd>' in html
+    assert f'<dt>Batch-predict job</dt><dd><a href="/jobs/{imported.pk}/">' in html
+    assert "<dt>Predict · Movies per s</dt><dd>12.35</dd>" in html
+
+    html = labeler_client.get(f"/jobs/{imported.pk}/").content.decode()  # admin pages: staff only
+    assert f"<dt>Import run</dt><dd>#{run.pk}</dd>" in html
