@@ -35,11 +35,11 @@ def test_filters_that_match_nothing_still_say_so(labeler_client, world):
     (30 * 3600, "yesterday"), (3 * 86400, "3 days ago"),
 ])
 def test_relative_times_read_right_at_every_scale(seconds, text):
-    from datetime import datetime, timedelta, timezone
+    from datetime import UTC, datetime, timedelta
 
     from catalog.templatetags.timeago import ago
 
-    now = datetime(2026, 3, 20, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 20, 12, 0, tzinfo=UTC)
     assert ago(now - timedelta(seconds=seconds), now) == text
     assert ago(now - timedelta(days=40), now) == "8 Feb 2026"
 
