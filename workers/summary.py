@@ -2,14 +2,16 @@
 counts, instead of the raw dict the task stored (which stays on the page, folded)."""
 from __future__ import annotations
 
+from django.apps import apps
 from django.urls import NoReverseMatch, reverse
 
-# Result keys that name a record, and how to link it: (label, URL name, staff-only admin page).
+# Result keys that name a record, and how to link it:
+# (label, model, URL name, staff-only admin page).
 RECORD_KEYS = {
-    "import_run_id": ("Import run", "admin:catalog_importrun_change", True),
-    "snapshot_id": ("Dataset snapshot", "admin:ml_datasetsnapshot_change", True),
-    "model_version_id": ("Model version", "ml:model", False),
-    "predict_job_id": ("Batch-predict job", "workers:job", False),
+    "import_run_id": ("Import run", "catalog.ImportRun", "admin:catalog_importrun_change", True),
+    "snapshot_id": ("Dataset snapshot", "ml.DatasetSnapshot", "admin:ml_datasetsnapshot_change", True),
+    "model_version_id": ("Model version", "ml.ModelVersion", "ml:model", False),
+    "predict_job_id": ("Batch-predict job", "workers.Job", "workers:job", False),
 }
 # Records inside a result, as workers.tasks.jsonable writes them ({"id", "model", "str", ...}).
 RECORD_MODELS = {
@@ -55,9 +57,10 @@ def _rows(result: dict, user, prefix: str = "") -> list[dict]:
     for key, value in result.items():
         label = f"{prefix}{_label(key)}"
         if key in RECORD_KEYS and isinstance(value, int):
-            name, url_name, staff_only = RECORD_KEYS[key]
-            rows.append({"label": f"{prefix}{name}", "value": f"#{value}",
-                         "url": _link(url_name, value, staff_only, user)})
+            name, model, url_name, staff_only = RECORD_KEYS[key]
+            record = apps.get_model(model).objects.filter(pk=value).first()
+            rows.append({"label": f"{prefix}{name}", "value": f"#{value} {record}" if record else f"#{value} (deleted)",
+                         "url": _link(url_name, value, staff_only, user) if record else None})
             if key == "model_version_id" and not prefix:
                 rows.append({"label": "Its predictions", "value": "list (API)",
                              "url": _predictions_url(value)})

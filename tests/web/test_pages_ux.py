@@ -95,12 +95,12 @@ def test_job_page_summarises_the_result_with_links(staff_client, labeler_client,
         "predict_job_id": imported.pk, "predict": {"predictions_written": 5, "movies_per_s": 12.34567}})
 
     html = staff_client.get(f"/jobs/{imported.pk}/").content.decode()
-    assert f'<dt>Import run</dt><dd><a href="/admin/catalog/importrun/{run.pk}/change/">#{run.pk}</a></dd>' in html
+    assert f'<dt>Import run</dt><dd><a href="/admin/catalog/importrun/{run.pk}/change/">#{run.pk} {run}</a></dd>' in html
     assert "<dt>Created</dt><dd>1,234</dd>" in html and "<dt>Skipped</dt><dd>2</dd>" in html
     assert "Raw result" in html  # the stored dict is still there, folded
 
     html = staff_client.get(f"/jobs/{retrained.pk}/").content.decode()
-    assert f'<dt>Model version</dt><dd><a href="/models/{version.pk}/">#{version.pk}</a></dd>' in html
+    assert f'<dt>Model version</dt><dd><a href="/models/{version.pk}/">#{version.pk} tiny v1</a></dd>' in html
     assert f'<a href="/admin/ml/datasetsnapshot/{version.snapshot_id}/change/">' in html
     assert f'<a href="/api/predictions/?model_version={version.pk}">' in html
     assert f'<dt>Evaluation</dt><dd><a href="/models/{version.pk}/">{evaluation}</a></dd>' in html
@@ -108,4 +108,7 @@ def test_job_page_summarises_the_result_with_links(staff_client, labeler_client,
     assert "<dt>Predict · Movies per s</dt><dd>12.35</dd>" in html
 
     html = labeler_client.get(f"/jobs/{imported.pk}/").content.decode()  # admin pages: staff only
-    assert f"<dt>Import run</dt><dd>#{run.pk}</dd>" in html
+    assert f"<dt>Import run</dt><dd>#{run.pk} {run}</dd>" in html
+    Job.objects.filter(pk=imported.pk).update(result={"import_run_id": run.pk + 1000})
+    html = staff_client.get(f"/jobs/{imported.pk}/").content.decode()
+    assert f"<dt>Import run</dt><dd>#{run.pk + 1000} (deleted)</dd>" in html
