@@ -122,6 +122,8 @@ class CatalogView(ReaderMixin, TemplateView):
         page_movies = list(page.object_list)
         for movie in page_movies:
             movie.poster_src = poster_url(movie)
+        # An empty page of an empty catalog gets a first-step hint, not "no movies match".
+        catalog_empty = not page_movies and not Movie.objects.exists()
         params = self.request.GET.copy()
         params.pop("page", None)
         ctx.update(
@@ -129,6 +131,7 @@ class CatalogView(ReaderMixin, TemplateView):
             page=page,
             movies=page_movies,
             view_mode=view_mode,
+            catalog_empty=catalog_empty,
             query_without_page=params.urlencode(),
             **self.extend_context(page_movies),
         )
@@ -245,6 +248,14 @@ def _heat_colour(value: float) -> str:
     value = max(0.0, min(1.0, value))
     r, g, b = (int(255 - value * (255 - c)) for c in (31, 78, 196))
     return f"rgb({r},{g},{b})"
+
+
+def _heat_scale(top: float) -> dict:
+    """The heatmap's colour scale for its legend: cell colour = _heat_colour(value / top)."""
+    return {
+        "gradient": "linear-gradient(to right, " + ", ".join(_heat_colour(k / 4) for k in range(5)) + ")",
+        "ticks": [{"pct": 25 * k, "label": f"{top * k / 4:.2f}"} for k in range(5)],
+    }
 
 
 def _compute_insight() -> dict:
@@ -369,4 +380,4 @@ def _clustered_heatmap(genres: list[Genre], pairs) -> dict:
     labels = [{"name": genres[i].name, "pos": label_w + k * cell + cell / 2} for k, i in enumerate(order)]
     # Extra width on the right: the last rotated column labels lean past the grid.
     return {"size": label_w + n * cell, "width": label_w + n * cell + 80, "cell": cell - 1, "cells": cells,
-            "labels": labels, "label_w": label_w}
+            "labels": labels, "label_w": label_w, "scale": _heat_scale(scale)}

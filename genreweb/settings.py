@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and ReDoc as static files, so /api/docs/ works without internet.
+    "drf_spectacular_sidecar",
     "catalog",
     "ml",
     "workers",
@@ -97,12 +99,27 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "").strip()
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
 else:
+    # WAL lets pages read while a worker writes (readers never wait for a writer), and with
+    # synchronous=NORMAL a commit needs no fsync of the main file. "delete" (SQLite's classic
+    # rollback journal) is the choice on network filesystems, where WAL does not work.
+    SQLITE_JOURNAL_MODE = os.environ.get("GENREWEB_SQLITE_JOURNAL_MODE", "wal").strip().lower()
+    if SQLITE_JOURNAL_MODE not in {"wal", "delete", "truncate", "persist"}:
+        raise ImproperlyConfigured("GENREWEB_SQLITE_JOURNAL_MODE must be wal, delete, truncate or persist.")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": DATA_DIR / "genreweb.sqlite3",
-            # Web server and worker share the file: wait for locks instead of failing.
-            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+            "OPTIONS": {
+                # Web server and worker share the file: wait up to 30 s for a lock (busy
+                # timeout) instead of failing; IMMEDIATE takes the write lock at BEGIN, so a
+                # transaction never fails half-way when it upgrades from reading to writing.
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": (
+                    f"PRAGMA journal_mode={SQLITE_JOURNAL_MODE};"
+                    f"PRAGMA synchronous={'NORMAL' if SQLITE_JOURNAL_MODE == 'wal' else 'FULL'}"
+                ),
+            },
         }
     }
 # Lets several test runs share one Postgres server without clobbering each other's test DB.
@@ -321,6 +338,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Movies, genre labels, jobs, model versions and predictions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a "status" choice set; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
         "JobStatusEnum": "workers.models.Job.Status",

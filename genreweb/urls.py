@@ -1,7 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.urls import include, path, reverse_lazy
+from django.utils.text import format_lazy
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from catalog.views import poster_file
 from ml import views as ml_views
@@ -17,8 +19,13 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/", include("genreweb.api_urls")),
     path("jobs/", include("workers.urls")),
+    # The catalog's "Import movies" button: the job form with the import kind chosen (catalog
+    # does not know the workers app, so the link is named here).
+    path("import/", RedirectView.as_view(url=format_lazy("{}?kind=import#queue", reverse_lazy("workers:jobs"))),
+         name="import-movies"),
     path("models/", include("ml.urls")),
     # Browse and movie pages are catalog views extended with model scores/filters in ml.views,
     # routed here so catalog never imports ml (see catalog/views.py).

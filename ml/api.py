@@ -22,14 +22,44 @@ from .services.registry import production_version, promote
 from .views import UNSURE_MIN, headline_evaluation, refresh_disagreements
 
 
-class GenreMetricSerializer(serializers.ModelSerializer):
+# Scores, thresholds and metrics leave the API with this many decimals: thresholds tuned in
+# float32 otherwise read 0.49000000953674316, and nobody needs more than 4 decimals of an F1.
+API_FLOAT_DECIMALS = 4
+
+
+def rounded(value, places: int = API_FLOAT_DECIMALS):
+    """``value`` with every float in it (also inside dicts and lists) rounded to ``places``."""
+    if isinstance(value, float):
+        return round(value, places)
+    if isinstance(value, dict):
+        return {key: rounded(item, places) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(item, places) for item in value]
+    return value
+
+
+class RoundedFloatsMixin:
+    """Serializers of scores and metrics: every float field comes out ``rounded``, except the
+    fields in ``unrounded_fields`` (e.g. a training config, whose learning rate is 3e-05)."""
+
+    unrounded_fields: tuple[str, ...] = ()
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        for name, value in data.items():
+            if name not in self.unrounded_fields:
+                data[name] = rounded(value)
+        return data
+
+
+class GenreMetricSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     class Meta:
         model = GenreMetric
         fields = ["genre", "f1", "precision", "recall", "roc_auc", "pr_auc", "support", "threshold",
                   "tp", "fp", "fn", "tn"]
 
 
-class EvaluationSerializer(serializers.ModelSerializer):
+class EvaluationSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     class Meta:
         model = Evaluation
         fields = ["id", "snapshot", "split", "n_examples", "micro_f1", "macro_f1", "samples_f1", "roc_auc_macro",
@@ -43,9 +73,10 @@ class EvaluationDetailSerializer(EvaluationSerializer):
         fields = EvaluationSerializer.Meta.fields + ["metrics", "genre_metrics"]
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class ModelVersionSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     is_production = serializers.SerializerMethodField()
     headline = serializers.SerializerMethodField()
+    unrounded_fields = ("config", "library_versions")
 
     class Meta:
         model = ModelVersion
@@ -69,7 +100,7 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
         ]
 
 
-class PredictionSerializer(serializers.ModelSerializer):
+class PredictionSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = ["id", "movie", "model_version", "scores", "predicted", "top_genre", "top_score", "uncertainty",
@@ -198,7 +229,7 @@ class PredictView(GenericAPIView):
         except (FileNotFoundError, ValueError) as exc:  # the version's artifact is missing or damaged
             return Response({"model_version": [f"Model version {version.pk} cannot be used: {exc}"]},
                             status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return Response(result)
+        return Response(rounded(result))
 
 
 class MovieViewSet(catalog_api.MovieViewSet):

@@ -68,22 +68,38 @@ def f1_bars(rows: list[dict], compare: list[dict] | None = None, labels=("this",
     return _png(fig)
 
 
-def pr_curves(curves: dict[str, dict], max_genres: int = 20) -> bytes:
-    """Precision-recall curve per genre on one axis (the best-supported genres)."""
+def pr_curves_figure(curves: dict[str, dict], max_genres: int = 20) -> Figure | None:
+    """Small multiples: one precision-recall panel per genre (alphabetical, up to
+    ``max_genres``), on shared axes so panels compare at a glance; no legend to hide data."""
     usable = {g: c for g, c in (curves or {}).items() if c.get("precision") and c.get("recall")}
     if not usable:
-        return no_data("No precision-recall curves stored")
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    cmap = plt.get_cmap("tab20")
-    for i, (genre, curve) in enumerate(sorted(usable.items())[:max_genres]):
-        ax.plot(curve["recall"], curve["precision"], linewidth=1.3, color=cmap(i % 20), label=genre)
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=7, ncol=2, frameon=False, loc="lower left")
-    _style(ax)
-    return _png(fig)
+        return None
+    genres = sorted(usable)[:max_genres]
+    cols = min(5, len(genres))
+    lines = math.ceil(len(genres) / cols)
+    fig, axes = plt.subplots(lines, cols, figsize=(1.9 * cols + 0.6, 1.75 * lines + 0.5), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat[len(genres):]:
+        fig.delaxes(ax)
+    for ax, genre in zip(axes.flat, genres):
+        curve = usable[genre]
+        ax.fill_between(curve["recall"], curve["precision"], color=ACCENT, alpha=0.12, linewidth=0, step=None)
+        ax.plot(curve["recall"], curve["precision"], linewidth=1.4, color=ACCENT)
+        ax.set_title(genre, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.tick_params(labelsize=7)
+        _style(ax)
+    fig.supxlabel("recall", fontsize=9)
+    fig.supylabel("precision", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def pr_curves(curves: dict[str, dict], max_genres: int = 20) -> bytes:
+    """Precision-recall curves, one small panel per genre."""
+    fig = pr_curves_figure(curves, max_genres)
+    return _png(fig) if fig is not None else no_data("No precision-recall curves stored")
 
 
 def confusion_grid(rows: list[dict]) -> bytes:
@@ -139,28 +155,42 @@ def calibration_curve(calibration: dict | None) -> bytes:
     return _png(fig)
 
 
-def training_curves(history: list[dict]) -> bytes:
-    """Loss (left axis) and validation micro-F1 (right axis) per epoch."""
+TRAINING_SERIES = (  # history key, panel title, colour, y range
+    ("train_loss", "train loss", ACCENT, None),
+    ("val_loss", "validation loss", SECOND, None),
+    ("val_micro_f1", "validation micro-F1", "#2e9e6a", (0, 1)),
+)
+
+
+def training_curves_figure(history: list[dict]) -> Figure | None:
+    """One panel per recorded series (train loss, validation loss, validation micro-F1) on a
+    shared epoch axis: the losses are on different scales (a training loss can include
+    regularisation or sum over genres), so each gets its own y axis."""
     if not history:
-        return no_data("No per-epoch history (e.g. a linear baseline)")
+        return None
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-    fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for key, colour, style in (("train_loss", ACCENT, "-"), ("val_loss", ACCENT, "--")):
-        values = [h.get(key) for h in history]
-        if any(v is not None for v in values):
-            ax.plot(epochs, values, style, color=colour, label=key.replace("_", " "))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    _style(ax)
-    f1 = [h.get("val_micro_f1") for h in history]
-    handles, labels = ax.get_legend_handles_labels()
-    if any(v is not None for v in f1):
-        ax2 = ax.twinx()
-        ax2.plot(epochs, f1, color=SECOND, marker=".", label="val micro-F1")
-        ax2.set_ylabel("val micro-F1")
-        ax2.set_ylim(0, 1)
-        ax2.spines["top"].set_visible(False)
-        h2, l2 = ax2.get_legend_handles_labels()
-        handles, labels = handles + h2, labels + l2
-    ax.legend(handles, labels, frameon=False, loc="center right", fontsize=8)
-    return _png(fig)
+    series = [(key, title, colour, ylim, [h.get(key) for h in history])
+              for key, title, colour, ylim in TRAINING_SERIES]
+    series = [s for s in series if any(v is not None for v in s[4])]
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(3.1 * len(series) + 0.4, 3.0), squeeze=False)
+    for ax, (key, title, colour, ylim, values) in zip(axes.flat, series):
+        points = [(e, v) for e, v in zip(epochs, values) if v is not None]
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker="." if len(points) < 40 else None)
+        best = min(points, key=lambda p: p[1]) if "loss" in key else max(points, key=lambda p: p[1])
+        ax.scatter([best[0]], [best[1]], color=colour, s=28, zorder=3)
+        ax.set_title(f"{title} (best {best[1]:.3g}, epoch {best[0]})", fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if ylim:
+            ax.set_ylim(*ylim)
+        _style(ax)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: list[dict]) -> bytes:
+    """Per-epoch training history, one panel per series."""
+    fig = training_curves_figure(history)
+    return _png(fig) if fig is not None else no_data("No per-epoch history (e.g. a linear baseline)")

@@ -18,6 +18,7 @@ from genreweb.permissions import is_staff, reader_required, staff_required
 from . import jobs
 from .jobs import InvalidJobParams, JobError, enqueue
 from .models import Job
+from .summary import result_summary
 
 
 def _preset_choices() -> list[tuple[str, str]]:
@@ -155,7 +156,8 @@ def job_list(request):
 def job_detail(request, pk: int):
     job = get_object_or_404(Job.objects.select_related("requested_by", "parent", "retry_of"), pk=pk)
     shards = job.shards.all() if job.kind == Job.Kind.PREDICT else []
-    return render(request, "workers/job.html", {"job": job, "shards": shards, "children": job.children.all()})
+    return render(request, "workers/job.html", {"job": job, "shards": shards, "children": job.children.all(),
+                                                "summary": result_summary(job.result, request.user)})
 
 
 @reader_required
