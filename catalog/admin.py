@@ -4,6 +4,7 @@ Labels change only through ``catalog.labels.set_labels`` (one audited way): the 
 genre picker that calls it, the label rows and the label history are read-only here.
 Preprocessing fields (poster status, movie flags) are read-only: ``preprocess_posters`` owns them.
 """
+
 from __future__ import annotations
 
 from django import forms
@@ -149,7 +150,7 @@ class MovieAdminForm(forms.ModelForm):
 
     class Meta:
         model = Movie
-        fields = "__all__"
+        fields = "__all__"  # noqa: DJ007 - the ModelAdmin's fieldsets choose what is shown
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -247,8 +248,10 @@ class MovieAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         (None, {"fields": ("poster_preview", "title", "original_title", "overview")}),
-        ("Genres", {"fields": ("genre_labels", "label_reason", "labels_from_version", "label_source",
-                               "label_version")}),
+        (
+            "Genres",
+            {"fields": ("genre_labels", "label_reason", "labels_from_version", "label_source", "label_version")},
+        ),
         (
             "Details",
             {
@@ -277,7 +280,9 @@ class MovieAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         labels = MovieGenre.objects.select_related("genre").order_by("genre__name")
-        return super().get_queryset(request).select_related("poster").prefetch_related(Prefetch("labels", queryset=labels))
+        return (
+            super().get_queryset(request).select_related("poster").prefetch_related(Prefetch("labels", queryset=labels))
+        )
 
     @admin.display(description="poster")
     def thumbnail(self, movie):
@@ -332,8 +337,9 @@ class MovieAdmin(admin.ModelAdmin):
                     expected_version=form.cleaned_data.get("labels_from_version"),
                 )
             except StaleLabels as stale:
-                self.message_user(request, f"Labels not saved: {stale} Open the movie again to redo the change.",
-                                  messages.ERROR)
+                self.message_user(
+                    request, f"Labels not saved: {stale} Open the movie again to redo the change.", messages.ERROR
+                )
                 return
             self.message_user(
                 request,
@@ -460,7 +466,18 @@ class LabelChangeAdmin(ReadOnlyAdmin):
 
 @admin.register(ImportRun)
 class ImportRunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "kind", "status", "created", "updated", "unchanged", "skipped", "posters_stored", "started_at", "finished_at")
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "created",
+        "updated",
+        "unchanged",
+        "skipped",
+        "posters_stored",
+        "started_at",
+        "finished_at",
+    )
     list_filter = ("kind", "status")
     search_fields = ("=id", "error")
     fields = (

@@ -6,6 +6,7 @@ leaves the same audit trail as the web page. ``MovieViewSet.labels_changed`` and
 review-queue refresh, and genreweb/api_urls.py registers that subclass (catalog never
 imports ml).
 """
+
 from __future__ import annotations
 
 from django.db.models import Prefetch, Q
@@ -21,8 +22,8 @@ from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
 
-from genreweb.permissions import IsLabelerOrAnonymousRead
-from genreweb.text_input import prohibit_nul
+from base.permissions import IsLabelerOrAnonymousRead
+from base.text_input import prohibit_nul
 
 from .forms import CatalogFilterForm
 from .labels import StaleLabels, change_labels, set_labels
@@ -35,8 +36,12 @@ MOVIE_FILTER_PARAMETERS = [
     OpenApiParameter("year_min", int, description="released in or after this year"),
     OpenApiParameter("year_max", int, description="released in or before this year"),
     OpenApiParameter("label_source", str, enum=list(Movie.LabelSource.values)),
-    OpenApiParameter("poster", str, enum=list(Poster.Status.values) + ["grayscale", "none"],
-                     description="poster status; 'none' = no poster record"),
+    OpenApiParameter(
+        "poster",
+        str,
+        enum=list(Poster.Status.values) + ["grayscale", "none"],
+        description="poster status; 'none' = no poster record",
+    ),
 ]
 
 
@@ -49,8 +54,9 @@ class GenreSerializer(serializers.ModelSerializer):
 class LabelSerializer(serializers.ModelSerializer):
     genre = serializers.CharField(source="genre.name")
     slug = serializers.CharField(source="genre.slug")
-    set_by = serializers.CharField(source="set_by.username", default=None, allow_null=True,
-                                   help_text="who set the label; null for imports")
+    set_by = serializers.CharField(
+        source="set_by.username", default=None, allow_null=True, help_text="who set the label; null for imports"
+    )
 
     class Meta:
         model = MovieGenre
@@ -59,8 +65,12 @@ class LabelSerializer(serializers.ModelSerializer):
 
 class LabelChangeSerializer(serializers.ModelSerializer):
     genre = serializers.CharField(source="genre.name")
-    user = serializers.CharField(source="user.username", default=None, allow_null=True,
-                                 help_text="who made the change; null for imports and jobs")
+    user = serializers.CharField(
+        source="user.username",
+        default=None,
+        allow_null=True,
+        help_text="who made the change; null for imports and jobs",
+    )
 
     class Meta:
         model = LabelChange
@@ -89,8 +99,18 @@ class MovieSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Movie
-        fields = ["id", "title", "year", "overview", "label_source", "label_version", "labels", "poster", "tmdb_id",
-                  "imdb_id"]
+        fields = [
+            "id",
+            "title",
+            "year",
+            "overview",
+            "label_source",
+            "label_version",
+            "labels",
+            "poster",
+            "tmdb_id",
+            "imdb_id",
+        ]
 
     @extend_schema_field(PosterSerializer(allow_null=True))
     def get_poster(self, movie: Movie):
@@ -106,8 +126,18 @@ class MovieDetailSerializer(MovieSerializer):
 
     class Meta(MovieSerializer.Meta):
         fields = MovieSerializer.Meta.fields + [
-            "original_title", "release_date", "original_language", "popularity", "source", "source_id",
-            "missing_overview", "missing_genres", "excluded_from_training", "created_at", "updated_at", "history",
+            "original_title",
+            "release_date",
+            "original_language",
+            "popularity",
+            "source",
+            "source_id",
+            "missing_overview",
+            "missing_genres",
+            "excluded_from_training",
+            "created_at",
+            "updated_at",
+            "history",
         ]
 
     @extend_schema_field(LabelChangeSerializer(many=True))
@@ -134,9 +164,11 @@ class GenreNameField(serializers.SlugRelatedField):
         return genre
 
 
-LABEL_VERSION_HELP = ("The movie's label_version the change starts from (from the movie list/detail or the last "
-                      "labels response). If the labels changed since, nothing is written and the answer is 409 "
-                      "with the current labels and version.")
+LABEL_VERSION_HELP = (
+    "The movie's label_version the change starts from (from the movie list/detail or the last "
+    "labels response). If the labels changed since, nothing is written and the answer is 409 "
+    "with the current labels and version."
+)
 
 
 class SetLabelsSerializer(serializers.Serializer):
@@ -153,8 +185,11 @@ class PatchLabelsSerializer(serializers.Serializer):
     add = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
     remove = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
     label_version = serializers.IntegerField(
-        min_value=0, required=False, default=None,
-        help_text="Optional: " + LABEL_VERSION_HELP + " Without it the change applies to the current labels.")
+        min_value=0,
+        required=False,
+        default=None,
+        help_text="Optional: " + LABEL_VERSION_HELP + " Without it the change applies to the current labels.",
+    )
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
     def validate(self, data):
@@ -184,8 +219,11 @@ class LabelsConflictSerializer(serializers.Serializer):
 
 LABELS_RESPONSES = {
     200: LabelsResultSerializer,
-    409: OpenApiResponse(LabelsConflictSerializer, description="The labels changed since label_version; "
-                         "nothing was written. The body holds the current labels and version."),
+    409: OpenApiResponse(
+        LabelsConflictSerializer,
+        description="The labels changed since label_version; "
+        "nothing was written. The body holds the current labels and version.",
+    ),
 }
 
 
@@ -238,12 +276,20 @@ class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def get_serializer_class(self):
         return MovieDetailSerializer if self.action == "retrieve" else MovieSerializer
 
-    @extend_schema(methods=["PUT"], request=SetLabelsSerializer, responses=LABELS_RESPONSES,
-                   description="Replace the label set. Give the label_version it replaces: a stale version is "
-                               "refused with 409 and the current labels. Audited like the web page.")
-    @extend_schema(methods=["PATCH"], request=PatchLabelsSerializer, responses=LABELS_RESPONSES,
-                   description="Add and/or remove genres; the change applies to the labels as they are when it "
-                               "is written (label_version optional; if given and stale: 409). Audited.")
+    @extend_schema(
+        methods=["PUT"],
+        request=SetLabelsSerializer,
+        responses=LABELS_RESPONSES,
+        description="Replace the label set. Give the label_version it replaces: a stale version is "
+        "refused with 409 and the current labels. Audited like the web page.",
+    )
+    @extend_schema(
+        methods=["PATCH"],
+        request=PatchLabelsSerializer,
+        responses=LABELS_RESPONSES,
+        description="Add and/or remove genres; the change applies to the labels as they are when it "
+        "is written (label_version optional; if given and stale: 409). Audited.",
+    )
     @action(detail=True, methods=["put", "patch"], serializer_class=SetLabelsSerializer)
     def labels(self, request, pk=None):
         movie = self.get_object()
@@ -252,17 +298,40 @@ class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         given = data.validated_data
         try:
             if request.method == "PUT":
-                diff = set_labels(movie, given["genres"], user=request.user, reason=given["reason"],
-                                  expected_version=given["label_version"])
+                diff = set_labels(
+                    movie,
+                    given["genres"],
+                    user=request.user,
+                    reason=given["reason"],
+                    expected_version=given["label_version"],
+                )
             else:
-                diff = change_labels(movie, add=given["add"], remove=given["remove"], user=request.user,
-                                     reason=given["reason"], expected_version=given["label_version"])
+                diff = change_labels(
+                    movie,
+                    add=given["add"],
+                    remove=given["remove"],
+                    user=request.user,
+                    reason=given["reason"],
+                    expected_version=given["label_version"],
+                )
         except StaleLabels as stale:
             # The labels and version as read under the lock, so a client can redo its change from them.
-            return Response({"detail": str(stale), "genres": stale.genre_names,
-                             "labels": LabelSerializer(stale.labels, many=True).data,
-                             "label_version": stale.version}, status=status.HTTP_409_CONFLICT)
+            return Response(
+                {
+                    "detail": str(stale),
+                    "genres": stale.genre_names,
+                    "labels": LabelSerializer(stale.labels, many=True).data,
+                    "label_version": stale.version,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
         if diff.changed:
             self.labels_changed(movie)
-        return Response({"added": diff.added, "removed": diff.removed,
-                         "labels": LabelSerializer(diff.labels, many=True).data, "label_version": diff.version})
+        return Response(
+            {
+                "added": diff.added,
+                "removed": diff.removed,
+                "labels": LabelSerializer(diff.labels, many=True).data,
+                "label_version": diff.version,
+            }
+        )

@@ -1,4 +1,5 @@
 """Forms for browsing and relabelling the catalog."""
+
 from __future__ import annotations
 
 from django import forms
@@ -6,10 +7,14 @@ from django.db.models import Q, QuerySet
 
 from .models import Genre, Movie, Poster
 
-POSTER_STATUS_CHOICES = [("", "any poster")] + list(Poster.Status.choices) + [
-    ("grayscale", "Grayscale"),
-    ("none", "No poster record"),
-]
+POSTER_STATUS_CHOICES = (
+    [("", "any poster")]
+    + list(Poster.Status.choices)
+    + [
+        ("grayscale", "Grayscale"),
+        ("none", "No poster record"),
+    ]
+)
 
 
 class CatalogFilterForm(forms.Form):
@@ -21,9 +26,7 @@ class CatalogFilterForm(forms.Form):
     )
     year_min = forms.IntegerField(required=False, min_value=1850, max_value=2100, label="from year")
     year_max = forms.IntegerField(required=False, min_value=1850, max_value=2100, label="to year")
-    label_source = forms.ChoiceField(
-        required=False, choices=[("", "any labels")] + list(Movie.LabelSource.choices)
-    )
+    label_source = forms.ChoiceField(required=False, choices=[("", "any labels")] + list(Movie.LabelSource.choices))
     poster = forms.ChoiceField(required=False, choices=POSTER_STATUS_CHOICES, label="poster status")
     view = forms.ChoiceField(required=False, choices=[("grid", "Grid"), ("list", "List")])
 
@@ -65,7 +68,8 @@ class RelabelForm(forms.Form):
         queryset=Genre.objects.all(), required=False, widget=forms.CheckboxSelectMultiple
     )
     label_version = forms.IntegerField(
-        min_value=0, widget=forms.HiddenInput,
+        min_value=0,
+        widget=forms.HiddenInput,
         error_messages={"required": "the page did not say which labels it started from; reload it and redo the change"},
     )
     reason = forms.CharField(required=False, max_length=500)

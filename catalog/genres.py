@@ -17,6 +17,7 @@ A name that is neither in the vocabulary, an alias, nor an existing Genre row is
 the import reports it on its row and does not create it, unless the import is run with
 ``allow_new_genres`` (then at most ``settings.GENREWEB_MAX_NEW_GENRES`` per import).
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -69,8 +70,9 @@ ALIASES: dict[str, str] = {
 }
 # Genres of other sources with no TMDB equivalent (see the module docstring): unknown, with a
 # clearer reason. "Foreign" is in Kaggle's (older) TMDB data; TMDB has since dropped it.
-NO_EQUIVALENT: frozenset[str] = frozenset({"short", "adult", "sport", "game-show", "reality-tv", "talk-show",
-                                           "foreign"})
+NO_EQUIVALENT: frozenset[str] = frozenset(
+    {"short", "adult", "sport", "game-show", "reality-tv", "talk-show", "foreign"}
+)
 
 MAX_NAME_LENGTH = 64  # Genre.name
 

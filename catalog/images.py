@@ -5,6 +5,7 @@ bombs), verifies the file structure, fully decodes the pixels (so truncated file
 not later in a training loader) and reports size, mode and whether the picture is grayscale.
 Anything that is not a usable image raises ``ImageRejected`` with a reason fit to show a user.
 """
+
 from __future__ import annotations
 
 import io
@@ -161,8 +162,9 @@ def read_upload(upload) -> bytes:
     read from the header before any pixel is decoded). Raises ImageRejected."""
     limit = settings.GENREWEB_UPLOAD_MAX_BYTES
     if upload.size > limit:
-        raise ImageRejected(f"the file is too large ({upload.size} bytes); the limit is {limit} bytes",
-                            code="too_large")
+        raise ImageRejected(
+            f"the file is too large ({upload.size} bytes); the limit is {limit} bytes", code="too_large"
+        )
     data = upload.read()
     decode_image(data, max_pixels=settings.GENREWEB_UPLOAD_MAX_PIXELS)
     return data

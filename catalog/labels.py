@@ -7,6 +7,7 @@ every change, so a writer that started from an older version (a form opened earl
 API client's PUT) can be refused with the current labels instead of overwriting them.
 Imports are refused under the same lock once a person has curated the set.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -80,15 +81,18 @@ def write_labels(
     with transaction.atomic():
         # Lock first, then read: whatever committed before the lock is what we change.
         locked = Movie.objects.select_for_update().get(pk=movie.pk)
-        current = {
-            mg.genre_id: mg for mg in MovieGenre.objects.filter(movie=locked).select_related("genre", "set_by")
-        }
+        current = {mg.genre_id: mg for mg in MovieGenre.objects.filter(movie=locked).select_related("genre", "set_by")}
         if expected_version is not None and expected_version != locked.label_version:
             raise StaleLabels(locked, _by_name(current.values()), locked.label_version, expected_version)
         _copy_label_state(locked, movie)
         if not by_person and locked.label_source == Movie.LabelSource.PERSON:
-            return LabelDiff(added=[], removed=[], version=locked.label_version, labels=_by_name(current.values()),
-                             kept_person_labels=True)
+            return LabelDiff(
+                added=[],
+                removed=[],
+                version=locked.label_version,
+                labels=_by_name(current.values()),
+                kept_person_labels=True,
+            )
         if replace is not None:
             wanted = replace
         else:
@@ -111,13 +115,20 @@ def write_labels(
             MovieGenre.objects.filter(pk__in=[mg.pk for mg in to_remove]).delete()
         LabelChange.objects.bulk_create(
             [
-                LabelChange(movie=locked, genre=g, action=LabelChange.Action.ADDED, origin=origin, user=user,
-                            reason=reason)
+                LabelChange(
+                    movie=locked, genre=g, action=LabelChange.Action.ADDED, origin=origin, user=user, reason=reason
+                )
                 for g in to_add
             ]
             + [
-                LabelChange(movie=locked, genre=mg.genre, action=LabelChange.Action.REMOVED, origin=origin,
-                            user=user, reason=reason)
+                LabelChange(
+                    movie=locked,
+                    genre=mg.genre,
+                    action=LabelChange.Action.REMOVED,
+                    origin=origin,
+                    user=user,
+                    reason=reason,
+                )
                 for mg in to_remove
             ]
         )
@@ -160,8 +171,9 @@ def set_labels(
     expected_version: int | None = None,
 ) -> LabelDiff:
     """Make ``genres`` the movie's label set (``write_labels`` with ``replace``)."""
-    return write_labels(movie, replace=genres, origin=origin, user=user, reason=reason,
-                        expected_version=expected_version)
+    return write_labels(
+        movie, replace=genres, origin=origin, user=user, reason=reason, expected_version=expected_version
+    )
 
 
 def change_labels(
@@ -176,5 +188,6 @@ def change_labels(
 ) -> LabelDiff:
     """Add and/or remove some genres, keeping the rest as they are under the lock (e.g.
     accepting one suggestion)."""
-    return write_labels(movie, add=add, remove=remove, origin=origin, user=user, reason=reason,
-                        expected_version=expected_version)
+    return write_labels(
+        movie, add=add, remove=remove, origin=origin, user=user, reason=reason, expected_version=expected_version
+    )

@@ -1,4 +1,5 @@
 """Catalog: genres, movies, posters, genre labels with provenance, and label history."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -100,11 +101,11 @@ class Movie(models.Model):
 LABEL_STATE_FIELDS = ("label_source", "label_version")
 
 
-def poster_upload_to(instance: "Poster", filename: str) -> str:
+def poster_upload_to(instance: Poster, filename: str) -> str:
     return f"posters/original/{instance.movie_id % 1000:03d}/{filename}"
 
 
-def derivative_upload_to(instance: "Poster", filename: str) -> str:
+def derivative_upload_to(instance: Poster, filename: str) -> str:
     return f"posters/derived/{instance.movie_id % 1000:03d}/{filename}"
 
 

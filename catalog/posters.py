@@ -8,6 +8,7 @@ Posters are content-addressed by sha256: storing the same bytes again writes not
 re-run of an import is cheap and leaves preprocessing results alone. Files go through
 ``default_storage`` so S3-compatible storage works as well as the local filesystem.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -25,6 +25,7 @@ files are only written when their value changes, so a second run reports zero ch
 rewrites no file. Each batch of posters and of movies is one transaction, so an
 exception from ``progress`` (job cancellation) leaves every row consistent.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -321,9 +322,7 @@ def _apply_poster_updates(pending: list[_PosterUpdate], counts: _PosterCounts) -
                 # second preprocessing run that got there first wins, and nothing is overwritten.
                 updated = Poster.objects.filter(
                     pk=update.poster_id, original=update.original_name, derivative=update.old_derivative
-                ).update(
-                    **update.changed, processed_at=now, updated_at=now
-                )
+                ).update(**update.changed, processed_at=now, updated_at=now)
                 if updated:
                     counts.changed += 1
                     if update.old_derivative and update.old_derivative != update.new_derivative:
@@ -411,7 +410,13 @@ def duplicate_map() -> dict[int, int]:
     return duplicates
 
 
-MOVIE_FLAG_FIELDS = ("missing_overview", "missing_genres", "duplicate_of_id", "excluded_from_training", "exclusion_reason")
+MOVIE_FLAG_FIELDS = (
+    "missing_overview",
+    "missing_genres",
+    "duplicate_of_id",
+    "excluded_from_training",
+    "exclusion_reason",
+)
 
 
 def _run_movie_pass(movies, opts: _Settings, *, min_year, max_year, dedupe: bool, report: Progress) -> dict:
@@ -423,7 +428,9 @@ def _run_movie_pass(movies, opts: _Settings, *, min_year, max_year, dedupe: bool
         rows = (
             Movie.objects.filter(id__in=chunk)
             .annotate(label_count=Count("labels"))
-            .values("id", "overview", "year", "label_count", "poster__is_grayscale", "poster__status", *MOVIE_FLAG_FIELDS)
+            .values(
+                "id", "overview", "year", "label_count", "poster__is_grayscale", "poster__status", *MOVIE_FLAG_FIELDS
+            )
         )
         to_update = []
         now = timezone.now()

@@ -1,5 +1,6 @@
 """Catalog-only routes. The browse ("/") and movie ("/movies/<id>/") pages and relabel are routed
 from genreweb/urls.py to ml.views, which extends catalog.views with model scores (see catalog/views.py)."""
+
 from django.urls import path
 
 from . import views

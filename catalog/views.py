@@ -8,6 +8,7 @@ production model's score bars, and genreweb/urls.py routes "/" and "/movies/<id>
 subclasses. RelabelView likewise has a ``labels_changed`` hook (ml refreshes the review
 queues). The catalog-only insight page is routed from catalog/urls.py.
 """
+
 from __future__ import annotations
 
 import re
@@ -29,7 +30,7 @@ from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
-from genreweb.permissions import ReaderMixin, labeler_required, reader_required
+from base.permissions import ReaderMixin, labeler_required, reader_required
 
 from .forms import CatalogFilterForm, RelabelForm
 from .images import POSTER_CONTENT_TYPES
@@ -191,18 +192,27 @@ class RelabelView(View):
         form = RelabelForm(request.POST)
         movie_url = reverse("movie", args=[pk])
         if not form.is_valid():
-            messages.error(request, "Labels not saved: " + "; ".join(
-                f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()))
+            messages.error(
+                request,
+                "Labels not saved: " + "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()),
+            )
             return HttpResponseRedirect(movie_url)
         try:
-            diff = set_labels(movie, form.cleaned_data["genres"], user=request.user,
-                              reason=form.cleaned_data["reason"], expected_version=form.cleaned_data["label_version"])
+            diff = set_labels(
+                movie,
+                form.cleaned_data["genres"],
+                user=request.user,
+                reason=form.cleaned_data["reason"],
+                expected_version=form.cleaned_data["label_version"],
+            )
         except StaleLabels as stale:
             return self.conflict(request, movie, stale, form)
         if diff.changed:
             self.labels_changed(movie)
-            parts = [f"added {', '.join(diff.added)}" if diff.added else "",
-                     f"removed {', '.join(diff.removed)}" if diff.removed else ""]
+            parts = [
+                f"added {', '.join(diff.added)}" if diff.added else "",
+                f"removed {', '.join(diff.removed)}" if diff.removed else "",
+            ]
             messages.success(request, f"Labels of “{movie.title}” saved: " + "; ".join(p for p in parts if p) + ".")
         else:
             messages.info(request, "Labels unchanged.")
@@ -269,8 +279,12 @@ def _compute_insight() -> dict:
     total_movies = Movie.objects.count()
     top = max((g.n for g in genres), default=0) or 1
     distribution = [
-        {"genre": g, "count": g.n, "pct_of_max": 100 * g.n / top,
-         "share": (100 * g.n / total_movies) if total_movies else 0}
+        {
+            "genre": g,
+            "count": g.n,
+            "pct_of_max": 100 * g.n / top,
+            "share": (100 * g.n / total_movies) if total_movies else 0,
+        }
         for g in genres
     ]
 
@@ -293,18 +307,18 @@ def _compute_insight() -> dict:
 
     # Overview length histogram (characters), bucketed in the database.
     bucket = 100
-    lengths = (
-        Movie.objects.exclude(overview="").annotate(chars=Length("overview"))
-        .values_list("chars", flat=True)
-    )
+    lengths = Movie.objects.exclude(overview="").annotate(chars=Length("overview")).values_list("chars", flat=True)
     hist: dict[int, int] = {}
     for chars in lengths.iterator(chunk_size=5000):
         b = min(chars // bucket, 12)  # everything past 1,200 characters in one bin
         hist[b] = hist.get(b, 0) + 1
     hist_max = max(hist.values(), default=0) or 1
     length_hist = [
-        {"label": f"{b * bucket}+" if b == 12 else f"{b * bucket}–{(b + 1) * bucket - 1}",
-         "count": hist.get(b, 0), "pct_of_max": 100 * hist.get(b, 0) / hist_max}
+        {
+            "label": f"{b * bucket}+" if b == 12 else f"{b * bucket}–{(b + 1) * bucket - 1}",
+            "count": hist.get(b, 0),
+            "pct_of_max": 100 * hist.get(b, 0) / hist_max,
+        }
         for b in range(0, 13)
     ]
     no_overview = Movie.objects.filter(overview="").count()
@@ -315,8 +329,11 @@ def _compute_insight() -> dict:
         per_decade[year // 10 * 10] = per_decade.get(year // 10 * 10, 0) + n
     genre_decade: dict[tuple[int, int], int] = {}
     for year, genre_id, n in (
-        MovieGenre.objects.exclude(movie__year=None).filter(genre_id__in=ids)
-        .values_list("movie__year", "genre_id").annotate(n=Count("id")).order_by()
+        MovieGenre.objects.exclude(movie__year=None)
+        .filter(genre_id__in=ids)
+        .values_list("movie__year", "genre_id")
+        .annotate(n=Count("id"))
+        .order_by()
     ):
         key = (genre_id, year // 10 * 10)
         genre_decade[key] = genre_decade.get(key, 0) + n
@@ -371,13 +388,24 @@ def _clustered_heatmap(genres: list[Genre], pairs) -> dict:
     for row, i in enumerate(order):
         for col, j in enumerate(order):
             value = jaccard[i, j]
-            cells.append({
-                "x": label_w + col * cell, "y": label_w + row * cell,
-                "colour": "#1d2330" if i == j else _heat_colour(value / scale),
-                "title": f"{genres[i].name} & {genres[j].name}: {int(co[i, j])} movies, Jaccard {value:.2f}"
-                if i != j else f"{genres[i].name}: {int(counts[i])} movies",
-            })
+            cells.append(
+                {
+                    "x": label_w + col * cell,
+                    "y": label_w + row * cell,
+                    "colour": "#1d2330" if i == j else _heat_colour(value / scale),
+                    "title": f"{genres[i].name} & {genres[j].name}: {int(co[i, j])} movies, Jaccard {value:.2f}"
+                    if i != j
+                    else f"{genres[i].name}: {int(counts[i])} movies",
+                }
+            )
     labels = [{"name": genres[i].name, "pos": label_w + k * cell + cell / 2} for k, i in enumerate(order)]
     # Extra width on the right: the last rotated column labels lean past the grid.
-    return {"size": label_w + n * cell, "width": label_w + n * cell + 80, "cell": cell - 1, "cells": cells,
-            "labels": labels, "label_w": label_w, "scale": _heat_scale(scale)}
+    return {
+        "size": label_w + n * cell,
+        "width": label_w + n * cell + 80,
+        "cell": cell - 1,
+        "cells": cells,
+        "labels": labels,
+        "label_w": label_w,
+        "scale": _heat_scale(scale),
+    }

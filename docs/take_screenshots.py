@@ -10,6 +10,7 @@ Run against a dev server filled with synthetic data, e.g.:
 
 Needs Debian chromium (or GENREWEB_CHROMIUM) and the playwright Python package.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,15 @@ from PIL import Image
 from playwright.sync_api import sync_playwright
 
 OUT = Path(__file__).resolve().parent / "screenshots"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 PAGES = [
     ("login", "/accounts/login/", False),
     ("catalog-grid", "/", False),
@@ -66,8 +74,9 @@ def main() -> None:
         page.select_option("select[name=kind]", "preprocess")
         page.screenshot(path=OUT / "queue-job.png")
         page.click("#queue-form button[type=submit]")
-        page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'Succeeded'",
-                               timeout=300_000)
+        page.wait_for_function(
+            "document.getElementById('job-status').textContent.trim() === 'Succeeded'", timeout=300_000
+        )
         page.wait_for_selector("form[action$='/cancel/']", state="detached")  # the finished page reloaded
         page.screenshot(path=OUT / "job.png", full_page=True)
         page.goto(f"{args.base}/models/{args.version}/")
@@ -87,8 +96,11 @@ def main() -> None:
         poster = OUT.parent / "predict-poster.tmp.jpg"
         Image.new("RGB", (200, 300), (30, 30, 40)).save(poster, "JPEG")
         page.goto(args.base + "/models/predict/")
-        page.fill("textarea[name=overview]", "A haunted house, a demon in the cellar and a nightmare that "
-                  "will not end: the family must escape before midnight.")
+        page.fill(
+            "textarea[name=overview]",
+            "A haunted house, a demon in the cellar and a nightmare that "
+            "will not end: the family must escape before midnight.",
+        )
         page.set_input_files("input[name=poster]", str(poster))
         page.click(".predict-form button[type=submit]")
         page.wait_for_load_state("networkidle")

@@ -4,11 +4,12 @@ Movies are served by ml.api.MovieViewSet, the catalog viewset extended with the 
 model's filters (so catalog never imports ml). Auth: token (Authorization: Token <key>,
 from the "My account" page, POST /api/auth/token/, the admin or `manage.py drf_create_token <user>`;
 it expires after GENREWEB_TOKEN_TTL_HOURS and DELETE /api/auth/token/ revokes it) or the browser session."""
+
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from base.auth import TokenView
 from catalog.api import GenreViewSet
-from genreweb.auth import TokenView
 from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
 from workers.api import JobViewSet
 

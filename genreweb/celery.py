@@ -5,29 +5,19 @@ evaluation, batch-inference shards). A CPU-only machine runs
 `celery -A genreweb worker -Q default,gpu` so nothing waits for a GPU that is not there;
 a GPU machine runs one `-Q gpu --concurrency 1 --pool solo` worker per GPU.
 """
+
 import os
 
 from celery import Celery
 from kombu import Queue
+
+from workers.queues import QUEUES, TASK_ROUTES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "genreweb.settings")
 
 app = Celery("genreweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
-DEFAULT_QUEUE = "default"
-GPU_QUEUE = "gpu"
-TASK_ROUTES = {
-    "workers.ping": {"queue": DEFAULT_QUEUE},
-    "workers.run_import": {"queue": DEFAULT_QUEUE},
-    "workers.run_preprocess": {"queue": DEFAULT_QUEUE},
-    "workers.run_snapshot": {"queue": DEFAULT_QUEUE},
-    "workers.start_batch_predict": {"queue": DEFAULT_QUEUE},
-    "workers.run_train": {"queue": GPU_QUEUE},
-    "workers.run_evaluate": {"queue": GPU_QUEUE},
-    "workers.run_retrain": {"queue": GPU_QUEUE},
-    "workers.predict_shard": {"queue": GPU_QUEUE},
-}
-app.conf.task_queues = (Queue(DEFAULT_QUEUE), Queue(GPU_QUEUE))
+app.conf.task_queues = tuple(Queue(name) for name in QUEUES)
 app.conf.task_routes = TASK_ROUTES
 app.autodiscover_tasks()

@@ -4,6 +4,7 @@
 - CELERY_BROKER_URL unset -> kombu filesystem broker under the same folder
 - AWS_STORAGE_BUCKET_NAME set -> media on S3-compatible storage via django-storages
 """
+
 from __future__ import annotations
 
 import os
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI and ReDoc as static files, so /api/docs/ works without internet.
     "drf_spectacular_sidecar",
+    "base",
     "catalog",
     "ml",
     "workers",
@@ -65,7 +67,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # A NUL character in the path or query string is a 400, never a query that fails (500).
-    "genreweb.text_input.RejectNulMiddleware",
+    "base.text_input.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -242,9 +244,7 @@ if CELERY_EMBEDDED_BROKER:
         "store_processed": False,
     }
     (DATA_DIR / "celery-results").mkdir(parents=True, exist_ok=True)
-    CELERY_RESULT_BACKEND = os.environ.get(
-        "CELERY_RESULT_BACKEND", f"file://{DATA_DIR / 'celery-results'}"
-    )
+    CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"file://{DATA_DIR / 'celery-results'}")
 else:
     # Longer than the longest job (training: hard limit 6 h), so Redis never
     # redelivers a task that is still running.
@@ -298,14 +298,21 @@ if not GENREWEB_CACHE_URL and not CELERY_EMBEDDED_BROKER and CELERY_BROKER_URL.s
     GENREWEB_CACHE_URL = CELERY_BROKER_URL
 GENREWEB_CACHE_TABLE = "genreweb_cache"
 if GENREWEB_CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": GENREWEB_CACHE_URL,
-                          "KEY_PREFIX": os.environ.get("GENREWEB_REDIS_KEY_PREFIX", "") + "genreweb-cache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": GENREWEB_CACHE_URL,
+            "KEY_PREFIX": os.environ.get("GENREWEB_REDIS_KEY_PREFIX", "") + "genreweb-cache",
+        }
+    }
 elif GENREWEB_CACHE_URL.startswith("locmem://"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 elif GENREWEB_CACHE_URL in ("", "db://"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": GENREWEB_CACHE_TABLE}}
 else:
-    raise ImproperlyConfigured(f"GENREWEB_CACHE_URL must be redis://..., db:// or locmem://, not {GENREWEB_CACHE_URL!r}")
+    raise ImproperlyConfigured(
+        f"GENREWEB_CACHE_URL must be redis://..., db:// or locmem://, not {GENREWEB_CACHE_URL!r}"
+    )
 
 # --- Accounts -----------------------------------------------------------------
 # API tokens stop working this many hours after they were created (0: never expire).
@@ -317,17 +324,17 @@ GENREWEB_LOGIN_RATE = os.environ.get("GENREWEB_LOGIN_RATE", "10/min")
 # --- REST API ---------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "genreweb.authentication.ExpiringTokenAuthentication",
+        "base.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     # Documents the error responses of every operation (genreweb/schema.py).
-    "DEFAULT_SCHEMA_CLASS": "genreweb.schema.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "base.schema.AutoSchema",
     # JSON bodies with a NUL character are a 400 (genreweb/text_input.py).
     "DEFAULT_PARSER_CLASSES": [
-        "genreweb.text_input.JSONParser",
+        "base.text_input.JSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],

@@ -5,11 +5,11 @@ from django.utils.text import format_lazy
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from base.auth import ThrottledLoginView, account_page
 from catalog.views import poster_file
 from ml import views as ml_views
 
 from . import views
-from .auth import ThrottledLoginView, account_page
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -24,8 +24,11 @@ urlpatterns = [
     path("jobs/", include("workers.urls")),
     # The catalog's "Import movies" button: the job form with the import kind chosen (catalog
     # does not know the workers app, so the link is named here).
-    path("import/", RedirectView.as_view(url=format_lazy("{}?kind=import#queue", reverse_lazy("workers:jobs"))),
-         name="import-movies"),
+    path(
+        "import/",
+        RedirectView.as_view(url=format_lazy("{}?kind=import#queue", reverse_lazy("workers:jobs"))),
+        name="import-movies",
+    ),
     path("models/", include("ml.urls")),
     # Browse and movie pages are catalog views extended with model scores/filters in ml.views,
     # routed here so catalog never imports ml (see catalog/views.py).

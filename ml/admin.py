@@ -3,6 +3,7 @@ runs, evaluations and predictions are records of what happened, and a model vers
 artifact never changes (only its name and notes). Promotion goes through
 ml.services.registry.promote so the audit trail stays complete.
 """
+
 from __future__ import annotations
 
 from django.contrib import admin, messages

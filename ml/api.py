@@ -1,6 +1,7 @@
 """ML REST API: model versions (list/detail/promote), predictions (per movie / per version),
 ad-hoc prediction (overview + poster upload, throttled), and the catalog movie endpoints
 extended with the production model (filters ``model=disagrees|unsure``, queue refresh)."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
@@ -11,16 +12,15 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
+from base.permissions import IsLabelerOrAnonymousRead, IsStaff, IsStaffForWrite
+from base.schema import error_responses
+from base.text_input import JSONParser
 from catalog import api as catalog_api
 from catalog.images import ImageRejected, read_upload
-from genreweb.permissions import IsLabelerOrAnonymousRead, IsStaff, IsStaffForWrite
-from genreweb.schema import error_responses
-from genreweb.text_input import JSONParser
 
 from .models import Evaluation, GenreMetric, ModelVersion, Prediction
 from .services.registry import production_version, promote
 from .views import UNSURE_MIN, headline_evaluation, refresh_disagreements
-
 
 # Scores, thresholds and metrics leave the API with this many decimals: thresholds tuned in
 # float32 otherwise read 0.49000000953674316, and nobody needs more than 4 decimals of an F1.
@@ -55,15 +55,36 @@ class RoundedFloatsMixin:
 class GenreMetricSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     class Meta:
         model = GenreMetric
-        fields = ["genre", "f1", "precision", "recall", "roc_auc", "pr_auc", "support", "threshold",
-                  "tp", "fp", "fn", "tn"]
+        fields = [
+            "genre",
+            "f1",
+            "precision",
+            "recall",
+            "roc_auc",
+            "pr_auc",
+            "support",
+            "threshold",
+            "tp",
+            "fp",
+            "fn",
+            "tn",
+        ]
 
 
 class EvaluationSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     class Meta:
         model = Evaluation
-        fields = ["id", "snapshot", "split", "n_examples", "micro_f1", "macro_f1", "samples_f1", "roc_auc_macro",
-                  "created_at"]
+        fields = [
+            "id",
+            "snapshot",
+            "split",
+            "n_examples",
+            "micro_f1",
+            "macro_f1",
+            "samples_f1",
+            "roc_auc_macro",
+            "created_at",
+        ]
 
 
 class EvaluationDetailSerializer(EvaluationSerializer):
@@ -96,24 +117,49 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
 
     class Meta(ModelVersionSerializer.Meta):
         fields = ModelVersionSerializer.Meta.fields + [
-            "config", "thresholds", "checksum", "library_versions", "training_run", "evaluations",
+            "config",
+            "thresholds",
+            "checksum",
+            "library_versions",
+            "training_run",
+            "evaluations",
         ]
 
 
 class PredictionSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     class Meta:
         model = Prediction
-        fields = ["id", "movie", "model_version", "scores", "predicted", "top_genre", "top_score", "uncertainty",
-                  "disagrees", "disagreement", "suggested_add", "suggested_remove", "labels_at_prediction",
-                  "updated_at"]
+        fields = [
+            "id",
+            "movie",
+            "model_version",
+            "scores",
+            "predicted",
+            "top_genre",
+            "top_score",
+            "uncertainty",
+            "disagrees",
+            "disagreement",
+            "suggested_add",
+            "suggested_remove",
+            "labels_at_prediction",
+            "updated_at",
+        ]
 
 
 class PredictRequestSerializer(serializers.Serializer):
     overview = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
-    poster = serializers.FileField(required=False, allow_null=True, default=None,
-                                   help_text="JPEG/PNG/WebP up to 10 MB; checked with the safe decoder")
+    poster = serializers.FileField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="JPEG/PNG/WebP up to 10 MB; checked with the safe decoder",
+    )
     model_version = serializers.PrimaryKeyRelatedField(
-        queryset=ModelVersion.objects.all(), required=False, allow_null=True, default=None,
+        queryset=ModelVersion.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
         help_text="default: the production model",
     )
 
@@ -167,11 +213,14 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ModelVersionSerializer(version, context={"production_id": version.pk}).data)
 
 
-@extend_schema(parameters=[
-    OpenApiParameter("movie", int, description="predictions for this movie (all versions)"),
-    OpenApiParameter("model_version", int, description="predictions of this model version"),
-    OpenApiParameter("disagrees", bool), OpenApiParameter("unsure", bool, description=f"uncertainty >= {UNSURE_MIN}"),
-])
+@extend_schema(
+    parameters=[
+        OpenApiParameter("movie", int, description="predictions for this movie (all versions)"),
+        OpenApiParameter("model_version", int, description="predictions of this model version"),
+        OpenApiParameter("disagrees", bool),
+        OpenApiParameter("unsure", bool, description=f"uncertainty >= {UNSURE_MIN}"),
+    ]
+)
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Stored predictions; filter by movie and/or model version (at least one for a list)."""
 
@@ -211,15 +260,19 @@ class PredictView(GenericAPIView):
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     serializer_class = PredictRequestSerializer
 
-    @extend_schema(request={"multipart/form-data": PredictRequestSerializer, "application/json": PredictRequestSerializer},
-                   responses={200: PredictResponseSerializer, **error_responses(409, 503)})
+    @extend_schema(
+        request={"multipart/form-data": PredictRequestSerializer, "application/json": PredictRequestSerializer},
+        responses={200: PredictResponseSerializer, **error_responses(409, 503)},
+    )
     def post(self, request):
         data = PredictRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         version = data.validated_data["model_version"] or production_version()
         if version is None:
-            return Response({"model_version": ["No production model yet: train one and promote it first."]},
-                            status=status.HTTP_409_CONFLICT)
+            return Response(
+                {"model_version": ["No production model yet: train one and promote it first."]},
+                status=status.HTTP_409_CONFLICT,
+            )
         from .services.inference import predict_raw  # loads torch: only when predicting
 
         try:
@@ -227,8 +280,10 @@ class PredictView(GenericAPIView):
         except ImageRejected as exc:  # double check inside the service; still a 400, never a 500
             return Response({"poster": [exc.reason]}, status=status.HTTP_400_BAD_REQUEST)
         except (FileNotFoundError, ValueError) as exc:  # the version's artifact is missing or damaged
-            return Response({"model_version": [f"Model version {version.pk} cannot be used: {exc}"]},
-                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            return Response(
+                {"model_version": [f"Model version {version.pk} cannot be used: {exc}"]},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
         return Response(rounded(result))
 
 
@@ -236,10 +291,17 @@ class MovieViewSet(catalog_api.MovieViewSet):
     """Catalog movies plus the production model: ``model=disagrees|unsure`` filters and a
     review-queue refresh after label changes."""
 
-    @extend_schema(parameters=catalog_api.MOVIE_FILTER_PARAMETERS + [
-        OpenApiParameter("model", str, enum=["disagrees", "unsure"],
-                         description="movies where the production model disagrees with the labels / is unsure"),
-    ])
+    @extend_schema(
+        parameters=catalog_api.MOVIE_FILTER_PARAMETERS
+        + [
+            OpenApiParameter(
+                "model",
+                str,
+                enum=["disagrees", "unsure"],
+                description="movies where the production model disagrees with the labels / is unsure",
+            ),
+        ]
+    )
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 

@@ -4,6 +4,7 @@ alias, evaluations with per-genre metrics, and per-movie predictions.
 The logic that fills these lives in ``ml.services``; models only guard their invariants
 (snapshot members and model-version artifacts never change once written).
 """
+
 from __future__ import annotations
 
 import uuid
@@ -66,8 +67,15 @@ class DatasetSnapshot(FrozenFieldsModel):
     """
 
     FROZEN_FIELDS = (
-        "seed", "fractions", "min_genre_count", "keep_rare_genres", "genres", "content_hash", "n_members",
-        "split_counts", "report",
+        "seed",
+        "fractions",
+        "min_genre_count",
+        "keep_rare_genres",
+        "genres",
+        "content_hash",
+        "n_members",
+        "split_counts",
+        "report",
     )
 
     name = models.CharField(max_length=200, blank=True)
@@ -264,9 +272,7 @@ class AliasChange(models.Model):
     """Append-only history of alias moves (who promoted what, when)."""
 
     alias = models.CharField(max_length=64, db_index=True)
-    previous = models.ForeignKey(
-        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    previous = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     model_version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="alias_changes")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -305,9 +311,7 @@ class Evaluation(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["model_version", "snapshot", "split"], name="evaluation_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["model_version", "snapshot", "split"], name="evaluation_unique")]
 
     def __str__(self) -> str:
         return f"eval of {self.model_version_id} on {self.snapshot_id}/{self.split}"

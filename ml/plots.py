@@ -5,6 +5,7 @@ so a plot is a pure function of immutable data: ml.views caches the bytes by eva
 and timestamp. Every function returns PNG bytes; with no data it draws a short note instead
 of failing, so a report page never shows a broken image.
 """
+
 from __future__ import annotations
 
 import io
@@ -59,7 +60,7 @@ def f1_bars(rows: list[dict], compare: list[dict] | None = None, labels=("this",
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False)  # below: no overlap
     else:
         ax.barh(ys, [r["f1"] for r in rows], color=ACCENT)
-        for y, r in zip(ys, rows):
+        for y, r in zip(ys, rows, strict=False):
             ax.text(r["f1"] + 0.01, y, f"{r['f1']:.2f}", va="center", fontsize=8, color="#1d2330")
     ax.set_yticks(ys, names, fontsize=9)
     ax.set_xlim(0, 1.08)
@@ -77,11 +78,12 @@ def pr_curves_figure(curves: dict[str, dict], max_genres: int = 20) -> Figure | 
     genres = sorted(usable)[:max_genres]
     cols = min(5, len(genres))
     lines = math.ceil(len(genres) / cols)
-    fig, axes = plt.subplots(lines, cols, figsize=(1.9 * cols + 0.6, 1.75 * lines + 0.5), squeeze=False,
-                             sharex=True, sharey=True)
-    for ax in axes.flat[len(genres):]:
+    fig, axes = plt.subplots(
+        lines, cols, figsize=(1.9 * cols + 0.6, 1.75 * lines + 0.5), squeeze=False, sharex=True, sharey=True
+    )
+    for ax in axes.flat[len(genres) :]:
         fig.delaxes(ax)
-    for ax, genre in zip(axes.flat, genres):
+    for ax, genre in zip(axes.flat, genres, strict=False):
         curve = usable[genre]
         ax.fill_between(curve["recall"], curve["precision"], color=ACCENT, alpha=0.12, linewidth=0, step=None)
         ax.plot(curve["recall"], curve["precision"], linewidth=1.4, color=ACCENT)
@@ -112,15 +114,22 @@ def confusion_grid(rows: list[dict]) -> bytes:
     fig, axes = plt.subplots(lines, cols, figsize=(2.1 * cols, 2.1 * lines), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, r in zip(axes.flat, sorted(rows, key=lambda r: r["genre"])):
+    for ax, r in zip(axes.flat, sorted(rows, key=lambda r: r["genre"]), strict=False):
         matrix = [[r["tp"], r["fn"]], [r["fp"], r["tn"]]]
         total = max(1, sum(map(sum, matrix)))
         ax.imshow([[v / total for v in line] for line in matrix], cmap="Blues", vmin=0, vmax=0.6)
         for i in range(2):
             for j in range(2):
                 value = matrix[i][j]
-                ax.text(j, i, f"{value}", ha="center", va="center", fontsize=8,
-                        color="white" if value / total > 0.35 else "#1d2330")
+                ax.text(
+                    j,
+                    i,
+                    f"{value}",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if value / total > 0.35 else "#1d2330",
+                )
         ax.set_title(r["genre"], fontsize=9)
         ax.set_xticks([0, 1], ["pred yes", "pred no"], fontsize=6)
         ax.set_yticks([0, 1], ["true yes", "true no"], fontsize=6)
@@ -137,7 +146,9 @@ def calibration_curve(calibration: dict | None) -> bytes:
         return no_data("No calibration data stored")
     pairs = [
         (c, f, n)
-        for c, f, n in zip(calibration["mean_confidence"], calibration["fraction_positive"], calibration.get("count", []))
+        for c, f, n in zip(
+            calibration["mean_confidence"], calibration["fraction_positive"], calibration.get("count", []), strict=False
+        )
         if c is not None and f is not None
     ]
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -169,14 +180,13 @@ def training_curves_figure(history: list[dict]) -> Figure | None:
     if not history:
         return None
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
-    series = [(key, title, colour, ylim, [h.get(key) for h in history])
-              for key, title, colour, ylim in TRAINING_SERIES]
+    series = [(key, title, colour, ylim, [h.get(key) for h in history]) for key, title, colour, ylim in TRAINING_SERIES]
     series = [s for s in series if any(v is not None for v in s[4])]
     if not series:
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(3.1 * len(series) + 0.4, 3.0), squeeze=False)
-    for ax, (key, title, colour, ylim, values) in zip(axes.flat, series):
-        points = [(e, v) for e, v in zip(epochs, values) if v is not None]
+    for ax, (key, title, colour, ylim, values) in zip(axes.flat, series, strict=False):
+        points = [(e, v) for e, v in zip(epochs, values, strict=False) if v is not None]
         ax.plot([p[0] for p in points], [p[1] for p in points], color=colour, marker="." if len(points) < 40 else None)
         best = min(points, key=lambda p: p[1]) if "loss" in key else max(points, key=lambda p: p[1])
         ax.scatter([best[0]], [best[1]], color=colour, s=28, zorder=3)

@@ -1,6 +1,7 @@
 """Pages that need model output: the catalog browse/movie pages extended with the
 production model (see catalog/views.py for why they are composed here), review queues,
 model reports (list, detail, compare, promote, plots) and ad-hoc prediction."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,12 +18,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from base.permissions import labeler_required, reader_required, staff_required
 from catalog.images import ImageRejected, read_upload
 from catalog.labels import change_labels
 from catalog.models import Genre, LabelChange, MovieGenre
 from catalog.views import CatalogView, MovieView, poster_url
 from catalog.views import RelabelView as CatalogRelabelView
-from genreweb.permissions import labeler_required, reader_required, staff_required
 
 from . import plots
 from .models import Evaluation, GenreMetric, ModelVersion, Prediction
@@ -68,14 +69,19 @@ def with_suggestion_scores(prediction: Prediction) -> Prediction:
 
 
 def score_rows(prediction: Prediction, version: ModelVersion, label_names: set[str]) -> list[dict]:
-    thresholds = dict(zip(version.genres, version.thresholds or []))
+    thresholds = dict(zip(version.genres, version.thresholds or [], strict=False))
     rows = []
     for genre, score in sorted(prediction.scores.items(), key=lambda kv: -kv[1]):
-        rows.append({
-            "genre": genre, "score": score, "pct": round(100 * score, 1),
-            "threshold_pct": round(100 * thresholds[genre], 1) if genre in thresholds else None,
-            "predicted": genre in prediction.predicted, "labelled": genre in label_names,
-        })
+        rows.append(
+            {
+                "genre": genre,
+                "score": score,
+                "pct": round(100 * score, 1),
+                "threshold_pct": round(100 * thresholds[genre], 1) if genre in thresholds else None,
+                "predicted": genre in prediction.predicted,
+                "labelled": genre in label_names,
+            }
+        )
     return rows
 
 
@@ -106,7 +112,8 @@ class BrowseView(CatalogView):
     def extend_context(self, page_movies):
         if self.version is not None:
             by_movie = {
-                p.movie_id: p for p in Prediction.objects.filter(
+                p.movie_id: p
+                for p in Prediction.objects.filter(
                     model_version=self.version, movie_id__in=[m.pk for m in page_movies]
                 ).only("movie_id", "predicted", "disagrees", "uncertainty", "top_genre", "top_score")
             }
@@ -130,8 +137,11 @@ class MovieWithScoresView(MovieView):
         if prediction is None:
             return {"score_note": f"{version} has not scored this movie yet (queue a batch prediction)."}
         labels = {mg.genre.name for mg in movie.labels.all()}
-        return {"scores": score_rows(prediction, version, labels), "score_version": str(version),
-                "prediction": prediction}
+        return {
+            "scores": score_rows(prediction, version, labels),
+            "score_version": str(version),
+            "prediction": prediction,
+        }
 
 
 class RelabelView(CatalogRelabelView):
@@ -156,17 +166,28 @@ def review_list(request, queue: str):
     version, predictions = _queue_context(queue)
     page = None
     if predictions is not None:
-        page = Paginator(predictions.select_related("movie", "movie__poster").prefetch_related(
-            Prefetch("movie__labels", queryset=MovieGenre.objects.select_related("genre"))
-        ), 25).get_page(request.GET.get("page"))
+        page = Paginator(
+            predictions.select_related("movie", "movie__poster").prefetch_related(
+                Prefetch("movie__labels", queryset=MovieGenre.objects.select_related("genre"))
+            ),
+            25,
+        ).get_page(request.GET.get("page"))
         for offset, prediction in enumerate(page.object_list):
             prediction.position = page.start_index() + offset
             with_suggestion_scores(prediction)
             prediction.movie.poster_src = poster_url(prediction.movie)
-    return render(request, "ml/review_list.html", {
-        "queue": queue, "queue_title": QUEUES[queue] if queue in QUEUES else "", "queues": QUEUES,
-        "version": version, "page": page, "query_without_page": "",
-    })
+    return render(
+        request,
+        "ml/review_list.html",
+        {
+            "queue": queue,
+            "queue_title": QUEUES[queue] if queue in QUEUES else "",
+            "queues": QUEUES,
+            "version": version,
+            "page": page,
+            "query_without_page": "",
+        },
+    )
 
 
 class ReviewItemView(MovieWithScoresView):
@@ -182,11 +203,15 @@ class ReviewItemView(MovieWithScoresView):
         ctx = super().get_context_data(pk=prediction.movie_id, **kwargs)
         base = reverse("ml:review_item", args=[queue, 0])[:-2]
         ctx["queue_nav"] = {
-            "queue": queue, "title": QUEUES[queue], "position": position, "total": total,
+            "queue": queue,
+            "title": QUEUES[queue],
+            "position": position,
+            "total": total,
             "prev": f"{base}{position - 1}/" if position > 1 else None,
             "next": f"{base}{position + 1}/" if position < total else None,
             "list": reverse("ml:review", args=[queue]) + f"?page={(position - 1) // 25 + 1}",
-            "prediction": with_suggestion_scores(prediction), "here": f"{base}{position}/",
+            "prediction": with_suggestion_scores(prediction),
+            "here": f"{base}{position}/",
         }
         return ctx
 
@@ -217,7 +242,8 @@ def accept_suggestion(request, pk: int):
         prediction.movie,
         add=[genres[n] for n in add_names if n in genres],
         remove=[genres[n] for n in remove_names if n in genres],
-        origin=LabelChange.Origin.SUGGESTION, user=request.user,
+        origin=LabelChange.Origin.SUGGESTION,
+        user=request.user,
         reason=f"accepted suggestion of {prediction.model_version}",
     )
     refresh_disagreements([prediction.movie_id])  # the queues reflect the new labels now
@@ -266,15 +292,27 @@ def model_detail(request, pk: int):
     )
     evaluation = headline_evaluation(version, request.GET.get("split"))
     current = production_version()
-    return render(request, "ml/model_detail.html", {
-        "version": version, "evaluation": evaluation, "genre_rows": _genre_rows(evaluation),
-        "is_production": current is not None and current.pk == version.pk,
-        "evaluations": version.evaluations.all(), "run": version.training_run,
-        "alias_history": version.alias_changes.select_related("user", "previous")[:20],
-        "plot_kinds": [("f1", "Per-genre F1"), ("pr", "Precision-recall curves"), ("calibration", "Calibration"),
-                       ("training", "Training curves"), ("confusion", "Confusion matrices")],
-        "others": ModelVersion.objects.exclude(pk=pk).only("id", "name", "config_name")[:50],
-    })
+    return render(
+        request,
+        "ml/model_detail.html",
+        {
+            "version": version,
+            "evaluation": evaluation,
+            "genre_rows": _genre_rows(evaluation),
+            "is_production": current is not None and current.pk == version.pk,
+            "evaluations": version.evaluations.all(),
+            "run": version.training_run,
+            "alias_history": version.alias_changes.select_related("user", "previous")[:20],
+            "plot_kinds": [
+                ("f1", "Per-genre F1"),
+                ("pr", "Precision-recall curves"),
+                ("calibration", "Calibration"),
+                ("training", "Training curves"),
+                ("confusion", "Confusion matrices"),
+            ],
+            "others": ModelVersion.objects.exclude(pk=pk).only("id", "name", "config_name")[:50],
+        },
+    )
 
 
 @reader_required
@@ -287,23 +325,36 @@ def model_compare(request):
         messages.error(request, "Pick two model versions to compare.")
         return redirect("ml:models")
     ea, eb = headline_evaluation(a), headline_evaluation(b)
-    keys = [("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("samples_f1", "samples-F1"),
-            ("roc_auc_macro", "mean ROC AUC")]
+    keys = [
+        ("micro_f1", "micro-F1"),
+        ("macro_f1", "macro-F1"),
+        ("samples_f1", "samples-F1"),
+        ("roc_auc_macro", "mean ROC AUC"),
+    ]
     headline = []
     for key, label in keys:
         va, vb = getattr(ea, key, None), getattr(eb, key, None)
-        headline.append({"label": label, "a": va, "b": vb,
-                         "delta": (vb - va) if va is not None and vb is not None else None})
+        headline.append(
+            {"label": label, "a": va, "b": vb, "delta": (vb - va) if va is not None and vb is not None else None}
+        )
     rows_a = {r.genre: r for r in _genre_rows(ea)}
     rows_b = {r.genre: r for r in _genre_rows(eb)}
     genre_rows = []
     for genre in sorted(rows_a.keys() | rows_b.keys()):
         ra, rb = rows_a.get(genre), rows_b.get(genre)
-        genre_rows.append({"genre": genre, "a": ra, "b": rb,
-                           "delta": (rb.f1 - ra.f1) if ra and rb else None})
-    return render(request, "ml/compare.html", {
-        "a": a, "b": b, "ea": ea, "eb": eb, "headline": headline, "genre_rows": genre_rows,
-    })
+        genre_rows.append({"genre": genre, "a": ra, "b": rb, "delta": (rb.f1 - ra.f1) if ra and rb else None})
+    return render(
+        request,
+        "ml/compare.html",
+        {
+            "a": a,
+            "b": b,
+            "ea": ea,
+            "eb": eb,
+            "headline": headline,
+            "genre_rows": genre_rows,
+        },
+    )
 
 
 @require_POST
@@ -321,7 +372,9 @@ def plot_png(request, pk: int, kind: str):
     its Evaluation row in place, so the key includes a digest of the stored metrics."""
     if kind not in plots.PLOT_KINDS:
         raise Http404("Unknown plot.")
-    version = get_object_or_404(ModelVersion.objects.select_related("training_run").prefetch_related("evaluations"), pk=pk)
+    version = get_object_or_404(
+        ModelVersion.objects.select_related("training_run").prefetch_related("evaluations"), pk=pk
+    )
     evaluation = headline_evaluation(version, request.GET.get("split"))
     other = None
     if kind == "f1" and request.GET.get("vs"):
@@ -343,15 +396,15 @@ def plot_png(request, pk: int, kind: str):
 def _evaluation_digest(evaluation) -> str:
     if evaluation is None:
         return "none"
-    content = json.dumps([evaluation.pk, evaluation.n_examples, evaluation.metrics, evaluation.duration_s],
-                         sort_keys=True, default=str)
+    content = json.dumps(
+        [evaluation.pk, evaluation.n_examples, evaluation.metrics, evaluation.duration_s], sort_keys=True, default=str
+    )
     return hashlib.sha1(content.encode()).hexdigest()[:16]
 
 
 def _metric_dicts(evaluation):
     return [
-        {"genre": r.genre, "f1": r.f1, "tp": r.tp, "fp": r.fp, "fn": r.fn, "tn": r.tn}
-        for r in _genre_rows(evaluation)
+        {"genre": r.genre, "f1": r.f1, "tp": r.tp, "fp": r.fp, "fn": r.fn, "tn": r.tn} for r in _genre_rows(evaluation)
     ]
 
 
@@ -362,8 +415,11 @@ def _draw(kind, version, evaluation, other, other_eval) -> bytes:
     if evaluation is None:
         return plots.no_data("Not evaluated yet")
     if kind == "f1":
-        return plots.f1_bars(_metric_dicts(evaluation), _metric_dicts(other_eval) if other_eval else None,
-                             labels=(str(version), str(other)) if other else ("this", "other"))
+        return plots.f1_bars(
+            _metric_dicts(evaluation),
+            _metric_dicts(other_eval) if other_eval else None,
+            labels=(str(version), str(other)) if other else ("this", "other"),
+        )
     if kind == "pr":
         return plots.pr_curves(evaluation.curves.get("pr_curves", {}))
     if kind == "calibration":
@@ -432,9 +488,17 @@ def predict_page(request):
             except (FileNotFoundError, ValueError) as exc:  # artifact missing or damaged
                 messages.error(request, f"The production model {version} cannot be used: {exc}")
                 return render(request, "ml/predict.html", {"form": form, "version": version, "result": None})
-            result = {**raw, "rows": [
-                {"genre": s["genre"], "pct": round(100 * s["score"], 1), "threshold_pct": round(100 * s["threshold"], 1),
-                 "predicted": s["predicted"], "labelled": False}
-                for s in raw["scores"]
-            ]}
+            result = {
+                **raw,
+                "rows": [
+                    {
+                        "genre": s["genre"],
+                        "pct": round(100 * s["score"], 1),
+                        "threshold_pct": round(100 * s["threshold"], 1),
+                        "predicted": s["predicted"],
+                        "labelled": False,
+                    }
+                    for s in raw["scores"]
+                ],
+            }
     return render(request, "ml/predict.html", {"form": form, "version": version, "result": result})

@@ -4,6 +4,7 @@ The worker gets its own data folder and the same broker as this test process (on
 the per-run database number chosen in conftest). It talks to the same database the test
 uses (the pytest-django test database on Postgres).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,15 @@ def database_url_for_worker() -> str | None:
 
 
 class WorkerProcess:
-    def __init__(self, data_dir: Path, use_redis: bool, queues: str = "default,gpu", concurrency: int = 1,
-                 pool: str = "prefork", extra_env: dict | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        use_redis: bool,
+        queues: str = "default,gpu",
+        concurrency: int = 1,
+        pool: str = "prefork",
+        extra_env: dict | None = None,
+    ):
         self.data_dir = data_dir
         self.use_redis = use_redis
         self.queues = queues
@@ -55,15 +63,31 @@ class WorkerProcess:
         env.update(self.extra_env)
         return env
 
-    def start(self, timeout: float = 60) -> "WorkerProcess":
+    def start(self, timeout: float = 60) -> WorkerProcess:
         cmd = [
-            sys.executable, "-m", "celery", "-A", "genreweb", "worker", "-Q", self.queues,
-            "--concurrency", str(self.concurrency), "--pool", self.pool, "--loglevel", "INFO",
-            "--without-gossip", "--without-mingle", "-n", f"{self.name}@%h",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "genreweb",
+            "worker",
+            "-Q",
+            self.queues,
+            "--concurrency",
+            str(self.concurrency),
+            "--pool",
+            self.pool,
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"{self.name}@%h",
         ]
         self.log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.wait_ready(timeout)
         return self
 

@@ -4,6 +4,7 @@ Tests marked ``postgres``, ``redis``, ``worker`` or ``browser`` skip with a clea
 when the service is not configured. With GENREWEB_REQUIRE_SERVICES=1 (set by .ci/run)
 any such skip fails the run, so CI always exercises the real services.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,7 +27,9 @@ if settings.CELERY_BROKER_URL.startswith("redis") and not os.environ.get("GENREW
     # prefix per run keeps their queues apart. Worker processes inherit it from the environment.
     os.environ["GENREWEB_REDIS_KEY_PREFIX"] = f"genreweb-test-{os.getpid()}:"
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
-        **settings.CELERY_BROKER_TRANSPORT_OPTIONS, "global_keyprefix": os.environ["GENREWEB_REDIS_KEY_PREFIX"]}
+        **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        "global_keyprefix": os.environ["GENREWEB_REDIS_KEY_PREFIX"],
+    }
     settings.CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = settings.CELERY_BROKER_TRANSPORT_OPTIONS
 # Throttle counters: one in-memory cache per test process (cleared before every test) unless a
 # run asks for a real one; tests of the shared cache start their own server processes.

@@ -1,4 +1,5 @@
 """A real worker process consumes real messages, on the embedded broker and on Redis."""
+
 import os
 import subprocess
 import sys
@@ -13,12 +14,31 @@ from workers.tasks import ping
 @pytest.mark.slow
 def test_embedded_filesystem_broker_reaches_a_real_worker(tmp_path):
     """The platform's default: no CELERY_BROKER_URL, a filesystem broker, a separate worker."""
-    env = {k: v for k, v in os.environ.items() if k not in {"CELERY_BROKER_URL", "DATABASE_URL", "CELERY_RESULT_BACKEND"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"CELERY_BROKER_URL", "DATABASE_URL", "CELERY_RESULT_BACKEND"}
+    }
     env["GENREWEB_DATA_DIR"] = str(tmp_path)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "genreweb", "worker", "-Q", "default", "--concurrency", "1",
-         "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "genreweb",
+            "worker",
+            "-Q",
+            "default",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "worker.log", "wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     client = textwrap.dedent(
@@ -33,8 +53,9 @@ def test_embedded_filesystem_broker_reaches_a_real_worker(tmp_path):
         """
     )
     try:
-        result = subprocess.run([sys.executable, "-c", client], cwd=ROOT, env=env, capture_output=True, text=True,
-                                timeout=90)
+        result = subprocess.run(
+            [sys.executable, "-c", client], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90
+        )
         assert result.returncode == 0, result.stderr + (tmp_path / "worker.log").read_text()
         assert result.stdout.strip() == "through the filesystem"
     finally:

@@ -4,8 +4,8 @@ import sys
 import pytest
 from django.urls import reverse
 
-from catalog.models import Genre, LabelChange, Movie, MovieGenre, AppendOnlyError
 from catalog.labels import change_labels, set_labels
+from catalog.models import AppendOnlyError, Genre, LabelChange, Movie, MovieGenre
 
 
 def test_production_refuses_development_secret():

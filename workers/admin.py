@@ -18,8 +18,16 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("kind", "status", "queue")
     search_fields = ("id", "celery_task_id", "step", "error")
     readonly_fields = (
-        "celery_task_id", "created_at", "enqueued_at", "started_at", "heartbeat_at", "finished_at",
-        "log", "traceback", "result", "public_params",
+        "celery_task_id",
+        "created_at",
+        "enqueued_at",
+        "started_at",
+        "heartbeat_at",
+        "finished_at",
+        "log",
+        "traceback",
+        "result",
+        "public_params",
     )
     exclude = ("params",)  # shown masked as public_params
     raw_id_fields = ("requested_by", "parent", "retry_of")

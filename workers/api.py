@@ -1,5 +1,6 @@
 """Jobs REST API: list/detail for readers; create, cancel and retry for staff. Everything goes
 through workers.jobs (enqueue/cancel/retry), which validates parameters per kind."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -7,9 +8,9 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from genreweb.permissions import IsStaff, IsStaffForWrite
-from genreweb.schema import error_responses
-from genreweb.text_input import NulFreeJSONField
+from base.permissions import IsStaff, IsStaffForWrite
+from base.schema import error_responses
+from base.text_input import NulFreeJSONField
 
 from . import jobs
 from .models import Job, JobShard
@@ -26,10 +27,24 @@ class JobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Job
-        fields = ["id", "kind", "params", "status", "progress", "step", "requested_by", "error", "result",
-                  "queue", "parent", "retry_of", "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "kind",
+            "params",
+            "status",
+            "progress",
+            "step",
+            "requested_by",
+            "error",
+            "result",
+            "queue",
+            "parent",
+            "retry_of",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
         read_only_fields = [f for f in fields if f not in ("kind", "params")]
-
 
     def to_representation(self, instance):
         data = super().to_representation(instance)
@@ -47,14 +62,18 @@ class JobDetailSerializer(JobSerializer):
 
 class JobCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Job.Kind.choices)
-    params = NulFreeJSONField(required=False, default=dict,
-                                   help_text="per kind, e.g. import {source, path}, train {snapshot_id, config}")
+    params = NulFreeJSONField(
+        required=False, default=dict, help_text="per kind, e.g. import {source, path}, train {snapshot_id, config}"
+    )
 
 
-@extend_schema(parameters=[OpenApiParameter("status", str, enum=list(Job.Status.values)),
-                           OpenApiParameter("kind", str, enum=list(Job.Kind.values))])
-class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                 viewsets.GenericViewSet):
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", str, enum=list(Job.Status.values)),
+        OpenApiParameter("kind", str, enum=list(Job.Kind.values)),
+    ]
+)
+class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
     permission_classes = [IsStaffForWrite]
 
     def get_queryset(self):

@@ -16,15 +16,17 @@
   restarted without persistence, send failed), re-sends shards whose worker is gone and
   fails running jobs whose worker is gone (heartbeat older than GENREWEB_HEARTBEAT_TIMEOUT_S).
 """
+
 from __future__ import annotations
 
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -32,9 +34,10 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from catalog.runs import storable_json, storable_text, without_secrets
+from base.runs import storable_json, storable_text, without_secrets
 
 from .models import MAX_LOG_LINES, Job, JobShard
+from .queues import TASK_ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +61,16 @@ class InvalidJobParams(ValueError):
 
 # --- validation ---------------------------------------------------------------------------
 
-def _int_field(params: dict, name: str, errors: dict, *, required: bool = False, minimum: int | None = None,
-               maximum: int | None = None) -> int | None:
+
+def _int_field(
+    params: dict,
+    name: str,
+    errors: dict,
+    *,
+    required: bool = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
     if params.get(name) in (None, ""):
         if required:
             errors[name] = "This field is required."
@@ -152,8 +163,10 @@ def _validate_snapshot(params: dict, errors: dict) -> None:
     _int_field(params, "min_genre_count", errors, minimum=1)
     fractions = params.get("fractions")
     if fractions is not None and (
-            not isinstance(fractions, list) or len(fractions) != 3
-            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0 for f in fractions)):
+        not isinstance(fractions, list)
+        or len(fractions) != 3
+        or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0 for f in fractions)
+    ):
         errors["fractions"] = "Must be three non-negative numbers: train, validation, test."
     if "keep_rare_genres" in params and not isinstance(params["keep_rare_genres"], bool):
         errors["keep_rare_genres"] = "Must be true or false."
@@ -201,19 +214,31 @@ class KindSpec:
 
 
 KINDS: dict[str, KindSpec] = {
-    Job.Kind.IMPORT: KindSpec("workers.run_import", _validate_import,
-                              description="source (tmdb|kaggle|mmimdb|csv), path for file sources, importer options"),
-    Job.Kind.PREPROCESS: KindSpec("workers.run_preprocess", _validate_preprocess,
-                                  description="optional movie_ids, min_year, max_year, dedupe, force, grayscale_policy"),
-    Job.Kind.SNAPSHOT: KindSpec("workers.run_snapshot", _validate_snapshot,
-                                description="snapshot options: name, seed, fractions, min_genre_count, keep_rare_genres"),
+    Job.Kind.IMPORT: KindSpec(
+        "workers.run_import",
+        _validate_import,
+        description="source (tmdb|kaggle|mmimdb|csv), path for file sources, importer options",
+    ),
+    Job.Kind.PREPROCESS: KindSpec(
+        "workers.run_preprocess",
+        _validate_preprocess,
+        description="optional movie_ids, min_year, max_year, dedupe, force, grayscale_policy",
+    ),
+    Job.Kind.SNAPSHOT: KindSpec(
+        "workers.run_snapshot",
+        _validate_snapshot,
+        description="snapshot options: name, seed, fractions, min_genre_count, keep_rare_genres",
+    ),
     Job.Kind.TRAIN: KindSpec("workers.run_train", _validate_train, description="snapshot_id, config"),
-    Job.Kind.EVALUATE: KindSpec("workers.run_evaluate", _validate_evaluate,
-                                description="model_version_id, optional snapshot_id"),
-    Job.Kind.PREDICT: KindSpec("workers.start_batch_predict", _validate_predict,
-                               description="model_version_id, optional movie_ids, shard_size"),
-    Job.Kind.RETRAIN: KindSpec("workers.run_retrain", _validate_retrain,
-                               description="config, optional snapshot options, shard_size"),
+    Job.Kind.EVALUATE: KindSpec(
+        "workers.run_evaluate", _validate_evaluate, description="model_version_id, optional snapshot_id"
+    ),
+    Job.Kind.PREDICT: KindSpec(
+        "workers.start_batch_predict", _validate_predict, description="model_version_id, optional movie_ids, shard_size"
+    ),
+    Job.Kind.RETRAIN: KindSpec(
+        "workers.run_retrain", _validate_retrain, description="config, optional snapshot options, shard_size"
+    ),
 }
 
 
@@ -241,9 +266,8 @@ def validate_params(kind: str, params: dict | None) -> dict:
 
 # --- queue plumbing ----------------------------------------------------------------------
 
-def queue_for_task(task_name: str) -> str:
-    from genreweb.celery import TASK_ROUTES
 
+def queue_for_task(task_name: str) -> str:
     return TASK_ROUTES.get(task_name, {}).get("queue", settings.CELERY_TASK_DEFAULT_QUEUE)
 
 
@@ -258,7 +282,7 @@ def append_log(job_id: int, line: str) -> None:
             log = Job.objects.select_for_update().values_list("log", flat=True).get(pk=job_id) or []
             log.append(f"{stamp} {storable_text(line, 2000)}")
             if len(log) > MAX_LOG_LINES:
-                log = [f"({len(log) - MAX_LOG_LINES + 1} earlier lines dropped)"] + log[-(MAX_LOG_LINES - 1):]
+                log = [f"({len(log) - MAX_LOG_LINES + 1} earlier lines dropped)"] + log[-(MAX_LOG_LINES - 1) :]
             Job.objects.filter(pk=job_id).update(log=log)
     except Exception:  # noqa: BLE001
         logger.exception("could not add a log line to job %s", job_id)
@@ -287,8 +311,17 @@ def jsonable(value: Any) -> Any:
 
 # --- the one way to a terminal state -------------------------------------------------------
 
-def finish_job(job_id: int, status: str, *, result: dict | None = None, error: str = "", tb: str = "",
-               step: str = "", only_if: Callable[[Job], bool] | None = None) -> bool:
+
+def finish_job(
+    job_id: int,
+    status: str,
+    *,
+    result: dict | None = None,
+    error: str = "",
+    tb: str = "",
+    step: str = "",
+    only_if: Callable[[Job], bool] | None = None,
+) -> bool:
     """End a job once: succeeded, failed or cancelled. Returns False when it had already ended
     (or ``only_if(locked_job)`` said no).
 
@@ -313,15 +346,27 @@ def finish_job(job_id: int, status: str, *, result: dict | None = None, error: s
             job.error, job.traceback, job.step = error, tb, step
             # A finished job no longer needs credentials; don't keep them at rest.
             job.params = without_secrets(job.params)
-            job.save(update_fields=["status", "finished_at", "heartbeat_at", "result", "progress", "error",
-                                    "traceback", "step", "params"])
+            job.save(
+                update_fields=[
+                    "status",
+                    "finished_at",
+                    "heartbeat_at",
+                    "result",
+                    "progress",
+                    "error",
+                    "traceback",
+                    "step",
+                    "params",
+                ]
+            )
             _close_open_shards(job)
     except Job.DoesNotExist:
         return False
     except Exception as exc:  # noqa: BLE001 - the last resort must still end the job
         logger.exception("could not record the end of job %s; recording a minimal one", job_id)
-        job = _finish_minimal(job_id, status, f"{error}\n(the full outcome could not be stored: "
-                                              f"{type(exc).__name__})".strip())
+        job = _finish_minimal(
+            job_id, status, f"{error}\n(the full outcome could not be stored: {type(exc).__name__})".strip()
+        )
         if job is None:
             return False
     append_log(job_id, f"{status}" + (f": {error.splitlines()[0][:300]}" if error else ""))
@@ -334,10 +379,19 @@ def finish_job(job_id: int, status: str, *, result: dict | None = None, error: s
 def _finish_minimal(job_id: int, status: str, error: str) -> Job | None:
     now = timezone.now()
     params = Job.objects.filter(pk=job_id).values_list("params", flat=True).first()
-    ended = Job.objects.filter(pk=job_id).exclude(status__in=Job.FINISHED).update(
-        status=status, finished_at=now, heartbeat_at=now, step=status, traceback="",
-        error=storable_text(error, 10_000).encode("ascii", "backslashreplace").decode("ascii"),
-        params=without_secrets(params if isinstance(params, dict) else {}))
+    ended = (
+        Job.objects.filter(pk=job_id)
+        .exclude(status__in=Job.FINISHED)
+        .update(
+            status=status,
+            finished_at=now,
+            heartbeat_at=now,
+            step=status,
+            traceback="",
+            error=storable_text(error, 10_000).encode("ascii", "backslashreplace").decode("ascii"),
+            params=without_secrets(params if isinstance(params, dict) else {}),
+        )
+    )
     if not ended:
         return None
     job = Job.objects.get(pk=job_id)
@@ -349,7 +403,8 @@ def _close_open_shards(job: Job) -> None:
     """A job that ended leaves no shard pending or running."""
     shard_status = JobShard.Status.CANCELLED if job.status == Job.Status.CANCELLED else JobShard.Status.FAILED
     JobShard.objects.filter(job=job, status__in=(JobShard.Status.PENDING, JobShard.Status.RUNNING)).update(
-        status=shard_status, finished_at=timezone.now())
+        status=shard_status, finished_at=timezone.now()
+    )
 
 
 def _end_import_run(job: Job) -> None:
@@ -363,7 +418,8 @@ def _end_import_run(job: Job) -> None:
     if job.status == Job.Status.SUCCEEDED:
         return
     ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RUNNING).update(
-        status=run_status, finished_at=timezone.now(), error=job.error or f"job #{job.pk} {job.status}")
+        status=run_status, finished_at=timezone.now(), error=job.error or f"job #{job.pk} {job.status}"
+    )
 
 
 def _child_finished(child: Job) -> None:
@@ -372,11 +428,19 @@ def _child_finished(child: Job) -> None:
     if parent is None or parent.is_finished:
         return
     if child.status == Job.Status.SUCCEEDED:
-        finish_job(parent.pk, Job.Status.SUCCEEDED, result={"predict": child.result},
-                   step="done: snapshot, train, evaluate, predict")
+        finish_job(
+            parent.pk,
+            Job.Status.SUCCEEDED,
+            result={"predict": child.result},
+            step="done: snapshot, train, evaluate, predict",
+        )
     else:
-        finish_job(parent.pk, child.status, result={"predict": child.result},
-                   error=f"batch predict job #{child.pk} {child.status}: {child.error}".strip(": "))
+        finish_job(
+            parent.pk,
+            child.status,
+            result={"predict": child.result},
+            error=f"batch predict job #{child.pk} {child.status}: {child.error}".strip(": "),
+        )
 
 
 def heartbeat_cutoff(now=None):
@@ -420,8 +484,14 @@ def _send_job_message(job_id: int, task_name: str, task_id: str) -> bool:
         options.update(socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         with current_app.connection_for_write(connect_timeout=timeout, transport_options=options) as conn:
-            task_named(task_name).apply_async(args=[job_id], task_id=task_id, queue=queue_for_task(task_name),
-                                              connection=conn, retry=False, ignore_result=True)
+            task_named(task_name).apply_async(
+                args=[job_id],
+                task_id=task_id,
+                queue=queue_for_task(task_name),
+                connection=conn,
+                retry=False,
+                ignore_result=True,
+            )
         return True
     except Exception as exc:  # broker down: the job row is safe, the sweep re-sends it
         logger.warning("could not send job %s: %s", job_id, exc)
@@ -435,8 +505,9 @@ def _schedule_send(job: Job) -> None:
     transaction.on_commit(lambda: _send_job_message(job_id, spec.task_name, task_id))
 
 
-def enqueue(kind: str, params: dict | None = None, user=None, *, parent: Job | None = None,
-            retry_of: Job | None = None) -> Job:
+def enqueue(
+    kind: str, params: dict | None = None, user=None, *, parent: Job | None = None, retry_of: Job | None = None
+) -> Job:
     """Validate, create a queued Job and send it to its queue once the transaction commits."""
     cleaned = validate_params(kind, params)
     spec = KINDS[kind]
@@ -444,10 +515,19 @@ def enqueue(kind: str, params: dict | None = None, user=None, *, parent: Job | N
         user = None
     with transaction.atomic():
         job = Job.objects.create(
-            kind=kind, params=cleaned, requested_by=user, queue=queue_for_task(spec.task_name),
-            celery_task_id=str(uuid.uuid4()), enqueued_at=timezone.now(), parent=parent, retry_of=retry_of,
-            step="queued", log=[f"{timezone.now():%H:%M:%S} queued on {queue_for_task(spec.task_name)}"
-                                + (f" (retry of job #{retry_of.pk})" if retry_of else "")],
+            kind=kind,
+            params=cleaned,
+            requested_by=user,
+            queue=queue_for_task(spec.task_name),
+            celery_task_id=str(uuid.uuid4()),
+            enqueued_at=timezone.now(),
+            parent=parent,
+            retry_of=retry_of,
+            step="queued",
+            log=[
+                f"{timezone.now():%H:%M:%S} queued on {queue_for_task(spec.task_name)}"
+                + (f" (retry of job #{retry_of.pk})" if retry_of else "")
+            ],
         )
         if kind == Job.Kind.PREDICT and retry_of is not None:
             _copy_shards_for_retry(retry_of, job)
@@ -459,12 +539,17 @@ def _copy_shards_for_retry(old: Job, new: Job) -> None:
     shards = []
     for shard in old.shards.all():
         done = shard.status == JobShard.Status.SUCCEEDED
-        shards.append(JobShard(
-            job=new, index=shard.index, movie_ids=shard.movie_ids,
-            status=JobShard.Status.SUCCEEDED if done else JobShard.Status.PENDING,
-            predictions_written=shard.predictions_written if done else 0, reused=done,
-            duration_s=shard.duration_s if done else None,
-        ))
+        shards.append(
+            JobShard(
+                job=new,
+                index=shard.index,
+                movie_ids=shard.movie_ids,
+                status=JobShard.Status.SUCCEEDED if done else JobShard.Status.PENDING,
+                predictions_written=shard.predictions_written if done else 0,
+                reused=done,
+                duration_s=shard.duration_s if done else None,
+            )
+        )
     JobShard.objects.bulk_create(shards)
 
 
@@ -494,7 +579,8 @@ def cancel(job: Job, user=None) -> Job:
             raise JobError(f"Job #{locked.pk} has already {locked.status}; there is nothing to cancel.")
         # Set under the row lock: claim_job never starts a job with cancel_requested.
         Job.objects.filter(pk=locked.pk).update(
-            cancel_requested=True, step="cancelling..." if locked.status == Job.Status.RUNNING else locked.step)
+            cancel_requested=True, step="cancelling..." if locked.status == Job.Status.RUNNING else locked.step
+        )
         if locked.status == Job.Status.QUEUED:
             revoke_ids.append(locked.celery_task_id)
         pending = JobShard.objects.filter(job=locked, status=JobShard.Status.PENDING)
@@ -502,8 +588,12 @@ def cancel(job: Job, user=None) -> Job:
         pending.update(status=JobShard.Status.CANCELLED, finished_at=timezone.now())
     append_log(locked.pk, f"cancel requested{who}")
     if locked.status == Job.Status.QUEUED:
-        finish_job(locked.pk, Job.Status.CANCELLED, step="cancelled before it started",
-                   only_if=lambda j: j.status == Job.Status.QUEUED)
+        finish_job(
+            locked.pk,
+            Job.Status.CANCELLED,
+            step="cancelled before it started",
+            only_if=lambda j: j.status == Job.Status.QUEUED,
+        )
     for child in locked.children.exclude(status__in=Job.FINISHED):
         cancel(child, user)
     _end_cancelled_if_nobody_runs_it(locked.pk)
@@ -522,12 +612,16 @@ def _end_cancelled_if_nobody_runs_it(job_id: int) -> None:
         from .tasks import account_shards
 
         JobShard.objects.filter(job=job, status=JobShard.Status.RUNNING).filter(
-            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)).update(
-            status=JobShard.Status.CANCELLED, finished_at=timezone.now(), error="its worker was gone")
+            Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+        ).update(status=JobShard.Status.CANCELLED, finished_at=timezone.now(), error="its worker was gone")
         account_shards(job_id)  # finishes the job now if no shard is still running
         return
-    finish_job(job_id, Job.Status.CANCELLED, step="cancelled (its worker was gone)",
-               only_if=lambda j: j.status == Job.Status.RUNNING and _silent(j, cutoff))
+    finish_job(
+        job_id,
+        Job.Status.CANCELLED,
+        step="cancelled (its worker was gone)",
+        only_if=lambda j: j.status == Job.Status.RUNNING and _silent(j, cutoff),
+    )
 
 
 def retry(job: Job, user=None) -> Job:
@@ -541,6 +635,7 @@ def retry(job: Job, user=None) -> Job:
 
 
 # --- recovery ----------------------------------------------------------------------------
+
 
 def broker_message_ids() -> set[str] | None:
     """Task ids of messages the broker still holds (waiting or delivered-but-unacked).
@@ -568,8 +663,6 @@ def _task_id_of(payload: Any) -> str | None:
 
 def _redis_message_ids(app) -> set[str]:
     import redis
-
-    from genreweb.celery import TASK_ROUTES
 
     ids: set[str] = set()
     queues = {route["queue"] for route in TASK_ROUTES.values()}
@@ -613,11 +706,13 @@ class SweepReport:
     cancelled_lost_jobs: list[int] = field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f"re-sent {len(self.requeued_jobs)} queued job(s) {self.requeued_jobs}, "
-                f"{len(self.requeued_shards)} shard(s) {self.requeued_shards}; "
-                f"failed {len(self.failed_lost_jobs)} job(s) whose worker was lost {self.failed_lost_jobs}; "
-                f"ended {len(self.cancelled_lost_jobs)} cancelled job(s) whose worker was lost "
-                f"{self.cancelled_lost_jobs}")
+        return (
+            f"re-sent {len(self.requeued_jobs)} queued job(s) {self.requeued_jobs}, "
+            f"{len(self.requeued_shards)} shard(s) {self.requeued_shards}; "
+            f"failed {len(self.failed_lost_jobs)} job(s) whose worker was lost {self.failed_lost_jobs}; "
+            f"ended {len(self.cancelled_lost_jobs)} cancelled job(s) whose worker was lost "
+            f"{self.cancelled_lost_jobs}"
+        )
 
 
 def _resend_shard(shard: JobShard, expected_status: str, now) -> bool:
@@ -627,13 +722,21 @@ def _resend_shard(shard: JobShard, expected_status: str, now) -> bool:
 
     new_task_id = str(uuid.uuid4())
     claimed = JobShard.objects.filter(
-        pk=shard.pk, status=expected_status, celery_task_id=shard.celery_task_id, heartbeat_at=shard.heartbeat_at,
+        pk=shard.pk,
+        status=expected_status,
+        celery_task_id=shard.celery_task_id,
+        heartbeat_at=shard.heartbeat_at,
     ).update(status=JobShard.Status.PENDING, celery_task_id=new_task_id, heartbeat_at=now)
     if not claimed:
         return False
     try:
-        predict_shard.apply_async(args=[shard.job_id, shard.pk], task_id=new_task_id,
-                                  queue=queue_for_task(predict_shard.name), retry=False, ignore_result=True)
+        predict_shard.apply_async(
+            args=[shard.job_id, shard.pk],
+            task_id=new_task_id,
+            queue=queue_for_task(predict_shard.name),
+            retry=False,
+            ignore_result=True,
+        )
     except Exception as exc:  # broker down: still pending, the next sweep sends it
         logger.warning("could not re-send shard %s: %s", shard.pk, exc)
     return True
@@ -670,7 +773,8 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
             continue
         # Conditional update: when several workers sweep at once, only one re-sends.
         claimed = Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED, enqueued_at=job.enqueued_at).update(
-            enqueued_at=now, celery_task_id=str(uuid.uuid4()))
+            enqueued_at=now, celery_task_id=str(uuid.uuid4())
+        )
         if claimed:
             job.refresh_from_db()
             append_log(job.pk, "message lost from the broker; re-sent by the stale-job sweep")
@@ -678,18 +782,20 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
             report.requeued_jobs.append(job.pk)
 
     running_predict = Q(job__status=Job.Status.RUNNING, job__kind=Job.Kind.PREDICT)
-    stale_pending = JobShard.objects.filter(running_predict, job__cancel_requested=False,
-                                            status=JobShard.Status.PENDING).filter(
-        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, job__heartbeat_at__lt=cutoff))
+    stale_pending = JobShard.objects.filter(
+        running_predict, job__cancel_requested=False, status=JobShard.Status.PENDING
+    ).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, job__heartbeat_at__lt=cutoff))
     for shard in stale_pending:
         if in_broker is not None and shard.celery_task_id in in_broker:
             continue
         if dry_run or _resend_shard(shard, JobShard.Status.PENDING, now):
             report.requeued_shards.append(shard.pk)
 
-    lost_shards = JobShard.objects.filter(running_predict, status=JobShard.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=lost_cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=lost_cutoff)
-    ).select_related("job")
+    lost_shards = (
+        JobShard.objects.filter(running_predict, status=JobShard.Status.RUNNING)
+        .filter(Q(heartbeat_at__lt=lost_cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=lost_cutoff))
+        .select_related("job")
+    )
     touched_jobs: set[int] = set()
     for shard in lost_shards:
         if dry_run:
@@ -698,16 +804,21 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
         touched_jobs.add(shard.job_id)
         if shard.job.cancel_requested:
             JobShard.objects.filter(pk=shard.pk, status=JobShard.Status.RUNNING).update(
-                status=JobShard.Status.CANCELLED, finished_at=now, error="its worker was lost")
+                status=JobShard.Status.CANCELLED, finished_at=now, error="its worker was lost"
+            )
         elif _resend_shard(shard, JobShard.Status.RUNNING, now):
-            append_log(shard.job_id, f"shard {shard.index}: its worker was lost (no heartbeat for "
-                                     f"{settings.GENREWEB_HEARTBEAT_TIMEOUT_S:.0f} s); re-sent")
+            append_log(
+                shard.job_id,
+                f"shard {shard.index}: its worker was lost (no heartbeat for "
+                f"{settings.GENREWEB_HEARTBEAT_TIMEOUT_S:.0f} s); re-sent",
+            )
             report.requeued_shards.append(shard.pk)
     for job_id in touched_jobs:
         account_shards(job_id)  # a job whose last shards were cancelled ends now
 
     silent = Job.objects.filter(status=Job.Status.RUNNING).filter(
-        Q(heartbeat_at__lt=lost_cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=lost_cutoff))
+        Q(heartbeat_at__lt=lost_cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=lost_cutoff)
+    )
     for job in silent:
         if not _silent(job, lost_cutoff):
             continue
@@ -722,8 +833,12 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
         if job.kind == Job.Kind.PREDICT and not job.cancel_requested:
             # The fan-out died before it made shards; it is idempotent, so run it again.
             if Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
-                    status=Job.Status.QUEUED, enqueued_at=now, heartbeat_at=now,
-                    celery_task_id=str(uuid.uuid4()), step="re-queued: its worker was lost"):
+                status=Job.Status.QUEUED,
+                enqueued_at=now,
+                heartbeat_at=now,
+                celery_task_id=str(uuid.uuid4()),
+                step="re-queued: its worker was lost",
+            ):
                 job.refresh_from_db()
                 append_log(job.pk, "its worker was lost before it made shards; re-queued")
                 _send_job_message(job.pk, KINDS[job.kind].task_name, job.celery_task_id)
@@ -732,10 +847,16 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
         still_silent = lambda j: j.status == Job.Status.RUNNING and _silent(j, lost_cutoff)  # noqa: E731
         silence = f"no heartbeat for {settings.GENREWEB_HEARTBEAT_TIMEOUT_S:.0f} s"
         if job.cancel_requested:
-            if finish_job(job.pk, Job.Status.CANCELLED, step=f"cancelled (its worker was lost: {silence})",
-                          only_if=still_silent):
+            if finish_job(
+                job.pk, Job.Status.CANCELLED, step=f"cancelled (its worker was lost: {silence})", only_if=still_silent
+            ):
                 report.cancelled_lost_jobs.append(job.pk)
-        elif finish_job(job.pk, Job.Status.FAILED, only_if=still_silent, step="worker lost",
-                        error=f"The worker running this job was lost ({silence}). Retry it to run it again."):
+        elif finish_job(
+            job.pk,
+            Job.Status.FAILED,
+            only_if=still_silent,
+            step="worker lost",
+            error=f"The worker running this job was lost ({silence}). Retry it to run it again.",
+        ):
             report.failed_lost_jobs.append(job.pk)
     return report

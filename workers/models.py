@@ -5,19 +5,20 @@ detail kept on the row for revoking and for the stale-message sweep. Batch predi
 fan out into JobShard rows, one per Celery shard task, so progress, failures and retries
 are exact even when a worker dies and a shard message is delivered twice.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
 
-from catalog.runs import MASK, SECRET_PARAMS, mask_secrets  # noqa: F401 - re-exported
+from base.runs import MASK, SECRET_PARAMS, mask_secrets  # noqa: F401 - re-exported
 
 # A job keeps its most recent log lines only; old lines are dropped with a marker.
 MAX_LOG_LINES = 500
 
 # Credentials a job may need while it runs (a TMDB key typed into the import form) are
 # masked wherever a job is shown and removed from the row when the job ends, whatever the
-# end (catalog.runs holds the one list and the one masking function).
+# end (base.runs holds the one list and the one masking function).
 masked_params = mask_secrets
 
 

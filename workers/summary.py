@@ -1,5 +1,6 @@
 """A job's result as rows a person reads: what it made (with links to the records) and its
 counts, instead of the raw dict the task stored (which stays on the page, folded)."""
+
 from __future__ import annotations
 
 from django.apps import apps
@@ -59,11 +60,15 @@ def _rows(result: dict, user, prefix: str = "") -> list[dict]:
         if key in RECORD_KEYS and isinstance(value, int):
             name, model, url_name, staff_only = RECORD_KEYS[key]
             record = apps.get_model(model).objects.filter(pk=value).first()
-            rows.append({"label": f"{prefix}{name}", "value": f"#{value} {record}" if record else f"#{value} (deleted)",
-                         "url": _link(url_name, value, staff_only, user) if record else None})
+            rows.append(
+                {
+                    "label": f"{prefix}{name}",
+                    "value": f"#{value} {record}" if record else f"#{value} (deleted)",
+                    "url": _link(url_name, value, staff_only, user) if record else None,
+                }
+            )
             if key == "model_version_id" and not prefix:
-                rows.append({"label": "Its predictions", "value": "list (API)",
-                             "url": _predictions_url(value)})
+                rows.append({"label": "Its predictions", "value": "list (API)", "url": _predictions_url(value)})
         elif isinstance(value, dict) and "model" in value and "id" in value:  # a record
             url_name, staff_only = RECORD_MODELS.get(value["model"], (None, False))
             url = _link(url_name, value["id"], staff_only, user) if url_name else None

@@ -14,6 +14,7 @@ Conventions (see genreweb/celery.py for queues):
   slow one within minutes, whatever the broker's visibility timeout;
 - every end goes through ``workers.jobs.finish_job`` (one way to a terminal state).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,8 +23,9 @@ import logging
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -34,7 +36,7 @@ from django.db.models import Count, F, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from catalog.runs import Cancelled, storable_text
+from base.runs import Cancelled, storable_text
 
 from .jobs import TEST_HOOK_PREFIX, append_log, enqueue, finish_job, jsonable  # noqa: F401 - re-exported
 from .models import Job, JobShard
@@ -69,7 +71,7 @@ def _drop_broken_connection() -> None:
 
 
 def backoff_s(retries: int) -> int:
-    return min(300, 5 * 2 ** retries)
+    return min(300, 5 * 2**retries)
 
 
 def limits(kind: str) -> dict:
@@ -93,17 +95,19 @@ class ProgressReporter:
     ``span(a, b)`` maps a sub-step's 0..1 onto a..b of this reporter's range.
     """
 
-    def __init__(self, job_id: int, start: float = 0.0, end: float = 1.0, min_interval: float = 1.0,
-                 _shared: dict | None = None):
+    def __init__(
+        self, job_id: int, start: float = 0.0, end: float = 1.0, min_interval: float = 1.0, _shared: dict | None = None
+    ):
         self.job_id = job_id
         self.start, self.end = start, end
         self.min_interval = min_interval
         self._state = _shared if _shared is not None else {"last_write": None, "last_logged": None}
 
-    def span(self, start: float, end: float) -> "ProgressReporter":
+    def span(self, start: float, end: float) -> ProgressReporter:
         width = self.end - self.start
-        return ProgressReporter(self.job_id, self.start + width * start, self.start + width * end,
-                                self.min_interval, self._state)
+        return ProgressReporter(
+            self.job_id, self.start + width * start, self.start + width * end, self.min_interval, self._state
+        )
 
     def __call__(self, message: str, fraction: float) -> None:
         fraction = min(1.0, max(0.0, float(fraction)))
@@ -115,7 +119,8 @@ class ProgressReporter:
         overall = self.start + (self.end - self.start) * fraction
         message = storable_text(message, 255)
         Job.objects.filter(pk=self.job_id).update(
-            progress=round(100 * overall, 2), step=message, heartbeat_at=timezone.now())
+            progress=round(100 * overall, 2), step=message, heartbeat_at=timezone.now()
+        )
         if message != self._state["last_logged"]:
             self._state["last_logged"] = message
             append_log(self.job_id, f"{message} ({100 * overall:.0f}%)")
@@ -125,12 +130,13 @@ class ProgressReporter:
 
 # --- job lifecycle -----------------------------------------------------------------------
 
+
 def claim_job(job_id: int, worker: str = "") -> Job | None:
     """Move a queued job to running; None when it is gone, cancelled or already taken."""
     now = timezone.now()
     claimed = Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=False).update(
-        status=Job.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)), heartbeat_at=now,
-        step="started")
+        status=Job.Status.RUNNING, started_at=Coalesce(F("started_at"), Value(now)), heartbeat_at=now, step="started"
+    )
     if not claimed:
         logger.info("job %s is not queued any more; message ignored", job_id)
         return None
@@ -188,21 +194,34 @@ def run_job(task, job_id: int, body: Callable[[Job, ProgressReporter], dict | No
         finish_job(job_id, Job.Status.CANCELLED, step="cancelled")
         return None
     except SoftTimeLimitExceeded:
-        finish_job(job_id, Job.Status.FAILED, error=f"Time limit exceeded ({limits(job.kind)['soft_time_limit']} s).",
-                   tb=traceback.format_exc())
+        finish_job(
+            job_id,
+            Job.Status.FAILED,
+            error=f"Time limit exceeded ({limits(job.kind)['soft_time_limit']} s).",
+            tb=traceback.format_exc(),
+        )
         return None
     except TRANSIENT_ERRORS as exc:
         if task.request.retries < MAX_TRANSIENT_RETRIES:
             countdown = backoff_s(task.request.retries)
             _drop_broken_connection()
             Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
-                status=Job.Status.QUEUED, enqueued_at=timezone.now() + timedelta(seconds=countdown),
-                step=f"transient error, retrying in {countdown}s")
-            append_log(job_id, f"transient error {type(exc).__name__}: {exc}; retry "
-                               f"{task.request.retries + 1}/{MAX_TRANSIENT_RETRIES} in {countdown}s")
-            raise task.retry(exc=exc, countdown=countdown)
-        finish_job(job_id, Job.Status.FAILED, error=f"{type(exc).__name__}: {exc} (after {MAX_TRANSIENT_RETRIES} "
-                                                    f"retries)", tb=traceback.format_exc())
+                status=Job.Status.QUEUED,
+                enqueued_at=timezone.now() + timedelta(seconds=countdown),
+                step=f"transient error, retrying in {countdown}s",
+            )
+            append_log(
+                job_id,
+                f"transient error {type(exc).__name__}: {exc}; retry "
+                f"{task.request.retries + 1}/{MAX_TRANSIENT_RETRIES} in {countdown}s",
+            )
+            raise task.retry(exc=exc, countdown=countdown) from exc
+        finish_job(
+            job_id,
+            Job.Status.FAILED,
+            error=f"{type(exc).__name__}: {exc} (after {MAX_TRANSIENT_RETRIES} retries)",
+            tb=traceback.format_exc(),
+        )
         return None
     except Exception as exc:
         logger.exception("job %s failed", job_id)
@@ -214,6 +233,7 @@ def run_job(task, job_id: int, body: Callable[[Job, ProgressReporter], dict | No
 
 
 # --- services per kind (imported late: workers -> ml -> catalog, and tasks load fast) --------
+
 
 @contextlib.contextmanager
 def same_import_lock(source: str, target: str, progress: ProgressReporter):
@@ -228,8 +248,7 @@ def same_import_lock(source: str, target: str, progress: ProgressReporter):
     if connection.vendor != "postgresql":
         yield
         return
-    key = int.from_bytes(hashlib.sha256(f"genreweb-import:{source}:{target}".encode()).digest()[:8], "big",
-                         signed=True)
+    key = int.from_bytes(hashlib.sha256(f"genreweb-import:{source}:{target}".encode()).digest()[:8], "big", signed=True)
     with connection.cursor() as cursor:
         while True:
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
@@ -262,9 +281,13 @@ def _import_body(job: Job, progress: ProgressReporter) -> dict:
     with same_import_lock(source, str(params.get("path") or params.get("start_date") or ""), progress):
         run = run_import(source, params, progress=report, on_run=record_run)
     summary = {
-        "import_run_id": run.pk, "source": source,
-        **{name: getattr(run, name) for name in ("created", "updated", "unchanged", "skipped", "posters_stored")
-           if hasattr(run, name)},
+        "import_run_id": run.pk,
+        "source": source,
+        **{
+            name: getattr(run, name)
+            for name in ("created", "updated", "unchanged", "skipped", "posters_stored")
+            if hasattr(run, name)
+        },
     }
     if getattr(run, "status", "") == "failed":
         raise ServiceFailed(f"import run #{run.pk} failed: {run.error}")
@@ -336,11 +359,19 @@ def _retrain_body(job: Job, progress: ProgressReporter) -> None:
         predict_params["shard_size"] = params["shard_size"]
     child = enqueue(Job.Kind.PREDICT, predict_params, job.requested_by, parent=job)
     Job.objects.filter(pk=job.pk).update(
-        progress=90.0, step=f"batch predict (job #{child.pk})",
-        result={"snapshot_id": snapshot.pk, "model_version_id": version_id, "evaluation": jsonable(evaluation),
-                "predict_job_id": child.pk})
-    append_log(job.pk, f"snapshot #{snapshot.pk}, model version #{version_id} evaluated; "
-                       f"predicting all movies in job #{child.pk}")
+        progress=90.0,
+        step=f"batch predict (job #{child.pk})",
+        result={
+            "snapshot_id": snapshot.pk,
+            "model_version_id": version_id,
+            "evaluation": jsonable(evaluation),
+            "predict_job_id": child.pk,
+        },
+    )
+    append_log(
+        job.pk,
+        f"snapshot #{snapshot.pk}, model version #{version_id} evaluated; predicting all movies in job #{child.pk}",
+    )
     return None
 
 
@@ -363,6 +394,7 @@ run_retrain = _job_task(Job.Kind.RETRAIN, "workers.run_retrain", _retrain_body)
 
 # --- batch prediction: fan-out over shards ---------------------------------------------------
 
+
 def _create_shards(job: Job) -> None:
     from catalog.models import Movie
 
@@ -372,13 +404,21 @@ def _create_shards(job: Job) -> None:
         movies = movies.filter(pk__in=job.params["movie_ids"])
     movie_ids = list(movies.values_list("pk", flat=True))
     missing = len(job.params.get("movie_ids") or []) - len(movie_ids) if job.params.get("movie_ids") else 0
-    shards = [JobShard(job=job, index=i, movie_ids=movie_ids[start:start + shard_size])
-              for i, start in enumerate(range(0, len(movie_ids), shard_size))]
+    shards = [
+        JobShard(job=job, index=i, movie_ids=movie_ids[start : start + shard_size])
+        for i, start in enumerate(range(0, len(movie_ids), shard_size))
+    ]
     with transaction.atomic():
         if not JobShard.objects.filter(job=job).exists():  # a redelivered fan-out keeps the first split
             JobShard.objects.bulk_create(shards, batch_size=500)
-            Job.objects.filter(pk=job.pk).update(result={"movies": len(movie_ids), "shard_size": shard_size,
-                                                         "shards": len(shards), "unknown_movie_ids": missing})
+            Job.objects.filter(pk=job.pk).update(
+                result={
+                    "movies": len(movie_ids),
+                    "shard_size": shard_size,
+                    "shards": len(shards),
+                    "unknown_movie_ids": missing,
+                }
+            )
     if missing:
         append_log(job.pk, f"{missing} requested movie id(s) do not exist and are skipped")
 
@@ -402,15 +442,19 @@ def _predict_body(job: Job, progress: ProgressReporter) -> None:
     _create_shards(job)
     total = JobShard.objects.filter(job=job).count()
     sent = dispatch_pending_shards(job)
-    append_log(job.pk, f"{total} shard(s) of up to "
-                       f"{job.params.get('shard_size') or settings.GENREWEB_PREDICT_SHARD_SIZE} movies; sent {sent}"
-               + (f", {total - sent} reused from job #{job.retry_of_id}" if total - sent else ""))
+    append_log(
+        job.pk,
+        f"{total} shard(s) of up to "
+        f"{job.params.get('shard_size') or settings.GENREWEB_PREDICT_SHARD_SIZE} movies; sent {sent}"
+        + (f", {total - sent} reused from job #{job.retry_of_id}" if total - sent else ""),
+    )
     account_shards(job.pk)  # finishes at once when there is nothing to do
     return None
 
 
-@shared_task(name="workers.start_batch_predict", bind=True, max_retries=MAX_TRANSIENT_RETRIES,
-             **limits(Job.Kind.PREDICT))
+@shared_task(
+    name="workers.start_batch_predict", bind=True, max_retries=MAX_TRANSIENT_RETRIES, **limits(Job.Kind.PREDICT)
+)
 def start_batch_predict(self, job_id: int):
     """Split a batch-predict job into shards and send one task per pending shard."""
     return run_job(self, job_id, _predict_body)
@@ -435,9 +479,15 @@ def _run_predictions(model_version_id: int, movie_ids: list[int], progress) -> i
     return predict_movies(model_version_id, movie_ids, progress=progress)
 
 
-@shared_task(name="workers.predict_shard", bind=True, acks_late=True, reject_on_worker_lost=True,
-             max_retries=MAX_TRANSIENT_RETRIES, time_limit=SHARD_HARD_LIMIT,
-             soft_time_limit=SHARD_HARD_LIMIT - SOFT_MARGIN)
+@shared_task(
+    name="workers.predict_shard",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    max_retries=MAX_TRANSIENT_RETRIES,
+    time_limit=SHARD_HARD_LIMIT,
+    soft_time_limit=SHARD_HARD_LIMIT - SOFT_MARGIN,
+)
 def predict_shard(self, job_id: int, shard_id: int):
     """Predict one shard's movies (idempotent upsert), then update the job's bookkeeping."""
     shard = JobShard.objects.select_related("job").filter(pk=shard_id, job_id=job_id).first()
@@ -449,21 +499,27 @@ def predict_shard(self, job_id: int, shard_id: int):
         return shard.predictions_written
     if job.cancel_requested or job.status == Job.Status.CANCELLED:
         JobShard.objects.filter(pk=shard_id).exclude(status=JobShard.Status.SUCCEEDED).update(
-            status=JobShard.Status.CANCELLED, finished_at=timezone.now())
+            status=JobShard.Status.CANCELLED, finished_at=timezone.now()
+        )
         account_shards(job_id)
         return None
     if shard.celery_task_id and self.request.id != shard.celery_task_id:
         # An old message of a shard the sweep re-sent (its worker was lost): the new one runs it.
-        logger.info("shard %s: message %s superseded by %s; ignored", shard_id, self.request.id,
-                    shard.celery_task_id)
+        logger.info("shard %s: message %s superseded by %s; ignored", shard_id, self.request.id, shard.celery_task_id)
         return None
     started = time.monotonic()
     now = timezone.now()
     claimed = JobShard.objects.filter(
-        pk=shard_id, status__in=(JobShard.Status.PENDING, JobShard.Status.RUNNING),
+        pk=shard_id,
+        status__in=(JobShard.Status.PENDING, JobShard.Status.RUNNING),
         celery_task_id=shard.celery_task_id,
-    ).update(status=JobShard.Status.RUNNING, attempts=F("attempts") + 1, started_at=now, heartbeat_at=now,
-             worker=self.request.hostname or "")
+    ).update(
+        status=JobShard.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        started_at=now,
+        heartbeat_at=now,
+        worker=self.request.hostname or "",
+    )
     if not claimed:
         return None
     outcome: dict[str, Any]
@@ -483,19 +539,25 @@ def predict_shard(self, job_id: int, shard_id: int):
     except TRANSIENT_ERRORS as exc:
         if self.request.retries < MAX_TRANSIENT_RETRIES:
             _drop_broken_connection()
-            JobShard.objects.filter(pk=shard_id).update(status=JobShard.Status.PENDING,
-                                                        error=f"retrying after {type(exc).__name__}: {exc}")
-            raise self.retry(exc=exc, countdown=backoff_s(self.request.retries))
+            JobShard.objects.filter(pk=shard_id).update(
+                status=JobShard.Status.PENDING, error=f"retrying after {type(exc).__name__}: {exc}"
+            )
+            raise self.retry(exc=exc, countdown=backoff_s(self.request.retries)) from exc
         outcome = {"status": JobShard.Status.FAILED, "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:
         logger.exception("shard %s of job %s failed", shard.index, job_id)
-        outcome = {"status": JobShard.Status.FAILED,
-                   "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-4000:]}"}
+        outcome = {
+            "status": JobShard.Status.FAILED,
+            "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()[-4000:]}",
+        }
     outcome["error"] = storable_text(outcome["error"], 10_000)
     # Only the run that holds the shard records its end (not one the sweep superseded).
     JobShard.objects.filter(pk=shard_id, status=JobShard.Status.RUNNING, celery_task_id=shard.celery_task_id).update(
-        finished_at=timezone.now(), heartbeat_at=timezone.now(), duration_s=round(time.monotonic() - started, 3),
-        **outcome)
+        finished_at=timezone.now(),
+        heartbeat_at=timezone.now(),
+        duration_s=round(time.monotonic() - started, 3),
+        **outcome,
+    )
     account_shards(job_id)
     return outcome.get("predictions_written")
 
@@ -512,46 +574,56 @@ def account_shards(job_id: int) -> None:
             return
         counts = dict(JobShard.objects.filter(job=job).values_list("status").annotate(n=Count("pk")))
         total = sum(counts.values())
-        done = sum(counts.get(s, 0) for s in (JobShard.Status.SUCCEEDED, JobShard.Status.FAILED,
-                                              JobShard.Status.CANCELLED))
+        done = sum(
+            counts.get(s, 0) for s in (JobShard.Status.SUCCEEDED, JobShard.Status.FAILED, JobShard.Status.CANCELLED)
+        )
         fraction = done / total if total else 1.0
         now = timezone.now()
         step = f"{done}/{total} shards done"
         Job.objects.filter(pk=job_id).update(progress=round(100 * fraction, 2), step=step, heartbeat_at=now)
         if job.parent_id:
             Job.objects.filter(pk=job.parent_id, status=Job.Status.RUNNING).update(
-                progress=round(90 + 10 * fraction, 2), step=f"batch predict (job #{job_id}): {step}",
-                heartbeat_at=now)
+                progress=round(90 + 10 * fraction, 2), step=f"batch predict (job #{job_id}): {step}", heartbeat_at=now
+            )
         if done < total:
             return
     shards = JobShard.objects.filter(job_id=job_id)
     written = shards.filter(status=JobShard.Status.SUCCEEDED).aggregate(n=Sum("predictions_written"))["n"] or 0
     failed = list(shards.filter(status=JobShard.Status.FAILED).values("index", "error", "attempts"))
     elapsed = (now - job.started_at).total_seconds() if job.started_at else None
-    movies_done = sum(len(ids) for ids in shards.filter(status=JobShard.Status.SUCCEEDED).values_list(
-        "movie_ids", flat=True))
+    movies_done = sum(
+        len(ids) for ids in shards.filter(status=JobShard.Status.SUCCEEDED).values_list("movie_ids", flat=True)
+    )
     result = {
-        "model_version_id": job.params["model_version_id"], "shards_total": total,
+        "model_version_id": job.params["model_version_id"],
+        "shards_total": total,
         "shards_succeeded": counts.get(JobShard.Status.SUCCEEDED, 0),
         "shards_reused": shards.filter(reused=True).count(),
-        "shards_failed": [{"index": f["index"], "error": f["error"].splitlines()[0] if f["error"] else ""}
-                          for f in failed],
+        "shards_failed": [
+            {"index": f["index"], "error": f["error"].splitlines()[0] if f["error"] else ""} for f in failed
+        ],
         "shards_cancelled": counts.get(JobShard.Status.CANCELLED, 0),
-        "movies_predicted": movies_done, "predictions_written": written,
+        "movies_predicted": movies_done,
+        "predictions_written": written,
         "redelivered_shards": shards.filter(attempts__gt=1).count(),
         "elapsed_s": round(elapsed, 3) if elapsed is not None else None,
         "movies_per_s": round(movies_done / elapsed, 1) if elapsed else None,
     }
     if failed:
         first = failed[0]
-        finish_job(job_id, Job.Status.FAILED, result=result,
-                   error=f"{len(failed)} of {total} shard(s) failed; shard {first['index']}: {first['error']}",
-                   step=f"{len(failed)} shard(s) failed")
+        finish_job(
+            job_id,
+            Job.Status.FAILED,
+            result=result,
+            error=f"{len(failed)} of {total} shard(s) failed; shard {first['index']}: {first['error']}",
+            step=f"{len(failed)} shard(s) failed",
+        )
     elif counts.get(JobShard.Status.CANCELLED) or job.cancel_requested:
         finish_job(job_id, Job.Status.CANCELLED, result=result, step="cancelled")
     else:
-        finish_job(job_id, Job.Status.SUCCEEDED, result=result,
-                   step=f"{movies_done} movies predicted in {total} shard(s)")
+        finish_job(
+            job_id, Job.Status.SUCCEEDED, result=result, step=f"{movies_done} movies predicted in {total} shard(s)"
+        )
 
 
 @shared_task(name="workers.ping")
@@ -591,8 +663,9 @@ def start_stale_job_sweep(sender=None, **kwargs) -> None:
     if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
         return
     _sweeper_stop.clear()
-    threading.Thread(target=_sweep_loop, args=(settings.GENREWEB_REQUEUE_INTERVAL_S,), daemon=True,
-                     name="stale-job-sweep").start()
+    threading.Thread(
+        target=_sweep_loop, args=(settings.GENREWEB_REQUEUE_INTERVAL_S,), daemon=True, name="stale-job-sweep"
+    ).start()
 
 
 @worker_process_init.connect

@@ -3,6 +3,7 @@
 Every job goes through workers.jobs (enqueue/cancel/retry); these views only collect and
 validate the parameters. Progress is polled by the page from ``status_json``.
 """
+
 from __future__ import annotations
 
 from django import forms
@@ -13,7 +14,7 @@ from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from genreweb.permissions import is_staff, reader_required, staff_required
+from base.permissions import is_staff, reader_required, staff_required
 
 from . import jobs
 from .jobs import InvalidJobParams, JobError, enqueue
@@ -24,8 +25,9 @@ from .summary import result_summary
 def _preset_choices() -> list[tuple[str, str]]:
     from ml.engine.registry import PRESETS  # cheap: config dataclasses only, no torch
 
-    return [(name, f"{name} — {config.notes}" if getattr(config, "notes", "") else name)
-            for name, config in PRESETS.items()]
+    return [
+        (name, f"{name} — {config.notes}" if getattr(config, "notes", "") else name) for name, config in PRESETS.items()
+    ]
 
 
 def _version_choices() -> list[tuple[str, str]]:
@@ -44,17 +46,24 @@ class QueueJobForm(forms.Form):
     """One form for every kind; ``params()`` builds the parameters workers.jobs expects for
     the chosen kind (which validates them again and names any bad field)."""
 
-    IMPORT_SOURCES = [("csv", "CSV + poster folder"), ("kaggle", "Kaggle The Movies Dataset"),
-                      ("mmimdb", "MM-IMDb folder"), ("tmdb", "TMDB API")]
+    IMPORT_SOURCES = [
+        ("csv", "CSV + poster folder"),
+        ("kaggle", "Kaggle The Movies Dataset"),
+        ("mmimdb", "MM-IMDb folder"),
+        ("tmdb", "TMDB API"),
+    ]
     kind = forms.ChoiceField(choices=Job.Kind.choices)
     source = forms.ChoiceField(choices=IMPORT_SOURCES, required=False, label="import source")
     path = forms.CharField(required=False, max_length=1000, label="file or folder path (on the worker)")
-    api_key = forms.CharField(required=False, max_length=200, label="TMDB API key",
-                              widget=forms.PasswordInput(render_value=True))
-    date_from = forms.DateField(required=False, label="TMDB release date from",
-                                widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, label="TMDB release date to",
-                              widget=forms.DateInput(attrs={"type": "date"}))
+    api_key = forms.CharField(
+        required=False, max_length=200, label="TMDB API key", widget=forms.PasswordInput(render_value=True)
+    )
+    date_from = forms.DateField(
+        required=False, label="TMDB release date from", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="TMDB release date to", widget=forms.DateInput(attrs={"type": "date"})
+    )
     limit = forms.IntegerField(required=False, min_value=1, label="at most this many movies")
     snapshot_id = forms.ChoiceField(required=False, choices=(), label="dataset snapshot")
     config = forms.ChoiceField(required=False, choices=(), label="model family preset")
@@ -146,18 +155,34 @@ def job_list(request):
     if status in Job.Status.values:
         jobs = jobs.filter(status=status)
     page = Paginator(jobs, 30).get_page(request.GET.get("page"))
-    return render(request, "workers/jobs.html", {
-        "form": form, "page": page, "jobs": page.object_list, "statuses": Job.Status.choices,
-        "status": status, "query_without_page": f"status={status}" if status else "",
-    })
+    return render(
+        request,
+        "workers/jobs.html",
+        {
+            "form": form,
+            "page": page,
+            "jobs": page.object_list,
+            "statuses": Job.Status.choices,
+            "status": status,
+            "query_without_page": f"status={status}" if status else "",
+        },
+    )
 
 
 @reader_required
 def job_detail(request, pk: int):
     job = get_object_or_404(Job.objects.select_related("requested_by", "parent", "retry_of"), pk=pk)
     shards = job.shards.all() if job.kind == Job.Kind.PREDICT else []
-    return render(request, "workers/job.html", {"job": job, "shards": shards, "children": job.children.all(),
-                                                "summary": result_summary(job.result, request.user)})
+    return render(
+        request,
+        "workers/job.html",
+        {
+            "job": job,
+            "shards": shards,
+            "children": job.children.all(),
+            "summary": result_summary(job.result, request.user),
+        },
+    )
 
 
 @reader_required

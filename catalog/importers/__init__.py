@@ -11,6 +11,7 @@ pass ``any_path=True`` (the operator can read those files anyway). Remote URLs c
 settings (TMDB_API_BASE), never from params: a job must not send the server's TMDB key to a
 host of its choosing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -127,7 +128,11 @@ def import_param_errors(kind: str, params: dict) -> dict[str, str]:
 
 
 def run_import(
-    kind: str, params: dict, *, progress: Progress | None = None, any_path: bool = False,
+    kind: str,
+    params: dict,
+    *,
+    progress: Progress | None = None,
+    any_path: bool = False,
     on_run: Callable[[ImportRun], None] | None = None,
 ) -> ImportRun:
     """Import movies; return the finished ImportRun (created/updated/unchanged/skipped counts).

@@ -13,9 +13,10 @@ rest, so all importers behave the same:
   skip early; set_labels re-checks under the movie's row lock, so a person's save that lands
   while the batch runs is kept;
 - ``progress(message, fraction)`` between batches; if it raises (a cancelled job), every
-  committed batch is whole and the ImportRun is marked cancelled (``catalog.runs.Cancelled``)
+  committed batch is whole and the ImportRun is marked cancelled (``base.runs.Cancelled``)
   or failed; its error is always storable (no NUL bytes, capped).
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,11 +32,12 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from base.runs import SECRET_PARAMS, Cancelled, mask_secrets, storable_text  # noqa: F401 - SECRET_PARAMS re-exported
+
 from .. import genres as vocabulary
 from ..labels import set_labels
 from ..models import Genre, ImportRun, LabelChange, Movie, MovieGenre
 from ..posters import PosterRejected, delete_new_files_on_error, mark_missing, store_original
-from ..runs import SECRET_PARAMS, Cancelled, mask_secrets, storable_text  # noqa: F401 - SECRET_PARAMS re-exported
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +48,6 @@ MAX_SKIPPED_ROWS_KEPT = 1000
 MAX_WARNINGS_KEPT = 200
 
 IMDB_ID_RE = re.compile(r"^tt\d{5,10}$")
-
 
 
 class ImporterError(Exception):
@@ -197,8 +198,10 @@ def text_problem(value: str) -> str | None:
     surrogates), or None. Names the character and its position, never echoes the value."""
     for position, ch in enumerate(value, start=1):
         if ch == "\x00":
-            return (f"contains a NUL character (U+0000) at position {position}; "
-                    "the file may be damaged or in another encoding (UTF-16?)")
+            return (
+                f"contains a NUL character (U+0000) at position {position}; "
+                "the file may be damaged or in another encoding (UTF-16?)"
+            )
         if "\ud800" <= ch <= "\udfff":
             return f"contains an invalid character (lone surrogate U+{ord(ch):04X}) at position {position}"
     return None
@@ -220,7 +223,7 @@ def require_storable(value: Any, name: str) -> None:
 RECORD_TEXT_FIELDS = ("source_id", "imdb_id", "title", "original_title", "overview", "original_language")
 
 
-def record_problem(rec: "MovieRecord") -> str | None:
+def record_problem(rec: MovieRecord) -> str | None:
     """The first field of ``rec`` that cannot be stored, as a readable reason; or None.
 
     Policy: such a row is skipped and reported, not stripped. A NUL or a lone surrogate in an
@@ -231,8 +234,11 @@ def record_problem(rec: "MovieRecord") -> str | None:
     fields = [(name, getattr(rec, name)) for name in RECORD_TEXT_FIELDS]
     fields += [("genre", ref.name) for ref in rec.genres or []]
     if rec.poster is not None:
-        fields += [("poster file name", rec.poster.filename), ("poster URL", rec.poster.source_url),
-                   ("poster note", rec.poster.missing_reason)]
+        fields += [
+            ("poster file name", rec.poster.filename),
+            ("poster URL", rec.poster.source_url),
+            ("poster note", rec.poster.missing_reason),
+        ]
     for name, value in fields:
         if isinstance(value, str) and (problem := text_problem(value)):
             return f"{name} {problem}"
@@ -250,7 +256,7 @@ def genre_refs(names: Iterable[str]) -> list[GenreRef]:
     return refs
 
 
-redact = mask_secrets  # one masking function for ImportRun and Job params (catalog.runs)
+redact = mask_secrets  # one masking function for ImportRun and Job params (base.runs)
 
 
 # --- genres --------------------------------------------------------------------------------
@@ -264,8 +270,14 @@ class GenreResolver:
     out, unless ``allow_new`` (then at most ``max_new`` new genres in this import).
     """
 
-    def __init__(self, *, allow_new: bool = False, max_new: int = 0, extra: dict[int, str] | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        allow_new: bool = False,
+        max_new: int = 0,
+        extra: dict[int, str] | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.by_tmdb: dict[int, Genre] = {}
         self.by_name: dict[str, Genre] = {}
         self.allow_new = allow_new
@@ -427,7 +439,7 @@ class MovieWriter:
                     continue
                 self._write_row(rec, genres, existing)
 
-    def _write_row(self, rec: MovieRecord, genres: list[Genre] | None, existing: "_Lookup") -> None:
+    def _write_row(self, rec: MovieRecord, genres: list[Genre] | None, existing: _Lookup) -> None:
         for attempt in (1, 2):
             try:
                 with delete_new_files_on_error(), transaction.atomic():
@@ -446,7 +458,7 @@ class MovieWriter:
             self.run.posters_stored += int(stored)
             return
 
-    def _upsert(self, rec: MovieRecord, genres: list[Genre] | None, existing: "_Lookup") -> tuple[str, bool]:
+    def _upsert(self, rec: MovieRecord, genres: list[Genre] | None, existing: _Lookup) -> tuple[str, bool]:
         movie = existing.find(rec)
         values = _field_values(rec)
         created = movie is None
@@ -462,7 +474,9 @@ class MovieWriter:
             current_genre_ids: set[int] = set()
         else:
             # A source that lacks a value (MM-IMDb has no popularity) never blanks one out.
-            dirty = [name for name, value in values.items() if value not in (None, "") and getattr(movie, name) != value]
+            dirty = [
+                name for name, value in values.items() if value not in (None, "") and getattr(movie, name) != value
+            ]
             for name in dirty:
                 setattr(movie, name, values[name])
             # Learn ids the movie did not have yet (e.g. a CSV row later seen on TMDB).
@@ -533,7 +547,7 @@ class _Lookup:
             self.by_source[(movie.source, movie.source_id)] = movie
 
     @classmethod
-    def prefetch(cls, records: list[MovieRecord]) -> "_Lookup":
+    def prefetch(cls, records: list[MovieRecord]) -> _Lookup:
         query = Q(pk__in=[])
         tmdb_ids = [r.tmdb_id for r in records if r.tmdb_id is not None]
         imdb_ids = [r.imdb_id for r in records if r.imdb_id]
@@ -550,7 +564,7 @@ class _Lookup:
         return cls(Movie.objects.filter(query))
 
     @classmethod
-    def fresh(cls) -> "_Lookup":
+    def fresh(cls) -> _Lookup:
         lookup = cls([])
         lookup.prefetched = False
         return lookup
@@ -575,9 +589,13 @@ class _Lookup:
                     "not merging them"
                 )
         if rec.tmdb_id is not None and movie.tmdb_id is not None and movie.tmdb_id != rec.tmdb_id:
-            raise RowError(f"{label} {value} is movie #{movie.pk}, which has TMDB id {movie.tmdb_id}, not {rec.tmdb_id}")
+            raise RowError(
+                f"{label} {value} is movie #{movie.pk}, which has TMDB id {movie.tmdb_id}, not {rec.tmdb_id}"
+            )
         if rec.imdb_id and movie.imdb_id and movie.imdb_id != rec.imdb_id:
-            raise RowError(f"{label} {value} is movie #{movie.pk}, which has IMDb id {movie.imdb_id}, not {rec.imdb_id}")
+            raise RowError(
+                f"{label} {value} is movie #{movie.pk}, which has IMDb id {movie.imdb_id}, not {rec.imdb_id}"
+            )
         return movie
 
     def _load_from_db(self, rec: MovieRecord) -> None:

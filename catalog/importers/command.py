@@ -1,4 +1,5 @@
 """Shared plumbing for the import_* management commands: run, print progress and summary."""
+
 from __future__ import annotations
 
 import time
@@ -11,9 +12,10 @@ from . import ImporterError, run_import, summary
 def add_common_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, help="import at most this many movies")
     parser.add_argument(
-        "--allow-new-genres", action="store_true",
+        "--allow-new-genres",
+        action="store_true",
         help="create genre names outside the TMDB vocabulary (catalog/genres.py), at most "
-             "GENREWEB_MAX_NEW_GENRES per import; without it they are reported and left out",
+        "GENREWEB_MAX_NEW_GENRES per import; without it they are reported and left out",
     )
     parser.add_argument(
         "--progress-every", type=int, default=250, metavar="N", help="print a progress line every N rows (default 250)"

@@ -7,6 +7,7 @@
 - 401: ``AuthError`` at once (retrying a refused key only burns quota).
 - other 4xx: ``HttpError`` at once (``status`` tells which).
 """
+
 from __future__ import annotations
 
 import email.utils
@@ -16,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -106,7 +107,7 @@ class HttpClient:
             logger.info("%s: %s for %s; retry %d in %.1fs", self.name, problem, _safe(url), attempt, delay)
             sleep(delay)
 
-    def _try_once(self, url: str, params: dict | None, want_json: bool) -> "_Attempt":
+    def _try_once(self, url: str, params: dict | None, want_json: bool) -> _Attempt:
         try:
             response = self._client.get(url, params=params)
         except httpx.TimeoutException:
@@ -141,8 +142,8 @@ class HttpClient:
             except (TypeError, ValueError):
                 return None
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
-            seconds = (when - datetime.now(timezone.utc)).total_seconds()
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - datetime.now(UTC)).total_seconds()
         seconds = max(seconds, 0.0)
         if seconds > self.max_retry_after:
             raise HttpError(

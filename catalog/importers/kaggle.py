@@ -9,6 +9,7 @@ Params: path (the CSV), optional posters (folder with files named <tmdb id>.* or
 <imdb id>.*) or poster_url_base (e.g. https://image.tmdb.org/t/p/w342, joined with the
 poster_path column), encoding, limit.
 """
+
 from __future__ import annotations
 
 import ast

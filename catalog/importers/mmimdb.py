@@ -5,6 +5,7 @@ longest is kept; "plot outline" is the fallback) and maybe "imdb_id"; when that 
 IMDb id is 'tt' + the file stem. Params: path (the folder, or its parent holding dataset/),
 limit.
 """
+
 from __future__ import annotations
 
 import json

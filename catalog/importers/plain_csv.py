@@ -5,6 +5,7 @@ Columns: id, title, year, overview, genres (``A|B|C``), source_id (``tmdb:285``)
 folder holding movies.csv (and posters/) or the CSV file itself, with ``posters`` naming the
 folder.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Where importers find poster bytes: a local folder (indexed once) or a URL base."""
+
 from __future__ import annotations
 
 import os

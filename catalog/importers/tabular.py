@@ -1,4 +1,5 @@
 """Reading CSV files the way real exports arrive: odd encodings, cut-off last rows, bad lines."""
+
 from __future__ import annotations
 
 import codecs
@@ -118,7 +119,7 @@ class CsvRows:
                 cut = " (cut off?)" if len(fields) < width else ""
                 yield SkippedRow(row, f"has {len(fields)} columns, the header has {width}{cut}", {"line": start_line})
                 continue
-            yield row, start_line, dict(zip(self.header, fields))
+            yield row, start_line, dict(zip(self.header, fields, strict=False))
 
     def records(self, build: Callable[[int, int, dict], MovieRecord]) -> Iterator[MovieRecord | SkippedRow]:
         """Turn each well-formed row into a record with ``build(row, line, values)``; a row that

@@ -11,6 +11,7 @@ language (en-US), details (true: one /movie/{id} call per movie, which adds the 
 limit, and max_pages, backoff_base, max_retries, timeout (s). The API address is the
 TMDB_API_BASE setting, never a param: the key is sent there.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -175,9 +176,7 @@ class TmdbSource(Source):
             raise ImporterError(f"{exc}. Check the API key / bearer token.") from None
         finally:
             if self.client.retries:
-                self.warn(
-                    "TMDB retries: " + ", ".join(f"{n}x {why}" for why, n in sorted(self.client.retries.items()))
-                )
+                self.warn("TMDB retries: " + ", ".join(f"{n}x {why}" for why, n in sorted(self.client.retries.items())))
             self.client.close()
 
     def _movie(self, row: int, summary: Any) -> MovieRecord | SkippedRow:

@@ -2,6 +2,7 @@
 
 Django's ``timesince`` says "0 minutes" for anything under a minute, which on a job list
 that refreshes every few seconds looks stuck."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -3,6 +3,7 @@
 fingerprints, library versions). Frozen pretrained encoders are not copied: the artifact
 names their package and weights fingerprint, and loading checks it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,10 +72,15 @@ def save_model(model: TrainedModel, directory) -> dict:
         "config": cfg.to_dict(),
         "genres": model.genres,
         "thresholds": [float(t) for t in model.thresholds],
-        "dims": {"text": model.model.text_dim, "image": model.model.image_dim,
-                 "vocab": len(model.parts.vocab) if model.parts.vocab else 0},
+        "dims": {
+            "text": model.model.text_dim,
+            "image": model.model.image_dim,
+            "vocab": len(model.parts.vocab) if model.parts.vocab else 0,
+        },
         "normaliser": {
-            "image_mean": list(IMAGENET_MEAN), "image_std": list(IMAGENET_STD), "image_size": cfg.image_size,
+            "image_mean": list(IMAGENET_MEAN),
+            "image_std": list(IMAGENET_STD),
+            "image_size": cfg.image_size,
             "image_resize": "squash to image_size x image_size (eval)",
             "features": "frozen features standardised with the training mean/std stored as *_mean/*_std tensors",
         },
@@ -115,19 +121,37 @@ def load_model(directory, device: str | None = None, cache_dir: str | None = Non
     tfidf = TfidfVectorizer.from_saved(document["tfidf"], tensors) if document.get("tfidf") else None
     # Weights come from the file, so pretrained encoders start empty (no ResNet warning,
     # no wasted load); MiniLM's module is built from its package and then overwritten.
-    model = GenreModel(config, len(genres), text_dim=dims["text"], image_dim=dims["image"],
-                       vocab_size=dims["vocab"], device=device, pretrained=False, log=log)
+    model = GenreModel(
+        config,
+        len(genres),
+        text_dim=dims["text"],
+        image_dim=dims["image"],
+        vocab_size=dims["vocab"],
+        device=device,
+        pretrained=False,
+        log=log,
+    )
     state = {k: v for k, v in tensors.items() if not k.startswith("tfidf.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ArtifactError(f"{directory}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})")
+        raise ArtifactError(
+            f"{directory}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
+        )
     model.to(device).eval()
     parts = InputParts(config, vocab, tfidf, device, cache_dir=cache_dir, log=log)
     records = document.get("frozen_encoders", {})
     fingerprints = {k: v.get("fingerprint") for k, v in records.items()}
-    trained = TrainedModel(config, genres, model, parts, np.array(document["thresholds"], dtype=np.float32),
-                           document.get("history", []), device, timings=document.get("timings"),
-                           encoder_fingerprints=fingerprints)
+    trained = TrainedModel(
+        config,
+        genres,
+        model,
+        parts,
+        np.array(document["thresholds"], dtype=np.float32),
+        document.get("history", []),
+        device,
+        timings=document.get("timings"),
+        encoder_fingerprints=fingerprints,
+    )
     if parts.frozen is not None:
         parts.frozen.expected_fingerprints = fingerprints
     return trained

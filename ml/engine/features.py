@@ -5,6 +5,7 @@ that change its output: image size, flip averaging, token limit, device type) an
 content hash of each text or image's bytes, so a head can be retrained in seconds and a
 changed poster or overview is never served stale features.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .encoders import autocast
 from .data import Example, content_hash, decode_image, image_bytes, image_transforms
-from .encoders import MiniLMEncoder, build_image_encoder
+from .encoders import MiniLMEncoder, autocast, build_image_encoder
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -109,7 +109,9 @@ class FrozenFeatures:
             else:
                 enc = self.image_encoder()
                 flip = int(self.config.tta_flip)
-                self._keys[which] = f"{self.config.image_encoder}-{module_fingerprint(enc)}-s{self.config.image_size}-flip{flip}-{dev}"
+                self._keys[which] = (
+                    f"{self.config.image_encoder}-{module_fingerprint(enc)}-s{self.config.image_size}-flip{flip}-{dev}"
+                )
             expected = self.expected_fingerprints.get(which)
             found = self._keys[which].split("-")[1]
             if expected and expected != found:
@@ -134,14 +136,16 @@ class FrozenFeatures:
                 feats = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in feats.items()}
                 with torch.inference_mode():
                     vecs = enc(feats).float().cpu().numpy()
-                for i, v in zip(idx, vecs):
+                for i, v in zip(idx, vecs, strict=False):
                     out[i] = v
                     cache.put(digests[i], v)
                 if progress:
                     progress("text features", min(1.0, (start + len(idx)) / len(todo)))
         return np.stack(out).astype(np.float32) if out else np.zeros((0, 384), np.float32)
 
-    def image(self, examples: list[Example], batch_size: int = 64, num_workers: int = 0, progress=None) -> tuple[np.ndarray, np.ndarray]:
+    def image(
+        self, examples: list[Example], batch_size: int = 64, num_workers: int = 0, progress=None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Returns (features [n, d], has_image [n] bool); missing posters get zero rows."""
         enc = self.image_encoder()
         cache = FeatureCache(self.cache_dir, self._key("image"))
@@ -163,7 +167,9 @@ class FrozenFeatures:
             cuda = torch.device(self.device).type == "cuda"
             loader = DataLoader(
                 _ImageDataset([(examples[i].key, raw[i]) for i in todo], self.config.image_size),
-                batch_size=batch_size, num_workers=num_workers, pin_memory=cuda,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                pin_memory=cuda,
             )
             done = 0
             for images in loader:

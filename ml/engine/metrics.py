@@ -9,6 +9,7 @@ Conventions follow scikit-learn with ``zero_division=0``: a precision, recall or
 whose denominator is zero counts as 0; PR AUC is average precision (the step-wise
 sum, not the trapezoid); ROC AUC treats tied scores as half a win.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -131,7 +132,7 @@ def calibration_bins(y: np.ndarray, probs: np.ndarray, n_bins: int = CALIBRATION
     mean_conf: list[float | None] = []
     frac_pos: list[float | None] = []
     ece = 0.0
-    for c, cs, ps in zip(counts, conf_sum, pos_sum):
+    for c, cs, ps in zip(counts, conf_sum, pos_sum, strict=False):
         if c == 0:
             mean_conf.append(None)
             frac_pos.append(None)

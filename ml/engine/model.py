@@ -4,6 +4,7 @@ In ``frozen`` mode the encoders run once outside the network (features cached) a
 network is just the head, fed standardised features. In ``finetune`` mode the encoders are
 part of the network and train with it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,8 +32,17 @@ class FusionHead(nn.Module):
     side by side, each with its own loss, probabilities averaged.
     """
 
-    def __init__(self, fusion: str, text_dim: int, image_dim: int, n_genres: int, hidden: int, dropout: float,
-                 input_dropout: float, members: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        fusion: str,
+        text_dim: int,
+        image_dim: int,
+        n_genres: int,
+        hidden: int,
+        dropout: float,
+        input_dropout: float,
+        members: tuple[str, ...] = (),
+    ):
         super().__init__()
         self.fusion = fusion
         self.input_dropout = nn.Dropout(input_dropout)
@@ -101,9 +111,19 @@ class FusionHead(nn.Module):
 
 
 class GenreModel(nn.Module):
-    def __init__(self, config: ModelConfig, n_genres: int, *, text_dim: int = 0, image_dim: int = 0,
-                 vocab_size: int = 0, word_vectors: torch.Tensor | None = None, device: str = "cpu",
-                 pretrained: bool = True, log=None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        n_genres: int,
+        *,
+        text_dim: int = 0,
+        image_dim: int = 0,
+        vocab_size: int = 0,
+        word_vectors: torch.Tensor | None = None,
+        device: str = "cpu",
+        pretrained: bool = True,
+        log=None,
+    ):
         super().__init__()
         self.config = config
         self.text_encoder: nn.Module | None = None
@@ -111,7 +131,9 @@ class GenreModel(nn.Module):
         finetune = config.train_mode == "finetune"
         if config.has_text:
             if config.text_encoder in {"bilstm", "gru"}:
-                self.text_encoder = RNNTextEncoder(config.text_encoder, vocab_size, config.embedding_dim, config.rnn_hidden, word_vectors)
+                self.text_encoder = RNNTextEncoder(
+                    config.text_encoder, vocab_size, config.embedding_dim, config.rnn_hidden, word_vectors
+                )
                 text_dim = self.text_encoder.dim
             elif config.text_encoder == "minilm" and finetune:
                 self.text_encoder = MiniLMEncoder(config.max_tokens, device=device)
@@ -123,8 +145,12 @@ class GenreModel(nn.Module):
         # Standardisation of precomputed features (identity until fit() sets train statistics).
         self.register_buffer("text_mean", torch.zeros(text_dim if self.text_encoder is None and config.has_text else 0))
         self.register_buffer("text_std", torch.ones(text_dim if self.text_encoder is None and config.has_text else 0))
-        self.register_buffer("image_mean", torch.zeros(image_dim if self.image_encoder is None and config.has_image else 0))
-        self.register_buffer("image_std", torch.ones(image_dim if self.image_encoder is None and config.has_image else 0))
+        self.register_buffer(
+            "image_mean", torch.zeros(image_dim if self.image_encoder is None and config.has_image else 0)
+        )
+        self.register_buffer(
+            "image_std", torch.ones(image_dim if self.image_encoder is None and config.has_image else 0)
+        )
         self.text_dim, self.image_dim = text_dim, image_dim
         # Pretrained encoders fine-tuned end to end emit features of arbitrary scale (MiniLM's
         # are unit vectors, ~0.05 per dimension); a LayerNorm gives the fresh head the same
@@ -133,8 +159,16 @@ class GenreModel(nn.Module):
         # rebuilds the same network.)
         self.text_norm = nn.LayerNorm(text_dim) if finetune and config.text_encoder in PRETRAINED_ENCODERS else None
         self.image_norm = nn.LayerNorm(image_dim) if finetune and config.image_encoder in PRETRAINED_ENCODERS else None
-        self.head = FusionHead(config.fusion, text_dim, image_dim, n_genres, config.hidden_dim, config.dropout,
-                               config.input_dropout, tuple(config.ensemble_members))
+        self.head = FusionHead(
+            config.fusion,
+            text_dim,
+            image_dim,
+            n_genres,
+            config.hidden_dim,
+            config.dropout,
+            config.input_dropout,
+            tuple(config.ensemble_members),
+        )
 
     def set_normaliser(self, text: tuple | None, image: tuple | None) -> None:
         for stats, prefix in ((text, "text"), (image, "image")):

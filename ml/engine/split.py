@@ -6,6 +6,7 @@ its examples to the subset that most lacks that label (ties: the subset that mos
 lacks examples overall, then a seeded random pick). Examples without labels go to
 the subset with the largest remaining quota. Deterministic for a given seed.
 """
+
 from __future__ import annotations
 
 import numpy as np

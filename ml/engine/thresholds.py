@@ -1,4 +1,5 @@
 """Per-genre decision thresholds: tune on validation data, apply at prediction time."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """fit(): train a model family on examples, early-stop on validation micro-F1, tune
 per-genre thresholds, resume from a checkpoint if an interrupted run left one."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,15 +8,15 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from .config import ModelConfig
-from .encoders import autocast
 from .data import Example, TfidfVectorizer, Vocabulary, labels_matrix, load_word_vectors
+from .encoders import autocast
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -73,9 +74,18 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # a run killed mid-write leaves the previous checkpoint intact
 
 
-def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example], val: list[Example], *,
-        device: str | None = None, cache_dir: str | None = None, checkpoint_dir: str | None = None,
-        progress: Callable[[str, float], None] | None = None, log: Callable[[str], None] | None = None) -> TrainedModel:
+def fit(
+    config: ModelConfig | dict | str,
+    genres: list[str],
+    train: list[Example],
+    val: list[Example],
+    *,
+    device: str | None = None,
+    cache_dir: str | None = None,
+    checkpoint_dir: str | None = None,
+    progress: Callable[[str, float], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> TrainedModel:
     config = get_config(config)
     log = log or (lambda line: None)
     report = progress or (lambda message, fraction: None)
@@ -104,7 +114,9 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
         if config.word_vectors_path:
             word_vectors = load_word_vectors(config.word_vectors_path, vocab, config.embedding_dim, log=log)
     if config.text_encoder == "tfidf":
-        tfidf = TfidfVectorizer.fit([ex.text for ex in train], config.tfidf_max_features, config.tfidf_ngrams, config.tfidf_min_df)
+        tfidf = TfidfVectorizer.fit(
+            [ex.text for ex in train], config.tfidf_max_features, config.tfidf_ngrams, config.tfidf_min_df
+        )
         log(f"tf-idf: {tfidf.dim} terms")
     parts = InputParts(config, vocab, tfidf, device, cache_dir=cache_dir, log=log)
 
@@ -115,15 +127,26 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
         train_arrays = parts.frozen_arrays(train, progress=lambda m, f: report(f"{m} (train)", 0.25 * f))
         val_arrays = parts.frozen_arrays(val, progress=lambda m, f: report(f"{m} (val)", 0.25 + 0.05 * f))
         timings["features_s"] = time.perf_counter() - t0
-        fingerprints = {k: parts.frozen.fingerprint(k) for k in ("text", "image")
-                        if (k == "text" and config.text_encoder == "minilm") or (k == "image" and config.has_image)}
+        fingerprints = {
+            k: parts.frozen.fingerprint(k)
+            for k in ("text", "image")
+            if (k == "text" and config.text_encoder == "minilm") or (k == "image" and config.has_image)
+        }
         text_dim = train_arrays["text_feat"].shape[1] if "text_feat" in train_arrays else 0
         image_dim = train_arrays["image_feat"].shape[1] if "image_feat" in train_arrays else 0
     else:
         text_dim = tfidf.dim if tfidf else 0
         image_dim = 0
-    model = GenreModel(config, n_genres, text_dim=text_dim, image_dim=image_dim,
-                       vocab_size=len(vocab) if vocab else 0, word_vectors=word_vectors, device=device, log=log)
+    model = GenreModel(
+        config,
+        n_genres,
+        text_dim=text_dim,
+        image_dim=image_dim,
+        vocab_size=len(vocab) if vocab else 0,
+        word_vectors=word_vectors,
+        device=device,
+        log=log,
+    )
     if frozen:
         # Standardise pretrained features with training statistics (TF-IDF stays as is:
         # it is already L2-normalised and mostly zeros).
@@ -139,8 +162,11 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
     head_params = [p for n, p in model.named_parameters() if not n.startswith(("text_encoder.", "image_encoder."))]
     pretrained_params = list(model.encoder_parameters())
     pretrained_ids = {id(p) for p in pretrained_params}
-    learned_encoder_params = [p for n, p in model.named_parameters()
-                              if n.startswith(("text_encoder.", "image_encoder.")) and id(p) not in pretrained_ids]
+    learned_encoder_params = [
+        p
+        for n, p in model.named_parameters()
+        if n.startswith(("text_encoder.", "image_encoder.")) and id(p) not in pretrained_ids
+    ]
     groups = [{"params": head_params + learned_encoder_params, "lr": config.lr}]
     if pretrained_params:
         groups.append({"params": pretrained_params, "lr": config.encoder_lr})
@@ -149,8 +175,10 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
     weights = pos_weights(y_train, config)
     loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=weights.to(device) if weights is not None else None)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log(f"model {config.name}: {n_params:,} trainable parameters on {device}"
-        f"{' with mixed precision' if use_amp else ''}")
+    log(
+        f"model {config.name}: {n_params:,} trainable parameters on {device}"
+        f"{' with mixed precision' if use_amp else ''}"
+    )
 
     history: list[dict] = []
     start_epoch, best_f1, best_epoch, bad_epochs, best_state = 0, -1.0, -1, 0, None
@@ -203,16 +231,28 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
             total += float(loss.detach()) * len(target)
             count += len(target)
             base = 0.3 if frozen else 0.0
-            report(f"epoch {epoch + 1}/{config.epochs}",
-                   base + (0.95 - base) * (epoch + (step + 1) / max(n_batches, 1)) / config.epochs)
+            report(
+                f"epoch {epoch + 1}/{config.epochs}",
+                base + (0.95 - base) * (epoch + (step + 1) / max(n_batches, 1)) / config.epochs,
+            )
         trained = TrainedModel(config, genres, model, parts, np.full(n_genres, 0.5), history, device)
-        val_logits = trained.logits(val, batch_size=max(config.batch_size, 64)) if not frozen else _frozen_logits(model, parts, val_arrays, config)
+        val_logits = (
+            trained.logits(val, batch_size=max(config.batch_size, 64))
+            if not frozen
+            else _frozen_logits(model, parts, val_arrays, config)
+        )
         val_loss = float(loss_fn(torch.from_numpy(val_logits).to(device), y_val_t.to(device)))
         val_probs = sigmoid(val_logits)
-        epoch_thresholds = tune_thresholds(y_val, val_probs) if config.early_stop_thresholds == "tuned" else np.full(n_genres, 0.5)
+        epoch_thresholds = (
+            tune_thresholds(y_val, val_probs) if config.early_stop_thresholds == "tuned" else np.full(n_genres, 0.5)
+        )
         val_f1 = micro_f1(y_val, apply_thresholds(val_probs, epoch_thresholds, min_one=True))
-        history.append({"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss, "val_micro_f1": val_f1})
-        log(f"epoch {epoch + 1}: train_loss {total / max(count, 1):.4f} val_loss {val_loss:.4f} val_micro_f1 {val_f1:.4f}")
+        history.append(
+            {"epoch": epoch + 1, "train_loss": total / max(count, 1), "val_loss": val_loss, "val_micro_f1": val_f1}
+        )
+        log(
+            f"epoch {epoch + 1}: train_loss {total / max(count, 1):.4f} val_loss {val_loss:.4f} val_micro_f1 {val_f1:.4f}"
+        )
         if val_f1 > best_f1:
             best_f1, best_epoch, bad_epochs = val_f1, epoch + 1, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -220,21 +260,36 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
             bad_epochs += 1
         stopped = bad_epochs >= config.patience
         if ckpt_path:
-            _save_checkpoint(ckpt_path, {
-                "fingerprint": fingerprint, "epoch": epoch, "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "history": history,
-                "best_f1": best_f1, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "best_state": best_state,
-                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-            })
+            _save_checkpoint(
+                ckpt_path,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "history": history,
+                    "best_f1": best_f1,
+                    "best_epoch": best_epoch,
+                    "bad_epochs": bad_epochs,
+                    "best_state": best_state,
+                    "torch_rng": torch.get_rng_state(),
+                    "numpy_rng": np.random.get_state(),
+                    "python_rng": random.getstate(),
+                },
+            )
         if stopped:
-            log(f"early stop: no val micro-F1 gain for {config.patience} epochs (best {best_f1:.4f} at epoch {best_epoch})")
+            log(
+                f"early stop: no val micro-F1 gain for {config.patience} epochs (best {best_f1:.4f} at epoch {best_epoch})"
+            )
     if best_state is not None:
         model.load_state_dict(best_state)
     timings["train_s"] = time.perf_counter() - t_train
 
     report("tuning thresholds", 0.96)
-    trained = TrainedModel(config, genres, model, parts, np.full(n_genres, 0.5), history, device,
-                           encoder_fingerprints=fingerprints)
+    trained = TrainedModel(
+        config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
+    )
     if frozen:
         val_logits = _frozen_logits(model, parts, val_arrays, config)
     else:
@@ -244,7 +299,9 @@ def fit(config: ModelConfig | dict | str, genres: list[str], train: list[Example
     timings["total_s"] = time.perf_counter() - started
     trained.timings = timings
     trained.best_epoch = best_epoch
-    log(f"done in {timings['total_s']:.1f}s; best epoch {best_epoch}, val micro-F1 ({config.early_stop_thresholds} thresholds): {best_f1:.4f}")
+    log(
+        f"done in {timings['total_s']:.1f}s; best epoch {best_epoch}, val micro-F1 ({config.early_stop_thresholds} thresholds): {best_f1:.4f}"
+    )
     report("done", 1.0)
     return trained
 

@@ -1,16 +1,16 @@
 """A trained genre model: batching, prediction with the decision rule, saving."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .config import ModelConfig
-from .encoders import autocast
 from .data import Example, TfidfVectorizer, Vocabulary, decode_image, image_bytes, image_transforms
-from .encoders import MiniLMEncoder
+from .encoders import MiniLMEncoder, autocast
 from .features import FrozenFeatures
 from .model import GenreModel
 from .thresholds import apply_thresholds
@@ -32,7 +32,7 @@ def auto_num_workers(config: ModelConfig, device: str) -> int:
 class _RawDataset(Dataset):
     """Per-example inputs for end-to-end (finetune) models."""
 
-    def __init__(self, examples: list[Example], parts: "InputParts", train: bool):
+    def __init__(self, examples: list[Example], parts: InputParts, train: bool):
         self.examples = examples
         self.parts = parts
         cfg = parts.config
@@ -66,17 +66,28 @@ class InputParts:
     """What turns examples into network inputs: the fitted vocabulary / TF-IDF and the
     frozen feature extractor."""
 
-    def __init__(self, config: ModelConfig, vocab: Vocabulary | None, tfidf: TfidfVectorizer | None,
-                 device: str, cache_dir: str | None = None, log=None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        vocab: Vocabulary | None,
+        tfidf: TfidfVectorizer | None,
+        device: str,
+        cache_dir: str | None = None,
+        log=None,
+    ):
         self.config = config
         self.vocab = vocab
         self.tfidf = tfidf
         self.device = device
-        self.frozen = FrozenFeatures(config, device, cache_dir=cache_dir, log=log) if config.train_mode == "frozen" else None
+        self.frozen = (
+            FrozenFeatures(config, device, cache_dir=cache_dir, log=log) if config.train_mode == "frozen" else None
+        )
         self.minilm_tokenize = None
 
     # -- frozen: all features up front, then slice
-    def frozen_arrays(self, examples: list[Example], progress: Progress | None = None, batch_size: int = 64) -> dict[str, np.ndarray]:
+    def frozen_arrays(
+        self, examples: list[Example], progress: Progress | None = None, batch_size: int = 64
+    ) -> dict[str, np.ndarray]:
         cfg = self.config
         arrays: dict[str, np.ndarray] = {}
         text_progress = image_progress = progress
@@ -90,7 +101,9 @@ class InputParts:
             arrays["text_feat"] = self.frozen.text(examples, progress=text_progress)
         if cfg.has_image:
             feats, has = self.frozen.image(
-                examples, batch_size=batch_size, num_workers=auto_num_workers(cfg, self.device),
+                examples,
+                batch_size=batch_size,
+                num_workers=auto_num_workers(cfg, self.device),
                 progress=image_progress,
             )
             arrays["image_feat"], arrays["has_image"] = feats, has
@@ -106,7 +119,9 @@ class InputParts:
             yield batch
 
     # -- finetune: a DataLoader over raw examples
-    def loader(self, examples: list[Example], batch_size: int, train: bool, generator: torch.Generator | None = None) -> DataLoader:
+    def loader(
+        self, examples: list[Example], batch_size: int, train: bool, generator: torch.Generator | None = None
+    ) -> DataLoader:
         cuda = torch.device(self.device).type == "cuda"
         return DataLoader(
             _RawDataset(examples, self, train=train),
@@ -139,7 +154,9 @@ class InputParts:
         out = {}
         for k, v in batch.items():
             if k == "st_features":
-                out[k] = {kk: vv.to(self.device, non_blocking=True) if torch.is_tensor(vv) else vv for kk, vv in v.items()}
+                out[k] = {
+                    kk: vv.to(self.device, non_blocking=True) if torch.is_tensor(vv) else vv for kk, vv in v.items()
+                }
             elif k in ("index", "lengths"):
                 out[k] = v
             else:
@@ -160,9 +177,18 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 class TrainedModel:
     """A fitted model with its decision thresholds. Build with ``fit`` or ``load_model``."""
 
-    def __init__(self, config: ModelConfig, genres: list[str], model: GenreModel, parts: InputParts,
-                 thresholds: np.ndarray, history: list[dict], device: str, timings: dict | None = None,
-                 encoder_fingerprints: dict | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        genres: list[str],
+        model: GenreModel,
+        parts: InputParts,
+        thresholds: np.ndarray,
+        history: list[dict],
+        device: str,
+        timings: dict | None = None,
+        encoder_fingerprints: dict | None = None,
+    ):
         self.config = config
         self.genres = list(genres)
         self.model = model
@@ -174,8 +200,9 @@ class TrainedModel:
         self.encoder_fingerprints = encoder_fingerprints or {}
         parts.bind(model)
 
-    def logits(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None,
-               train: bool = False) -> np.ndarray:
+    def logits(
+        self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None, train: bool = False
+    ) -> np.ndarray:
         """Raw logits in example order (eval mode, deterministic transforms)."""
         self.model.eval()
         out = np.zeros((len(examples), len(self.genres)), dtype=np.float32)
@@ -199,11 +226,15 @@ class TrainedModel:
                     progress("predicting", done / len(examples))
         return out
 
-    def predict_proba(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None) -> np.ndarray:
+    def predict_proba(
+        self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None
+    ) -> np.ndarray:
         logits = self.logits(examples, batch_size=batch_size, progress=progress)
         return sigmoid(logits)
 
-    def predict(self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         probs = self.predict_proba(examples, batch_size=batch_size, progress=progress)
         return probs, apply_thresholds(probs, self.thresholds, min_one=True)
 

@@ -10,6 +10,7 @@ Long-running services take ``progress(message, fraction)``; a callback that rais
 (e.g. to cancel a job) leaves the data consistent: work is committed per batch or
 not at all.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -3,6 +3,7 @@
 Images are the preprocessed poster derivatives: a local path when the storage is on
 this machine's filesystem (the engine reads it lazily), otherwise the file's bytes.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,9 +90,9 @@ def snapshot_examples(
         raise ValueError(f"unknown split(s) {sorted(unknown)}; choose from {SnapshotMember.Split.values}")
     data = SnapshotData(genres=list(snapshot.genres), examples={s: [] for s in splits})
     members = list(
-        snapshot.members.filter(split__in=splits).order_by("movie_id").values_list(
-            "movie_id", "split", "labels", "poster_checksum", "text_checksum"
-        )
+        snapshot.members.filter(split__in=splits)
+        .order_by("movie_id")
+        .values_list("movie_id", "split", "labels", "poster_checksum", "text_checksum")
     )
     for start in range(0, len(members), CHUNK):
         chunk = members[start : start + CHUNK]
@@ -117,9 +118,7 @@ def snapshot_examples(
                         checksum and not poster_checksum.startswith("name:") and checksum != poster_checksum
                     ):
                         data.poster_changed += 1
-            data.examples[split].append(
-                Example(key=str(movie_id), text=text, image=image, labels=list(labels))
-            )
+            data.examples[split].append(Example(key=str(movie_id), text=text, image=image, labels=list(labels)))
         report(progress, f"Loaded {start + len(chunk)} of {len(members)} examples", (start + len(chunk)) / len(members))
     if data.missing_movies:
         data.notes.append(f"{data.missing_movies} movie(s) of the snapshot no longer exist and were skipped")
@@ -143,6 +142,8 @@ def movie_examples(movie_ids: Sequence[int]) -> list[Example]:
         name = posters.get(movie_id, ("", ""))[0]
         image = read_image(name)
         if name and image is None:
-            logger.warning("movie %s: poster derivative %s is missing from storage; predicting from text", movie_id, name)
+            logger.warning(
+                "movie %s: poster derivative %s is missing from storage; predicting from text", movie_id, name
+            )
         examples.append(Example(key=str(movie_id), text=rows[movie_id] or "", image=image))
     return examples

@@ -1,4 +1,5 @@
 """Evaluate a model version on a snapshot split and store Evaluation + GenreMetric rows."""
+
 from __future__ import annotations
 
 import time
@@ -16,7 +17,9 @@ from . import Progress, report, scaled
 from .data import snapshot_examples
 
 
-def label_matrix(examples: Sequence[Example], snapshot_genres: Sequence[str], model_genres: Sequence[str]) -> np.ndarray:
+def label_matrix(
+    examples: Sequence[Example], snapshot_genres: Sequence[str], model_genres: Sequence[str]
+) -> np.ndarray:
     """0/1 matrix in the model's genre order from labels indexing the snapshot's genres.
 
     Snapshot genres the model does not know are ignored; model genres the snapshot
@@ -33,7 +36,9 @@ def label_matrix(examples: Sequence[Example], snapshot_genres: Sequence[str], mo
     return y
 
 
-def score_examples(model, examples: Sequence[Example], snapshot_genres: Sequence[str], progress: Progress | None = None) -> dict:
+def score_examples(
+    model, examples: Sequence[Example], snapshot_genres: Sequence[str], progress: Progress | None = None
+) -> dict:
     """Metrics of a loaded TrainedModel on labelled examples (ml.engine.metrics.evaluate's dict)."""
     genres = list(model.genres)
     probs = np.asarray(model.predict_proba(list(examples), progress=progress))
@@ -53,7 +58,7 @@ def record_evaluation(
 ) -> Evaluation:
     """Store (or replace) the evaluation of ``version`` on ``snapshot``/``split`` with its genre rows."""
     per_genre = result["per_genre"]
-    thresholds = dict(zip(version.genres, version.thresholds))
+    thresholds = dict(zip(version.genres, version.thresholds, strict=False))
     headline = {k: v for k, v in result.items() if k not in ("per_genre", "calibration")}
     curves = {
         "pr_curves": {row["genre"]: row["pr_curve"] for row in per_genre},
@@ -126,8 +131,12 @@ def evaluate_model(
     model = get_predictor(version.pk)
     result = score_examples(model, examples, snapshot.genres, progress=scaled(progress, 0.2, 0.95))
     evaluation = record_evaluation(
-        version, snapshot, split, result,
-        duration_s=time.perf_counter() - started, device=str(getattr(model, "device", "")),
+        version,
+        snapshot,
+        split,
+        result,
+        duration_s=time.perf_counter() - started,
+        device=str(getattr(model, "device", "")),
     )
     report(progress, f"{split}: micro-F1 {result['micro_f1']:.3f}, macro-F1 {result['macro_f1']:.3f}", 1.0)
     return evaluation

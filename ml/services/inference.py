@@ -1,4 +1,5 @@
 """Inference: cached predictors per process, bulk idempotent Prediction upserts, ad-hoc predictions."""
+
 from __future__ import annotations
 
 import logging
@@ -23,8 +24,17 @@ logger = logging.getLogger(__name__)
 # How many loaded models a process keeps; a model is a few MB to a few hundred MB.
 PREDICTOR_CACHE_SIZE = getattr(settings, "GENREWEB_ML_PREDICTOR_CACHE_SIZE", 2)
 UPDATE_FIELDS = [
-    "scores", "predicted", "top_genre", "top_score", "uncertainty", "disagrees", "disagreement",
-    "suggested_add", "suggested_remove", "labels_at_prediction", "updated_at",
+    "scores",
+    "predicted",
+    "top_genre",
+    "top_score",
+    "uncertainty",
+    "disagrees",
+    "disagreement",
+    "suggested_add",
+    "suggested_remove",
+    "labels_at_prediction",
+    "updated_at",
 ]
 
 _predictors: OrderedDict[int, object] = OrderedDict()
@@ -90,7 +100,7 @@ def prediction_fields(
     confidence += [(thresholds[index[g]] - probs[index[g]]) / max(thresholds[index[g]], 1e-6) for g in remove]
     top = int(order[0]) if len(order) else None
     return {
-        "scores": {g: round(float(p), 6) for g, p in zip(genres, probs)},
+        "scores": {g: round(float(p), 6) for g, p in zip(genres, probs, strict=False)},
         "predicted": predicted,
         "top_genre": genres[top] if top is not None else "",
         "top_score": float(probs[top]) if top is not None else 0.0,
@@ -221,8 +231,12 @@ def predict_raw(overview: str, poster: bytes | None, model_version: ModelVersion
         "model_name": str(version),
         "genres": fields["predicted"],
         "scores": [
-            {"genre": g, "score": fields["scores"][g], "threshold": float(thresholds[genres.index(g)]),
-             "predicted": g in fields["predicted"]}
+            {
+                "genre": g,
+                "score": fields["scores"][g],
+                "threshold": float(thresholds[genres.index(g)]),
+                "predicted": g in fields["predicted"],
+            }
             for g in ranked
         ],
         "uncertainty": fields["uncertainty"],

@@ -1,4 +1,5 @@
 """Model registry: the "production" alias and where model artifacts live in storage."""
+
 from __future__ import annotations
 
 import hashlib
@@ -109,9 +110,10 @@ def local_artifact_dir(version: ModelVersion) -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(parents=True)
             for name in version.artifact_files:
-                with default_storage.open(f"{version.artifact_path}/{name}", "rb") as src, (partial / name).open(
-                    "wb"
-                ) as dst:
+                with (
+                    default_storage.open(f"{version.artifact_path}/{name}", "rb") as src,
+                    (partial / name).open("wb") as dst,
+                ):
                     shutil.copyfileobj(src, dst)
             partial.rename(local)
     actual = files_checksum(local, version.artifact_files)

@@ -1,12 +1,13 @@
 """Build a DatasetSnapshot: the frozen movies, labels and split a training run uses."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
 from collections import Counter
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 
 import numpy as np
 from django.db import connection, transaction
@@ -109,8 +110,13 @@ def build_snapshot(
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         snapshot = _build(
-            name=name, seed=seed, fractions=fractions, min_genre_count=min_genre_count,
-            keep_rare_genres=keep_rare_genres, user=user, progress=progress,
+            name=name,
+            seed=seed,
+            fractions=fractions,
+            min_genre_count=min_genre_count,
+            keep_rare_genres=keep_rare_genres,
+            user=user,
+            progress=progress,
         )
     return snapshot
 
@@ -123,8 +129,10 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
     report(progress, "Reading posters", 0.1)
     usable_poster: dict[int, str] = {}
     for movie_id, derivative, checksum in (
-        Poster.objects.filter(status=Poster.Status.OK).exclude(derivative="")
-        .values_list("movie_id", "derivative", "derivative_checksum").iterator(chunk_size=5000)
+        Poster.objects.filter(status=Poster.Status.OK)
+        .exclude(derivative="")
+        .values_list("movie_id", "derivative", "derivative_checksum")
+        .iterator(chunk_size=5000)
     ):
         # A derivative without a recorded checksum still has to change the hash when it
         # changes; its file name is the best stand-in we have.
@@ -138,12 +146,14 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
     label_sources: Counter[str] = Counter()
     total_movies = 0
     movies = Movie.objects.order_by("id").values_list(
-        "id", "overview", "missing_genres", "excluded_from_training", "duplicate_of_id",
+        "id",
+        "overview",
+        "missing_genres",
+        "excluded_from_training",
+        "duplicate_of_id",
         "label_source",
     )
-    for movie_id, overview, missing_genres, is_excluded, duplicate_of, label_source in movies.iterator(
-        chunk_size=5000
-    ):
+    for movie_id, overview, missing_genres, is_excluded, duplicate_of, label_source in movies.iterator(chunk_size=5000):
         total_movies += 1
         labels = labels_of.get(movie_id, [])
         # The text itself decides, not the preprocessing flag, which may be stale.
@@ -196,7 +206,7 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
         keep_rare_genres=keep_rare_genres,
         rows=[
             (movie_id, str(split), [genres[i] for i in kept], poster_checksum, overview_sha)
-            for (movie_id, overview_sha, kept, poster_checksum), split in zip(members, splits)
+            for (movie_id, overview_sha, kept, poster_checksum), split in zip(members, splits, strict=False)
         ],
     )
     split_counts = {name: int((splits == name).sum()) for name in SUBSET_NAMES}
@@ -239,15 +249,23 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
             SnapshotMember.objects.bulk_create(
                 [
                     SnapshotMember(
-                        snapshot=snapshot, movie_id=movie_id, split=str(split), labels=kept,
-                        poster_checksum=poster_checksum, text_checksum=text_sha,
+                        snapshot=snapshot,
+                        movie_id=movie_id,
+                        split=str(split),
+                        labels=kept,
+                        poster_checksum=poster_checksum,
+                        text_checksum=text_sha,
                     )
                     for (movie_id, text_sha, kept, poster_checksum), split in zip(
-                        batch, splits[start : start + MEMBER_BATCH]
+                        batch, splits[start : start + MEMBER_BATCH], strict=False
                     )
                 ]
             )
             # Raising here (a cancelled job) rolls the whole snapshot back.
-            report(progress, f"Stored {start + len(batch)} of {len(members)} members", 0.4 + 0.6 * (start + len(batch)) / len(members))
+            report(
+                progress,
+                f"Stored {start + len(batch)} of {len(members)} members",
+                0.4 + 0.6 * (start + len(batch)) / len(members),
+            )
     logger.info("snapshot %s: %s movies, hash %s", snapshot.pk, len(members), content_hash[:12])
     return snapshot

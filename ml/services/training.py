@@ -1,4 +1,5 @@
 """Train a model on a snapshot: TrainingRun -> engine fit -> stored ModelVersion -> evaluations."""
+
 from __future__ import annotations
 
 import hashlib
@@ -143,7 +144,9 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
             raise ValueError(
                 f"snapshot {snapshot.pk} needs movies in both train ({len(train)}) and val ({len(val)}) splits"
             )
-        log(f"snapshot {snapshot.pk} ({snapshot.content_hash[:12]}): train {len(train)}, val {len(val)}, test {len(test)}")
+        log(
+            f"snapshot {snapshot.pk} ({snapshot.content_hash[:12]}): train {len(train)}, val {len(val)}, test {len(test)}"
+        )
         timings["load_data_s"] = round(time.perf_counter() - mark, 3)
 
         mark = time.perf_counter()
@@ -195,7 +198,10 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
                 continue
             split_started = time.perf_counter()
             result = score_examples(
-                model, examples, snapshot.genres, progress=scaled(watched, 0.88 + 0.06 * position, 0.94 + 0.06 * position)
+                model,
+                examples,
+                snapshot.genres,
+                progress=scaled(watched, 0.88 + 0.06 * position, 0.94 + 0.06 * position),
             )
             record_evaluation(
                 version, snapshot, split, result, duration_s=time.perf_counter() - split_started, device=device

@@ -1,4 +1,5 @@
 """Catalog test fixtures: small generated images and movies with posters (no real data)."""
+
 from __future__ import annotations
 
 import io
@@ -9,7 +10,16 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 
-def image_bytes(width: int = 120, height: int = 180, *, mode: str = "RGB", fmt: str = "JPEG", gray: bool = False, seed: int = 0, **save) -> bytes:
+def image_bytes(
+    width: int = 120,
+    height: int = 180,
+    *,
+    mode: str = "RGB",
+    fmt: str = "JPEG",
+    gray: bool = False,
+    seed: int = 0,
+    **save,
+) -> bytes:
     """A small picture with real texture (random blocks), colourful unless ``gray``."""
     rng = np.random.default_rng(seed)
     blocks = rng.integers(0, 256, size=(max(1, height // 10), max(1, width // 10), 3), dtype=np.uint8)
@@ -35,10 +45,22 @@ def movie_with_poster(db):
 
     counter = iter(range(1, 10_000))
 
-    def make(data: bytes | None = None, *, title: str | None = None, year: int | None = 2001, overview: str = "A plot.", **fields):
+    def make(
+        data: bytes | None = None,
+        *,
+        title: str | None = None,
+        year: int | None = 2001,
+        overview: str = "A plot.",
+        **fields,
+    ):
         n = next(counter)
         movie = Movie.objects.create(
-            title=title or f"Movie {n}", year=year, overview=overview, source=Movie.Source.CSV, source_id=f"t{n}", **fields
+            title=title or f"Movie {n}",
+            year=year,
+            overview=overview,
+            source=Movie.Source.CSV,
+            source_id=f"t{n}",
+            **fields,
         )
         poster = Poster(movie=movie)
         if data is not None:

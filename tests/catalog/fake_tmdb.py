@@ -8,6 +8,7 @@ requests get, in order. A fault is "429" (no Retry-After), ("429", "2") (with Re
 "500", "503", "malformed" (truncated JSON with status 200), "401", "404" or ("slow", seconds) (answers
 normally, but only after that delay: a client timeout).
 """
+
 from __future__ import annotations
 
 import json
@@ -113,7 +114,7 @@ class FakeTmdbServer:
         self.api_base = f"{self.root}/3"
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
-    def start(self) -> "FakeTmdbServer":
+    def start(self) -> FakeTmdbServer:
         self.thread.start()
         return self
 
@@ -154,7 +155,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._image(url.path)
         if not self._authorised(query):
             return self._json(
-                401, {"status_code": 7, "status_message": "Invalid API key: You must be granted a valid key.", "success": False}
+                401,
+                {
+                    "status_code": 7,
+                    "status_message": "Invalid API key: You must be granted a valid key.",
+                    "success": False,
+                },
             )
         route = url.path.removeprefix("/3")
         if route == "/configuration":
@@ -178,7 +184,12 @@ class _Handler(BaseHTTPRequestHandler):
             movie = self.state.movies.get(int(route.split("/")[2])) if route.split("/")[2].isdigit() else None
             if movie is None:
                 return self._json(
-                    404, {"success": False, "status_code": 34, "status_message": "The resource you requested could not be found."}
+                    404,
+                    {
+                        "success": False,
+                        "status_code": 34,
+                        "status_message": "The resource you requested could not be found.",
+                    },
                 )
             return self._json(200, movie.details())
         return self._json(404, {"success": False, "status_code": 34, "status_message": "Unknown route."})
@@ -194,14 +205,20 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "429":
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
             return self._json(
-                429, {"success": False, "status_code": 25, "status_message": "Your request count is over the limit."}, headers
+                429,
+                {"success": False, "status_code": 25, "status_message": "Your request count is over the limit."},
+                headers,
             )
         if kind == "malformed":
             return self._raw(200, b'{"page": 1, "results": [{"id": 1, "title": "Tru', "application/json")
         if kind == "401":
-            return self._json(401, {"status_code": 7, "status_message": "Invalid API key: You must be granted a valid key."})
+            return self._json(
+                401, {"status_code": 7, "status_message": "Invalid API key: You must be granted a valid key."}
+            )
         if kind == "404":
-            return self._json(404, {"status_code": 34, "status_message": "The resource you requested could not be found."})
+            return self._json(
+                404, {"status_code": 34, "status_message": "The resource you requested could not be found."}
+            )
         return self._raw(int(kind), b"<html><body>Internal error</body></html>", "text/html")
 
     def _authorised(self, query: dict) -> bool:
@@ -212,11 +229,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _discover(self, query: dict) -> None:
         page = int(query.get("page", 1))
         if page > self.state.max_pages:
-            return self._json(422, {"errors": [f"page must be less than or equal to {self.state.max_pages}"], "success": False})
+            return self._json(
+                422, {"errors": [f"page must be less than or equal to {self.state.max_pages}"], "success": False}
+            )
         low = query.get("primary_release_date.gte", "0000-00-00")
         high = query.get("primary_release_date.lte", "9999-99-99")
         hits = sorted(
-            (m for m in self.state.movies.values() if low <= m.release_date <= high), key=lambda m: (m.release_date, m.id)
+            (m for m in self.state.movies.values() if low <= m.release_date <= high),
+            key=lambda m: (m.release_date, m.id),
         )
         size = self.state.page_size
         chunk = hits[(page - 1) * size : page * size]

@@ -126,8 +126,9 @@ def test_movie_change_page_relabels_through_set_labels(admin_client_logged_in, c
     assert drama.pk not in set(MovieGenre.objects.filter(movie=movie).values_list("genre_id", flat=True))
 
 
-def test_movie_change_page_from_an_older_label_version_keeps_the_newer_labels(admin_client_logged_in,
-                                                                              catalog_with_posters, django_user_model):
+def test_movie_change_page_from_an_older_label_version_keeps_the_newer_labels(
+    admin_client_logged_in, catalog_with_posters, django_user_model
+):
     movie = catalog_with_posters[0]
     comedy, horror = Genre.objects.get(name="Comedy"), Genre.objects.create(name="Horror")
     url = reverse("admin:catalog_movie_change", args=[movie.pk])
@@ -135,13 +136,27 @@ def test_movie_change_page_from_an_older_label_version_keeps_the_newer_labels(ad
     assert form.fields["labels_from_version"].initial == movie.label_version
     # A labeler adds Horror while the admin form is open.
     set_labels(movie, [*movie.genres.all(), horror], user=django_user_model.objects.create_user("lena"))
-    response = admin_client_logged_in.post(url, {
-        "title": "Renamed", "overview": movie.overview, "year": movie.year, "source": movie.source,
-        "source_id": movie.source_id, "genre_labels": [comedy.pk], "labels_from_version": form.fields["labels_from_version"].initial,
-        "labels-TOTAL_FORMS": "0", "labels-INITIAL_FORMS": "0", "labels-MIN_NUM_FORMS": "0",
-        "labels-MAX_NUM_FORMS": "1000", "label_history-TOTAL_FORMS": "0", "label_history-INITIAL_FORMS": "0",
-        "label_history-MIN_NUM_FORMS": "0", "label_history-MAX_NUM_FORMS": "1000",
-    }, follow=True)
+    response = admin_client_logged_in.post(
+        url,
+        {
+            "title": "Renamed",
+            "overview": movie.overview,
+            "year": movie.year,
+            "source": movie.source,
+            "source_id": movie.source_id,
+            "genre_labels": [comedy.pk],
+            "labels_from_version": form.fields["labels_from_version"].initial,
+            "labels-TOTAL_FORMS": "0",
+            "labels-INITIAL_FORMS": "0",
+            "labels-MIN_NUM_FORMS": "0",
+            "labels-MAX_NUM_FORMS": "1000",
+            "label_history-TOTAL_FORMS": "0",
+            "label_history-INITIAL_FORMS": "0",
+            "label_history-MIN_NUM_FORMS": "0",
+            "label_history-MAX_NUM_FORMS": "1000",
+        },
+        follow=True,
+    )
     assert "Labels not saved" in response.content.decode()
     movie.refresh_from_db()
     assert movie.title == "Renamed"  # the other fields are saved

@@ -35,7 +35,9 @@ def test_rgb_with_identical_channels_is_grayscale_despite_jpeg_noise():
 
 def test_faint_tint_is_not_grayscale():
     gray = Image.open(io.BytesIO(image_bytes(100, 100, gray=True, fmt="PNG"))).convert("RGB")
-    sepia = Image.merge("RGB", [band.point(lambda v, k=k: min(255, v + k)) for band, k in zip(gray.split(), (30, 15, 0))])
+    sepia = Image.merge(
+        "RGB", [band.point(lambda v, k=k: min(255, v + k)) for band, k in zip(gray.split(), (30, 15, 0), strict=False)]
+    )
     assert not is_grayscale(sepia)
 
 

@@ -5,6 +5,7 @@ their row and not created unless the import allows new genres, with a cap.
 These run on SQLite and, with DATABASE_URL set, on PostgreSQL (which refuses NUL in text:
 there a NUL used to abort the whole import).
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,16 @@ def write_csv(path, rows):
 
 
 def row(n: int, title: str, genres: str = "Drama", *, row_id=None, overview=None):
-    return [row_id if row_id is not None else f"tmdb_{n}", title, "2001",
-            overview if overview is not None else f"The story of {title}.", genres, f"tmdb:{n}", "", f"tt{n:07d}"]
+    return [
+        row_id if row_id is not None else f"tmdb_{n}",
+        title,
+        "2001",
+        overview if overview is not None else f"The story of {title}.",
+        genres,
+        f"tmdb:{n}",
+        "",
+        f"tt{n:07d}",
+    ]
 
 
 def reasons(run: ImportRun) -> dict[int, str]:
@@ -42,9 +51,14 @@ def reasons(run: ImportRun) -> dict[int, str]:
 
 @pytest.mark.django_db
 def test_nul_in_one_csv_id_skips_that_row_only(tmp_path):
-    path = write_csv(tmp_path / "movies.csv", [
-        row(1, "First"), row(2, "Second", row_id="tmdb_\x002"), row(3, "Third"),
-    ])
+    path = write_csv(
+        tmp_path / "movies.csv",
+        [
+            row(1, "First"),
+            row(2, "Second", row_id="tmdb_\x002"),
+            row(3, "Third"),
+        ],
+    )
     run = run_import("csv", {"path": str(path)})
     assert run.status == ImportRun.Status.SUCCEEDED
     assert run.created == 2 and run.skipped == 1
@@ -56,10 +70,16 @@ def test_nul_in_one_csv_id_skips_that_row_only(tmp_path):
 
 @pytest.mark.django_db
 def test_nul_or_lone_surrogate_in_text_fields_skips_the_row(tmp_path):
-    path = write_csv(tmp_path / "movies.csv", [
-        row(1, "Fine"), row(2, "Bad\x00title"), row(3, "Bad overview", overview="a\x00b"),
-        row(4, "Bad genre", genres="Drama|Com\x00edy"), row(5, "Also fine"),
-    ])
+    path = write_csv(
+        tmp_path / "movies.csv",
+        [
+            row(1, "Fine"),
+            row(2, "Bad\x00title"),
+            row(3, "Bad overview", overview="a\x00b"),
+            row(4, "Bad genre", genres="Drama|Com\x00edy"),
+            row(5, "Also fine"),
+        ],
+    )
     run = run_import("csv", {"path": str(path)})
     assert run.status == ImportRun.Status.SUCCEEDED
     assert run.created == 2 and run.skipped == 3
@@ -110,8 +130,9 @@ def test_mmimdb_deeply_nested_json_is_one_skipped_file(tmp_path):
 
 
 def garbage_genres(rng: random.Random) -> str:
-    return "|".join("".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(3, 12)))
-                    for _ in range(rng.randint(1, 3)))
+    return "|".join(
+        "".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(3, 12))) for _ in range(rng.randint(1, 3))
+    )
 
 
 @pytest.mark.django_db
@@ -140,7 +161,8 @@ def test_allow_new_genres_creates_at_most_the_cap(tmp_path, settings):
     run = run_import("csv", {"path": str(path), "allow_new_genres": True})
     assert run.created == 20
     assert sorted(Genre.objects.exclude(name="Drama").values_list("name", flat=True)) == [
-        f"Newgenre{n}" for n in range(1, 6)]
+        f"Newgenre{n}" for n in range(1, 6)
+    ]
     assert any("row 6: unknown genre 'Newgenre6' not created" in w for w in run.warnings)
     # A later import without the flag does not grow the vocabulary, but knows the genres created.
     path = write_csv(tmp_path / "more.csv", [row(30, "Later", "Newgenre1|Newgenre30")])
@@ -159,8 +181,11 @@ def test_allow_new_genres_is_validated(tmp_path):
 @pytest.mark.django_db
 def test_imdb_genres_map_onto_the_tmdb_vocabulary(tmp_path):
     folder = tmp_path / "dataset"
-    write_mmimdb_json(folder, "0000001", {
-        "title": "Mapped", "genres": ["Sci-Fi", "Musical", "Film-Noir", "Biography", "Short", "Sport"]})
+    write_mmimdb_json(
+        folder,
+        "0000001",
+        {"title": "Mapped", "genres": ["Sci-Fi", "Musical", "Film-Noir", "Biography", "Short", "Sport"]},
+    )
     run = run_import("mmimdb", {"path": str(folder)})
     movie = Movie.objects.get(title="Mapped")
     assert sorted(movie.genres.values_list("name", flat=True)) == ["Crime", "History", "Music", "Science Fiction"]
@@ -172,7 +197,7 @@ def test_imdb_genres_map_onto_the_tmdb_vocabulary(tmp_path):
 @pytest.mark.django_db
 def test_tmdb_genre_id_wins_over_a_translated_name(tmp_path):
     path = tmp_path / "movies_metadata.csv"
-    path.write_text('id,title,genres\n5,Komisch,"[{\'id\': 35, \'name\': \'Komödie\'}]"\n', encoding="utf-8")
+    path.write_text("id,title,genres\n5,Komisch,\"[{'id': 35, 'name': 'Komödie'}]\"\n", encoding="utf-8")
     run_import("kaggle", {"path": str(path)})
     assert list(Movie.objects.get(tmdb_id=5).genres.values_list("name", "tmdb_id")) == [("Comedy", 35)]
 

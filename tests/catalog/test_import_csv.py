@@ -1,4 +1,5 @@
 """Plain CSV + poster folder importer, and the shared row-by-row engine behind every importer."""
+
 from __future__ import annotations
 
 import csv
@@ -73,7 +74,11 @@ def test_happy_path_creates_movies_labels_and_posters(tmp_path, make_image, _med
     assert run.finished_at is not None
     spectre = Movie.objects.get(tmdb_id=206647)
     assert (spectre.title, spectre.year, spectre.imdb_id, spectre.source, spectre.source_id) == (
-        "Spectre", 2015, "tt0206647", "csv", "tmdb_206647"
+        "Spectre",
+        2015,
+        "tt0206647",
+        "csv",
+        "tmdb_206647",
     )
     assert labels_of(spectre) == {"Action", "Adventure", "Crime"}
     assert set(spectre.label_history.values_list("origin", flat=True)) == {LabelChange.Origin.IMPORT}
@@ -106,7 +111,9 @@ def test_changed_rows_update_fields_labels_and_poster(tmp_path, make_image, djan
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run_import("csv", {"path": str(folder)})
     old_poster_name = Movie.objects.get(tmdb_id=285).poster.original.name
-    changed = [devset_row(285, "Pirates at World's End", "Adventure|Comedy", year="2007", overview="New text.")] + THREE[1:]
+    changed = [
+        devset_row(285, "Pirates at World's End", "Adventure|Comedy", year="2007", overview="New text.")
+    ] + THREE[1:]
     write_folder(folder, changed, make_image, posters={"tmdb_285.jpg": make_image(seed=99)})
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -157,8 +164,9 @@ def test_a_person_saving_after_the_batch_was_read_keeps_the_labels(tmp_path, mak
         return lookup
 
     monkeypatch.setattr(import_base._Lookup, "prefetch", classmethod(prefetch_then_a_person_saves))
-    write_folder(folder, THREE[:2] + [devset_row(49026, "The Dark Knight Rises", "Action|Horror", year="2012")],
-                 make_image)
+    write_folder(
+        folder, THREE[:2] + [devset_row(49026, "The Dark Knight Rises", "Action|Horror", year="2012")], make_image
+    )
 
     run_import("csv", {"path": str(folder)})
 

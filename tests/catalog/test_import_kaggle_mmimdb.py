@@ -1,4 +1,5 @@
 """Kaggle "The Movies Dataset" and MM-IMDb importers on small generated files."""
+
 from __future__ import annotations
 
 import csv
@@ -22,7 +23,9 @@ KAGGLE_HEADER = (
 ).split(",")
 
 
-def kaggle_row(tmdb_id, title, genres, *, imdb="", date_="1995-10-30", popularity="21.946943", poster_path="", lang="en"):
+def kaggle_row(
+    tmdb_id, title, genres, *, imdb="", date_="1995-10-30", popularity="21.946943", poster_path="", lang="en"
+):
     values = dict.fromkeys(KAGGLE_HEADER, "")
     values.update(
         adult="False",
@@ -89,7 +92,11 @@ def test_kaggle_parses_real_quirks_row_by_row(tmp_path):
     }
     toy = Movie.objects.get(tmdb_id=862)
     assert (toy.imdb_id, toy.release_date, toy.year, toy.original_language, toy.source) == (
-        "tt0114709", date(1995, 10, 30), 1995, "en", "kaggle"
+        "tt0114709",
+        date(1995, 10, 30),
+        1995,
+        "en",
+        "kaggle",
     )
     assert toy.popularity == pytest.approx(21.946943)
     assert set(toy.genres.values_list("name", flat=True)) == {"Animation", "Comedy", "Family"}
@@ -116,8 +123,16 @@ def test_kaggle_poster_folder_by_tmdb_or_imdb_id(tmp_path, make_image):
 
 @pytest.mark.django_db
 def test_kaggle_poster_url_base_downloads_once(tmp_path, make_image, fake_tmdb, recorded_sleeps):
-    fake_tmdb.add(FakeMovie(id=862, title="Toy Story", release_date="1995-10-30", genre_ids=[16],
-                            poster_path="/rhIRbceoE9lR4veEXuwCC2wARtG.jpg", poster=make_image(seed=5)))
+    fake_tmdb.add(
+        FakeMovie(
+            id=862,
+            title="Toy Story",
+            release_date="1995-10-30",
+            genre_ids=[16],
+            poster_path="/rhIRbceoE9lR4veEXuwCC2wARtG.jpg",
+            poster=make_image(seed=5),
+        )
+    )
     path = write_kaggle(tmp_path / "movies_metadata.csv", realistic_rows()[:2])
     fake_tmdb.fail("/t/p/w342/rhIRbceoE9lR4veEXuwCC2wARtG.jpg", "503")
     params = {"path": str(path), "poster_url_base": f"{fake_tmdb.root}/t/p/w342", "backoff_base": 0.01}
@@ -146,7 +161,7 @@ def test_kaggle_rerun_and_person_labels(tmp_path):
 
 @pytest.mark.django_db
 def test_kaggle_truncated_file_and_bad_parameters(tmp_path):
-    path = write_kaggle(tmp_path / "movies_metadata.csv", realistic_rows()[:2], tail='False,,0,"[{\'id\': 12')
+    path = write_kaggle(tmp_path / "movies_metadata.csv", realistic_rows()[:2], tail="False,,0,\"[{'id': 12")
     run = run_import("kaggle", {"path": str(path)})
     assert run.created == 2 and run.skipped == 1 and "cut off" in run.skipped_rows[0]["reason"]
     with pytest.raises(ImporterError, match="not both"):

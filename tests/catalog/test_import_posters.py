@@ -1,4 +1,5 @@
 """catalog.posters.store_original / mark_missing, and concurrent imports on PostgreSQL."""
+
 from __future__ import annotations
 
 import hashlib

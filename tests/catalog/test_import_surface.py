@@ -6,6 +6,7 @@
   errors never quote the file;
 - the TMDB API address is a setting, never a param (no sending the server's key elsewhere).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -29,10 +30,14 @@ SVG = b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(document.cookie)'/
 
 @pytest.mark.django_db
 def test_html_and_svg_posters_are_refused_and_reported_on_their_row(tmp_path, make_image, _media_in_tmp):
-    rows = [devset_row(31, "Html", "Drama", poster="evil.html"), devset_row(32, "Svg", "Drama", poster="evil.svg"),
-            devset_row(33, "Good", "Drama", poster="good.jpg")]
-    folder = write_folder(tmp_path / "set", rows, make_image,
-                          posters={"evil.html": HTML, "evil.svg": SVG, "good.jpg": make_image()})
+    rows = [
+        devset_row(31, "Html", "Drama", poster="evil.html"),
+        devset_row(32, "Svg", "Drama", poster="evil.svg"),
+        devset_row(33, "Good", "Drama", poster="good.jpg"),
+    ]
+    folder = write_folder(
+        tmp_path / "set", rows, make_image, posters={"evil.html": HTML, "evil.svg": SVG, "good.jpg": make_image()}
+    )
     run = run_import("csv", {"path": str(folder)})
 
     assert (run.created, run.skipped, run.posters_stored) == (3, 0, 1), "the movies still import"
@@ -71,19 +76,40 @@ def test_kaggle_poster_folder_refuses_html_named_as_an_image(tmp_path):
 
 @pytest.mark.django_db
 def test_downloaded_posters_are_checked_too(tmp_path, make_image, fake_tmdb, recorded_sleeps):
-    fake_tmdb.add(FakeMovie(id=862, title="Toy Story", release_date="2020-01-02", genre_ids=[16],
-                            poster_path="/evil.jpg", poster=SVG))
-    fake_tmdb.add(FakeMovie(id=863, title="Fine", release_date="2020-01-03", genre_ids=[16],
-                            poster_path="/fine.jpg", poster=make_image(fmt="PNG")))
-    run = run_import("tmdb", {"api_key": "test-key", "date_from": "2020-01-01", "date_to": "2020-01-31", "backoff_base": 0.01})
+    fake_tmdb.add(
+        FakeMovie(
+            id=862, title="Toy Story", release_date="2020-01-02", genre_ids=[16], poster_path="/evil.jpg", poster=SVG
+        )
+    )
+    fake_tmdb.add(
+        FakeMovie(
+            id=863,
+            title="Fine",
+            release_date="2020-01-03",
+            genre_ids=[16],
+            poster_path="/fine.jpg",
+            poster=make_image(fmt="PNG"),
+        )
+    )
+    run = run_import(
+        "tmdb", {"api_key": "test-key", "date_from": "2020-01-01", "date_to": "2020-01-31", "backoff_base": 0.01}
+    )
     assert (run.created, run.posters_stored) == (2, 1)
     assert not Poster.objects.get(movie__tmdb_id=862).original
     assert Poster.objects.get(movie__tmdb_id=863).original.name.endswith(".png")
     assert any("evil.jpg" in w and "rejected" in w for w in run.warnings)
 
     kaggle = write_kaggle(tmp_path / "movies_metadata.csv", realistic_rows()[:1])  # Toy Story, id 862
-    fake_tmdb.add(FakeMovie(id=99, title="Not discovered", release_date="2019-01-01", genre_ids=[16],
-                            poster_path="/rhIRbceoE9lR4veEXuwCC2wARtG.jpg", poster=HTML))
+    fake_tmdb.add(
+        FakeMovie(
+            id=99,
+            title="Not discovered",
+            release_date="2019-01-01",
+            genre_ids=[16],
+            poster_path="/rhIRbceoE9lR4veEXuwCC2wARtG.jpg",
+            poster=HTML,
+        )
+    )
     Movie.objects.all().delete()
     run = run_import("kaggle", {"path": str(kaggle), "poster_url_base": f"{fake_tmdb.root}/t/p/w342"})
     assert run.posters_stored == 0 and "rejected" in Poster.objects.get(movie__tmdb_id=862).error
@@ -143,8 +169,9 @@ def test_jobs_and_the_api_refuse_paths_outside_the_roots(roots, secret_file, dja
     with pytest.raises(InvalidJobParams) as info:
         validate_params("import", {"source": "csv", "path": str(secret_file)})
     assert "outside the import folders" in info.value.errors["path"]
-    response = staff.post("/api/jobs/", {"kind": "import", "params": {"source": "csv", "path": "/etc/shadow"}},
-                                         format="json")
+    response = staff.post(
+        "/api/jobs/", {"kind": "import", "params": {"source": "csv", "path": "/etc/shadow"}}, format="json"
+    )
     assert response.status_code == 400 and SECRET_LINE not in response.content.decode()
     inside = roots / "movies.csv"
     inside.write_text("id,title,genres\n1,A,Drama\n")

@@ -1,4 +1,5 @@
 """TMDB API importer against a local fake TMDB server (no network)."""
+
 from __future__ import annotations
 
 import io
@@ -43,7 +44,11 @@ def test_happy_path_imports_details_genres_and_posters(fake_tmdb, make_image, re
     assert run.params["api_key"] == "***", "credentials are never stored"
     movie = Movie.objects.get(tmdb_id=1001)
     assert (movie.title, movie.imdb_id, movie.release_date, movie.year, movie.source) == (
-        "Film 1", "tt9000001", date(2020, 1, 1), 2020, "tmdb"
+        "Film 1",
+        "tt9000001",
+        date(2020, 1, 1),
+        2020,
+        "tmdb",
     )
     assert set(movie.genres.values_list("name", flat=True)) == {"Action", "Drama"}
     assert Genre.objects.get(name="Action").tmdb_id == 28
@@ -199,7 +204,15 @@ def test_import_tmdb_command(fake_tmdb, make_image):
     fill(fake_tmdb, make_image, 2)
     out = io.StringIO()
     call_command(
-        "import_tmdb", "--api-key", "test-key", "--from", "2020-01-01", "--to", "2020-02-01", stdout=out, skip_checks=True
+        "import_tmdb",
+        "--api-key",
+        "test-key",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2020-02-01",
+        stdout=out,
+        skip_checks=True,
     )
     assert "2 created" in out.getvalue()
     with pytest.raises(CommandError, match="401"):

@@ -1,4 +1,5 @@
 """catalog.labels: the one way labels change (lock, read, write; versioned; imports yield to people)."""
+
 from __future__ import annotations
 
 import pytest

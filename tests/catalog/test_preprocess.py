@@ -3,8 +3,8 @@ import os
 
 import pytest
 from django.core.files.storage import InMemoryStorage, default_storage
-from django.utils._os import safe_join
 from django.core.management import call_command
+from django.utils._os import safe_join
 from PIL import Image
 
 from catalog.labels import set_labels

@@ -1,4 +1,5 @@
 """ML test fixtures: a tiny generated catalog (movies, labels, poster derivatives); no real data."""
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,11 @@ GENRE_COLOURS = {"Action": (200, 30, 30), "Comedy": (240, 220, 40), "Drama": (40
 
 def poster_jpeg(genres: list[str], seed: int = 0, size: int = 48) -> bytes:
     rng = np.random.default_rng(seed)
-    colour = np.mean([GENRE_COLOURS.get(g, (128, 128, 128)) for g in genres], axis=0) if genres else np.array([128, 128, 128])
+    colour = (
+        np.mean([GENRE_COLOURS.get(g, (128, 128, 128)) for g in genres], axis=0)
+        if genres
+        else np.array([128, 128, 128])
+    )
     pixels = np.clip(colour + rng.normal(0, 20, (size, size, 3)), 0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, "JPEG", quality=90)
@@ -42,8 +47,12 @@ def make_movie(db):
             words = " ".join(GENRE_WORDS.get(g, g.lower()) for g in genres)
             overview = f"Story {n}: {words}."
         movie = Movie.objects.create(
-            title=f"Movie {n}", overview=overview, missing_overview=not overview.strip(), source=Movie.Source.CSV,
-            source_id=f"m{n}", **fields,
+            title=f"Movie {n}",
+            overview=overview,
+            missing_overview=not overview.strip(),
+            source=Movie.Source.CSV,
+            source_id=f"m{n}",
+            **fields,
         )
         genre_rows = [Genre.objects.get_or_create(name=g)[0] for g in genres]
         set_labels(movie, genre_rows, origin=LabelChange.Origin.IMPORT)

@@ -1,4 +1,5 @@
 """The ml management commands, end to end on a tiny generated catalog."""
+
 import io
 import json
 

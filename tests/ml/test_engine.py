@@ -1,6 +1,7 @@
 """ml.engine on tiny generated data: every model family trains (loss falls), predicts the
 right shapes, applies thresholds with at-least-one-genre, and round-trips through
 safetensors with bit-identical predictions."""
+
 from __future__ import annotations
 
 import io
@@ -16,14 +17,26 @@ from PIL import Image
 
 from ml.engine.artifact import ArtifactError, load_model
 from ml.engine.config import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, ModelConfig
-from ml.engine.data import (Example, ImageLoadError, TfidfVectorizer, Vocabulary, decode_image, labels_matrix,
-                            load_word_vectors, tokenize)
+from ml.engine.data import (
+    Example,
+    ImageLoadError,
+    TfidfVectorizer,
+    Vocabulary,
+    decode_image,
+    labels_matrix,
+    load_word_vectors,
+    tokenize,
+)
 from ml.engine.registry import PRESETS, get_config
 from ml.engine.thresholds import apply_thresholds
 from ml.engine.train import fit, pos_weights, select_device
 
 GENRES = ["Action", "Romance", "Horror"]
-WORDS = [["gun", "chase", "explosion", "cop"], ["love", "kiss", "wedding", "heart"], ["ghost", "blood", "scream", "dark"]]
+WORDS = [
+    ["gun", "chase", "explosion", "cop"],
+    ["love", "kiss", "wedding", "heart"],
+    ["ghost", "blood", "scream", "dark"],
+]
 COLOURS = [(220, 40, 30), (240, 150, 200), (20, 20, 30)]
 
 
@@ -75,8 +88,17 @@ def feature_cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("feature-cache"))
 
 
-SMALL = dict(epochs=6, batch_size=8, hidden_dim=16, patience=50, image_size=32, embedding_dim=8, rnn_hidden=8,
-             max_tokens=16, num_workers=0)
+SMALL = dict(
+    epochs=6,
+    batch_size=8,
+    hidden_dim=16,
+    patience=50,
+    image_size=32,
+    embedding_dim=8,
+    rnn_hidden=8,
+    max_tokens=16,
+    num_workers=0,
+)
 
 FAST_FAMILIES = {
     "tfidf-linear": {"lr": 5e-2},
@@ -200,8 +222,13 @@ def test_tfidf_matches_hand_computation():
     vec = TfidfVectorizer.fit(texts, max_features=100, ngrams=1, min_df=1)
     assert vec.terms == ["a", "cat", "dog", "sat", "the"]
     # smooth idf: ln((1 + n) / (1 + df)) + 1
-    idf = {"a": np.log(4 / 2) + 1, "cat": np.log(4 / 3) + 1, "dog": np.log(4 / 2) + 1, "sat": np.log(4 / 3) + 1,
-           "the": np.log(4 / 3) + 1}
+    idf = {
+        "a": np.log(4 / 2) + 1,
+        "cat": np.log(4 / 3) + 1,
+        "dog": np.log(4 / 2) + 1,
+        "sat": np.log(4 / 3) + 1,
+        "the": np.log(4 / 3) + 1,
+    }
     np.testing.assert_allclose(vec.idf, [idf[t] for t in vec.terms], rtol=1e-6)
     row = vec.transform(["cat cat unknownword"])[0]
     # sublinear tf (1 + ln 2) for "cat", L2-normalised to 1; unknown words are ignored
@@ -237,8 +264,14 @@ def test_bilstm_uses_word_vectors_file(tiny_data, tmp_path):
     path = tmp_path / "glove.txt"
     path.write_text("".join(f"{w} {' '.join(['0.5'] * 8)}\n" for w in ["gun", "love", "ghost"]))
     logs = []
-    model = fit({"preset": "bilstm-text", **SMALL, "epochs": 1, "word_vectors_path": str(path)}, GENRES, train, val,
-                device="cpu", log=logs.append)
+    model = fit(
+        {"preset": "bilstm-text", **SMALL, "epochs": 1, "word_vectors_path": str(path)},
+        GENRES,
+        train,
+        val,
+        device="cpu",
+        log=logs.append,
+    )
     assert any("3/" in line and "word vectors" in line for line in logs)
     assert model.model.text_encoder.embedding.weight.shape[1] == 8
 
@@ -312,8 +345,14 @@ def test_checkpoint_for_other_data_is_ignored(tiny_data, tmp_path):
 def test_progress_is_reported_in_order(tiny_data):
     train, val = tiny_data
     seen = []
-    fit({"preset": "tfidf-linear", **SMALL, "epochs": 2}, GENRES, train, val, device="cpu",
-        progress=lambda message, fraction: seen.append((message, fraction)))
+    fit(
+        {"preset": "tfidf-linear", **SMALL, "epochs": 2},
+        GENRES,
+        train,
+        val,
+        device="cpu",
+        progress=lambda message, fraction: seen.append((message, fraction)),
+    )
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0 <= fractions[0]
     assert any(m.startswith("epoch 2/2") for m, _ in seen)
@@ -330,7 +369,8 @@ def test_progress_never_goes_backwards_while_extracting_text_and_image_features(
     config = get_config({"preset": "minilm+effnet-frozen-concat", **SMALL, "image_size": 32})
     seen = []
     InputParts(config, None, None, "cpu", cache_dir=str(tmp_path / "cache")).frozen_arrays(
-        examples, progress=lambda message, fraction: seen.append((message, fraction)), batch_size=32)
+        examples, progress=lambda message, fraction: seen.append((message, fraction)), batch_size=32
+    )
     fractions = [f for _, f in seen]
     assert len(fractions) >= 4 and fractions == sorted(fractions), seen
     assert fractions[-1] == 1.0
@@ -387,9 +427,12 @@ def test_device_selection():
 
 
 def test_engine_imports_no_django():
-    code = ("import sys, ml.engine.train, ml.engine.artifact, ml.engine.benchmark, ml.engine.registry; "
-            "bad = [m for m in sys.modules if m == 'django' or m.startswith(('django.', 'catalog', 'workers'))]; "
-            "print(bad); sys.exit(1 if bad else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parents[2])
+    code = (
+        "import sys, ml.engine.train, ml.engine.artifact, ml.engine.benchmark, ml.engine.registry; "
+        "bad = [m for m in sys.modules if m == 'django' or m.startswith(('django.', 'catalog', 'workers'))]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2]
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,4 +1,5 @@
 """The model benchmark on a tiny generated devset-shaped folder (never the real devset)."""
+
 from __future__ import annotations
 
 import csv
@@ -28,9 +29,17 @@ def devset(tmp_path):
             buf = io.BytesIO()
             Image.new("RGB", (20, 30), ((i % 3) * 100, 50, 200 - (i % 3) * 60)).save(buf, "JPEG")
             (folder / "posters" / poster).write_bytes(buf.getvalue())
-        rows.append({"id": f"tmdb_{i}", "title": f"Movie {i}", "year": "2000",
-                     "overview": f"{GENRE_WORDS[names[i % 3]]} story number {i}", "genres": "|".join(genres),
-                     "source_id": f"tmdb:{i}", "poster": poster})
+        rows.append(
+            {
+                "id": f"tmdb_{i}",
+                "title": f"Movie {i}",
+                "year": "2000",
+                "overview": f"{GENRE_WORDS[names[i % 3]]} story number {i}",
+                "genres": "|".join(genres),
+                "source_id": f"tmdb:{i}",
+                "poster": poster,
+            }
+        )
     rows.append({"id": "", "title": "broken", "year": "", "overview": "x", "genres": "", "source_id": "", "poster": ""})
     with open(folder / "movies.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -54,8 +63,9 @@ def test_prepare_splits_and_reports_rare_genres(devset):
 
 def test_benchmark_writes_table(devset, tmp_path):
     out = tmp_path / "results"
-    rows = benchmark.run_benchmark(devset, ["tfidf-linear"], out, min_genre_count=5, isolate=False,
-                                   device="cpu", command="test")
+    rows = benchmark.run_benchmark(
+        devset, ["tfidf-linear"], out, min_genre_count=5, isolate=False, device="cpu", command="test"
+    )
     assert [r["model"] for r in rows] == ["tfidf-linear"]
     metrics = rows[0]["metrics"]
     # Each movie's overview names its genre: even the linear baseline gets it right.
@@ -79,8 +89,20 @@ def test_benchmark_command_rejects_unknown_model_and_missing_data(devset, tmp_pa
 
 
 def test_benchmark_command_runs_in_process(devset, tmp_path):
-    call_command("benchmark_models", "--data", str(devset), "--models", "tfidf-linear", "--out", str(tmp_path),
-                 "--min-genre-count", "5", "--no-isolate", "--device", "cpu")
+    call_command(
+        "benchmark_models",
+        "--data",
+        str(devset),
+        "--models",
+        "tfidf-linear",
+        "--out",
+        str(tmp_path),
+        "--min-genre-count",
+        "5",
+        "--no-isolate",
+        "--device",
+        "cpu",
+    )
     assert "tfidf-linear" in (tmp_path / "benchmark.md").read_text()
 
 

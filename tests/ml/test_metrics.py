@@ -1,4 +1,5 @@
 """ml.engine.metrics against hand-computed values and scikit-learn (tests only)."""
+
 import json
 
 import numpy as np

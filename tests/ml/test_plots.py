@@ -1,5 +1,6 @@
 """Report plots: valid PNGs, and layouts that read at a glance (a panel per genre for PR
 curves, each training series on its own axis)."""
+
 from __future__ import annotations
 
 import io
@@ -46,8 +47,10 @@ def test_pr_curves_respect_max_genres_and_missing_data():
 
 
 def test_training_losses_each_get_their_own_axis():
-    history = [{"epoch": e, "train_loss": 6 / e + 1.5, "val_loss": 0.6 - 0.02 * e, "val_micro_f1": 0.3 + 0.03 * e}
-               for e in range(1, 11)]
+    history = [
+        {"epoch": e, "train_loss": 6 / e + 1.5, "val_loss": 0.6 - 0.02 * e, "val_micro_f1": 0.3 + 0.03 * e}
+        for e in range(1, 11)
+    ]
     fig = plots.training_curves_figure(history)
     assert len(fig.axes) == 3
     train, val, f1 = fig.axes
@@ -68,7 +71,12 @@ def test_training_curves_with_only_a_train_loss():
 
 def test_every_other_plot_is_a_valid_png():
     rows = [{"genre": g, "f1": 0.5, "tp": 3, "fp": 1, "fn": 2, "tn": 9} for g in GENRES[:5]]
-    for data in (plots.f1_bars(rows), plots.f1_bars(rows, rows), plots.confusion_grid(rows),
-                 plots.calibration_curve({"mean_confidence": [0.1, 0.5], "fraction_positive": [0.2, 0.4],
-                                          "count": [3, 4], "ece": 0.05})):
+    for data in (
+        plots.f1_bars(rows),
+        plots.f1_bars(rows, rows),
+        plots.confusion_grid(rows),
+        plots.calibration_curve(
+            {"mean_confidence": [0.1, 0.5], "fraction_positive": [0.2, 0.4], "count": [3, 4], "ece": 0.05}
+        ),
+    ):
         png_size(data)

@@ -1,4 +1,5 @@
 """Prediction upserts: idempotent, and safe when two writers upsert the same movies at once."""
+
 import threading
 
 import numpy as np
@@ -13,8 +14,12 @@ from ml.services.inference import _upsert
 def _version():
     snapshot = DatasetSnapshot.objects.create(content_hash="c" * 64, genres=["Action", "Drama"])
     return ModelVersion.objects.create(
-        snapshot=snapshot, genres=["Action", "Drama"], thresholds=[0.5, 0.5], artifact_path="models/t",
-        artifact_files=[], checksum="d" * 64,
+        snapshot=snapshot,
+        genres=["Action", "Drama"],
+        thresholds=[0.5, 0.5],
+        artifact_path="models/t",
+        artifact_files=[],
+        checksum="d" * 64,
     )
 
 
@@ -55,16 +60,24 @@ def test_concurrent_upserts_of_the_same_movies(make_movie):
         try:
             for round_ in range(6):
                 examples, probs, decisions = _batch(movies, seed + round_)
-                _upsert(version, version.genres, np.array(version.thresholds),
-                        [examples[i] for i in order], probs[order], decisions[order])
+                _upsert(
+                    version,
+                    version.genres,
+                    np.array(version.thresholds),
+                    [examples[i] for i in order],
+                    probs[order],
+                    decisions[order],
+                )
         except Exception as exc:  # reported below
             errors.append(exc)
         finally:
             connection.close()
 
     forward = np.arange(len(movies))
-    threads = [threading.Thread(target=writer, args=(forward, 10)),
-               threading.Thread(target=writer, args=(forward[::-1], 20))]
+    threads = [
+        threading.Thread(target=writer, args=(forward, 10)),
+        threading.Thread(target=writer, args=(forward[::-1], 20)),
+    ]
     for t in threads:
         t.start()
     for t in threads:

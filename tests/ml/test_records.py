@@ -1,4 +1,5 @@
 """ModelVersion immutability, the production alias, and pure prediction-field logic."""
+
 import threading
 
 import numpy as np
@@ -12,8 +13,13 @@ from ml.services.registry import production_version, promote
 
 def make_version(snapshot, n=1, **fields):
     values = dict(
-        snapshot=snapshot, config_name="tfidf-linear", config={"name": "tfidf-linear"}, genres=["A", "B"],
-        thresholds=[0.5, 0.4], artifact_path=f"models/x{n}", artifact_files=["config.json", "model.safetensors"],
+        snapshot=snapshot,
+        config_name="tfidf-linear",
+        config={"name": "tfidf-linear"},
+        genres=["A", "B"],
+        thresholds=[0.5, 0.4],
+        artifact_path=f"models/x{n}",
+        artifact_files=["config.json", "model.safetensors"],
         checksum=f"{n:064d}",
     )
     values.update(fields)
@@ -93,7 +99,7 @@ def test_concurrent_promotions_leave_one_production_row():
     assert AliasChange.objects.count() == 6
     # The history is a chain: each move starts where the previous one ended.
     chain = list(AliasChange.objects.order_by("id").values_list("previous_id", "model_version_id"))
-    for (_, before), (previous, _) in zip(chain, chain[1:]):
+    for (_, before), (previous, _) in zip(chain, chain[1:], strict=False):
         assert previous == before
 
 

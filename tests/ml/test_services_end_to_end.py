@@ -1,4 +1,5 @@
 """Snapshot -> train (tfidf preset) -> ModelVersion + evaluations -> predictions -> promote -> predict_raw."""
+
 import io
 
 import pytest
@@ -8,7 +9,13 @@ from PIL import Image
 from catalog.images import ImageRejected
 from ml.models import Evaluation, GenreMetric, ModelVersion, Prediction, TrainingRun
 from ml.services.evaluation import evaluate_model
-from ml.services.inference import clear_predictor_cache, get_predictor, predict_movies, predict_raw, refresh_disagreements
+from ml.services.inference import (
+    clear_predictor_cache,
+    get_predictor,
+    predict_movies,
+    predict_raw,
+    refresh_disagreements,
+)
 from ml.services.registry import NoProductionModel, local_artifact_dir, promote
 from ml.services.snapshots import build_snapshot
 from ml.services.training import TrainingFailed, train_model
@@ -92,7 +99,9 @@ def test_progress_error_keeps_finished_batches(trained, tiny_catalog):
             raise KeyboardInterrupt("cancelled")
 
     with pytest.raises(KeyboardInterrupt):
-        predict_movies(run.model_version.pk, [m.pk for m in tiny_catalog], batch_size=10, progress=cancel_after_two_batches)
+        predict_movies(
+            run.model_version.pk, [m.pk for m in tiny_catalog], batch_size=10, progress=cancel_after_two_batches
+        )
     assert Prediction.objects.count() == 20
 
 

@@ -1,4 +1,5 @@
 """Dataset snapshots: eligibility, rare genres, person labels, split proportions, content hash."""
+
 import pytest
 
 from catalog.labels import set_labels
@@ -131,7 +132,8 @@ def test_loaders_give_engine_examples_and_report_drift(tiny_catalog):
     (lost_example,) = movie_examples([lost.pk])
     assert lost_example.image is None and lost_example.labels == []
     assert [e.key for e in movie_examples([tiny_catalog[5].pk, 999_999, tiny_catalog[4].pk])] == [
-        str(tiny_catalog[5].pk), str(tiny_catalog[4].pk)
+        str(tiny_catalog[5].pk),
+        str(tiny_catalog[4].pk),
     ]
 
 

@@ -1,5 +1,6 @@
 """Web/API fixtures: users per role, and a tiny catalog with a promoted model version,
 its evaluation and predictions. Everything is generated here (no real data)."""
+
 from __future__ import annotations
 
 import io
@@ -88,33 +89,77 @@ def world(db, staff):
     snapshot = DatasetSnapshot.objects.create(name="tiny", genres=GENRE_NAMES, content_hash="0" * 64, n_members=5)
     thresholds = np.array([0.5] * len(GENRE_NAMES))
     version = ModelVersion.objects.create(
-        name="tiny v1", snapshot=snapshot, config_name="tfidf-linear", genres=GENRE_NAMES,
-        thresholds=thresholds.tolist(), artifact_path="models/none", checksum="c" * 64,
+        name="tiny v1",
+        snapshot=snapshot,
+        config_name="tfidf-linear",
+        genres=GENRE_NAMES,
+        thresholds=thresholds.tolist(),
+        artifact_path="models/none",
+        checksum="c" * 64,
     )
     evaluation = Evaluation.objects.create(
-        model_version=version, snapshot=snapshot, split="test", n_examples=5, micro_f1=0.7, macro_f1=0.6,
-        samples_f1=0.68, roc_auc_macro=0.9, metrics={"hamming_accuracy": 0.9, "ece": 0.05},
-        curves={"pr_curves": {"Drama": {"precision": [1.0, 0.8, 0.5], "recall": [0.0, 0.5, 1.0]}},
-                "calibration": {"mean_confidence": [0.1, 0.5, 0.9], "fraction_positive": [0.12, 0.45, 0.85],
-                                "count": [3, 2, 3], "ece": 0.05}},
+        model_version=version,
+        snapshot=snapshot,
+        split="test",
+        n_examples=5,
+        micro_f1=0.7,
+        macro_f1=0.6,
+        samples_f1=0.68,
+        roc_auc_macro=0.9,
+        metrics={"hamming_accuracy": 0.9, "ece": 0.05},
+        curves={
+            "pr_curves": {"Drama": {"precision": [1.0, 0.8, 0.5], "recall": [0.0, 0.5, 1.0]}},
+            "calibration": {
+                "mean_confidence": [0.1, 0.5, 0.9],
+                "fraction_positive": [0.12, 0.45, 0.85],
+                "count": [3, 2, 3],
+                "ece": 0.05,
+            },
+        },
     )
-    GenreMetric.objects.bulk_create([
-        GenreMetric(evaluation=evaluation, model_version=version, snapshot=snapshot, split="test", genre=name,
-                    threshold=0.5, f1=0.5 + i / 20, precision=0.6, recall=0.5, roc_auc=0.9, pr_auc=0.7, support=3,
-                    tp=2, fp=1, fn=1, tn=1)
-        for i, name in enumerate(GENRE_NAMES)
-    ])
+    GenreMetric.objects.bulk_create(
+        [
+            GenreMetric(
+                evaluation=evaluation,
+                model_version=version,
+                snapshot=snapshot,
+                split="test",
+                genre=name,
+                threshold=0.5,
+                f1=0.5 + i / 20,
+                precision=0.6,
+                recall=0.5,
+                roc_auc=0.9,
+                pr_auc=0.7,
+                support=3,
+                tp=2,
+                fp=1,
+                fn=1,
+                tn=1,
+            )
+            for i, name in enumerate(GENRE_NAMES)
+        ]
+    )
     movies = []
     for i, (title, year, labels, scores) in enumerate(MOVIES):
-        movie = Movie.objects.create(title=title, year=year, overview=f"The story of {title.lower()}.",
-                                     popularity=10 - i, source=Movie.Source.CSV, source_id=f"w{i}")
+        movie = Movie.objects.create(
+            title=title,
+            year=year,
+            overview=f"The story of {title.lower()}.",
+            popularity=10 - i,
+            source=Movie.Source.CSV,
+            source_id=f"w{i}",
+        )
         poster = Poster(movie=movie, status=Poster.Status.OK, width=60, height=90)
         poster.original.save(f"w{i}.jpg", ContentFile(jpeg_bytes(colour=(40 * i, 90, 160))), save=False)
         poster.save()
         set_labels(movie, [genres[n] for n in labels], origin=LabelChange.Origin.IMPORT)
         probs = np.array(scores)
-        Prediction.objects.create(movie=movie, model_version=version,
-                                  **prediction_fields(GENRE_NAMES, thresholds, probs, probs >= thresholds, labels))
+        Prediction.objects.create(
+            movie=movie,
+            model_version=version,
+            **prediction_fields(GENRE_NAMES, thresholds, probs, probs >= thresholds, labels),
+        )
         movies.append(movie)
     promote(version.pk, user=staff)
     return {"genres": genres, "movies": {m.title: m for m in movies}, "version": version, "evaluation": evaluation}

@@ -6,6 +6,7 @@
 - The HTML predict page shares the API's "predict" rate.
 - Ad-hoc prediction uploads have their own, lower pixel limit, checked before decoding.
 """
+
 from __future__ import annotations
 
 import io
@@ -135,7 +136,9 @@ def test_prediction_uploads_have_their_own_pixel_limit(labeler_client, labeler, 
     data = big_flat_png()
     api = api_client_for(labeler)
     started = time.process_time()
-    response = api.post("/api/predict/", {"poster": SimpleUploadedFile("big.png", data, "image/png")}, format="multipart")
+    response = api.post(
+        "/api/predict/", {"poster": SimpleUploadedFile("big.png", data, "image/png")}, format="multipart"
+    )
     spent = time.process_time() - started
     assert response.status_code in (400, 413) and "12,000,000" in str(response.json()["poster"])
     page = labeler_client.post(reverse("ml:predict"), {"poster": SimpleUploadedFile("big.png", data, "image/png")})

@@ -1,5 +1,6 @@
 """REST API: permissions per endpoint and role, validation errors, audited labels, upload
 checks, throttling, a real ad-hoc prediction, and an OpenAPI schema that validates."""
+
 from __future__ import annotations
 
 import io
@@ -62,7 +63,10 @@ def test_movie_list_filters_and_shape(api_clients, world, django_assert_max_num_
     assert {"id", "title", "year", "labels", "poster", "label_source", "label_version"} <= set(first)
     assert first["label_version"] == 1  # one imported label set
     assert first["poster"]["status"] == "ok" and first["poster"]["url"].startswith("http://testserver/media/")
-    assert {m["title"] for m in api.get("/api/movies/?model=disagrees").json()["results"]} == {"Laugh Track", "Night Shift"}
+    assert {m["title"] for m in api.get("/api/movies/?model=disagrees").json()["results"]} == {
+        "Laugh Track",
+        "Night Shift",
+    }
     assert {m["title"] for m in api.get("/api/movies/?model=unsure").json()["results"]} == {"Edge Case"}
     assert api.get("/api/movies/?q=quiet").json()["count"] == 1
 
@@ -79,7 +83,9 @@ def test_movie_detail_has_history(api_clients, world):
     movie = world["movies"]["Night Shift"]
     body = api_clients["labeler"].get(f"/api/movies/{movie.pk}/").json()
     assert {(h["genre"], h["action"], h["origin"]) for h in body["history"]} == {
-        ("Horror", "added", "import"), ("Comedy", "added", "import")}
+        ("Horror", "added", "import"),
+        ("Comedy", "added", "import"),
+    }
 
 
 def test_labels_put_and_patch_are_audited(api_clients, labeler, world):
@@ -87,8 +93,9 @@ def test_labels_put_and_patch_are_audited(api_clients, labeler, world):
     movie = world["movies"]["Laugh Track"]
     url = f"/api/movies/{movie.pk}/labels/"
     version = api.get(f"/api/movies/{movie.pk}/").json()["label_version"]
-    response = api.put(url, {"genres": ["Comedy", "romance"], "reason": "romcom", "label_version": version},
-                       format="json")
+    response = api.put(
+        url, {"genres": ["Comedy", "romance"], "reason": "romcom", "label_version": version}, format="json"
+    )
     assert response.status_code == 200, response.json()
     assert response.json()["added"] == ["Romance"] and response.json()["removed"] == []
     assert response.json()["label_version"] == version + 1
@@ -124,8 +131,11 @@ def test_labels_write_from_an_older_version_is_refused_with_the_current_labels(a
     # Redone from the version the 409 gave, it is saved.
     redo = api.put(url, {"genres": ["Comedy", "Romance"], "label_version": body["label_version"]}, format="json")
     assert redo.status_code == 200
-    assert (redo.json()["added"], redo.json()["removed"], redo.json()["label_version"]) == (["Romance"], ["Drama"],
-                                                                                           seen + 2)
+    assert (redo.json()["added"], redo.json()["removed"], redo.json()["label_version"]) == (
+        ["Romance"],
+        ["Drama"],
+        seen + 2,
+    )
     assert api.get(f"/api/movies/{movie.pk}/").json()["label_version"] == seen + 2
 
 
@@ -138,17 +148,20 @@ def test_labels_unchanged_write_keeps_the_version(api_clients, world):
     assert movie.label_version == 1 and movie.label_source == "imported"
 
 
-@pytest.mark.parametrize("method, payload, field", [
-    ("put", {"genres": ["Comedy", "Space Opera"]}, "genres"),
-    ("put", {"genres": "Comedy"}, "genres"),
-    ("put", {}, "genres"),
-    ("patch", {}, "add"),
-    ("patch", {"add": ["Drama"], "remove": ["Drama"]}, "remove"),
-    ("put", {"genres": [], "reason": "x" * 501, "label_version": 1}, "reason"),
-    ("put", {"genres": ["Comedy"]}, "label_version"),
-    ("put", {"genres": ["Comedy"], "label_version": "new"}, "label_version"),
-    ("patch", {"add": ["Comedy"], "label_version": -1}, "label_version"),
-])
+@pytest.mark.parametrize(
+    "method, payload, field",
+    [
+        ("put", {"genres": ["Comedy", "Space Opera"]}, "genres"),
+        ("put", {"genres": "Comedy"}, "genres"),
+        ("put", {}, "genres"),
+        ("patch", {}, "add"),
+        ("patch", {"add": ["Drama"], "remove": ["Drama"]}, "remove"),
+        ("put", {"genres": [], "reason": "x" * 501, "label_version": 1}, "reason"),
+        ("put", {"genres": ["Comedy"]}, "label_version"),
+        ("put", {"genres": ["Comedy"], "label_version": "new"}, "label_version"),
+        ("patch", {"add": ["Comedy"], "label_version": -1}, "label_version"),
+    ],
+)
 def test_labels_validation_errors(api_clients, world, method, payload, field):
     movie = world["movies"]["Long Road"]
     response = getattr(api_clients["labeler"], method)(f"/api/movies/{movie.pk}/labels/", payload, format="json")
@@ -159,7 +172,10 @@ def test_labels_validation_errors(api_clients, world, method, payload, field):
 
 def test_labels_need_a_login(api_clients, world):
     movie = world["movies"]["Long Road"]
-    assert api_clients["anonymous"].put(f"/api/movies/{movie.pk}/labels/", {"genres": []}, format="json").status_code == 401
+    assert (
+        api_clients["anonymous"].put(f"/api/movies/{movie.pk}/labels/", {"genres": []}, format="json").status_code
+        == 401
+    )
     assert api_clients["labeler"].put("/api/movies/999999/labels/", {"genres": []}, format="json").status_code == 404
 
 
@@ -206,8 +222,14 @@ def test_model_versions_and_promote(api_clients, world):
     from ml.services.registry import production_version
 
     a = world["version"]
-    b = ModelVersion.objects.create(name="tiny v2", snapshot=a.snapshot, genres=a.genres, thresholds=a.thresholds,
-                                    artifact_path="models/none2", checksum="d" * 64)
+    b = ModelVersion.objects.create(
+        name="tiny v2",
+        snapshot=a.snapshot,
+        genres=a.genres,
+        thresholds=a.thresholds,
+        artifact_path="models/none2",
+        checksum="d" * 64,
+    )
     listing = api_clients["labeler"].get("/api/model-versions/").json()["results"]
     by_id = {v["id"]: v for v in listing}
     assert by_id[a.pk]["is_production"] and not by_id[b.pk]["is_production"]
@@ -240,12 +262,15 @@ def _bomb_png() -> bytes:
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("name, data, content_type", [
-    ("notes.jpg", b"definitely not an image", "image/jpeg"),
-    ("empty.png", b"", "image/png"),
-    ("bomb.png", None, "image/png"),
-    ("script.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>", "image/svg+xml"),
-])
+@pytest.mark.parametrize(
+    "name, data, content_type",
+    [
+        ("notes.jpg", b"definitely not an image", "image/jpeg"),
+        ("empty.png", b"", "image/png"),
+        ("bomb.png", None, "image/png"),
+        ("script.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>", "image/svg+xml"),
+    ],
+)
 def test_predict_rejects_bad_uploads_with_400(api_clients, world, name, data, content_type):
     data = _bomb_png() if data is None else data
     upload = SimpleUploadedFile(name, data, content_type=content_type)
@@ -284,8 +309,9 @@ def test_predict_is_throttled(api_clients, world, settings):
 
     ScopedRateThrottle.THROTTLE_RATES = {"predict": "2/min"}
     try:
-        codes = [api_clients["labeler"].post("/api/predict/", {"overview": " "}, format="json").status_code
-                 for _ in range(3)]
+        codes = [
+            api_clients["labeler"].post("/api/predict/", {"overview": " "}, format="json").status_code for _ in range(3)
+        ]
     finally:
         from rest_framework.settings import api_settings
 
@@ -309,14 +335,17 @@ def test_adhoc_prediction_with_a_trained_model(api_clients, db, settings, tmp_pa
     genres = {name: Genre.objects.create(name=name) for name in words}
     for i in range(24):
         name = "Horror" if i % 2 else "Comedy"
-        movie = Movie.objects.create(title=f"T{i}", overview=f"{words[name]} story {i}", source="csv", source_id=f"p{i}")
+        movie = Movie.objects.create(
+            title=f"T{i}", overview=f"{words[name]} story {i}", source="csv", source_id=f"p{i}"
+        )
         set_labels(movie, [genres[name]], origin="import")
     snapshot = build_snapshot(min_genre_count=1, fractions=(0.6, 0.2, 0.2))
     run = train_model(snapshot.pk, {"preset": "tfidf-linear", "epochs": 30, "tfidf_min_df": 1, "patience": 30})
     promote(run.model_version.pk, user=staff)
     upload = SimpleUploadedFile("p.jpg", jpeg_bytes(), content_type="image/jpeg")
     response = api_clients["labeler"].post(
-        "/api/predict/", {"overview": "a haunted house, a ghost and a scream", "poster": upload}, format="multipart")
+        "/api/predict/", {"overview": "a haunted house, a ghost and a scream", "poster": upload}, format="multipart"
+    )
     clear_predictor_cache()
     assert response.status_code == 200, response.content
     body = response.json()
@@ -329,8 +358,13 @@ def test_schema_validates(tmp_path):
     """drf-spectacular's own validation, failing on any warning."""
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     schema = (tmp_path / "schema.yaml").read_text()
-    for path in ("/api/movies/{id}/labels/", "/api/jobs/{id}/cancel/", "/api/model-versions/{id}/promote/",
-                 "/api/predict/", "/api/predictions/"):
+    for path in (
+        "/api/movies/{id}/labels/",
+        "/api/jobs/{id}/cancel/",
+        "/api/model-versions/{id}/promote/",
+        "/api/predict/",
+        "/api/predictions/",
+    ):
         assert path in schema
 
 

@@ -13,6 +13,7 @@ requests, 2-3 minutes). Nothing here needs a worker:
 POST /api/jobs/ only enqueues (the test broker has no consumer), and POST /api/predict/
 meets a production model whose artifact does not exist (a clean 503, never a 500).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,12 +21,12 @@ import time
 
 import pytest
 import requests
-
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis.core.failures import FailureGroup  # noqa: E402
-from schemathesis.generation import GenerationMode  # noqa: E402
+import schemathesis  # a dev dependency (pyproject [dev]), like pytest itself
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis.core.failures import FailureGroup
+from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_schema_conformance,
@@ -73,9 +74,14 @@ def _run_operation(operation, base_url, tokens, path_parameters, failures, count
         strategy = operation.as_strategy(generation_mode=mode, path_parameters=path_parameters)
 
         @given(case=strategy)
-        @hypothesis_settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                             phases=[Phase.explicit, Phase.generate],
-                             suppress_health_check=list(HealthCheck))
+        @hypothesis_settings(
+            max_examples=EXAMPLES,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case):
             for role, key in tokens.items():
                 counts["requests"] += 1
@@ -90,14 +96,16 @@ def _run_operation(operation, base_url, tokens, path_parameters, failures, count
                 elif response.status_code >= 500:
                     counts["5xx"] += 1
                     failures.setdefault((operation.label, response.status_code, "Server error"), []).append(
-                        f"[{role}] {case.as_curl_command(headers=headers)[:300]}\n      -> {response.text[:200]}")
+                        f"[{role}] {case.as_curl_command(headers=headers)[:300]}\n      -> {response.text[:200]}"
+                    )
                 try:
                     case.validate_response(response, checks=CHECKS, headers=headers)
                 except (AssertionError, FailureGroup) as exc:
                     for title in _failure_titles(exc):
                         key = (operation.label, response.status_code, title)
                         failures.setdefault(key, []).append(
-                            f"[{role}] {case.as_curl_command(headers=headers)[:300]}\n      -> {response.text[:200]}")
+                            f"[{role}] {case.as_curl_command(headers=headers)[:300]}\n      -> {response.text[:200]}"
+                        )
 
         try:
             run()
@@ -112,8 +120,11 @@ def test_api_fuzz_no_server_errors_and_schema_holds(live_server, world, staff, l
 
     job = Job.objects.create(kind=Job.Kind.SNAPSHOT, params={}, requested_by=staff)
     tokens = _tokens(staff, labeler)
-    raw = requests.get(f"{live_server.url}/api/schema/?format=json", timeout=60,
-                       headers={"Authorization": f"Token {tokens[staff.username]}"})
+    raw = requests.get(
+        f"{live_server.url}/api/schema/?format=json",
+        timeout=60,
+        headers={"Authorization": f"Token {tokens[staff.username]}"},
+    )
     assert raw.status_code == 200, raw.text[:300]
     schema = schemathesis.openapi.from_dict(raw.json())
     real_ids = _real_ids(world, job)
@@ -132,8 +143,12 @@ def test_api_fuzz_no_server_errors_and_schema_holds(live_server, world, staff, l
         for path_parameters in targets:
             _run_operation(operation, live_server.url, tokens, path_parameters, failures, counts)
     elapsed = time.monotonic() - started
-    print(f"\nschemathesis: {counts['operations']} operations, {counts['requests']} requests, "
-          f"{counts['5xx']} x 5xx (+{counts['allowed 503']} documented 503 from predict), {sum(map(len, failures.values()))} failing responses, {elapsed:.0f} s")
-    report = [f"{len(examples)} x {op} -> {status}: {title}\n    e.g. {examples[0]}"
-              for (op, status, title), examples in sorted(failures.items(), key=lambda kv: str(kv[0]))]
+    print(
+        f"\nschemathesis: {counts['operations']} operations, {counts['requests']} requests, "
+        f"{counts['5xx']} x 5xx (+{counts['allowed 503']} documented 503 from predict), {sum(map(len, failures.values()))} failing responses, {elapsed:.0f} s"
+    )
+    report = [
+        f"{len(examples)} x {op} -> {status}: {title}\n    e.g. {examples[0]}"
+        for (op, status, title), examples in sorted(failures.items(), key=lambda kv: str(kv[0]))
+    ]
     assert not failures, f"{sum(map(len, failures.values()))} failing responses:\n" + "\n".join(report)

@@ -1,4 +1,5 @@
 """API numbers people read: scores, thresholds and metrics without float noise."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,18 +17,55 @@ def test_scores_thresholds_and_metrics_come_out_rounded(world, labeler):
 
     old = world["version"]
     version = ModelVersion.objects.create(  # as a model tuned in float32 is stored
-        name="noisy v2", snapshot=old.snapshot, config_name=old.config_name, genres=old.genres,
-        thresholds=[NOISY] * len(old.genres), config={"lr": 3e-05, "weight_decay": 0.000123456},
-        artifact_path="models/none", checksum="e" * 64)
-    evaluation = Evaluation.objects.create(model_version=version, snapshot=old.snapshot, split="test", n_examples=5,
-                                           micro_f1=1 / 3, macro_f1=0.5, metrics={"ece": 2 / 3, "n": 5})
-    GenreMetric.objects.bulk_create([
-        GenreMetric(evaluation=evaluation, model_version=version, snapshot=old.snapshot, split="test", genre=name,
-                    threshold=NOISY, f1=0.123456789, precision=0.5, recall=0.5, support=3, tp=1, fp=1, fn=1, tn=2)
-        for name in old.genres])
+        name="noisy v2",
+        snapshot=old.snapshot,
+        config_name=old.config_name,
+        genres=old.genres,
+        thresholds=[NOISY] * len(old.genres),
+        config={"lr": 3e-05, "weight_decay": 0.000123456},
+        artifact_path="models/none",
+        checksum="e" * 64,
+    )
+    evaluation = Evaluation.objects.create(
+        model_version=version,
+        snapshot=old.snapshot,
+        split="test",
+        n_examples=5,
+        micro_f1=1 / 3,
+        macro_f1=0.5,
+        metrics={"ece": 2 / 3, "n": 5},
+    )
+    GenreMetric.objects.bulk_create(
+        [
+            GenreMetric(
+                evaluation=evaluation,
+                model_version=version,
+                snapshot=old.snapshot,
+                split="test",
+                genre=name,
+                threshold=NOISY,
+                f1=0.123456789,
+                precision=0.5,
+                recall=0.5,
+                support=3,
+                tp=1,
+                fp=1,
+                fn=1,
+                tn=2,
+            )
+            for name in old.genres
+        ]
+    )
     movie = world["movies"]["Long Road"]
-    Prediction.objects.create(movie=movie, model_version=version, scores={"Drama": float(np.float32(0.97))},
-                              predicted=["Drama"], top_genre="Drama", top_score=1 / 7, uncertainty=0.1)
+    Prediction.objects.create(
+        movie=movie,
+        model_version=version,
+        scores={"Drama": float(np.float32(0.97))},
+        predicted=["Drama"],
+        top_genre="Drama",
+        top_score=1 / 7,
+        uncertainty=0.1,
+    )
     api = api_client_for(labeler)
 
     response = api.get(f"/api/model-versions/{version.pk}/")
@@ -51,10 +89,15 @@ def test_adhoc_prediction_comes_out_rounded(world, labeler, monkeypatch):
     import ml.services.inference
 
     def predict_raw(overview, poster, version):  # the model's raw output, as the service returns it
-        return {"model_version": version.pk, "model_name": str(version), "genres": ["Drama"],
-                "scores": [{"genre": "Drama", "score": float(np.float32(0.97)), "threshold": NOISY,
-                            "predicted": True}],
-                "uncertainty": 1 / 3, "used_text": True, "used_poster": False}
+        return {
+            "model_version": version.pk,
+            "model_name": str(version),
+            "genres": ["Drama"],
+            "scores": [{"genre": "Drama", "score": float(np.float32(0.97)), "threshold": NOISY, "predicted": True}],
+            "uncertainty": 1 / 3,
+            "used_text": True,
+            "used_poster": False,
+        }
 
     monkeypatch.setattr(ml.services.inference, "predict_raw", predict_raw)
     body = api_client_for(labeler).post("/api/predict/", {"overview": "a long road"}, format="json").json()

@@ -3,6 +3,7 @@
 NUL characters: PostgreSQL refuses them in any text it stores or compares, so on PostgreSQL
 (DATABASE_URL set) these requests used to end in a 500; on SQLite they must be a 400 too.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -14,12 +15,15 @@ from workers.models import Job
 pytestmark = pytest.mark.django_db
 
 
-@pytest.mark.parametrize("method,body", [
-    ("put", {"genres": ["Drama\u0000"]}),
-    ("patch", {"add": ["Drama\u0000"]}),
-    ("patch", {"remove": ["\u0000"]}),
-    ("put", {"genres": ["Drama"], "reason": "typo\u0000"}),
-])
+@pytest.mark.parametrize(
+    "method,body",
+    [
+        ("put", {"genres": ["Drama\u0000"]}),
+        ("patch", {"add": ["Drama\u0000"]}),
+        ("patch", {"remove": ["\u0000"]}),
+        ("put", {"genres": ["Drama"], "reason": "typo\u0000"}),
+    ],
+)
 def test_nul_in_label_write_is_a_400(api_clients, world, method, body):
     movie = world["movies"]["Long Road"]
     response = getattr(api_clients["labeler"], method)(f"/api/movies/{movie.pk}/labels/", body, format="json")
@@ -30,17 +34,20 @@ def test_nul_in_label_write_is_a_400(api_clients, world, method, body):
 
 def test_nul_in_form_encoded_label_write_is_a_400(api_clients, world):
     movie = world["movies"]["Long Road"]
-    response = api_clients["labeler"].patch(f"/api/movies/{movie.pk}/labels/", "add=Comedy%00",
-                                            content_type="application/x-www-form-urlencoded")
+    response = api_clients["labeler"].patch(
+        f"/api/movies/{movie.pk}/labels/", "add=Comedy%00", content_type="application/x-www-form-urlencoded"
+    )
     assert response.status_code == 400
     assert response.json() == {"add": {"0": ["Null characters (U+0000) are not allowed."]}}
 
 
 def test_nul_in_job_params_is_a_400(api_clients, world):
     before = Job.objects.count()
-    for body in ({"kind": "import", "params": {"source": "csv", "path": "/tmp/a\u0000b"}},
-                 {"kind": "snapshot", "params": {"name": "x\u0000"}},
-                 {"kind": "snapshot", "params": {"k\u0000": 1}}):
+    for body in (
+        {"kind": "import", "params": {"source": "csv", "path": "/tmp/a\u0000b"}},
+        {"kind": "snapshot", "params": {"name": "x\u0000"}},
+        {"kind": "snapshot", "params": {"k\u0000": 1}},
+    ):
         response = api_clients["staff"].post("/api/jobs/", body, format="json")
         assert response.status_code == 400, response.content[:300]
     # The same through a form field (the JSON arrives as text, not through the JSON parser).
@@ -52,16 +59,24 @@ def test_nul_in_job_params_is_a_400(api_clients, world):
 def test_json_body_nested_too_deeply_is_a_400(api_clients, world):
     movie = world["movies"]["Long Road"]
     body = '{"genres": ' + "[" * 100_000 + "]" * 100_000 + "}"
-    response = api_clients["labeler"].generic("PUT", f"/api/movies/{movie.pk}/labels/", body,
-                                              content_type="application/json")
+    response = api_clients["labeler"].generic(
+        "PUT", f"/api/movies/{movie.pk}/labels/", body, content_type="application/json"
+    )
     assert response.status_code == 400
     assert "nested too deeply" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("url", [
-    "/api/movies/?genre=dra%00ma", "/api/movies/?q=%00", "/api/movies/?model=%00", "/api/jobs/?status=%00",
-    "/api/predictions/?movie=1%00", "/api/genres/?x%00=1",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/movies/?genre=dra%00ma",
+        "/api/movies/?q=%00",
+        "/api/movies/?model=%00",
+        "/api/jobs/?status=%00",
+        "/api/predictions/?movie=1%00",
+        "/api/genres/?x%00=1",
+    ],
+)
 def test_nul_in_api_query_parameters_is_a_400(api_clients, world, url):
     response = api_clients["labeler"].get(url)
     assert response.status_code == 400
@@ -141,9 +156,9 @@ def test_insight_with_1500_genres_stays_bounded(labeler_client, world, settings,
     settings.GENREWEB_INSIGHT_MAX_GENRES = 30
     genres = Genre.objects.bulk_create([Genre(name=f"Garbage {i:04d}", slug=f"garbage-{i:04d}") for i in range(1500)])
     movies = list(Movie.objects.all())
-    MovieGenre.objects.bulk_create([
-        MovieGenre(movie=movies[i % len(movies)], genre=genre) for i, genre in enumerate(genres)
-    ])
+    MovieGenre.objects.bulk_create(
+        [MovieGenre(movie=movies[i % len(movies)], genre=genre) for i, genre in enumerate(genres)]
+    )
     with django_assert_max_num_queries(25):
         response = labeler_client.get("/insight/")
     assert response.status_code == 200

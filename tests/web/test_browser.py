@@ -2,6 +2,7 @@
 log in, filter the catalog, relabel with the keyboard and see the history, accept a
 suggestion from a review queue, open a model report with its plots, and queue a job that a
 real Celery worker runs while the page's progress bar follows it to the end."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,15 @@ from .conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture
@@ -125,7 +133,8 @@ def test_open_a_model_report_with_its_plots(page, live_server, labeler, world):
     for i in range(images.count()):
         images.nth(i).scroll_into_view_if_needed()
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('.plots img')).every(i => i.complete && i.naturalWidth > 100)")
+        "Array.from(document.querySelectorAll('.plots img')).every(i => i.complete && i.naturalWidth > 100)"
+    )
 
 
 @pytest.mark.postgres
@@ -147,8 +156,9 @@ def test_queue_a_job_and_watch_its_progress_reach_done(page, live_server, staff,
         assert job.requested_by == staff
         # The page polls the status endpoint; when the job finishes it reloads once.
         try:
-            page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'Succeeded'",
-                                   timeout=240_000)
+            page.wait_for_function(
+                "document.getElementById('job-status').textContent.trim() === 'Succeeded'", timeout=240_000
+            )
         except Exception as exc:
             job.refresh_from_db()
             raise AssertionError(f"job {job.status} {job.step!r} {job.log[-5:]}\n{worker.read_log()}") from exc

@@ -1,5 +1,6 @@
 """Real headless Chromium for the day-to-day UX: the API docs page works offline, and
 production-changing buttons ask before they act."""
+
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -78,8 +79,14 @@ def test_promote_asks_first(page, live_server, staff, world):  # noqa: F811
 
     old = world["version"]
     candidate = ModelVersion.objects.create(
-        name="tiny v2", snapshot=old.snapshot, config_name=old.config_name, genres=old.genres,
-        thresholds=old.thresholds, artifact_path="models/none", checksum="d" * 64)
+        name="tiny v2",
+        snapshot=old.snapshot,
+        config_name=old.config_name,
+        genres=old.genres,
+        thresholds=old.thresholds,
+        artifact_path="models/none",
+        checksum="d" * 64,
+    )
     log_in(page, live_server, "sam")
     page.goto(f"{live_server.url}/models/{candidate.pk}/")
     questions = answer_next_dialog(page, accept=False)

@@ -1,4 +1,5 @@
 """seed_synthetic and benchmark_pages on tiny sizes (the real figures come from 100k on Postgres)."""
+
 from __future__ import annotations
 
 import io

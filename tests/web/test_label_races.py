@@ -10,6 +10,7 @@ GENREWEB_LABEL_RACE_TRIALS sets the trials per scenario (default 20); each scena
 its trials, lost count and time, e.g.
 ``pytest tests/web/test_label_races.py -s`` -> ``label race add/add: 20 trials, 0 lost, 9.0 s``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -158,8 +159,9 @@ def write_csv(path: Path, rows: list[tuple[int, str]]) -> Path:
         writer = csv.writer(handle)
         writer.writerow(["id", "title", "year", "overview", "genres", "source_id"])
         for tmdb_id, genres in rows:
-            writer.writerow([f"tmdb_{tmdb_id}", f"Film {tmdb_id}", "2001", f"About film {tmdb_id}.", genres,
-                             f"tmdb:{tmdb_id}"])
+            writer.writerow(
+                [f"tmdb_{tmdb_id}", f"Film {tmdb_id}", "2001", f"About film {tmdb_id}.", genres, f"tmdb:{tmdb_id}"]
+            )
     return path
 
 

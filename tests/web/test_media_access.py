@@ -3,6 +3,7 @@
 Only poster files are served, only to users who may read the catalog (the catalog pages'
 rule, GENREWEB_ANONYMOUS_READ included), with the type of their detected format and nosniff.
 Model artifacts and anything else under MEDIA_ROOT are never served (404)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -52,10 +53,15 @@ def test_model_artifacts_are_never_served(world, artifact, labeler_client, staff
         assert client.get(f"/media/{artifact}").status_code == 404
     # Nor are other folders, directory listings, or ways around the poster folders.
     default_storage.save("embeddings/x.npy", ContentFile(b"\x93NUMPY"))
-    for path in ("/media/embeddings/x.npy", "/media/", "/media/posters/", "/media/posters/original/",
-                 "/media/posters/original/001/../../../models/0123abcd/model.safetensors",
-                 "/media/posters/original/001/%2e%2e/%2e%2e/%2e%2e/models/0123abcd/model.safetensors",
-                 "/media/posters/original/..%2f..%2fmodels/x.jpg"):
+    for path in (
+        "/media/embeddings/x.npy",
+        "/media/",
+        "/media/posters/",
+        "/media/posters/original/",
+        "/media/posters/original/001/../../../models/0123abcd/model.safetensors",
+        "/media/posters/original/001/%2e%2e/%2e%2e/%2e%2e/models/0123abcd/model.safetensors",
+        "/media/posters/original/..%2f..%2fmodels/x.jpg",
+    ):
         assert labeler_client.get(path).status_code == 404, path
 
 
@@ -80,15 +86,18 @@ def test_posters_follow_the_catalog_read_rule(world, labeler_client, settings):
 @pytest.mark.django_db
 def test_a_non_image_file_in_a_poster_folder_is_not_served_as_a_page(world, labeler_client):
     # Left by an older version that kept the source's extension.
-    for name, data in (("posters/original/001/evil.html", b"<script>alert(1)</script>"),
-                       ("posters/original/001/evil.svg", b"<svg onload='alert(1)'/>")):
+    for name, data in (
+        ("posters/original/001/evil.html", b"<script>alert(1)</script>"),
+        ("posters/original/001/evil.svg", b"<svg onload='alert(1)'/>"),
+    ):
         default_storage.save(name, ContentFile(data))
         assert labeler_client.get(f"/media/{name}").status_code == 404
 
 
 @pytest.mark.django_db
-def test_pages_api_and_admin_show_posters_through_the_checked_url(world, labeler_client, api_clients,
-                                                                  django_user_model):
+def test_pages_api_and_admin_show_posters_through_the_checked_url(
+    world, labeler_client, api_clients, django_user_model
+):
     movie = next(iter(world["movies"].values()))
     expected = f"/media/{movie.poster.original.name}"
     assert movie.poster.display_url == expected
@@ -119,11 +128,24 @@ def test_other_storages_give_their_own_short_lived_url(world):
 
 
 def test_s3_settings_sign_every_url_with_a_short_expiry():
-    code = ("from django.conf import settings; o = settings.STORAGES['default']['OPTIONS']; "
-            "print(o['querystring_auth'], o['querystring_expire'])")
-    env = {"PATH": "/usr/bin:/bin", "AWS_STORAGE_BUCKET_NAME": "b", "AWS_QUERYSTRING_AUTH": "0",
-           "GENREWEB_MEDIA_URL_TTL_S": "120", "DJANGO_SETTINGS_MODULE": "genreweb.settings",
-           "GENREWEB_DATA_DIR": str(ROOT / "var")}
-    out = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code}"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    code = (
+        "from django.conf import settings; o = settings.STORAGES['default']['OPTIONS']; "
+        "print(o['querystring_auth'], o['querystring_expire'])"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "AWS_STORAGE_BUCKET_NAME": "b",
+        "AWS_QUERYSTRING_AUTH": "0",
+        "GENREWEB_MEDIA_URL_TTL_S": "120",
+        "DJANGO_SETTINGS_MODULE": "genreweb.settings",
+        "GENREWEB_DATA_DIR": str(ROOT / "var"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.split() == ["True", "120"]

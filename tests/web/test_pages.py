@@ -1,5 +1,6 @@
 """Server-rendered pages: roles, catalog filters and query counts, movie page and relabel,
 review queues, model reports, predict validation, jobs pages."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,6 @@ from django.urls import reverse
 from catalog.models import LabelChange, Movie, MovieGenre
 from ml.models import ModelAlias, Prediction
 from workers.models import Job
-
 
 pytestmark = pytest.mark.django_db
 
@@ -43,21 +43,24 @@ def test_catalog_grid_lists_movies_with_posters_and_badges(labeler_client, world
     assert response.status_code == 200
     for title in ("Laugh Track", "Night Shift", "Long Road", "Edge Case", "Quiet Years"):
         assert title in html
-    assert html.count("<img src=\"/media/posters/") == 5
+    assert html.count('<img src="/media/posters/') == 5
     assert "disagrees</span>" in html and "unsure</span>" in html
 
 
-@pytest.mark.parametrize("query, expected", [
-    ("q=laugh", {"Laugh Track"}),
-    ("q=story+of+long", {"Long Road"}),
-    ("genre=drama", {"Long Road", "Quiet Years"}),
-    ("year_min=2000&year_max=2015", {"Night Shift", "Long Road"}),
-    ("model=disagrees", {"Laugh Track", "Night Shift"}),
-    ("model=unsure", {"Edge Case"}),
-    ("genre=comedy&model=disagrees", {"Laugh Track", "Night Shift"}),
-    ("poster=ok", {"Laugh Track", "Night Shift", "Long Road", "Edge Case", "Quiet Years"}),
-    ("poster=corrupt", set()),
-])
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("q=laugh", {"Laugh Track"}),
+        ("q=story+of+long", {"Long Road"}),
+        ("genre=drama", {"Long Road", "Quiet Years"}),
+        ("year_min=2000&year_max=2015", {"Night Shift", "Long Road"}),
+        ("model=disagrees", {"Laugh Track", "Night Shift"}),
+        ("model=unsure", {"Edge Case"}),
+        ("genre=comedy&model=disagrees", {"Laugh Track", "Night Shift"}),
+        ("poster=ok", {"Laugh Track", "Night Shift", "Long Road", "Edge Case", "Quiet Years"}),
+        ("poster=corrupt", set()),
+    ],
+)
 def test_catalog_filters(labeler_client, world, query, expected):
     response = labeler_client.get(f"/?view=list&{query}")
     shown = {m.title for m in response.context["movies"]}
@@ -67,8 +70,10 @@ def test_catalog_filters(labeler_client, world, query, expected):
 def test_label_source_filter_after_a_person_relabels(labeler_client, world):
     movie = world["movies"]["Long Road"]
     assert not {m.title for m in labeler_client.get("/?label_source=person").context["movies"]}
-    labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": [world["genres"]["Romance"].pk],
-                                                              "label_version": movie.label_version})
+    labeler_client.post(
+        reverse("relabel", args=[movie.pk]),
+        {"genres": [world["genres"]["Romance"].pk], "label_version": movie.label_version},
+    )
     assert {m.title for m in labeler_client.get("/?label_source=person").context["movies"]} == {"Long Road"}
 
 
@@ -128,7 +133,12 @@ def test_relabel_is_atomic_and_audited_and_refreshes_the_queue(labeler_client, l
     assert response.status_code == 200
     assert set(movie.labels.values_list("genre__name", flat=True)) == {"Comedy", "Romance"}
     change = LabelChange.objects.filter(movie=movie, origin=LabelChange.Origin.PERSON).get()
-    assert (change.genre.name, change.action, change.user, change.reason) == ("Romance", "added", labeler, "it is a romcom")
+    assert (change.genre.name, change.action, change.user, change.reason) == (
+        "Romance",
+        "added",
+        labeler,
+        "it is a romcom",
+    )
     movie.refresh_from_db()
     assert movie.label_source == Movie.LabelSource.PERSON
     assert not Prediction.objects.get(movie=movie).disagrees  # the queue reflects the new labels
@@ -138,16 +148,18 @@ def test_relabel_is_atomic_and_audited_and_refreshes_the_queue(labeler_client, l
 
 def test_relabel_rejects_unknown_genre(labeler_client, world):
     movie = world["movies"]["Long Road"]
-    response = labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": ["99999"], "label_version": 1},
-                                   follow=True)
+    response = labeler_client.post(
+        reverse("relabel", args=[movie.pk]), {"genres": ["99999"], "label_version": 1}, follow=True
+    )
     assert "Labels not saved" in response.content.decode()
     assert list(movie.labels.values_list("genre__name", flat=True)) == ["Drama"]
 
 
 def test_relabel_without_a_label_version_saves_nothing(labeler_client, world):
     movie = world["movies"]["Long Road"]
-    response = labeler_client.post(reverse("relabel", args=[movie.pk]), {"genres": [world["genres"]["Comedy"].pk]},
-                                   follow=True)
+    response = labeler_client.post(
+        reverse("relabel", args=[movie.pk]), {"genres": [world["genres"]["Comedy"].pk]}, follow=True
+    )
     assert "Labels not saved" in response.content.decode() and "reload" in response.content.decode()
     assert list(movie.labels.values_list("genre__name", flat=True)) == ["Drama"]
 
@@ -163,8 +175,12 @@ def test_relabel_from_an_older_page_is_refused_and_shows_the_current_labels(labe
     change_labels(movie, add=[genres["Drama"]], user=staff)
     response = labeler_client.post(
         reverse("relabel", args=[movie.pk]),
-        {"genres": [genres["Comedy"].pk, genres["Romance"].pk], "reason": "romcom", "label_version": 1,
-         "next": "/?genre=comedy"},
+        {
+            "genres": [genres["Comedy"].pk, genres["Romance"].pk],
+            "reason": "romcom",
+            "label_version": 1,
+            "next": "/?genre=comedy",
+        },
     )
     assert response.status_code == 409
     assert set(movie.labels.values_list("genre__name", flat=True)) == {"Comedy", "Drama"}  # nothing overwritten
@@ -175,8 +191,7 @@ def test_relabel_from_an_older_page_is_refused_and_shows_the_current_labels(labe
     # The form starts from the current labels and version, keeps the reason and where to go back.
     assert 'name="label_version" value="2"' in html and 'value="romcom"' in html
     assert 'name="next" value="/?genre=comedy"' in html
-    checked = {genre for genre in ("Comedy", "Drama", "Romance")
-               if f'value="{genres[genre].pk}" checked' in html}
+    checked = {genre for genre in ("Comedy", "Drama", "Romance") if f'value="{genres[genre].pk}" checked' in html}
     assert checked == {"Comedy", "Drama"}
     # Redone from that page, it is saved.
     redo = labeler_client.post(
@@ -289,8 +304,14 @@ def test_compare_two_versions(labeler_client, world):
     from ml.models import ModelVersion
 
     a = world["version"]
-    b = ModelVersion.objects.create(name="tiny v2", snapshot=a.snapshot, genres=a.genres, thresholds=a.thresholds,
-                                    artifact_path="models/none2", checksum="d" * 64)
+    b = ModelVersion.objects.create(
+        name="tiny v2",
+        snapshot=a.snapshot,
+        genres=a.genres,
+        thresholds=a.thresholds,
+        artifact_path="models/none2",
+        checksum="d" * 64,
+    )
     response = labeler_client.get(reverse("ml:compare") + f"?a={a.pk}&b={b.pk}")
     assert response.status_code == 200
     assert response.context["headline"][0]["a"] == 0.7 and response.context["headline"][0]["b"] is None
@@ -302,8 +323,14 @@ def test_promote_is_staff_only(labeler_client, client, staff, world):
     from ml.services.registry import production_version
 
     a = world["version"]
-    b = ModelVersion.objects.create(name="tiny v2", snapshot=a.snapshot, genres=a.genres, thresholds=a.thresholds,
-                                    artifact_path="models/none2", checksum="d" * 64)
+    b = ModelVersion.objects.create(
+        name="tiny v2",
+        snapshot=a.snapshot,
+        genres=a.genres,
+        thresholds=a.thresholds,
+        artifact_path="models/none2",
+        checksum="d" * 64,
+    )
     assert labeler_client.post(reverse("ml:promote", args=[b.pk])).status_code == 403
     assert production_version() == a
     client.force_login(staff)
@@ -314,9 +341,13 @@ def test_promote_is_staff_only(labeler_client, client, staff, world):
 def test_predict_page_rejects_non_images(labeler_client, world):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = labeler_client.post(reverse("ml:predict"), {
-        "overview": "", "poster": SimpleUploadedFile("x.jpg", b"not an image at all", content_type="image/jpeg"),
-    })
+    response = labeler_client.post(
+        reverse("ml:predict"),
+        {
+            "overview": "",
+            "poster": SimpleUploadedFile("x.jpg", b"not an image at all", content_type="image/jpeg"),
+        },
+    )
     assert response.status_code == 200
     assert "Not a usable image" in str(response.context["form"].errors["poster"])
     empty = labeler_client.post(reverse("ml:predict"), {"overview": "  "})

@@ -1,5 +1,6 @@
 """First-run and day-to-day page details: the empty catalog's next step, confirmations,
 relative times."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,11 +30,21 @@ def test_filters_that_match_nothing_still_say_so(labeler_client, world):
     assert "No movies match these filters" in html and "No movies yet" not in html
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (-3, "just now"), (0, "just now"), (12, "12 s ago"), (59, "59 s ago"), (60, "1 min ago"),
-    (45 * 60, "45 min ago"), (2 * 3600 + 5 * 60, "2 h 5 min ago"), (7 * 3600 + 5 * 60, "7 h ago"),
-    (30 * 3600, "yesterday"), (3 * 86400, "3 days ago"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (-3, "just now"),
+        (0, "just now"),
+        (12, "12 s ago"),
+        (59, "59 s ago"),
+        (60, "1 min ago"),
+        (45 * 60, "45 min ago"),
+        (2 * 3600 + 5 * 60, "2 h 5 min ago"),
+        (7 * 3600 + 5 * 60, "7 h ago"),
+        (30 * 3600, "yesterday"),
+        (3 * 86400, "3 days ago"),
+    ],
+)
 def test_relative_times_read_right_at_every_scale(seconds, text):
     from datetime import UTC, datetime, timedelta
 
@@ -63,8 +74,14 @@ def test_cancel_and_promote_forms_ask_for_confirmation(staff_client, staff, worl
     from ml.models import ModelVersion
 
     candidate = ModelVersion.objects.create(
-        name="tiny v2", snapshot=old.snapshot, config_name=old.config_name, genres=old.genres,
-        thresholds=old.thresholds, artifact_path="models/none", checksum="d" * 64)
+        name="tiny v2",
+        snapshot=old.snapshot,
+        config_name=old.config_name,
+        genres=old.genres,
+        thresholds=old.thresholds,
+        artifact_path="models/none",
+        checksum="d" * 64,
+    )
     html = staff_client.get(f"/models/{candidate.pk}/").content.decode()
     assert f'action="/models/{candidate.pk}/promote/" data-confirm="Make tiny v2 the production model?' in html
 
@@ -87,15 +104,28 @@ def test_job_page_summarises_the_result_with_links(staff_client, labeler_client,
     from workers.tasks import jsonable
 
     run = ImportRun.objects.create(kind=Movie.Source.CSV, status="succeeded", created=1234, skipped=2)
-    imported = Job.objects.create(kind=Job.Kind.IMPORT, status=Job.Status.SUCCEEDED, result={
-        "import_run_id": run.pk, "source": "csv", "created": 1234, "updated": 0, "skipped": 2})
+    imported = Job.objects.create(
+        kind=Job.Kind.IMPORT,
+        status=Job.Status.SUCCEEDED,
+        result={"import_run_id": run.pk, "source": "csv", "created": 1234, "updated": 0, "skipped": 2},
+    )
     version, evaluation = world["version"], world["evaluation"]
-    retrained = Job.objects.create(kind=Job.Kind.RETRAIN, status=Job.Status.SUCCEEDED, result={
-        "snapshot_id": version.snapshot_id, "model_version_id": version.pk, "evaluation": jsonable(evaluation),
-        "predict_job_id": imported.pk, "predict": {"predictions_written": 5, "movies_per_s": 12.34567}})
+    retrained = Job.objects.create(
+        kind=Job.Kind.RETRAIN,
+        status=Job.Status.SUCCEEDED,
+        result={
+            "snapshot_id": version.snapshot_id,
+            "model_version_id": version.pk,
+            "evaluation": jsonable(evaluation),
+            "predict_job_id": imported.pk,
+            "predict": {"predictions_written": 5, "movies_per_s": 12.34567},
+        },
+    )
 
     html = staff_client.get(f"/jobs/{imported.pk}/").content.decode()
-    assert f'<dt>Import run</dt><dd><a href="/admin/catalog/importrun/{run.pk}/change/">#{run.pk} {run}</a></dd>' in html
+    assert (
+        f'<dt>Import run</dt><dd><a href="/admin/catalog/importrun/{run.pk}/change/">#{run.pk} {run}</a></dd>' in html
+    )
     assert "<dt>Created</dt><dd>1,234</dd>" in html and "<dt>Skipped</dt><dd>2</dd>" in html
     assert "Raw result" in html  # the stored dict is still there, folded
 

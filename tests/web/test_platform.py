@@ -1,5 +1,6 @@
 """The platform as one runs it on a single machine: the embedded SQLite default, and the
 project's own error pages with DEBUG off."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,13 @@ import pytest
 
 from tests.celery_worker import ROOT
 
-EMBEDDED_ENV_DROP = {"CELERY_BROKER_URL", "DATABASE_URL", "CELERY_RESULT_BACKEND", "GENREWEB_TEST_DB_NAME",
-                     "GENREWEB_SQLITE_JOURNAL_MODE"}
+EMBEDDED_ENV_DROP = {
+    "CELERY_BROKER_URL",
+    "DATABASE_URL",
+    "CELERY_RESULT_BACKEND",
+    "GENREWEB_TEST_DB_NAME",
+    "GENREWEB_SQLITE_JOURNAL_MODE",
+}
 
 SQLITE_PRAGMAS = textwrap.dedent(
     """
@@ -38,8 +44,15 @@ def test_embedded_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
     """The default database (no DATABASE_URL), opened as the web server and worker open it."""
     env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_ENV_DROP}
     env["GENREWEB_DATA_DIR"] = str(tmp_path)
-    run = subprocess.run([sys.executable, "-c", SQLITE_PRAGMAS], cwd=ROOT, env=env, capture_output=True, text=True,
-                         check=False, timeout=120)
+    run = subprocess.run(
+        [sys.executable, "-c", SQLITE_PRAGMAS],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     pragmas = json.loads(run.stdout.strip().splitlines()[-1])
     assert pragmas["vendor"] == "sqlite" and pragmas["name"].startswith(str(tmp_path))
@@ -81,14 +94,35 @@ def test_gunicorn_with_debug_off_serves_pages_static_files_and_the_404(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_ENV_DROP | {"DEBUG"}}
     env.update(GENREWEB_DATA_DIR=str(tmp_path), DEBUG="0")
     for command in (["migrate", "--noinput"], ["collectstatic", "--noinput"]):
-        done = subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, capture_output=True,
-                              text=True, check=False, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "manage.py", *command],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "genreweb.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--error-logfile", str(tmp_path / "web.log")],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "genreweb.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--error-logfile",
+            str(tmp_path / "web.log"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -103,7 +137,8 @@ def test_gunicorn_with_debug_off_serves_pages_static_files_and_the_404(tmp_path)
         css = urllib.request.urlopen(f"{base}/static/css/genreweb.css", timeout=10)
         assert css.status == 200 and "text/css" in css.headers["Content-Type"]
         swagger = urllib.request.urlopen(
-            f"{base}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js", timeout=10)
+            f"{base}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js", timeout=10
+        )
         assert swagger.status == 200
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"{base}/no-such-page/", timeout=10)

@@ -1,4 +1,5 @@
 """Workers test fixtures: eager Celery, tiny generated CSV imports, movies and a real tiny model."""
+
 from __future__ import annotations
 
 import csv
@@ -33,9 +34,18 @@ def movie_rows(n: int, *, start: int = 1) -> list[dict]:
     for i in range(start, start + n):
         genres = [GENRES[i % 4]] + ([GENRES[(i + 1) % 4]] if i % 3 == 0 else [])
         overview = " ".join(GENRE_WORDS[g] for g in genres) + f" story number {i}"
-        rows.append({"id": i, "title": f"Generated movie {i}", "year": 1990 + i % 30, "overview": overview,
-                     "genres": "|".join(genres), "source_id": f"tmdb:{900000 + i}", "poster": f"{i}.jpg",
-                     "imdb_id": f"tt{7000000 + i}"})
+        rows.append(
+            {
+                "id": i,
+                "title": f"Generated movie {i}",
+                "year": 1990 + i % 30,
+                "overview": overview,
+                "genres": "|".join(genres),
+                "source_id": f"tmdb:{900000 + i}",
+                "poster": f"{i}.jpg",
+                "imdb_id": f"tt{7000000 + i}",
+            }
+        )
     return rows
 
 
@@ -78,8 +88,13 @@ def make_movies(n: int, *, start: int = 1) -> list[int]:
     genres = {name: Genre.objects.get_or_create(name=name)[0] for name in GENRES}
     ids = []
     for row in movie_rows(n, start=start):
-        movie = Movie.objects.create(title=row["title"], year=row["year"], overview=row["overview"],
-                                     source=Movie.Source.CSV, source_id=row["source_id"])
+        movie = Movie.objects.create(
+            title=row["title"],
+            year=row["year"],
+            overview=row["overview"],
+            source=Movie.Source.CSV,
+            source_id=row["source_id"],
+        )
         set_labels(movie, [genres[g] for g in row["genres"].split("|")], origin=LabelChange.Origin.IMPORT)
         ids.append(movie.pk)
     return ids
@@ -89,7 +104,6 @@ def build_tiny_model_version(n_movies: int = 32) -> int:
     """A real model version: a snapshot of generated movies and a TF-IDF model trained by ml services."""
     from ml.services.snapshots import build_snapshot
     from ml.services.training import train_model
-
     from workers.tasks import _model_version_id
 
     snapshot = build_snapshot(min_genre_count=2, seed=3)

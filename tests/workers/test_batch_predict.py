@@ -1,4 +1,5 @@
 """Batch prediction fan-out, in-process (eager Celery) with a real tiny model version."""
+
 from __future__ import annotations
 
 from unittest import mock
@@ -100,8 +101,9 @@ def test_an_empty_catalog_finishes_at_once(run_now, tiny_model):
 
 def test_retrain_chains_snapshot_train_evaluate_and_predict_all(tiny_model, run_now):
     version_id, movie_ids = tiny_model
-    job = run_now(enqueue, "retrain", {"config": "tfidf-linear", "snapshot": {"min_genre_count": 2, "seed": 3},
-                                       "shard_size": 16})
+    job = run_now(
+        enqueue, "retrain", {"config": "tfidf-linear", "snapshot": {"min_genre_count": 2, "seed": 3}, "shard_size": 16}
+    )
     assert job.status == "succeeded", (job.error, job.log)
     new_version = job.result["model_version_id"]
     assert new_version != version_id

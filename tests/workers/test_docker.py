@@ -1,4 +1,5 @@
 """docker/: the compose file's structure and the image's basics (no Docker engine needed)."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,8 @@ import subprocess
 import pytest
 import yaml
 
-from genreweb.celery import TASK_ROUTES
 from tests.celery_worker import ROOT
+from workers.queues import TASK_ROUTES
 
 DOCKER = ROOT / "docker"
 
@@ -75,9 +76,19 @@ def _compose_cli() -> list[str] | None:
 @pytest.mark.skipif(_compose_cli() is None, reason="no docker compose client installed")
 def test_docker_compose_config_validates():
     env = {**os.environ, "SECRET_KEY": "a-long-random-secret-key-for-the-config-check-only"}
-    result = subprocess.run([*_compose_cli(), "-f", str(DOCKER / "compose.yaml"), "config", "--quiet"],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [*_compose_cli(), "-f", str(DOCKER / "compose.yaml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
-    missing = subprocess.run([*_compose_cli(), "-f", str(DOCKER / "compose.yaml"), "config", "--quiet"],
-                             capture_output=True, text=True, env={**env, "SECRET_KEY": ""}, timeout=60)
+    missing = subprocess.run(
+        [*_compose_cli(), "-f", str(DOCKER / "compose.yaml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={**env, "SECRET_KEY": ""},
+        timeout=60,
+    )
     assert missing.returncode != 0 and "SECRET_KEY" in missing.stderr

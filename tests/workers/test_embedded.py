@@ -1,5 +1,6 @@
 """The embedded default (SQLite file + filesystem broker, as ./scripts/run-platform runs it):
 a real worker process runs a sharded batch-predict job end to end."""
+
 from __future__ import annotations
 
 import json
@@ -43,18 +44,39 @@ CLIENT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_batch_predict_on_the_embedded_filesystem_broker_and_sqlite(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"CELERY_BROKER_URL", "DATABASE_URL", "CELERY_RESULT_BACKEND", "GENREWEB_TEST_DB_NAME"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"CELERY_BROKER_URL", "DATABASE_URL", "CELERY_RESULT_BACKEND", "GENREWEB_TEST_DB_NAME"}
+    }
     env.update(GENREWEB_DATA_DIR=str(tmp_path), MEDIA_ROOT=str(tmp_path / "media"))
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "genreweb", "worker", "-Q", "default,gpu", "--concurrency", "2",
-         "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-        cwd=ROOT, env=env, stdout=open(tmp_path / "worker.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "genreweb",
+            "worker",
+            "-Q",
+            "default,gpu",
+            "--concurrency",
+            "2",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=open(tmp_path / "worker.log", "wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        run = subprocess.run([sys.executable, "-c", CLIENT], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=240)
+        run = subprocess.run(
+            [sys.executable, "-c", CLIENT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
+        )
         assert run.returncode == 0, run.stderr[-3000:] + (tmp_path / "worker.log").read_text()[-3000:]
         outcome = json.loads(run.stdout.strip().splitlines()[-1])
     finally:

@@ -3,6 +3,7 @@
 Each test starts its own worker (tests/celery_worker.py) on this run's Redis database and
 the pytest-django test database; jobs go through workers.jobs exactly as the UI sends them.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,7 +22,10 @@ from workers.models import Job, JobShard
 from .conftest import build_tiny_model_version, make_movies
 
 pytestmark = [
-    pytest.mark.redis, pytest.mark.worker, pytest.mark.postgres, pytest.mark.slow,
+    pytest.mark.redis,
+    pytest.mark.worker,
+    pytest.mark.postgres,
+    pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
 ]
 
@@ -82,8 +86,7 @@ def _kill_mid_batch_predict(start_worker, n_movies=40):
 
     def a_shard_running_after_one_done():
         shards = JobShard.objects.filter(job=job)
-        return (shards.filter(status="succeeded").exists()
-                and shards.filter(status="running").first())
+        return shards.filter(status="succeeded").exists() and shards.filter(status="running").first()
 
     victim = wait_for(a_shard_running_after_one_done, 120, "a shard in flight", first)
     first.kill()  # SIGKILL the whole worker: main process and pool child (os.killpg)
@@ -101,7 +104,8 @@ def _sweep_when_silent(settings, what):
 
 
 def test_worker_killed_as_a_whole_mid_batch_predict_gets_its_shard_re_sent_and_the_count_is_exact(
-        start_worker, settings):
+    start_worker, settings
+):
     _assert_production_visibility_timeout()
     job, victim, version_id, movie_ids = _kill_mid_batch_predict(start_worker)
     second = start_worker("b", **FAST_BEAT)
@@ -114,8 +118,9 @@ def test_worker_killed_as_a_whole_mid_batch_predict_gets_its_shard_re_sent_and_t
     assert done.result["redelivered_shards"] >= 1
     assert Prediction.objects.filter(model_version_id=version_id).count() == len(movie_ids)
     assert done.result["predictions_written"] == len(movie_ids)
-    assert sorted(Prediction.objects.filter(model_version_id=version_id).values_list("movie_id", flat=True)) \
-        == sorted(movie_ids)
+    assert sorted(Prediction.objects.filter(model_version_id=version_id).values_list("movie_id", flat=True)) == sorted(
+        movie_ids
+    )
 
 
 def test_cancel_works_on_a_batch_predict_whose_worker_was_killed_and_retry_completes_it(start_worker, settings):
@@ -131,12 +136,14 @@ def test_cancel_works_on_a_batch_predict_whose_worker_was_killed_and_retry_compl
     done = wait_for(lambda: finished(again.pk), 150, "the retry to finish", worker)
     assert done.status == "succeeded", (done.error, done.log)
     assert done.result["shards_reused"] >= 1
-    assert sorted(Prediction.objects.filter(model_version_id=version_id).values_list("movie_id", flat=True)) \
-        == sorted(movie_ids)
+    assert sorted(Prediction.objects.filter(model_version_id=version_id).values_list("movie_id", flat=True)) == sorted(
+        movie_ids
+    )
 
 
 def test_a_killed_import_job_fails_with_its_import_run_and_a_retry_imports_everything(
-        start_worker, settings, csv_folder):
+    start_worker, settings, csv_folder
+):
     _assert_production_visibility_timeout()
     folder = str(csv_folder(400, posters=False))
     first = start_worker("a", **FAST_BEAT)
@@ -159,16 +166,21 @@ def test_a_killed_import_job_fails_with_its_import_run_and_a_retry_imports_every
     assert Movie.objects.count() == 400 and Movie.objects.values("source_id").distinct().count() == 400
 
 
-@pytest.mark.skipif(os.environ.get("GENREWEB_MEASURE_RECOVERY") != "1",
-                    reason="measurement (about 3 min a trial): set GENREWEB_MEASURE_RECOVERY=1")
+@pytest.mark.skipif(
+    os.environ.get("GENREWEB_MEASURE_RECOVERY") != "1",
+    reason="measurement (about 3 min a trial): set GENREWEB_MEASURE_RECOVERY=1",
+)
 def test_recovery_time_with_production_defaults(start_worker):
     """Kill a worker mid-shard with every production default (heartbeat 15 s, limit 120 s, sweep
     every 60 s, visibility 8 h) while another worker runs; time until the shard ran again."""
     _assert_production_visibility_timeout()
     from django.conf import settings as live
 
-    assert (live.GENREWEB_HEARTBEAT_INTERVAL_S, live.GENREWEB_HEARTBEAT_TIMEOUT_S,
-            live.GENREWEB_REQUEUE_INTERVAL_S) == (15, 120, 60)
+    assert (
+        live.GENREWEB_HEARTBEAT_INTERVAL_S,
+        live.GENREWEB_HEARTBEAT_TIMEOUT_S,
+        live.GENREWEB_REQUEUE_INTERVAL_S,
+    ) == (15, 120, 60)
     make_movies(16)
     version_id = build_tiny_model_version()
     first = start_worker("a")
@@ -185,8 +197,10 @@ def test_recovery_time_with_production_defaults(start_worker):
     assert back_s < 300
 
 
-@pytest.mark.skipif(os.environ.get("GENREWEB_MEASURE_RECOVERY") != "1",
-                    reason="measurement (about 3 min a trial): set GENREWEB_MEASURE_RECOVERY=1")
+@pytest.mark.skipif(
+    os.environ.get("GENREWEB_MEASURE_RECOVERY") != "1",
+    reason="measurement (about 3 min a trial): set GENREWEB_MEASURE_RECOVERY=1",
+)
 def test_killed_import_ends_with_production_defaults(start_worker, csv_folder):
     """Kill a worker mid-import (production defaults, another worker alive); time until the job
     and its ImportRun have ended as failed, ready to retry."""
@@ -231,13 +245,40 @@ def _restart_redis() -> float:
     """Restart this machine's Redis (it keeps nothing on disk); returns the downtime in seconds."""
     started = time.monotonic()
     subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, timeout=10)
-    wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode != 0,
-             10, "redis to stop", interval=0.05)
-    subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-                    "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
-                    "--logfile", "/var/log/redis/ci.log"], check=True, timeout=10)
-    wait_for(lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).stdout.strip()
-             == b"PONG", 10, "redis to come back", interval=0.05)
+    wait_for(
+        lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).returncode != 0,
+        10,
+        "redis to stop",
+        interval=0.05,
+    )
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "-::1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            "/var/lib/redis",
+            "--logfile",
+            "/var/log/redis/ci.log",
+        ],
+        check=True,
+        timeout=10,
+    )
+    wait_for(
+        lambda: subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True).stdout.strip() == b"PONG",
+        10,
+        "redis to come back",
+        interval=0.05,
+    )
     return time.monotonic() - started
 
 
@@ -265,7 +306,7 @@ def test_redis_restarted_while_jobs_are_queued(start_worker, csv_folder):
         worker.resume()
     after = enqueue("import", {"source": "csv", "path": folder})
     for job in [*before, after]:
-        done = wait_for(lambda: finished(job.pk), 120, f"job #{job.pk} to run after the restart", worker)
+        done = wait_for(lambda job=job: finished(job.pk), 120, f"job #{job.pk} to run after the restart", worker)
         assert done.status == "succeeded", (done.error, done.log, worker.read_log())
     for job in in_redis:  # their messages died with Redis; the sweep sent them again
         assert any("re-sent by the stale-job sweep" in line for line in Job.objects.get(pk=job.pk).log)

@@ -3,6 +3,7 @@ can always be stored, bounded enqueue, and work whose worker went silent brought
 
 In-process (eager Celery or direct calls); the real kill -9 of a worker is in test_faults.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,10 +15,10 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from base.runs import mask_secrets, storable_text
 from catalog.importers import base as importer_base
 from catalog.importers import run_import
 from catalog.models import ImportRun
-from catalog.runs import mask_secrets, storable_text
 from workers.jobs import (
     broker_message_ids,
     cancel,
@@ -33,8 +34,13 @@ pytestmark = pytest.mark.django_db
 
 
 def _running(kind="snapshot", params=None, *, silent_for_s: float = 0, **fields) -> Job:
-    job = Job.objects.create(kind=kind, params=params or {}, status=Job.Status.QUEUED, enqueued_at=timezone.now(),
-                             celery_task_id="t-" + str(time.monotonic_ns()))
+    job = Job.objects.create(
+        kind=kind,
+        params=params or {},
+        status=Job.Status.QUEUED,
+        enqueued_at=timezone.now(),
+        celery_task_id="t-" + str(time.monotonic_ns()),
+    )
     claim_job(job.pk)
     past = timezone.now() - timedelta(seconds=silent_for_s)
     Job.objects.filter(pk=job.pk).update(heartbeat_at=past, started_at=past, **fields)
@@ -43,11 +49,17 @@ def _running(kind="snapshot", params=None, *, silent_for_s: float = 0, **fields)
 
 # --- one secrets list, scrubbed on every end ---------------------------------------------------
 
+
 def test_one_secrets_list_and_one_masking_function():
     params = {"api_key": "k", "bearer_token": "b", "token": "t", "password": "p", "path": "/x"}
     assert masked_params(params) == mask_secrets(params) == importer_base.redact(params)
-    assert masked_params(params) == {"api_key": "***", "bearer_token": "***", "token": "***", "password": "***",
-                                     "path": "/x"}
+    assert masked_params(params) == {
+        "api_key": "***",
+        "bearer_token": "***",
+        "token": "***",
+        "password": "***",
+        "path": "/x",
+    }
 
 
 def test_a_job_cancelled_while_queued_keeps_no_credentials(django_capture_on_commit_callbacks):
@@ -63,8 +75,12 @@ def test_a_job_cancelled_while_queued_keeps_no_credentials(django_capture_on_com
 
 @pytest.mark.parametrize("end", ["failed", "cancelled"])
 def test_the_sweep_scrubs_credentials_when_it_ends_a_lost_job(settings, end):
-    job = _running("import", {"source": "tmdb", "api_key": "SECRET-TMDB-KEY"}, silent_for_s=3600,
-                   cancel_requested=(end == "cancelled"))
+    job = _running(
+        "import",
+        {"source": "tmdb", "api_key": "SECRET-TMDB-KEY"},
+        silent_for_s=3600,
+        cancel_requested=(end == "cancelled"),
+    )
     with mock.patch("workers.jobs.broker_message_ids", return_value=set()):
         requeue_stale_jobs()
     job.refresh_from_db()
@@ -73,6 +89,7 @@ def test_the_sweep_scrubs_credentials_when_it_ends_a_lost_job(settings, end):
 
 
 # --- finishing can never fail on its content -----------------------------------------------------
+
 
 def test_storable_text_removes_nul_and_lone_surrogates_and_caps_size():
     text = storable_text("a\x00b\ud800c" + "x" * 50_000, 1000)
@@ -86,8 +103,14 @@ def test_storable_text_removes_nul_and_lone_surrogates_and_caps_size():
 def test_finish_job_stores_nul_bytes_surrogates_and_huge_tracebacks():
     """PostgreSQL refuses NUL in text and jsonb: the job must still end, readable."""
     job = _running()
-    assert finish_job(job.pk, Job.Status.FAILED, error="bad\x00byte \ud800 here", tb="T" * 200_000 + "\x00end",
-                      result={"note": "x\x00y", "k\x00": ["\ud83d"]}, step="step\x00")
+    assert finish_job(
+        job.pk,
+        Job.Status.FAILED,
+        error="bad\x00byte \ud800 here",
+        tb="T" * 200_000 + "\x00end",
+        result={"note": "x\x00y", "k\x00": ["\ud83d"]},
+        step="step\x00",
+    )
     job.refresh_from_db()
     assert job.status == "failed" and job.finished_at
     assert "\x00" not in job.error + job.traceback + str(job.result) + job.step + "".join(job.log)
@@ -106,7 +129,8 @@ def _binary_csv(folder, kind: str):
 @pytest.mark.postgres
 @pytest.mark.parametrize("kind", ["utf16-no-bom", "random-binary"])
 def test_a_binary_movies_csv_fails_the_job_and_its_import_run_with_a_readable_reason(
-        kind, eager_celery, tmp_path, django_capture_on_commit_callbacks):
+    kind, eager_celery, tmp_path, django_capture_on_commit_callbacks
+):
     folder = _binary_csv(tmp_path / "import", kind)
     with django_capture_on_commit_callbacks(execute=True):
         job = enqueue("import", {"source": "csv", "path": str(folder)})
@@ -131,6 +155,7 @@ def test_a_cancelled_import_leaves_its_import_run_cancelled(csv_folder):
 
 # --- enqueue with the broker down ----------------------------------------------------------------
 
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -139,7 +164,8 @@ def _closed_port() -> int:
 
 @pytest.mark.redis
 def test_enqueue_while_redis_is_down_returns_fast_and_the_sweep_sends_the_job_later(
-        monkeypatch, django_capture_on_commit_callbacks):
+    monkeypatch, django_capture_on_commit_callbacks
+):
     from celery import current_app
 
     down = f"redis://127.0.0.1:{_closed_port()}/0"
@@ -163,6 +189,7 @@ def test_enqueue_while_redis_is_down_returns_fast_and_the_sweep_sends_the_job_la
 
 
 # --- silent workers ------------------------------------------------------------------------------
+
 
 def test_cancel_ends_a_running_job_at_once_when_nobody_runs_it_and_retry_works_after(settings):
     settings.GENREWEB_HEARTBEAT_TIMEOUT_S = 60
@@ -200,12 +227,30 @@ def test_the_sweep_resends_a_running_shard_whose_heartbeat_stopped(settings, eag
     settings.GENREWEB_HEARTBEAT_TIMEOUT_S = 120
     job = _running("predict", {"model_version_id": 1})
     old = timezone.now() - timedelta(seconds=600)
-    lost = JobShard.objects.create(job=job, index=0, movie_ids=[1], status="running", celery_task_id="old",
-                                   heartbeat_at=old, started_at=old, attempts=1)
-    live = JobShard.objects.create(job=job, index=1, movie_ids=[2], status="running", celery_task_id="live",
-                                   heartbeat_at=timezone.now(), started_at=old, attempts=1)
-    with mock.patch("workers.tasks.predict_shard.apply_async") as send, \
-            mock.patch("workers.jobs.broker_message_ids", return_value={"old", "live"}):
+    lost = JobShard.objects.create(
+        job=job,
+        index=0,
+        movie_ids=[1],
+        status="running",
+        celery_task_id="old",
+        heartbeat_at=old,
+        started_at=old,
+        attempts=1,
+    )
+    live = JobShard.objects.create(
+        job=job,
+        index=1,
+        movie_ids=[2],
+        status="running",
+        celery_task_id="live",
+        heartbeat_at=timezone.now(),
+        started_at=old,
+        attempts=1,
+    )
+    with (
+        mock.patch("workers.tasks.predict_shard.apply_async") as send,
+        mock.patch("workers.jobs.broker_message_ids", return_value={"old", "live"}),
+    ):
         report = requeue_stale_jobs()
     assert report.requeued_shards == [lost.pk]
     lost.refresh_from_db()

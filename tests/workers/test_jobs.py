@@ -1,4 +1,5 @@
 """workers.jobs and the job tasks, in-process (eager Celery, SQLite or Postgres)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.django_db
 
 
 # --- validation ----------------------------------------------------------------------------
+
 
 def test_unknown_kind_is_refused_with_the_known_kinds():
     with pytest.raises(InvalidJobParams) as err:
@@ -79,6 +81,7 @@ def test_valid_params_are_cleaned(tmp_path):
 
 # --- enqueue / send ----------------------------------------------------------------------
 
+
 def test_enqueue_creates_a_queued_job_and_sends_only_after_commit(django_capture_on_commit_callbacks):
     user = get_user_model().objects.create_user("staff", password="x")
     with mock.patch("workers.jobs._send_job_message") as send:
@@ -119,6 +122,7 @@ def test_anonymous_user_is_recorded_as_nobody(django_capture_on_commit_callbacks
 
 
 # --- claim / cancel / retry --------------------------------------------------------------
+
 
 def _queued(kind="snapshot", params=None) -> Job:
     with mock.patch("workers.jobs._send_job_message"):
@@ -192,6 +196,7 @@ def test_retry_refuses_unfinished_jobs_and_copies_params_without_test_hooks(sett
 
 # --- running real services in-process ------------------------------------------------------
 
+
 def test_import_job_runs_the_csv_importer(eager_celery, csv_folder, django_capture_on_commit_callbacks):
     folder = csv_folder(6)
     with django_capture_on_commit_callbacks(execute=True):
@@ -204,8 +209,9 @@ def test_import_job_runs_the_csv_importer(eager_celery, csv_folder, django_captu
     assert job.started_at <= job.finished_at
 
 
-def test_a_failing_service_fails_the_job_with_error_and_traceback(eager_celery, tmp_path,
-                                                                  django_capture_on_commit_callbacks):
+def test_a_failing_service_fails_the_job_with_error_and_traceback(
+    eager_celery, tmp_path, django_capture_on_commit_callbacks
+):
     (tmp_path / "movies.csv").write_bytes(b"")  # exists, so it passes validation, but is empty
     with django_capture_on_commit_callbacks(execute=True):
         job = enqueue("import", {"source": "csv", "path": str(tmp_path / "movies.csv")})
@@ -236,6 +242,7 @@ def test_transient_database_errors_are_retried_with_backoff(eager_celery, django
 
 # --- the stale-job sweep ------------------------------------------------------------------
 
+
 def test_sweep_resends_queued_jobs_whose_message_vanished(settings):
     lost = _queued()
     in_broker = _queued()
@@ -243,8 +250,10 @@ def test_sweep_resends_queued_jobs_whose_message_vanished(settings):
     old = timezone.now() - timedelta(minutes=10)
     Job.objects.filter(pk__in=[lost.pk, in_broker.pk]).update(enqueued_at=old)
     in_broker.refresh_from_db()
-    with mock.patch("workers.jobs.broker_message_ids", return_value={in_broker.celery_task_id}), \
-            mock.patch("workers.jobs._send_job_message") as send:
+    with (
+        mock.patch("workers.jobs.broker_message_ids", return_value={in_broker.celery_task_id}),
+        mock.patch("workers.jobs._send_job_message") as send,
+    ):
         assert requeue_stale_jobs(grace_s=60, dry_run=True).requeued_jobs == [lost.pk]
         send.assert_not_called()
         report = requeue_stale_jobs(grace_s=60)
@@ -271,8 +280,10 @@ def test_requeue_stale_jobs_command(capsys):
 
     job = _queued()
     Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
-    with mock.patch("workers.jobs.broker_message_ids", return_value=set()), \
-            mock.patch("workers.jobs._send_job_message"):
+    with (
+        mock.patch("workers.jobs.broker_message_ids", return_value=set()),
+        mock.patch("workers.jobs._send_job_message"),
+    ):
         call_command("requeue_stale_jobs", "--grace", "60", "--dry-run")
         assert Job.objects.get(pk=job.pk).enqueued_at < timezone.now() - timedelta(minutes=30)
         call_command("requeue_stale_jobs", "--grace", "60")
@@ -288,11 +299,19 @@ def test_a_fresh_process_can_send_every_kind_without_importing_the_tasks_first()
 
     from tests.celery_worker import ROOT
 
-    code = ("import django; django.setup()\n"
-            "from workers.jobs import KINDS, task_named\n"
-            "print(sorted(task_named(spec.task_name).name for spec in KINDS.values()))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "genreweb.settings"})
+    code = (
+        "import django; django.setup()\n"
+        "from workers.jobs import KINDS, task_named\n"
+        "print(sorted(task_named(spec.task_name).name for spec in KINDS.values()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "genreweb.settings"},
+    )
     assert out.returncode == 0, out.stderr
     assert "workers.start_batch_predict" in out.stdout and "workers.run_import" in out.stdout
 
@@ -319,8 +338,9 @@ def test_credentials_in_params_are_masked_when_shown_and_dropped_when_the_job_fi
     from workers.tasks import finish_job
 
     staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
-    job = Job.objects.create(kind="import", params={"source": "tmdb", "api_key": "s3cret-key", "limit": 5},
-                             requested_by=staff)
+    job = Job.objects.create(
+        kind="import", params={"source": "tmdb", "api_key": "s3cret-key", "limit": 5}, requested_by=staff
+    )
     assert job.public_params == {"source": "tmdb", "api_key": "***", "limit": 5}
 
     client.force_login(staff)

@@ -11,6 +11,7 @@ DATABASE_URL points at. Fill a separate database first, e.g.:
 
 Only URLs are used (no ml import), so the catalog app stays at the bottom of the layers.
 """
+
 from __future__ import annotations
 
 import random
@@ -61,7 +62,10 @@ class Command(BaseCommand):
             ("catalog grid, page 1", lambda: "/"),
             ("catalog list, page 1", lambda: "/?view=list"),
             ("catalog grid, random page", lambda: f"/?page={rng.randint(1, max(1, pages))}"),
-            ("catalog filtered (genre + years)", lambda: f"/?genre={genre.slug if genre else ''}&year_min=1990&year_max=2010"),
+            (
+                "catalog filtered (genre + years)",
+                lambda: f"/?genre={genre.slug if genre else ''}&year_min=1990&year_max=2010",
+            ),
             ("catalog search (title/overview)", lambda: f"/?q={rng.choice(['haunted', 'love', 'Harbor', 'alien'])}"),
             ("catalog model disagrees", lambda: "/?model=disagrees"),
             ("movie page", lambda: f"/movies/{rng.choice(ids)}/"),
@@ -71,7 +75,9 @@ class Command(BaseCommand):
             ("API movie list", lambda: "/api/movies/"),
             ("API movie list, genre filter", lambda: f"/api/movies/?genre={genre.slug if genre else ''}"),
         ]
-        self.stdout.write(f"{total:,} movies, {connection.vendor}, {n} requests per page after {opts['warmup']} warm-up")
+        self.stdout.write(
+            f"{total:,} movies, {connection.vendor}, {n} requests per page after {opts['warmup']} warm-up"
+        )
         rows = []
         for name, make_url in cases:
             for _ in range(opts["warmup"]):
@@ -86,16 +92,23 @@ class Command(BaseCommand):
                 queries.append(len(captured))
             row = (name, statistics.median(timings), percentile(timings, 0.95), max(timings), max(queries))
             rows.append(row)
-            self.stdout.write(f"  {name:<36} p50 {row[1]:7.1f} ms  p95 {row[2]:7.1f} ms  max {row[3]:7.1f} ms  queries {row[4]}")
+            self.stdout.write(
+                f"  {name:<36} p50 {row[1]:7.1f} ms  p95 {row[2]:7.1f} ms  max {row[3]:7.1f} ms  queries {row[4]}"
+            )
         table = ["| page | p50 ms | p95 ms | max ms | queries |", "|---|---:|---:|---:|---:|"]
         table += [f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]} |" for r in rows]
         slow = [r[0] for r in rows if r[2] > TARGET_P95_MS]
-        verdict = f"p95 target {TARGET_P95_MS:.0f} ms: " + ("met by every page" if not slow else "missed by " + ", ".join(slow))
+        verdict = f"p95 target {TARGET_P95_MS:.0f} ms: " + (
+            "met by every page" if not slow else "missed by " + ", ".join(slow)
+        )
         self.stdout.write("\n".join(table) + "\n" + verdict)
         if opts["output"]:
             with open(opts["output"], "w") as handle:
-                handle.write(f"{total:,} movies on {connection.vendor}, {n} requests per page\n\n" + "\n".join(table)
-                             + f"\n\n{verdict}\n")
+                handle.write(
+                    f"{total:,} movies on {connection.vendor}, {n} requests per page\n\n"
+                    + "\n".join(table)
+                    + f"\n\n{verdict}\n"
+                )
 
     def _get(self, client: Client, url: str) -> None:
         response = client.get(url)

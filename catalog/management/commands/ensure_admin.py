@@ -1,4 +1,5 @@
 """Create a first staff superuser for a new local install, and say how to log in."""
+
 import os
 import secrets
 
@@ -22,4 +23,6 @@ class Command(BaseCommand):
         User.objects.create_superuser(username=username, email="", password=password)
         note.write_text(f"username: {username}\npassword: {password}\n")
         note.chmod(0o600)
-        self.stdout.write(self.style.SUCCESS(f"Created superuser '{username}' with password '{password}' (also in {note})"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Created superuser '{username}' with password '{password}' (also in {note})")
+        )

@@ -1,4 +1,5 @@
 """python manage.py import_csv FOLDER_OR_CSV [--posters DIR]"""
+
 from django.core.management.base import BaseCommand
 
 from catalog.importers.command import add_common_arguments, run_and_report

@@ -1,4 +1,5 @@
 """python manage.py import_kaggle movies_metadata.csv [--posters DIR | --poster-url-base URL]"""
+
 from django.core.management.base import BaseCommand
 
 from catalog.importers.command import add_common_arguments, run_and_report

@@ -1,4 +1,5 @@
 """python manage.py preprocess_posters: check posters, build derivatives, refresh movie flags."""
+
 from __future__ import annotations
 
 import sys
@@ -25,7 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--max-year", type=int, help="exclude movies released after this year from training")
         parser.add_argument("--no-dedupe", action="store_true", help="do not mark same title + year as duplicates")
         parser.add_argument("--force", action="store_true", help="re-decode posters even if already processed")
-        parser.add_argument("--movie-id", type=int, action="append", dest="movie_ids", help="only this movie (repeatable)")
+        parser.add_argument(
+            "--movie-id", type=int, action="append", dest="movie_ids", help="only this movie (repeatable)"
+        )
 
     def handle(self, *args, **options):
         verbosity = options["verbosity"]

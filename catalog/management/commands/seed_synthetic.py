@@ -10,6 +10,7 @@ progress printed per batch.
 The catalog app must not import ml at module level (dependency direction), so the optional
 model part (--predictions) loads ml's models and services lazily, only when asked for.
 """
+
 from __future__ import annotations
 
 import io
@@ -27,22 +28,46 @@ from catalog.models import Genre, LabelChange, Movie, MovieGenre, Poster
 
 # The 19 TMDB movie genres with their TMDB ids, and relative frequencies like the real catalog.
 GENRES = [
-    (28, "Action", 14), (12, "Adventure", 8), (16, "Animation", 4), (35, "Comedy", 20), (80, "Crime", 8),
-    (99, "Documentary", 5), (18, "Drama", 30), (10751, "Family", 5), (14, "Fantasy", 5), (36, "History", 3),
-    (27, "Horror", 9), (10402, "Music", 3), (9648, "Mystery", 5), (10749, "Romance", 10),
-    (878, "Science Fiction", 6), (10770, "TV Movie", 2), (53, "Thriller", 14), (10752, "War", 2), (37, "Western", 1),
+    (28, "Action", 14),
+    (12, "Adventure", 8),
+    (16, "Animation", 4),
+    (35, "Comedy", 20),
+    (80, "Crime", 8),
+    (99, "Documentary", 5),
+    (18, "Drama", 30),
+    (10751, "Family", 5),
+    (14, "Fantasy", 5),
+    (36, "History", 3),
+    (27, "Horror", 9),
+    (10402, "Music", 3),
+    (9648, "Mystery", 5),
+    (10749, "Romance", 10),
+    (878, "Science Fiction", 6),
+    (10770, "TV Movie", 2),
+    (53, "Thriller", 14),
+    (10752, "War", 2),
+    (37, "Western", 1),
 ]
 # Genre-flavoured words so overviews carry signal a text model can pick up.
 VOCAB = {
-    "Action": "explosive chase mercenary heist showdown", "Adventure": "quest journey treasure island expedition",
-    "Animation": "animated talking toy cartoon colourful", "Comedy": "hilarious awkward wedding prank misfit",
-    "Crime": "detective mob cartel robbery corrupt", "Documentary": "footage interviews true story archive",
-    "Drama": "family grief struggle redemption secret", "Family": "kids holiday puppy parents magic",
-    "Fantasy": "wizard dragon kingdom sorcery prophecy", "History": "empire revolution century king battle",
-    "Horror": "haunted demon blood cabin nightmare", "Music": "band concert singer rhythm tour",
-    "Mystery": "clue disappearance puzzle riddle suspect", "Romance": "love affair heart summer kiss",
-    "Science Fiction": "alien planet spaceship android future", "TV Movie": "television special network pilot",
-    "Thriller": "conspiracy hostage stalker deadly escape", "War": "soldiers front platoon trenches invasion",
+    "Action": "explosive chase mercenary heist showdown",
+    "Adventure": "quest journey treasure island expedition",
+    "Animation": "animated talking toy cartoon colourful",
+    "Comedy": "hilarious awkward wedding prank misfit",
+    "Crime": "detective mob cartel robbery corrupt",
+    "Documentary": "footage interviews true story archive",
+    "Drama": "family grief struggle redemption secret",
+    "Family": "kids holiday puppy parents magic",
+    "Fantasy": "wizard dragon kingdom sorcery prophecy",
+    "History": "empire revolution century king battle",
+    "Horror": "haunted demon blood cabin nightmare",
+    "Music": "band concert singer rhythm tour",
+    "Mystery": "clue disappearance puzzle riddle suspect",
+    "Romance": "love affair heart summer kiss",
+    "Science Fiction": "alien planet spaceship android future",
+    "TV Movie": "television special network pilot",
+    "Thriller": "conspiracy hostage stalker deadly escape",
+    "War": "soldiers front platoon trenches invasion",
     "Western": "outlaw sheriff frontier saloon cattle",
 }
 FILLER = "a an the who when after must while finds their new old young town city life world".split()
@@ -73,11 +98,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--movies", type=int, default=1000, help="how many movies to create")
         parser.add_argument("--batch", type=int, default=5000, help="rows per bulk insert / transaction")
-        parser.add_argument("--posters", type=int, default=0,
-                            help="generate this many distinct poster images and share them round-robin (0: none)")
-        parser.add_argument("--predictions", action="store_true",
-                            help="also create a synthetic model version (promoted to production) with "
-                                 "an evaluation and a prediction for every new movie")
+        parser.add_argument(
+            "--posters",
+            type=int,
+            default=0,
+            help="generate this many distinct poster images and share them round-robin (0: none)",
+        )
+        parser.add_argument(
+            "--predictions",
+            action="store_true",
+            help="also create a synthetic model version (promoted to production) with "
+            "an evaluation and a prediction for every new movie",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source-prefix", default="syn", help="source_id prefix")
 
@@ -114,7 +146,9 @@ class Command(BaseCommand):
     def _posters(self, rng: random.Random, count: int) -> list[str]:
         names = []
         for i in range(count):
-            names.append(default_storage.save(f"posters/synthetic/poster-{i:03d}.jpg", ContentFile(_poster_jpeg(rng, i))))
+            names.append(
+                default_storage.save(f"posters/synthetic/poster-{i:03d}.jpg", ContentFile(_poster_jpeg(rng, i)))
+            )
         return names
 
     def _batch(self, rng, genres, weights, poster_names, version, prefix, offset, size):
@@ -132,20 +166,28 @@ class Command(BaseCommand):
             words += rng.sample(FILLER, 8)
             rng.shuffle(words)
             year = rng.randint(1930, 2024)
-            movies.append(Movie(
-                title=f"{rng.choice(TITLE_A)} {rng.choice(TITLE_B)} {i + 1}",
-                overview=(" ".join(words)).capitalize() + ".",
-                year=year, popularity=round(rng.expovariate(1 / 8), 3), original_language="en",
-                source=Movie.Source.MANUAL, source_id=f"{prefix}-{i}",
-            ))
+            movies.append(
+                Movie(
+                    title=f"{rng.choice(TITLE_A)} {rng.choice(TITLE_B)} {i + 1}",
+                    overview=(" ".join(words)).capitalize() + ".",
+                    year=year,
+                    popularity=round(rng.expovariate(1 / 8), 3),
+                    original_language="en",
+                    source=Movie.Source.MANUAL,
+                    source_id=f"{prefix}-{i}",
+                )
+            )
             label_sets.append(chosen)
         Movie.objects.bulk_create(movies, batch_size=2000)  # ids come back on Postgres and SQLite
         labels, history, posters = [], [], []
-        for movie, chosen in zip(movies, label_sets):
+        for movie, chosen in zip(movies, label_sets, strict=False):
             for g in chosen:
                 labels.append(MovieGenre(movie=movie, genre=genres[g], source=MovieGenre.Source.IMPORTED))
-                history.append(LabelChange(movie=movie, genre=genres[g], action=LabelChange.Action.ADDED,
-                                           origin=LabelChange.Origin.IMPORT))
+                history.append(
+                    LabelChange(
+                        movie=movie, genre=genres[g], action=LabelChange.Action.ADDED, origin=LabelChange.Origin.IMPORT
+                    )
+                )
             if poster_names:
                 name = poster_names[movie.pk % len(poster_names)]
                 # Shared originals, not yet checked: preprocess_posters decodes them and writes
@@ -169,24 +211,48 @@ class Command(BaseCommand):
         names = [g.name for g in genres]
         rng = random.Random(1)
         with transaction.atomic():
-            snapshot = Snapshot.objects.create(name="synthetic", genres=names, content_hash="synthetic-" + uuid.uuid4().hex,
-                                               fractions=[0.7, 0.15, 0.15], report={"synthetic": True})
+            snapshot = Snapshot.objects.create(
+                name="synthetic",
+                genres=names,
+                content_hash="synthetic-" + uuid.uuid4().hex,
+                fractions=[0.7, 0.15, 0.15],
+                report={"synthetic": True},
+            )
             TrainingRun = apps.get_model("ml", "TrainingRun")
             # Made-up curves of a run that converges, so the report's training plot has data.
-            history = [{"epoch": e, "train_loss": round(0.7 * 0.85 ** e + 0.08, 4),
-                        "val_loss": round(0.68 * 0.88 ** e + 0.12 + 0.002 * e, 4),
-                        "val_micro_f1": round(0.68 - 0.45 * 0.8 ** e, 4)} for e in range(1, 21)]
-            run = TrainingRun.objects.create(snapshot=snapshot, config_name="synthetic", status="succeeded",
-                                             device="cpu", history=history, log="synthetic run (seed_synthetic)")
-            version = ModelVersion.objects.create(
-                training_run=run, name=f"synthetic v{ModelVersion.objects.count() + 1}", snapshot=snapshot, config_name="synthetic",
-                config={"note": "random scores correlated with labels, for demos and benchmarks"},
-                genres=names, thresholds=[round(rng.uniform(0.3, 0.6), 3) for _ in names],
-                artifact_path="", checksum="synthetic",
+            history = [
+                {
+                    "epoch": e,
+                    "train_loss": round(0.7 * 0.85**e + 0.08, 4),
+                    "val_loss": round(0.68 * 0.88**e + 0.12 + 0.002 * e, 4),
+                    "val_micro_f1": round(0.68 - 0.45 * 0.8**e, 4),
+                }
+                for e in range(1, 21)
+            ]
+            run = TrainingRun.objects.create(
+                snapshot=snapshot,
+                config_name="synthetic",
+                status="succeeded",
+                device="cpu",
+                history=history,
+                log="synthetic run (seed_synthetic)",
             )
-            evaluation = Evaluation.objects.create(model_version=version, snapshot=snapshot, split="test", n_examples=1000)
+            version = ModelVersion.objects.create(
+                training_run=run,
+                name=f"synthetic v{ModelVersion.objects.count() + 1}",
+                snapshot=snapshot,
+                config_name="synthetic",
+                config={"note": "random scores correlated with labels, for demos and benchmarks"},
+                genres=names,
+                thresholds=[round(rng.uniform(0.3, 0.6), 3) for _ in names],
+                artifact_path="",
+                checksum="synthetic",
+            )
+            evaluation = Evaluation.objects.create(
+                model_version=version, snapshot=snapshot, split="test", n_examples=1000
+            )
             rows, f1s = [], []
-            for name, (_, _, weight) in zip(names, GENRES):
+            for name, (_, _, weight) in zip(names, GENRES, strict=False):
                 support = weight * 12
                 recall = rng.uniform(0.45, 0.9)
                 precision = rng.uniform(0.45, 0.9)
@@ -196,20 +262,43 @@ class Command(BaseCommand):
                 tn = 1000 - tp - fn - fp
                 f1 = 2 * tp / max(1, 2 * tp + fp + fn)
                 f1s.append(f1)
-                rows.append(GenreMetric(evaluation=evaluation, model_version=version, snapshot=snapshot, split="test",
-                                        genre=name, threshold=0.5, f1=f1, precision=tp / max(1, tp + fp),
-                                        recall=tp / max(1, support), roc_auc=rng.uniform(0.8, 0.97),
-                                        pr_auc=rng.uniform(0.4, 0.85), support=support, tp=tp, fp=fp, fn=fn, tn=tn))
+                rows.append(
+                    GenreMetric(
+                        evaluation=evaluation,
+                        model_version=version,
+                        snapshot=snapshot,
+                        split="test",
+                        genre=name,
+                        threshold=0.5,
+                        f1=f1,
+                        precision=tp / max(1, tp + fp),
+                        recall=tp / max(1, support),
+                        roc_auc=rng.uniform(0.8, 0.97),
+                        pr_auc=rng.uniform(0.4, 0.85),
+                        support=support,
+                        tp=tp,
+                        fp=fp,
+                        fn=fn,
+                        tn=tn,
+                    )
+                )
             GenreMetric.objects.bulk_create(rows)
             pr = {}
             for name in names:
                 recall = [i / 20 for i in range(21)]
                 top = rng.uniform(0.75, 1.0)
-                pr[name] = {"recall": recall, "precision": [round(top - (top - 0.15) * r ** rng.uniform(1.5, 3), 4) for r in recall]}
+                pr[name] = {
+                    "recall": recall,
+                    "precision": [round(top - (top - 0.15) * r ** rng.uniform(1.5, 3), 4) for r in recall],
+                }
             centres = [(i + 0.5) / 10 for i in range(10)]
-            calibration = {"edges": [i / 10 for i in range(11)], "count": [100] * 10, "mean_confidence": centres,
-                           "fraction_positive": [max(0.0, min(1.0, c + rng.uniform(-0.08, 0.05))) for c in centres],
-                           "ece": 0.04}
+            calibration = {
+                "edges": [i / 10 for i in range(11)],
+                "count": [100] * 10,
+                "mean_confidence": centres,
+                "fraction_positive": [max(0.0, min(1.0, c + rng.uniform(-0.08, 0.05))) for c in centres],
+                "ece": 0.04,
+            }
             evaluation.micro_f1 = sum(f1s) / len(f1s) + 0.05
             evaluation.macro_f1 = sum(f1s) / len(f1s)
             evaluation.samples_f1 = evaluation.micro_f1 - 0.01
@@ -232,17 +321,22 @@ class Command(BaseCommand):
         names = [g.name for g in genres]
         thresholds = np.asarray(version.thresholds, dtype=np.float64)
         rows = []
-        for movie, chosen in zip(movies, label_sets):
+        for movie, chosen in zip(movies, label_sets, strict=False):
             labelled = [names[g] for g in chosen]
             # Mostly right: labelled genres score high, others low, with overlap.
-            probs = np.array([
-                min(0.999, max(0.001, rng.gauss(0.72 if name in labelled else 0.12, 0.17))) for name in names
-            ])
+            probs = np.array(
+                [min(0.999, max(0.001, rng.gauss(0.72 if name in labelled else 0.12, 0.17))) for name in names]
+            )
             decisions = probs >= thresholds
             if not decisions.any():
                 decisions[int(probs.argmax())] = True  # every movie gets at least its top genre
-            rows.append(Prediction(movie=movie, model_version=version,
-                                   **prediction_fields(names, thresholds, probs, decisions, labelled)))
+            rows.append(
+                Prediction(
+                    movie=movie,
+                    model_version=version,
+                    **prediction_fields(names, thresholds, probs, decisions, labelled),
+                )
+            )
         Prediction.objects.bulk_create(rows, batch_size=5000)
 
     def _promote(self, version):

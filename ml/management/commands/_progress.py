@@ -1,4 +1,5 @@
 """Progress printing shared by the ml management commands."""
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@
 The work is in ml.engine.benchmark, which reads movies.csv directly and writes nothing to
 the database.
 """
+
 from __future__ import annotations
 
 import sys

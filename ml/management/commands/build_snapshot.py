@@ -13,17 +13,22 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--name", default="")
         parser.add_argument("--seed", type=int, default=13)
-        parser.add_argument("--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15),
-                            metavar=("TRAIN", "VAL", "TEST"))
-        parser.add_argument("--min-genre-count", type=int, default=10,
-                            help="genres with fewer eligible movies are reported as rare")
+        parser.add_argument(
+            "--fractions", type=float, nargs=3, default=(0.7, 0.15, 0.15), metavar=("TRAIN", "VAL", "TEST")
+        )
+        parser.add_argument(
+            "--min-genre-count", type=int, default=10, help="genres with fewer eligible movies are reported as rare"
+        )
         parser.add_argument("--keep-rare-genres", action="store_true", help="keep rare genres instead of dropping them")
 
     def handle(self, *args, **opts):
         try:
             snapshot = build_snapshot(
-                name=opts["name"], seed=opts["seed"], fractions=tuple(opts["fractions"]),
-                min_genre_count=opts["min_genre_count"], keep_rare_genres=opts["keep_rare_genres"],
+                name=opts["name"],
+                seed=opts["seed"],
+                fractions=tuple(opts["fractions"]),
+                min_genre_count=opts["min_genre_count"],
+                keep_rare_genres=opts["keep_rare_genres"],
                 progress=ConsoleProgress(self.stderr),
             )
         except SnapshotError as exc:

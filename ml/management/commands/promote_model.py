@@ -22,6 +22,4 @@ class Command(BaseCommand):
                 raise CommandError(f"no user named {opts['user']!r}")
         previous = production_version()
         promote(opts["model_version"], user)
-        self.stdout.write(
-            f"production: {previous.pk if previous else 'none'} -> {opts['model_version']}"
-        )
+        self.stdout.write(f"production: {previous.pk if previous else 'none'} -> {opts['model_version']}")

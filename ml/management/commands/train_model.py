@@ -13,7 +13,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--snapshot", type=int, help="snapshot id (default: the newest)")
-        parser.add_argument("--config", default="tfidf-linear", help='preset name or JSON, e.g. \'{"preset": "gru-text", "epochs": 5}\'')
+        parser.add_argument(
+            "--config", default="tfidf-linear", help='preset name or JSON, e.g. \'{"preset": "gru-text", "epochs": 5}\''
+        )
         parser.add_argument("--list", action="store_true", help="list the presets and exit")
         parser.add_argument("--promote", action="store_true", help="promote the new version to production")
 

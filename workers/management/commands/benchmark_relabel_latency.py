@@ -17,6 +17,7 @@ Use a separate database with movies in it, e.g. on the embedded SQLite default:
 and with DATABASE_URL=postgres://... for Postgres. The rows it writes (a benchmark job, model
 version and its predictions, label changes of the benchmark user) stay in that database.
 """
+
 from __future__ import annotations
 
 import os
@@ -52,8 +53,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--requests", type=int, default=40, help="timed relabels per phase")
         parser.add_argument("--batch", type=int, default=256, help="writer: prediction rows per transaction")
-        parser.add_argument("--pause", type=float, default=0.02,
-                            help="writer: seconds of \"compute\" between its transactions")
+        parser.add_argument(
+            "--pause", type=float, default=0.02, help='writer: seconds of "compute" between its transactions'
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--writer", action="store_true", help="internal: be the writing process")
         parser.add_argument("--writer-seconds", type=float, default=600, help="writer: stop after this long")
@@ -69,15 +71,28 @@ class Command(BaseCommand):
         client.force_login(user)
         movie_ids = list(Movie.objects.order_by("pk").values_list("pk", flat=True)[:2000])
         genre_ids = list(Genre.objects.values_list("pk", flat=True))
-        self.stdout.write(f"{connection.vendor} ({self.journal_mode()}), {len(movie_ids)} movies, "
-                          f"{opts['requests']} relabels per phase, writer batch {opts['batch']} rows")
+        self.stdout.write(
+            f"{connection.vendor} ({self.journal_mode()}), {len(movie_ids)} movies, "
+            f"{opts['requests']} relabels per phase, writer batch {opts['batch']} rows"
+        )
         for _ in range(3):  # warm-up
             self.relabel(client, rng.choice(movie_ids), genre_ids, rng)
         phases = {"quiet": self.measure(client, movie_ids, genre_ids, rng, opts["requests"])}
         writer = subprocess.Popen(
-            [sys.executable, "manage.py", "benchmark_relabel_latency", "--writer", "--batch", str(opts["batch"]),
-             "--pause", str(opts["pause"])],
-            cwd=Path(settings.BASE_DIR), env=os.environ.copy(), stdout=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "manage.py",
+                "benchmark_relabel_latency",
+                "--writer",
+                "--batch",
+                str(opts["batch"]),
+                "--pause",
+                str(opts["pause"]),
+            ],
+            cwd=Path(settings.BASE_DIR),
+            env=os.environ.copy(),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             line = writer.stdout.readline()  # "writing" once its first transaction committed
@@ -90,12 +105,14 @@ class Command(BaseCommand):
             writer.terminate()
             writer.wait(timeout=60)
         job = Job.objects.filter(step=WRITER_NAME).order_by("-pk").first()
-        self.stdout.write(f"writer: {job.result.get('transactions', 0) if job else 0} transactions in the run "
-                          f"(during the timed phase: {elapsed:.1f} s)")
+        self.stdout.write(
+            f"writer: {job.result.get('transactions', 0) if job else 0} transactions in the run "
+            f"(during the timed phase: {elapsed:.1f} s)"
+        )
         self.stdout.write("| phase | page GET p50 / p95 ms | relabel POST p50 / p95 ms | total p50 / p95 ms |")
         self.stdout.write("|---|---|---|---|")
         for name, rows in phases.items():
-            cells = [f"{percentile(col, 0.5):.0f} / {percentile(col, 0.95):.0f}" for col in zip(*rows)]
+            cells = [f"{percentile(col, 0.5):.0f} / {percentile(col, 0.95):.0f}" for col in zip(*rows, strict=False)]
             self.stdout.write(f"| {name} | " + " | ".join(cells) + " |")
 
     def journal_mode(self) -> str:
@@ -128,13 +145,22 @@ class Command(BaseCommand):
         """Progress/log updates and prediction batches, as a training or batch-predict job writes them."""
         genres = list(Genre.objects.order_by("name").values_list("name", flat=True))
         snapshot, _ = DatasetSnapshot.objects.get_or_create(
-            name=WRITER_NAME, defaults={"genres": genres, "content_hash": "b" * 64, "n_members": 0})
+            name=WRITER_NAME, defaults={"genres": genres, "content_hash": "b" * 64, "n_members": 0}
+        )
         version, _ = ModelVersion.objects.get_or_create(
-            name=WRITER_NAME, defaults={"snapshot": snapshot, "config_name": "benchmark", "genres": genres,
-                                        "thresholds": [0.5] * len(genres), "artifact_path": "models/none",
-                                        "checksum": "b" * 64})
-        job = Job.objects.create(kind=Job.Kind.TRAIN, status=Job.Status.RUNNING, step=WRITER_NAME,
-                                 started_at=timezone.now())
+            name=WRITER_NAME,
+            defaults={
+                "snapshot": snapshot,
+                "config_name": "benchmark",
+                "genres": genres,
+                "thresholds": [0.5] * len(genres),
+                "artifact_path": "models/none",
+                "checksum": "b" * 64,
+            },
+        )
+        job = Job.objects.create(
+            kind=Job.Kind.TRAIN, status=Job.Status.RUNNING, step=WRITER_NAME, started_at=timezone.now()
+        )
         movie_ids = list(Movie.objects.order_by("pk").values_list("pk", flat=True))
         rng = np.random.default_rng(0)
         thresholds = np.full(len(genres), 0.5)
@@ -142,16 +168,22 @@ class Command(BaseCommand):
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(True))  # finish the transaction, then stop
         while time.monotonic() < deadline and not stop:
-            chunk = movie_ids[offset:offset + batch] or movie_ids[:batch]
+            chunk = movie_ids[offset : offset + batch] or movie_ids[:batch]
             offset = offset + batch if offset + batch < len(movie_ids) else 0
             probs = rng.random((len(chunk), len(genres)))
             # As ml.services.inference writes a batch: rows built first, then one short upsert.
-            rows = [Prediction(movie_id=movie_id, model_version=version,
-                               **prediction_fields(genres, thresholds, row, row >= thresholds, []))
-                    for movie_id, row in zip(chunk, probs)]
+            rows = [
+                Prediction(
+                    movie_id=movie_id,
+                    model_version=version,
+                    **prediction_fields(genres, thresholds, row, row >= thresholds, []),
+                )
+                for movie_id, row in zip(chunk, probs, strict=False)
+            ]
             with transaction.atomic():
-                Prediction.objects.bulk_create(rows, update_conflicts=True, unique_fields=["movie", "model_version"],
-                                               update_fields=UPDATE_FIELDS)
+                Prediction.objects.bulk_create(
+                    rows, update_conflicts=True, unique_fields=["movie", "model_version"], update_fields=UPDATE_FIELDS
+                )
             transactions += 1
             with transaction.atomic():
                 job.progress = min(100.0, transactions / 10)

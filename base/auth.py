@@ -1,6 +1,6 @@
 """Accounts: API tokens that expire and that their owner can revoke, and throttled logins.
 
-- genreweb.authentication.ExpiringTokenAuthentication: DRF token auth that refuses a token
+- base.authentication.ExpiringTokenAuthentication: DRF token auth that refuses a token
   older than settings.GENREWEB_TOKEN_TTL_HOURS (0: tokens never expire).
 - ``TokenView`` (``/api/auth/token/``): GET shows the caller's token state, POST creates a new
   token (replacing the old one) and returns its key once, DELETE revokes it.
@@ -9,6 +9,7 @@
   shared cache; over settings.GENREWEB_LOGIN_RATE the form refuses that username / IP (HTTP
   429) until the window ends. Other usernames and addresses log in as usual.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,8 +39,12 @@ def token_state(user) -> dict:
     if token is None:
         return {"exists": False, "created": None, "expires": None, "expired": False}
     expires = token_expires_at(token)
-    return {"exists": True, "created": token.created, "expires": expires,
-            "expired": bool(expires and expires <= timezone.now())}
+    return {
+        "exists": True,
+        "created": token.created,
+        "expires": expires,
+        "expired": bool(expires and expires <= timezone.now()),
+    }
 
 
 def new_token(user) -> Token:
@@ -100,15 +105,18 @@ def account_page(request):
             if revoke_token(request.user):
                 messages.success(request, "API token revoked.")
             return redirect("account")
-    return render(request, "registration/account.html", {"token": token_state(request.user), "new_key": new_key,
-                                                         "ttl_hours": settings.GENREWEB_TOKEN_TTL_HOURS})
+    return render(
+        request,
+        "registration/account.html",
+        {"token": token_state(request.user), "new_key": new_key, "ttl_hours": settings.GENREWEB_TOKEN_TTL_HOURS},
+    )
 
 
 # --- login throttle ---------------------------------------------------------------------------
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """"10/min" -> (10, 60): attempts per window of seconds."""
+    """ "10/min" -> (10, 60): attempts per window of seconds."""
     count, _, period = rate.partition("/")
     seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[:1].lower()]
     return int(count), seconds

@@ -8,6 +8,7 @@
 - staff (user.is_staff): also queues/cancels/retries jobs, promotes model versions and
   manages users (Django admin).
 """
+
 from __future__ import annotations
 
 from functools import wraps

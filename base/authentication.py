@@ -1,7 +1,8 @@
 """DRF authentication: tokens expire after settings.GENREWEB_TOKEN_TTL_HOURS (0: never).
 
 Its own module, importing no DRF views: DRF imports authentication classes while it sets
-itself up (genreweb.auth holds the token views)."""
+itself up (base.auth holds the token views)."""
+
 from __future__ import annotations
 
 from datetime import timedelta

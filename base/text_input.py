@@ -11,6 +11,7 @@ query and the request ends in a 500. It is refused at the edge instead:
 - ``prohibit_nul``: for serializer fields that are not DRF CharFields (DRF's CharField already
   carries ``ProhibitNullCharactersValidator``), e.g. the genre name field of the labels API.
 """
+
 from __future__ import annotations
 
 from django.core.validators import ProhibitNullCharactersValidator

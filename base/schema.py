@@ -3,7 +3,7 @@
 ``AutoSchema`` (settings.REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]) adds, to each operation,
 the error responses DRF and this project produce, all with one body (``ErrorSerializer``):
 
-- 400 everywhere (validation; a NUL in the path or query, see genreweb.text_input),
+- 400 everywhere (validation; a NUL in the path or query, see base.text_input),
 - 401 / 403 everywhere (no or a bad token; role not allowed),
 - 404 where the path names an object or the list is paginated ("Invalid page."),
 - 415 where there is a request body, 429 where the view is throttled.
@@ -15,6 +15,7 @@ declared where the view is, with ``error_responses``::
 
 An explicit response for a code (e.g. a 409 whose body holds the current labels) wins.
 """
+
 from __future__ import annotations
 
 from drf_spectacular import openapi

@@ -10,6 +10,7 @@
 
 No Django model imports here: the lowest layer, imported by catalog, ml and workers.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,9 +50,9 @@ def storable_text(value: Any, limit: int | None = 10_000, *, keep: str = "head")
         cut = len(text) - limit
         marker = f"... ({cut} characters cut) ..."
         if keep == "tail":
-            text = marker + text[-(limit - len(marker)):]
+            text = marker + text[-(limit - len(marker)) :]
         else:
-            text = text[:max(0, limit - len(marker))] + marker
+            text = text[: max(0, limit - len(marker))] + marker
     return text
 
 
