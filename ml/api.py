@@ -19,8 +19,15 @@ from catalog import api as catalog_api
 from catalog.images import ImageRejected, read_upload
 
 from .models import Evaluation, GenreMetric, ModelVersion, Prediction
+from .services.inference import refresh_disagreements
 from .services.registry import production_version, promote
-from .views import UNSURE_MIN, headline_evaluation, refresh_disagreements
+from .services.review import (
+    OPINIONS,
+    UNSURE_MIN,
+    filter_movies_by_opinion,
+    filter_predictions_by_opinion,
+    headline_evaluation,
+)
 
 # Scores, thresholds and metrics leave the API with this many decimals: thresholds tuned in
 # float32 otherwise read 0.49000000953674316, and nobody needs more than 4 decimals of an F1.
@@ -244,10 +251,9 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
             errors["movie"] = "Give movie and/or model_version."
         if errors:
             raise serializers.ValidationError(errors)
-        if params.get("disagrees") in ("1", "true"):
-            predictions = predictions.filter(disagrees=True)
-        if params.get("unsure") in ("1", "true"):
-            predictions = predictions.filter(uncertainty__gte=UNSURE_MIN)
+        for opinion in OPINIONS:  # ?disagrees=1, ?unsure=1
+            if params.get(opinion) in ("1", "true"):
+                predictions = filter_predictions_by_opinion(predictions, opinion)
         return predictions
 
 
@@ -297,7 +303,7 @@ class MovieViewSet(catalog_api.MovieViewSet):
             OpenApiParameter(
                 "model",
                 str,
-                enum=["disagrees", "unsure"],
+                enum=list(OPINIONS),
                 description="movies where the production model disagrees with the labels / is unsure",
             ),
         ]
@@ -309,14 +315,9 @@ class MovieViewSet(catalog_api.MovieViewSet):
         wanted = params.get("model")
         if not wanted:
             return movies
-        if wanted not in ("disagrees", "unsure"):
-            raise serializers.ValidationError({"model": "Must be disagrees or unsure."})
-        version = production_version()
-        if version is None:
-            return movies.none()
-        if wanted == "disagrees":
-            return movies.filter(predictions__model_version=version, predictions__disagrees=True)
-        return movies.filter(predictions__model_version=version, predictions__uncertainty__gte=UNSURE_MIN)
+        if wanted not in OPINIONS:
+            raise serializers.ValidationError({"model": f"Must be {' or '.join(OPINIONS)}."})
+        return filter_movies_by_opinion(movies, wanted, production_version())
 
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])

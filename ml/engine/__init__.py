@@ -2,12 +2,18 @@
 
 The contract with the Django side (ml.services) - names and signatures kept stable:
 
-- ``ml.engine.data.Example(key, text, image, labels)``: ``image`` is a local path, raw
-  bytes or None (no poster); ``labels`` are genre indices (empty for inference).
+- ``ml.engine.contracts`` (no torch): ``Example(key, text, image, labels)``: ``image`` is a
+  local path, raw bytes or None (no poster); ``labels`` are genre indices (empty for
+  inference); ``ImageLimits(max_pixels, max_bytes)``, the limits posters are decoded under
+  (``fit(..., image_limits=)``, ``load_model(..., image_limits=)``); ``ImageLoadError``.
+  ``ml.engine.data`` re-exports them.
 - ``ml.engine.config.ModelConfig``: dataclass with ``to_dict()``/``from_dict()``; names
-  ``text_encoder`` (none, tfidf, bilstm, gru, minilm), ``image_encoder`` (none, smallcnn,
-  resnet18/34/50, efficientnet_lite0), ``fusion`` (text, image, concat, add, product, max,
-  gated, late, linear), ``train_mode`` (frozen, finetune) and hyperparameters.
+  ``text_encoder`` and ``image_encoder`` (registered encoder families, or "none"),
+  ``fusion`` (a registered fusion family), ``train_mode`` (frozen, finetune) and
+  hyperparameters.
+- ``ml.engine.families``: the encoder and fusion registries (``register_encoder``,
+  ``register_fusion``, ``encoder_names``, ...); the built-in families are registered in
+  ``ml.engine.builtin_families``.
 - ``ml.engine.registry.PRESETS`` (named configs for every family) and
   ``get_config(name | dict | {"preset": name, **overrides}) -> ModelConfig``.
 - ``ml.engine.train.fit(config, genres, train, val, *, device=None, cache_dir=None,

@@ -16,8 +16,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .config import ModelConfig
-from .data import IMAGENET_MEAN, IMAGENET_STD, TfidfVectorizer, Vocabulary
-from .encoders import efficientnet_identity, minilm_identity, package_version
+from .contracts import ImageLimits
+from .data import IMAGENET_MEAN, IMAGENET_STD
+from .encoders import package_version
+from .families import encoder, fitted_keys
 from .model import GenreModel
 from .trained import InputParts, TrainedModel
 
@@ -48,24 +50,33 @@ def _frozen_encoder_records(model: TrainedModel) -> dict:
     if cfg.train_mode != "frozen":
         return {}
     records = {}
-    if cfg.text_encoder == "minilm":
-        records["text"] = {"name": "minilm", "fingerprint": model.encoder_fingerprints.get("text"), **minilm_identity()}
-    if cfg.has_image:
-        record = {"name": cfg.image_encoder, "fingerprint": model.encoder_fingerprints.get("image")}
-        if cfg.image_encoder == "efficientnet_lite0":
-            record.update(efficientnet_identity())
-        records["image"] = record
+    for which, name in (("text", cfg.text_encoder), ("image", cfg.image_encoder)):
+        if name == "none" or encoder(name).featuriser:
+            continue
+        family = encoder(name)
+        record = {"name": name, "fingerprint": model.encoder_fingerprints.get(which)}
+        if family.identity is not None:
+            record.update(family.identity())
+        records[which] = record
     return records
+
+
+def _text_family(config: ModelConfig):
+    return encoder(config.text_encoder) if config.has_text else None
 
 
 def save_model(model: TrainedModel, directory) -> dict:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.model.state_dict().items()}
-    if model.parts.tfidf is not None:
-        tensors.update(model.parts.tfidf.state_tensors())
-    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
     cfg = model.config
+    text_family, text_state = _text_family(cfg), model.parts.text_state
+    # The text encoder's fitted state: JSON under its family's key, tensors prefixed by it.
+    fitted = dict.fromkeys(fitted_keys())
+    if text_state is not None:
+        fitted[text_family.fitted_key] = text_state.to_dict()
+        tensors.update(text_state.state_tensors())
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": FORMAT})
     document = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -75,7 +86,8 @@ def save_model(model: TrainedModel, directory) -> dict:
         "dims": {
             "text": model.model.text_dim,
             "image": model.model.image_dim,
-            "vocab": len(model.parts.vocab) if model.parts.vocab else 0,
+            # vocabulary size, for readers of the artifact (0 for encoders without one)
+            "vocab": len(text_state) if hasattr(text_state, "__len__") else 0,
         },
         "normaliser": {
             "image_mean": list(IMAGENET_MEAN),
@@ -84,8 +96,7 @@ def save_model(model: TrainedModel, directory) -> dict:
             "image_resize": "squash to image_size x image_size (eval)",
             "features": "frozen features standardised with the training mean/std stored as *_mean/*_std tensors",
         },
-        "vocab": model.parts.vocab.to_dict() if model.parts.vocab else None,
-        "tfidf": model.parts.tfidf.to_dict() if model.parts.tfidf else None,
+        **fitted,
         "frozen_encoders": _frozen_encoder_records(model),
         "history": model.history,
         "timings": model.timings,
@@ -100,7 +111,14 @@ def save_model(model: TrainedModel, directory) -> dict:
     return {"files": [CONFIG_FILE, WEIGHTS_FILE], "sha256": digest.hexdigest()}
 
 
-def load_model(directory, device: str | None = None, cache_dir: str | None = None, log=None) -> TrainedModel:
+def load_model(
+    directory,
+    device: str | None = None,
+    cache_dir: str | None = None,
+    log=None,
+    image_limits: ImageLimits | None = None,
+) -> TrainedModel:
+    """The saved model; posters it is asked about are decoded under ``image_limits``."""
     from .train import select_device
 
     directory = Path(directory)
@@ -114,11 +132,21 @@ def load_model(directory, device: str | None = None, cache_dir: str | None = Non
     if document.get("format") != FORMAT or document.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{directory}: not a {FORMAT} v{FORMAT_VERSION} artifact")
     device = select_device(device)
-    config = ModelConfig.from_dict(document["config"])
+    try:
+        config = ModelConfig.from_dict(document["config"])
+    except ValueError as exc:  # e.g. an encoder family this installation does not have
+        raise ArtifactError(f"{directory}: {exc}") from exc
     genres = document["genres"]
     dims = document["dims"]
-    vocab = Vocabulary.from_dict(document["vocab"]) if document.get("vocab") else None
-    tfidf = TfidfVectorizer.from_saved(document["tfidf"], tensors) if document.get("tfidf") else None
+    text_family = _text_family(config)
+    text_state = None
+    if text_family is not None and text_family.fitted_key is not None:
+        key = text_family.fitted_key
+        if document.get(key) is None:
+            raise ArtifactError(f"{directory}: the {text_family.name} encoder's fitted state ({key}) is missing")
+        prefix = f"{key}."
+        text_state = text_family.load_fitted(document[key], {k: v for k, v in tensors.items() if k.startswith(prefix)})
+    _check_identities(directory, document.get("frozen_encoders", {}))
     # Weights come from the file, so pretrained encoders start empty (no ResNet warning,
     # no wasted load); MiniLM's module is built from its package and then overwritten.
     model = GenreModel(
@@ -126,19 +154,20 @@ def load_model(directory, device: str | None = None, cache_dir: str | None = Non
         len(genres),
         text_dim=dims["text"],
         image_dim=dims["image"],
-        vocab_size=dims["vocab"],
+        text_state=text_state,
         device=device,
         pretrained=False,
         log=log,
     )
-    state = {k: v for k, v in tensors.items() if not k.startswith("tfidf.")}
+    fitted_prefix = f"{text_family.fitted_key}." if text_family is not None and text_family.fitted_key else None
+    state = {k: v for k, v in tensors.items() if not (fitted_prefix and k.startswith(fitted_prefix))}
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ArtifactError(
             f"{directory}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
     model.to(device).eval()
-    parts = InputParts(config, vocab, tfidf, device, cache_dir=cache_dir, log=log)
+    parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits)
     records = document.get("frozen_encoders", {})
     fingerprints = {k: v.get("fingerprint") for k, v in records.items()}
     trained = TrainedModel(
@@ -155,3 +184,20 @@ def load_model(directory, device: str | None = None, cache_dir: str | None = Non
     if parts.frozen is not None:
         parts.frozen.expected_fingerprints = fingerprints
     return trained
+
+
+def _check_identities(directory, records: dict) -> None:
+    """Refuse a frozen artifact whose pretrained weights file differs from the installed one
+    (the weights fingerprint is checked again when the encoder runs)."""
+    for which, record in records.items():
+        family = encoder(record["name"])
+        recorded = record.get("weights_sha256")
+        if family.identity is None or not recorded:
+            continue
+        installed = family.identity().get("weights_sha256")
+        if installed != recorded:
+            raise ArtifactError(
+                f"{directory}: the installed {which} encoder {record['name']} ({family.identity().get('version')}) "
+                f"has other weights than the one this model was trained on ({record.get('version')}); "
+                "install the same encoder package version or retrain"
+            )

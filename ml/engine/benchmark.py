@@ -146,7 +146,7 @@ def _precompute_features(data_dir, min_genre_count, seed, cache_dir, device, enc
     preset = "minilm-frozen-text" if encoder == "minilm" else "effnet-frozen-image"
     config = get_config(preset)
     lines = []
-    inputs = InputParts(config, None, None, device, cache_dir=cache_dir, log=lines.append)
+    inputs = InputParts(config, None, device, cache_dir=cache_dir, log=lines.append)
     t0 = time.perf_counter()
     inputs.frozen_arrays(parts["train"] + parts["val"])
     seconds = time.perf_counter() - t0

@@ -10,23 +10,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-TEXT_ENCODERS = ("none", "tfidf", "bilstm", "gru", "minilm")
-IMAGE_ENCODERS = ("none", "smallcnn", "resnet18", "resnet34", "resnet50", "efficientnet_lite0")
-FUSIONS = ("text", "image", "concat", "add", "product", "max", "gated", "late", "linear", "ensemble")
-# fusions an "ensemble" head may average (each needs both modalities)
-ENSEMBLE_MEMBERS = ("concat", "add", "product", "max", "gated", "late", "linear")
-TRAIN_MODES = ("frozen", "finetune")
+from . import families
 
-# Encoders with pretrained weights can be frozen (features cached once, only the head
-# trains). The others are learned from scratch and so are only ever trained end to end;
-# TF-IDF is a fitted featuriser with nothing to fine-tune.
-PRETRAINED_ENCODERS = {"minilm", "efficientnet_lite0", "resnet18", "resnet34", "resnet50"}
-LEARNED_ENCODERS = {"bilstm", "gru", "smallcnn"}
+TRAIN_MODES = ("frozen", "finetune")
 
 
 @dataclass
 class ModelConfig:
     name: str = "custom"
+    # names of registered encoder families (ml.engine.families) or "none"
     text_encoder: str = "minilm"
     image_encoder: str = "efficientnet_lite0"
     fusion: str = "gated"
@@ -80,27 +72,29 @@ class ModelConfig:
             if value not in allowed:
                 raise ValueError(f"{self.name}: unknown {what} {value!r}; choose one of {', '.join(allowed)}")
 
-        check(self.text_encoder, TEXT_ENCODERS, "text_encoder")
-        check(self.image_encoder, IMAGE_ENCODERS, "image_encoder")
-        check(self.fusion, FUSIONS, "fusion")
+        check(self.text_encoder, families.encoder_names("text"), "text_encoder")
+        check(self.image_encoder, families.encoder_names("image"), "image_encoder")
+        check(self.fusion, families.fusion_names(), "fusion")
         check(self.train_mode, TRAIN_MODES, "train_mode")
         has_text, has_image = self.text_encoder != "none", self.image_encoder != "none"
         if not (has_text or has_image):
             raise ValueError(f"{self.name}: a model needs a text encoder, an image encoder or both")
-        if self.fusion == "text" and (not has_text or has_image):
-            raise ValueError(f"{self.name}: fusion 'text' needs a text encoder and image_encoder='none'")
-        if self.fusion == "image" and (not has_image or has_text):
-            raise ValueError(f"{self.name}: fusion 'image' needs an image encoder and text_encoder='none'")
+        needs = families.fusion(self.fusion).needs
+        if needs == "text" and (not has_text or has_image):
+            raise ValueError(f"{self.name}: fusion {self.fusion!r} needs a text encoder and image_encoder='none'")
+        if needs == "image" and (not has_image or has_text):
+            raise ValueError(f"{self.name}: fusion {self.fusion!r} needs an image encoder and text_encoder='none'")
         if self.fusion == "ensemble":
-            bad = [m for m in self.ensemble_members if m not in ENSEMBLE_MEMBERS]
+            allowed = families.ensemble_member_names()
+            bad = [m for m in self.ensemble_members if m not in allowed]
             if bad or len(self.ensemble_members) < 2:
-                raise ValueError(f"{self.name}: ensemble_members must be two or more of {', '.join(ENSEMBLE_MEMBERS)}")
-        if self.fusion in {"concat", "add", "product", "max", "gated", "late", "ensemble"} and not (
-            has_text and has_image
-        ):
+                raise ValueError(f"{self.name}: ensemble_members must be two or more of {', '.join(allowed)}")
+        if needs == "both" and not (has_text and has_image):
             raise ValueError(f"{self.name}: fusion {self.fusion!r} needs both a text and an image encoder")
         if self.train_mode == "frozen":
-            learned = {self.text_encoder, self.image_encoder} & LEARNED_ENCODERS
+            # Learned-from-scratch encoders are only ever trained end to end.
+            used = [n for n in (self.text_encoder, self.image_encoder) if n != "none"]
+            learned = {n for n in used if not families.encoder(n).can_freeze}
             if learned:
                 raise ValueError(
                     f"{self.name}: {', '.join(sorted(learned))} has no pretrained weights to freeze; "

@@ -1,7 +1,7 @@
-"""Examples, image decoding and transforms, tokenising, vocabularies and TF-IDF.
+"""Image reading, decoding and transforms, tokenising, vocabularies and TF-IDF.
 
-Nothing here knows about Django: the caller hands in ``Example`` objects whose image is a
-local path, raw bytes or None.
+Nothing here knows about Django: the caller hands in ``Example`` objects (ml.engine.contracts)
+whose image is a local path, raw bytes or None, and the ``ImageLimits`` to decode them under.
 """
 
 from __future__ import annotations
@@ -11,48 +11,53 @@ import io
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from .contracts import Example, ImageLimits, ImageLoadError
+
+__all__ = ["Example", "ImageLimits", "ImageLoadError"]  # re-exported: the engine's contract names
+
 # torchvision's ImageNet statistics; every pretrained image encoder here expects them
 # and the artifact records them so inference normalises the same way.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Refuse absurd images before decoding them (decompression bombs).
-MAX_IMAGE_PIXELS = 40_000_000
 
 
-@dataclass
-class Example:
-    key: str
-    text: str
-    image: str | bytes | None = None
-    labels: list[int] = field(default_factory=list)
-
-
-class ImageLoadError(ValueError):
-    """An example's image could not be read or decoded."""
-
-
-def image_bytes(example: Example) -> bytes | None:
+def image_bytes(example: Example, limits: ImageLimits | None = None) -> bytes | None:
+    """The example's image bytes (None: no poster); a file over ``limits.max_bytes`` is
+    refused before it is read."""
+    limits = limits or ImageLimits()
     if example.image is None:
         return None
     if isinstance(example.image, (bytes, bytearray)):
-        return bytes(example.image)
-    try:
-        return Path(example.image).read_bytes()
-    except OSError as exc:
-        raise ImageLoadError(f"example {example.key}: cannot read image {example.image}: {exc}") from exc
+        data = bytes(example.image)
+    else:
+        path = Path(example.image)
+        try:
+            size = path.stat().st_size
+            if size > limits.max_bytes:
+                raise ImageLoadError(
+                    f"example {example.key}: image {example.image} is {size} bytes, over the {limits.max_bytes} limit"
+                )
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageLoadError(f"example {example.key}: cannot read image {example.image}: {exc}") from exc
+    if len(data) > limits.max_bytes:
+        raise ImageLoadError(f"example {example.key}: image is {len(data)} bytes, over the {limits.max_bytes} limit")
+    return data
 
 
-def decode_image(data: bytes, key: str = "?") -> Image.Image:
+def decode_image(data: bytes, key: str = "?", limits: ImageLimits | None = None) -> Image.Image:
+    """RGB image from ``data``; more than ``limits.max_pixels`` is refused from the header,
+    before any pixel is decoded."""
+    limits = limits or ImageLimits()
     try:
         with Image.open(io.BytesIO(data)) as img:
-            if img.width * img.height > MAX_IMAGE_PIXELS:
+            if img.width * img.height > limits.max_pixels:
                 raise ImageLoadError(f"example {key}: image of {img.width}x{img.height} px is too large")
             # Grayscale, palette and CMYK posters all become 3-channel RGB.
             return img.convert("RGB")
@@ -135,6 +140,9 @@ class Vocabulary:
 
     def to_dict(self) -> dict:
         return {"words": self.words}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {}  # all of it is in to_dict()
 
     @classmethod
     def from_dict(cls, data: dict) -> Vocabulary:

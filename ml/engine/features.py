@@ -17,8 +17,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import Example, content_hash, decode_image, image_bytes, image_transforms
-from .encoders import MiniLMEncoder, autocast, build_image_encoder
+from .contracts import Example, ImageLimits
+from .data import content_hash, decode_image, image_bytes
+from .encoders import autocast
+from .families import encoder
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -58,62 +60,62 @@ class FeatureCache:
 
 
 class _ImageDataset(Dataset):
-    def __init__(self, items: list[tuple[str, bytes]], image_size: int):
+    def __init__(self, items: list[tuple[str, bytes]], transform, limits: ImageLimits):
         self.items = items
-        self.transform = image_transforms(image_size, train=False)
+        self.transform = transform
+        self.limits = limits
 
     def __len__(self):
         return len(self.items)
 
     def __getitem__(self, i):
         key, data = self.items[i]
-        return self.transform(decode_image(data, key))
+        return self.transform(decode_image(data, key, self.limits))
 
 
 class FrozenFeatures:
     """Runs a frozen pretrained encoder over examples, through the cache."""
 
-    def __init__(self, config, device: str, cache_dir: str | None = None, log=None):
+    def __init__(
+        self, config, device: str, cache_dir: str | None = None, log=None, image_limits: ImageLimits | None = None
+    ):
         self.config = config
         self.device = device
         self.cache_dir = cache_dir
         self.log = log or (lambda line: None)
-        self._text_encoder = None
-        self._image_encoder = None
-        self._keys: dict[str, str] = {}
+        self.image_limits = image_limits or ImageLimits()
+        self.families = {
+            "text": encoder(config.text_encoder) if config.has_text else None,
+            "image": encoder(config.image_encoder) if config.has_image else None,
+        }
+        self._encoders: dict[str, torch.nn.Module] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # which -> (cache key, weights fingerprint)
         # Set by load_model: the weights fingerprints the saved head was trained on.
         self.expected_fingerprints: dict[str, str | None] = {}
 
     # -- encoders (loaded on first use; a head-only retrain from cache never loads them
     #    unless some example is missing from the cache)
-    def text_encoder(self) -> MiniLMEncoder:
-        if self._text_encoder is None:
-            self._text_encoder = MiniLMEncoder(self.config.max_tokens, device=self.device).eval()
-            self._text_encoder.requires_grad_(False)
-        return self._text_encoder
-
-    def image_encoder(self):
-        if self._image_encoder is None:
-            enc = build_image_encoder(self.config.image_encoder, pretrained=True, log=self.log)
-            self._image_encoder = enc.to(self.device).eval().requires_grad_(False)
-        return self._image_encoder
+    def encoder(self, which: str) -> torch.nn.Module:
+        if which not in self._encoders:
+            enc = self.families[which].build(
+                self.config, fitted=None, device=self.device, pretrained=True, log=self.log
+            )
+            self._encoders[which] = enc.to(self.device).eval().requires_grad_(False)
+        return self._encoders[which]
 
     def fingerprint(self, which: str) -> str:
-        return self._key(which).split("-")[1]
+        return self._cache_key(which)[1]
 
     def _key(self, which: str) -> str:
+        return self._cache_key(which)[0]
+
+    def _cache_key(self, which: str) -> tuple[str, str]:
         if which not in self._keys:
+            family = self.families[which]
             dev = torch.device(self.device).type
-            if which == "text":
-                self._keys[which] = f"minilm-{module_fingerprint(self.text_encoder())}-t{self.config.max_tokens}-{dev}"
-            else:
-                enc = self.image_encoder()
-                flip = int(self.config.tta_flip)
-                self._keys[which] = (
-                    f"{self.config.image_encoder}-{module_fingerprint(enc)}-s{self.config.image_size}-flip{flip}-{dev}"
-                )
+            found = module_fingerprint(self.encoder(which))
+            self._keys[which] = (f"{family.name}-{found}-{family.cache_settings(self.config)}-{dev}", found)
             expected = self.expected_fingerprints.get(which)
-            found = self._keys[which].split("-")[1]
             if expected and expected != found:
                 raise ValueError(
                     f"the installed {which} encoder (weights fingerprint {found}) differs from the one this model "
@@ -128,11 +130,11 @@ class FrozenFeatures:
         # Longest first, so each batch pads to a similar length (much less wasted compute).
         todo = sorted((i for i, v in enumerate(out) if v is None), key=lambda i: -len(examples[i].text))
         if todo:
-            enc = self.text_encoder()
+            enc = self.encoder("text")
             self.log(f"text features: encoding {len(todo)} texts ({len(examples) - len(todo)} cached)")
             for start in range(0, len(todo), batch_size):
                 idx = todo[start : start + batch_size]
-                feats = enc.tokenize([examples[i].text for i in idx])
+                feats = enc.prepare([examples[i].text for i in idx])
                 feats = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in feats.items()}
                 with torch.inference_mode():
                     vecs = enc(feats).float().cpu().numpy()
@@ -141,15 +143,17 @@ class FrozenFeatures:
                     cache.put(digests[i], v)
                 if progress:
                     progress("text features", min(1.0, (start + len(idx)) / len(todo)))
-        return np.stack(out).astype(np.float32) if out else np.zeros((0, 384), np.float32)
+        if not out:
+            return np.zeros((0, self.families["text"].dim(self.config)), np.float32)
+        return np.stack(out).astype(np.float32)
 
     def image(
         self, examples: list[Example], batch_size: int = 64, num_workers: int = 0, progress=None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Returns (features [n, d], has_image [n] bool); missing posters get zero rows."""
-        enc = self.image_encoder()
+        enc = self.encoder("image")
         cache = FeatureCache(self.cache_dir, self._key("image"))
-        raw = [image_bytes(ex) for ex in examples]
+        raw = [image_bytes(ex, self.image_limits) for ex in examples]
         has = np.array([r is not None for r in raw], dtype=bool)
         digests = [content_hash(r) if r is not None else None for r in raw]
         out = np.zeros((len(examples), enc.dim), dtype=np.float32)
@@ -166,7 +170,11 @@ class FrozenFeatures:
             self.log(f"image features: encoding {len(todo)} posters ({int(has.sum()) - len(todo)} cached)")
             cuda = torch.device(self.device).type == "cuda"
             loader = DataLoader(
-                _ImageDataset([(examples[i].key, raw[i]) for i in todo], self.config.image_size),
+                _ImageDataset(
+                    [(examples[i].key, raw[i]) for i in todo],
+                    self.families["image"].image_transforms(self.config, train=False),
+                    self.image_limits,
+                ),
                 batch_size=batch_size,
                 num_workers=num_workers,
                 pin_memory=cuda,

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
-from .data import Example, TfidfVectorizer, Vocabulary, labels_matrix, load_word_vectors
+from .contracts import Example, ImageLimits
+from .data import labels_matrix
 from .encoders import autocast
+from .families import encoder
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -85,7 +87,9 @@ def fit(
     checkpoint_dir: str | None = None,
     progress: Callable[[str, float], None] | None = None,
     log: Callable[[str], None] | None = None,
+    image_limits: ImageLimits | None = None,
 ) -> TrainedModel:
+    """Train ``config``; posters are decoded under ``image_limits`` (default ImageLimits())."""
     config = get_config(config)
     log = log or (lambda line: None)
     report = progress or (lambda message, fraction: None)
@@ -105,20 +109,15 @@ def fit(
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    # Fitted featurisers come from the training texts only.
-    vocab = tfidf = None
-    word_vectors = None
-    if config.text_encoder in {"bilstm", "gru"}:
-        vocab = Vocabulary.build([ex.text for ex in train], config.vocab_size, config.min_word_count)
-        log(f"vocabulary: {len(vocab)} words")
-        if config.word_vectors_path:
-            word_vectors = load_word_vectors(config.word_vectors_path, vocab, config.embedding_dim, log=log)
-    if config.text_encoder == "tfidf":
-        tfidf = TfidfVectorizer.fit(
-            [ex.text for ex in train], config.tfidf_max_features, config.tfidf_ngrams, config.tfidf_min_df
-        )
-        log(f"tf-idf: {tfidf.dim} terms")
-    parts = InputParts(config, vocab, tfidf, device, cache_dir=cache_dir, log=log)
+    # Fitted text state (vocabulary, TF-IDF) comes from the training texts only.
+    text_family = encoder(config.text_encoder) if config.has_text else None
+    image_family = encoder(config.image_encoder) if config.has_image else None
+    text_state = None
+    if text_family is not None and text_family.fit is not None:
+        text_state = text_family.fit(config, [ex.text for ex in train], log)
+    parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits)
+    # Frozen features of network encoders are cached and standardised; featurisers' are not.
+    frozen_text = text_family is not None and not text_family.featuriser
 
     frozen = config.train_mode == "frozen"
     fingerprints: dict[str, str] = {}
@@ -128,32 +127,29 @@ def fit(
         val_arrays = parts.frozen_arrays(val, progress=lambda m, f: report(f"{m} (val)", 0.25 + 0.05 * f))
         timings["features_s"] = time.perf_counter() - t0
         fingerprints = {
-            k: parts.frozen.fingerprint(k)
-            for k in ("text", "image")
-            if (k == "text" and config.text_encoder == "minilm") or (k == "image" and config.has_image)
+            k: parts.frozen.fingerprint(k) for k, used in (("text", frozen_text), ("image", image_family)) if used
         }
         text_dim = train_arrays["text_feat"].shape[1] if "text_feat" in train_arrays else 0
         image_dim = train_arrays["image_feat"].shape[1] if "image_feat" in train_arrays else 0
     else:
-        text_dim = tfidf.dim if tfidf else 0
+        text_dim = text_state.dim if text_family is not None and text_family.featuriser else 0
         image_dim = 0
     model = GenreModel(
         config,
         n_genres,
         text_dim=text_dim,
         image_dim=image_dim,
-        vocab_size=len(vocab) if vocab else 0,
-        word_vectors=word_vectors,
+        text_state=text_state,
         device=device,
         log=log,
     )
     if frozen:
-        # Standardise pretrained features with training statistics (TF-IDF stays as is:
-        # it is already L2-normalised and mostly zeros).
+        # Standardise pretrained features with training statistics (a featuriser's stay as
+        # they are: TF-IDF is already L2-normalised and mostly zeros).
         text_norm = image_norm = None
-        if config.text_encoder == "minilm":
+        if frozen_text:
             text_norm = _mean_std(train_arrays["text_feat"])
-        if config.has_image:
+        if image_family is not None:
             image_norm = _mean_std(train_arrays["image_feat"][train_arrays["has_image"]])
         model.set_normaliser(text_norm, image_norm)
     model.to(device)

@@ -9,8 +9,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .config import ModelConfig
-from .data import Example, TfidfVectorizer, Vocabulary, decode_image, image_bytes, image_transforms
-from .encoders import MiniLMEncoder, autocast
+from .contracts import Example, ImageLimits
+from .data import decode_image, image_bytes
+from .encoders import autocast
+from .families import encoder
 from .features import FrozenFeatures
 from .model import GenreModel
 from .thresholds import apply_thresholds
@@ -36,7 +38,9 @@ class _RawDataset(Dataset):
         self.examples = examples
         self.parts = parts
         cfg = parts.config
-        self.transform = image_transforms(cfg.image_size, train=train and cfg.augment) if cfg.has_image else None
+        self.transform = (
+            parts.image_family.image_transforms(cfg, train=train and cfg.augment) if cfg.has_image else None
+        )
 
     def __len__(self):
         return len(self.examples)
@@ -45,44 +49,48 @@ class _RawDataset(Dataset):
         ex = self.examples[i]
         item = {"index": i}
         cfg = self.parts.config
-        if cfg.text_encoder in {"bilstm", "gru"}:
-            item["tokens"] = self.parts.vocab.encode(ex.text, cfg.max_tokens)
-        elif cfg.text_encoder == "minilm":
-            item["text"] = ex.text
-        elif cfg.text_encoder == "tfidf":
-            item["text_feat"] = self.parts.tfidf.transform([ex.text])[0]
+        if self.parts.text_family is not None:
+            if self.parts.text_family.featuriser:
+                item["text_feat"] = self.parts.text_state.transform([ex.text])[0]
+            else:  # tokenised per batch by the encoder's prepare()
+                item["text"] = ex.text
         if cfg.has_image:
-            data = image_bytes(ex)
+            data = image_bytes(ex, self.parts.image_limits)
             if data is None:
                 item["image"] = torch.zeros(3, cfg.image_size, cfg.image_size)
                 item["has_image"] = False
             else:
-                item["image"] = self.transform(decode_image(data, ex.key))
+                item["image"] = self.transform(decode_image(data, ex.key, self.parts.image_limits))
                 item["has_image"] = True
         return item
 
 
 class InputParts:
-    """What turns examples into network inputs: the fitted vocabulary / TF-IDF and the
-    frozen feature extractor."""
+    """What turns examples into network inputs: the text encoder's fitted state (a
+    vocabulary, a TF-IDF vectoriser, or None), the frozen feature extractor, the image
+    limits posters are decoded under."""
 
     def __init__(
         self,
         config: ModelConfig,
-        vocab: Vocabulary | None,
-        tfidf: TfidfVectorizer | None,
+        text_state,
         device: str,
         cache_dir: str | None = None,
         log=None,
+        image_limits: ImageLimits | None = None,
     ):
         self.config = config
-        self.vocab = vocab
-        self.tfidf = tfidf
+        self.text_family = encoder(config.text_encoder) if config.has_text else None
+        self.image_family = encoder(config.image_encoder) if config.has_image else None
+        self.text_state = text_state
         self.device = device
+        self.image_limits = image_limits or ImageLimits()
         self.frozen = (
-            FrozenFeatures(config, device, cache_dir=cache_dir, log=log) if config.train_mode == "frozen" else None
+            FrozenFeatures(config, device, cache_dir=cache_dir, log=log, image_limits=self.image_limits)
+            if config.train_mode == "frozen"
+            else None
         )
-        self.minilm_tokenize = None
+        self.text_prepare = None
 
     # -- frozen: all features up front, then slice
     def frozen_arrays(
@@ -91,13 +99,15 @@ class InputParts:
         cfg = self.config
         arrays: dict[str, np.ndarray] = {}
         text_progress = image_progress = progress
-        if progress and cfg.text_encoder == "minilm" and cfg.has_image:
+        text = self.text_family
+        frozen_text = text is not None and not text.featuriser
+        if progress and frozen_text and cfg.has_image:
             # Text then images, each on its own half, so a job's progress never goes backwards.
             text_progress = lambda message, f: progress(message, 0.5 * f)  # noqa: E731
             image_progress = lambda message, f: progress(message, 0.5 + 0.5 * f)  # noqa: E731
-        if cfg.text_encoder == "tfidf":
-            arrays["text_feat"] = self.tfidf.transform([ex.text for ex in examples])
-        elif cfg.text_encoder == "minilm":
+        if text is not None and text.featuriser:
+            arrays["text_feat"] = self.text_state.transform([ex.text for ex in examples])
+        elif frozen_text:
             arrays["text_feat"] = self.frozen.text(examples, progress=text_progress)
         if cfg.has_image:
             feats, has = self.frozen.image(
@@ -135,14 +145,8 @@ class InputParts:
 
     def collate(self, items: list[dict]) -> dict:
         batch: dict = {"index": torch.tensor([it["index"] for it in items])}
-        if "tokens" in items[0]:
-            lengths = torch.tensor([len(it["tokens"]) for it in items])
-            tokens = torch.zeros(len(items), int(lengths.max()), dtype=torch.long)
-            for row, it in enumerate(items):
-                tokens[row, : len(it["tokens"])] = torch.tensor(it["tokens"])
-            batch["tokens"], batch["lengths"] = tokens, lengths
         if "text" in items[0]:
-            batch["st_features"] = self.minilm_tokenize([it["text"] for it in items])
+            batch["text_input"] = self.text_prepare([it["text"] for it in items])
         if "text_feat" in items[0]:
             batch["text_feat"] = torch.from_numpy(np.stack([it["text_feat"] for it in items]))
         if "image" in items[0]:
@@ -153,19 +157,21 @@ class InputParts:
     def to_device(self, batch: dict) -> dict:
         out = {}
         for k, v in batch.items():
-            if k == "st_features":
+            if k == "text_input":
+                # sequence lengths stay on the CPU (packing reads them there)
                 out[k] = {
-                    kk: vv.to(self.device, non_blocking=True) if torch.is_tensor(vv) else vv for kk, vv in v.items()
+                    kk: vv.to(self.device, non_blocking=True) if torch.is_tensor(vv) and kk != "lengths" else vv
+                    for kk, vv in v.items()
                 }
-            elif k in ("index", "lengths"):
+            elif k == "index":
                 out[k] = v
             else:
                 out[k] = v.to(self.device, non_blocking=True)
         return out
 
     def bind(self, model: GenreModel) -> None:
-        if isinstance(model.text_encoder, MiniLMEncoder):
-            self.minilm_tokenize = model.text_encoder.tokenize
+        if model.text_encoder is not None:
+            self.text_prepare = model.text_encoder.prepare
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

@@ -12,10 +12,12 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.files.storage import default_storage
 
 from catalog.models import Movie, Poster
-from ml.engine.data import Example
+from catalog.posters import MAX_POSTER_BYTES
+from ml.engine.contracts import Example, ImageLimits
 from ml.models import DatasetSnapshot, SnapshotMember
 
 from . import Progress, report
@@ -23,6 +25,12 @@ from . import Progress, report
 logger = logging.getLogger(__name__)
 
 CHUNK = 2000
+
+
+def engine_image_limits() -> ImageLimits:
+    """The limits the engine decodes posters under: the same pixel limit and byte cap that
+    catalog.images and the poster importers apply, so the two sides never disagree."""
+    return ImageLimits(max_pixels=int(settings.GENREWEB_POSTER_MAX_PIXELS), max_bytes=int(MAX_POSTER_BYTES))
 
 
 def _local_path(name: str) -> str | None:

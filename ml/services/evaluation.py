@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import transaction
 
-from ml.engine.data import Example
+from ml.engine.contracts import Example
 from ml.engine.metrics import evaluate
 from ml.engine.thresholds import apply_thresholds
 from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, SnapshotMember

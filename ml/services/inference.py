@@ -12,11 +12,11 @@ from django.conf import settings
 from django.db import transaction
 
 from catalog.models import MovieGenre
-from ml.engine.data import Example
+from ml.engine.contracts import Example
 from ml.models import ModelVersion, Prediction
 
 from . import Progress, report
-from .data import movie_examples
+from .data import engine_image_limits, movie_examples
 from .registry import local_artifact_dir, require_production_version
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def get_predictor(model_version_id: int):
         from ml.engine.artifact import load_model  # torch import only when a model is needed
 
         version = ModelVersion.objects.get(pk=model_version_id)
-        model = load_model(str(local_artifact_dir(version)), device=None)
+        model = load_model(str(local_artifact_dir(version)), device=None, image_limits=engine_image_limits())
         _predictors[key] = model
         while len(_predictors) > max(1, PREDICTOR_CACHE_SIZE):
             _predictors.popitem(last=False)

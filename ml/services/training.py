@@ -21,7 +21,7 @@ from django.utils import timezone
 from ml.models import DatasetSnapshot, ModelVersion, TrainingRun
 
 from . import Progress, report, scaled
-from .data import snapshot_examples
+from .data import engine_image_limits, snapshot_examples
 from .evaluation import record_evaluation, score_examples
 from .registry import files_checksum, store_artifact
 
@@ -161,6 +161,7 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
             checkpoint_dir=str(checkpoint_dir),
             progress=scaled(watched, 0.05, 0.85),
             log=log,
+            image_limits=engine_image_limits(),
         )
         timings["fit_s"] = round(time.perf_counter() - mark, 3)
 

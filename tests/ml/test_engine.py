@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from ml.engine.artifact import ArtifactError, load_model
-from ml.engine.config import FUSIONS, IMAGE_ENCODERS, TEXT_ENCODERS, ModelConfig
+from ml.engine.config import ModelConfig
 from ml.engine.data import (
     Example,
     ImageLoadError,
@@ -27,6 +27,7 @@ from ml.engine.data import (
     load_word_vectors,
     tokenize,
 )
+from ml.engine.families import encoder_names, fusion_names
 from ml.engine.registry import PRESETS, get_config
 from ml.engine.thresholds import apply_thresholds
 from ml.engine.train import fit, pos_weights, select_device
@@ -180,9 +181,9 @@ def test_tfidf_learns_the_tiny_task(tiny_data):
 
 
 def test_registry_covers_every_encoder_and_fusion():
-    assert {c.text_encoder for c in PRESETS.values()} == set(TEXT_ENCODERS)
-    assert {c.image_encoder for c in PRESETS.values()} == set(IMAGE_ENCODERS)
-    assert {c.fusion for c in PRESETS.values()} == set(FUSIONS)
+    assert {c.text_encoder for c in PRESETS.values()} == set(encoder_names("text"))
+    assert {c.image_encoder for c in PRESETS.values()} == set(encoder_names("image"))
+    assert {c.fusion for c in PRESETS.values()} == set(fusion_names())
     assert {c.train_mode for c in PRESETS.values()} == {"frozen", "finetune"}
     assert PRESETS["minilm+effnet-logreg"].fusion == "linear" and PRESETS["minilm+effnet-logreg"].hidden_dim == 0
     for name, config in PRESETS.items():
@@ -368,7 +369,7 @@ def test_progress_never_goes_backwards_while_extracting_text_and_image_features(
     examples = make_examples(140, tmp_path / "posters", seed=3)
     config = get_config({"preset": "minilm+effnet-frozen-concat", **SMALL, "image_size": 32})
     seen = []
-    InputParts(config, None, None, "cpu", cache_dir=str(tmp_path / "cache")).frozen_arrays(
+    InputParts(config, None, "cpu", cache_dir=str(tmp_path / "cache")).frozen_arrays(
         examples, progress=lambda message, fraction: seen.append((message, fraction)), batch_size=32
     )
     fractions = [f for _, f in seen]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from ml.engine.data import Example
+from ml.engine.contracts import Example
 from ml.models import DatasetSnapshot, ModelVersion, Prediction
 from ml.services.inference import _upsert
 

@@ -1,0 +1,143 @@
+"""Fusion heads: (text features, image features) -> genre logits.
+
+Each class is registered as one or more fusion families in ``ml.engine.builtin_families``.
+``forward(text, image)`` returns (logits, auxiliary logits that also get a loss term); a
+modality the config does not use arrives as None. Attribute names are part of the saved
+artifacts' weight names: keep them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Module:
+    if hidden <= 0:
+        return nn.Linear(in_dim, out_dim)
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class Fusion(nn.Module):
+    """Base: input dropout on each modality, then ``combine``."""
+
+    def __init__(self, input_dropout: float):
+        super().__init__()
+        self.input_dropout = nn.Dropout(input_dropout)
+
+    def forward(self, text: torch.Tensor | None, image: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if text is not None:
+            text = self.input_dropout(text)
+        if image is not None:
+            image = self.input_dropout(image)
+        return self.combine(text, image)
+
+    def combine(self, text, image):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class OneModality(Fusion):
+    """fusion "text" or "image": one modality through an MLP."""
+
+    def __init__(self, *, text_dim, image_dim, n_genres, hidden, dropout, input_dropout, modality: str):
+        super().__init__(input_dropout)
+        self.modality = modality
+        self.net = mlp(text_dim if modality == "text" else image_dim, hidden, n_genres, dropout)
+
+    def combine(self, text, image):
+        return self.net(text if self.modality == "text" else image), []
+
+
+def _present(text, image) -> torch.Tensor:
+    parts = [x for x in (text, image) if x is not None]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+class Linear(Fusion):
+    """One linear layer over the concatenated features (one-vs-rest logistic regression)."""
+
+    def __init__(self, *, text_dim, image_dim, n_genres, hidden, dropout, input_dropout):
+        super().__init__(input_dropout)
+        self.net = nn.Linear(text_dim + image_dim, n_genres)
+
+    def combine(self, text, image):
+        return self.net(_present(text, image)), []
+
+
+class Concat(Fusion):
+    """MLP over the concatenation."""
+
+    def __init__(self, *, text_dim, image_dim, n_genres, hidden, dropout, input_dropout):
+        super().__init__(input_dropout)
+        self.net = mlp(text_dim + image_dim, hidden, n_genres, dropout)
+
+    def combine(self, text, image):
+        return self.net(torch.cat([text, image], dim=1)), []
+
+
+class Projected(Fusion):
+    """Both modalities projected (tanh) to the hidden size and combined elementwise: add,
+    product, max, or gated - a gated multimodal unit (Arevalo et al. 2017) whose sigmoid
+    gate per hidden unit chooses between the two projections."""
+
+    def __init__(self, *, text_dim, image_dim, n_genres, hidden, dropout, input_dropout, op: str):
+        super().__init__(input_dropout)
+        self.op = op
+        width = hidden if hidden > 0 else 256
+        self.text_proj = nn.Linear(text_dim, width)
+        self.image_proj = nn.Linear(image_dim, width)
+        if op == "gated":
+            self.gate = nn.Linear(text_dim + image_dim, width)
+        self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_genres))
+
+    def combine(self, text, image):
+        ht, hi = torch.tanh(self.text_proj(text)), torch.tanh(self.image_proj(image))
+        if self.op == "add":
+            h = ht + hi
+        elif self.op == "product":
+            h = ht * hi
+        elif self.op == "max":
+            h = torch.maximum(ht, hi)
+        else:  # gated
+            z = torch.sigmoid(self.gate(torch.cat([text, image], dim=1)))
+            h = z * ht + (1 - z) * hi
+        return self.out(h), []
+
+
+class Late(Fusion):
+    """One head per modality, their probabilities mixed with a learned per-genre weight."""
+
+    def __init__(self, *, text_dim, image_dim, n_genres, hidden, dropout, input_dropout):
+        super().__init__(input_dropout)
+        self.text_head = mlp(text_dim, hidden, n_genres, dropout)
+        self.image_head = mlp(image_dim, hidden, n_genres, dropout)
+        # sigmoid(0) = 0.5: both modalities start with equal say for every genre.
+        self.mix = nn.Parameter(torch.zeros(n_genres))
+
+    def combine(self, text, image):
+        lt, li = self.text_head(text), self.image_head(image)
+        w = torch.sigmoid(self.mix)
+        p = w * torch.sigmoid(lt.float()) + (1 - w) * torch.sigmoid(li.float())
+        return _logit(p), [lt, li]
+
+
+class Ensemble(Fusion):
+    """Several member heads side by side, each with its own loss; probabilities averaged."""
+
+    def __init__(self, *, text_dim, image_dim, n_genres, hidden, dropout, input_dropout, members, config):
+        from .families import fusion
+
+        super().__init__(input_dropout)
+        self.members = nn.ModuleList([fusion(m).build(text_dim, image_dim, n_genres, config) for m in members])
+
+    def forward(self, text, image):
+        # Each member applies its own input dropout.
+        outputs = [member(text, image) for member in self.members]
+        p = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0)
+        aux = [logits for logits, _ in outputs] + [a for _, extra in outputs for a in extra]
+        return _logit(p), aux

@@ -1,0 +1,97 @@
+"""The catalog's browse, movie and relabel pages extended with the production model's
+opinion (scores, the model filter, review-queue refresh after a label change).
+
+They render ml/ templates that extend the catalog ones and fill the blocks those leave empty.
+"""
+
+from __future__ import annotations
+
+from django import forms
+
+from catalog.views import CatalogView, MovieView
+from catalog.views import RelabelView as CatalogRelabelView
+
+from ..models import ModelVersion, Prediction
+from ..services.inference import refresh_disagreements
+from ..services.registry import production_version
+from ..services.review import OPINIONS, filter_movies_by_opinion, is_unsure
+
+
+def score_rows(prediction: Prediction, version: ModelVersion, label_names: set[str]) -> list[dict]:
+    thresholds = dict(zip(version.genres, version.thresholds or [], strict=False))
+    rows = []
+    for genre, score in sorted(prediction.scores.items(), key=lambda kv: -kv[1]):
+        rows.append(
+            {
+                "genre": genre,
+                "score": score,
+                "pct": round(100 * score, 1),
+                "threshold_pct": round(100 * thresholds[genre], 1) if genre in thresholds else None,
+                "predicted": genre in prediction.predicted,
+                "labelled": genre in label_names,
+            }
+        )
+    return rows
+
+
+class ModelFilterForm(forms.Form):
+    model = forms.ChoiceField(
+        required=False,
+        choices=[("", "any model opinion"), *((o, f"model {o}") for o in OPINIONS)],
+    )
+
+
+class BrowseView(CatalogView):
+    template_name = "ml/browse.html"
+
+    def extend_movies(self, movies, filter_form):
+        self.version = production_version()
+        self.model_form = ModelFilterForm(self.request.GET or None)
+        wanted = self.model_form.cleaned_data.get("model") if self.model_form.is_valid() else ""
+        if wanted and self.version is None:
+            self.note = "No production model yet, so the model filter matches nothing."
+            return movies.none()
+        return filter_movies_by_opinion(movies, wanted, self.version)
+
+    def extend_context(self, page_movies):
+        if self.version is not None:
+            by_movie = {
+                p.movie_id: p
+                for p in Prediction.objects.filter(
+                    model_version=self.version, movie_id__in=[m.pk for m in page_movies]
+                ).only("movie_id", "predicted", "disagrees", "uncertainty", "top_genre", "top_score")
+            }
+            for movie in page_movies:
+                movie.current_prediction = by_movie.get(movie.pk)
+                if movie.current_prediction:
+                    movie.current_prediction.unsure = is_unsure(movie.current_prediction)
+        return {
+            "model_filter_form": self.model_form,
+            "model_filter_note": getattr(self, "note", ""),
+            "show_model_column": self.version is not None,
+        }
+
+
+class MovieWithScoresView(MovieView):
+    template_name = "ml/movie.html"
+
+    def extend_context(self, movie):
+        version = production_version()
+        if version is None:
+            return {"score_note": "No production model yet: train one and promote it on the Models page."}
+        prediction = Prediction.objects.filter(movie=movie, model_version=version).first()
+        if prediction is None:
+            return {"score_note": f"{version} has not scored this movie yet (queue a batch prediction)."}
+        labels = {mg.genre.name for mg in movie.labels.all()}
+        return {
+            "scores": score_rows(prediction, version, labels),
+            "score_version": str(version),
+            "prediction": prediction,
+        }
+
+
+class RelabelView(CatalogRelabelView):
+    movie_view = MovieWithScoresView
+
+    def labels_changed(self, movie):
+        refresh_disagreements([movie.pk])

@@ -1,0 +1,87 @@
+"""The ad-hoc prediction page (same service and rate limit as POST /api/predict/)."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import render
+
+from base.permissions import reader_required
+from catalog.images import ImageRejected, read_upload
+
+from ..services.registry import production_version
+
+
+class PredictForm(forms.Form):
+    overview = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), max_length=10_000, required=False)
+    poster = forms.FileField(required=False, help_text="JPEG/PNG/WebP, up to 10 MB")
+
+    def clean_poster(self):
+        upload = self.cleaned_data.get("poster")
+        if not upload:
+            return None
+        try:
+            return read_upload(upload)
+        except ImageRejected as exc:
+            raise forms.ValidationError(f"Not a usable image: {exc.reason}") from exc
+
+    def clean(self):
+        cleaned = super().clean()
+        if not (cleaned.get("overview") or "").strip() and not cleaned.get("poster") and not self.errors:
+            raise forms.ValidationError("Give an overview, a poster, or both.")
+        return cleaned
+
+
+def _predict_throttle_wait(request) -> float | None:
+    """None when this prediction may run; else seconds to wait. The same "predict" rate and
+    counters (per user) as POST /api/predict/, so the page is no way around the API limit."""
+    from rest_framework.throttling import ScopedRateThrottle
+
+    class PredictScope:
+        throttle_scope = "predict"
+
+    throttle = ScopedRateThrottle()
+    if throttle.allow_request(request, PredictScope()):
+        return None
+    return throttle.wait() or 1.0
+
+
+@reader_required
+def predict_page(request):
+    version = production_version()
+    form = PredictForm(request.POST or None, request.FILES or None)
+    result = None
+    if request.method == "POST":
+        if not request.user.is_authenticated:
+            raise PermissionDenied("Log in to predict.")
+        wait = _predict_throttle_wait(request)
+        if wait is not None:
+            messages.error(request, f"Too many predictions; try again in {int(wait or 1)} s.")
+            response = render(request, "ml/predict.html", {"form": form, "version": version, "result": None})
+            response.status_code = 429
+            return response
+        if version is None:
+            messages.error(request, "No production model yet: train one and promote it first.")
+        elif form.is_valid():
+            from ..services.inference import predict_raw  # loads the engine: only when predicting
+
+            try:
+                raw = predict_raw(form.cleaned_data["overview"], form.cleaned_data["poster"], version)
+            except (FileNotFoundError, ValueError) as exc:  # artifact missing or damaged
+                messages.error(request, f"The production model {version} cannot be used: {exc}")
+                return render(request, "ml/predict.html", {"form": form, "version": version, "result": None})
+            result = {
+                **raw,
+                "rows": [
+                    {
+                        "genre": s["genre"],
+                        "pct": round(100 * s["score"], 1),
+                        "threshold_pct": round(100 * s["threshold"], 1),
+                        "predicted": s["predicted"],
+                        "labelled": False,
+                    }
+                    for s in raw["scores"]
+                ],
+            }
+    return render(request, "ml/predict.html", {"form": form, "version": version, "result": result})
