@@ -4,6 +4,8 @@ extended with the production model (filters ``model=disagrees|unsure``, queue re
 
 from __future__ import annotations
 
+import logging
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -28,6 +30,8 @@ from .services.review import (
     filter_predictions_by_opinion,
     headline_evaluation,
 )
+
+logger = logging.getLogger(__name__)
 
 # Scores, thresholds and metrics leave the API with this many decimals: thresholds tuned in
 # float32 otherwise read 0.49000000953674316, and nobody needs more than 4 decimals of an F1.
@@ -285,9 +289,11 @@ class PredictView(GenericAPIView):
             result = predict_raw(data.validated_data["overview"], data.validated_data["poster"], version)
         except ImageRejected as exc:  # double check inside the service; still a 400, never a 500
             return Response({"poster": [exc.reason]}, status=status.HTTP_400_BAD_REQUEST)
-        except (FileNotFoundError, ValueError) as exc:  # the version's artifact is missing or damaged
+        except (FileNotFoundError, ValueError):  # the version's artifact is missing or damaged
+            # The reason names server paths: it goes to the log, never to the client.
+            logger.exception("model version %s cannot be used for an ad-hoc prediction", version.pk)
             return Response(
-                {"model_version": [f"Model version {version.pk} cannot be used: {exc}"]},
+                {"model_version": [f"Model version {version.pk} cannot be used: its files are missing or damaged."]},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
         return Response(rounded(result))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -11,6 +13,8 @@ from base.permissions import reader_required
 from catalog.images import ImageRejected, read_upload
 
 from ..services.registry import production_version
+
+logger = logging.getLogger(__name__)
 
 
 class PredictForm(forms.Form):
@@ -68,8 +72,12 @@ def predict_page(request):
 
             try:
                 raw = predict_raw(form.cleaned_data["overview"], form.cleaned_data["poster"], version)
-            except (FileNotFoundError, ValueError) as exc:  # artifact missing or damaged
-                messages.error(request, f"The production model {version} cannot be used: {exc}")
+            except (FileNotFoundError, ValueError):  # artifact missing or damaged
+                # The reason names server paths: it goes to the log, never to the page.
+                logger.exception("model version %s cannot be used on the predict page", version.pk)
+                messages.error(
+                    request, f"The production model {version} cannot be used: its files are missing or damaged."
+                )
                 return render(request, "ml/predict.html", {"form": form, "version": version, "result": None})
             result = {
                 **raw,

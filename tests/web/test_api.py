@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from PIL import Image
@@ -297,7 +298,9 @@ def test_predict_needs_input_and_login(api_clients, world):
 def test_predict_with_a_missing_artifact_is_a_clear_503(api_clients, world):
     response = api_clients["labeler"].post("/api/predict/", {"overview": "a ghost story"}, format="json")
     assert response.status_code == 503
-    assert "cannot be used" in response.json()["model_version"][0]
+    message = response.json()["model_version"][0]
+    assert "cannot be used" in message
+    assert str(settings.MEDIA_ROOT) not in message and "/" not in message  # no server paths
 
 
 def test_predict_is_throttled(api_clients, world, settings):
