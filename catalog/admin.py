@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .labels import StaleLabels, set_labels
-from .models import Genre, ImportRun, LabelChange, Movie, MovieGenre, Poster
+from .models import Genre, ImportRun, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
 
 LIST_THUMB_HEIGHT = 60
 DETAIL_THUMB_HEIGHT = 300
@@ -331,7 +331,7 @@ class MovieAdmin(admin.ModelAdmin):
                 diff = set_labels(
                     form.instance,
                     wanted,
-                    origin=LabelChange.Origin.PERSON,
+                    origin=LabelOrigin.PERSON,
                     user=request.user,
                     reason=form.cleaned_data.get("label_reason", ""),
                     expected_version=form.cleaned_data.get("labels_from_version"),

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_POST
 from base.permissions import labeler_required, reader_required, staff_required
 from catalog.images import ImageRejected, read_upload
 from catalog.labels import change_labels
-from catalog.models import Genre, LabelChange, MovieGenre
+from catalog.models import Genre, LabelChange, LabelOrigin, MovieGenre
 from catalog.views import CatalogView, MovieView, poster_url
 from catalog.views import RelabelView as CatalogRelabelView
 
@@ -49,7 +49,7 @@ def queue_predictions(queue: str, version: ModelVersion):
     else:
         predictions = predictions.filter(uncertainty__gte=UNSURE_MIN).order_by("-uncertainty", "id")
     reviewed = LabelChange.objects.filter(movie=OuterRef("movie_id"), created_at__gte=OuterRef("updated_at")).exclude(
-        origin=LabelChange.Origin.IMPORT
+        origin=LabelOrigin.IMPORTED
     )
     return predictions.exclude(Exists(reviewed))
 
@@ -242,7 +242,7 @@ def accept_suggestion(request, pk: int):
         prediction.movie,
         add=[genres[n] for n in add_names if n in genres],
         remove=[genres[n] for n in remove_names if n in genres],
-        origin=LabelChange.Origin.SUGGESTION,
+        origin=LabelOrigin.SUGGESTION,
         user=request.user,
         reason=f"accepted suggestion of {prediction.model_version}",
     )

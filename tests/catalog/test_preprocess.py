@@ -8,7 +8,7 @@ from django.utils._os import safe_join
 from PIL import Image
 
 from catalog.labels import set_labels
-from catalog.models import Genre, LabelChange, Movie, Poster
+from catalog.models import Genre, LabelOrigin, Movie, Poster
 from catalog.preprocessing import normalise_title, preprocess_posters
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +52,7 @@ def test_missing_poster_file_and_missing_poster_row(movie_with_poster, make_imag
     _, no_file = movie_with_poster(None)
     _, gone = movie_with_poster(make_image())
     default_storage.delete(gone.original.name)
-    Movie.objects.create(title="No poster row", year=2000, overview="x", source=Movie.Source.CSV, source_id="np")
+    Movie.objects.create(title="No poster row", year=2000, overview="x", source="csv", source_id="np")
     summary = preprocess_posters()
     no_file.refresh_from_db()
     gone.refresh_from_db()
@@ -178,7 +178,7 @@ def test_missing_overview_and_genres_flags(movie_with_poster, make_image):
     drama = Genre.objects.create(name="Drama")
     labelled, _ = movie_with_poster(make_image(), overview="A story.")
     empty, _ = movie_with_poster(make_image(), overview="   ")
-    set_labels(labelled, [drama], origin=LabelChange.Origin.IMPORT)
+    set_labels(labelled, [drama], origin=LabelOrigin.IMPORTED)
     Movie.objects.filter(pk=labelled.pk).update(missing_genres=True)  # stale flag gets fixed
     summary = preprocess_posters()
     labelled.refresh_from_db()
@@ -259,7 +259,7 @@ def test_second_run_changes_nothing_and_rewrites_no_file(settings, movie_with_po
         movie_with_poster(make_image(seed=2), title="Same", year=2000),
         movie_with_poster(make_image(seed=3), title="same", year=2000, overview=""),
     ]
-    set_labels(movies[0][0], [drama], origin=LabelChange.Origin.IMPORT)
+    set_labels(movies[0][0], [drama], origin=LabelOrigin.IMPORTED)
     first = preprocess_posters(min_year=1990)
     assert first["posters"]["changed"] == 7 and first["movies"]["changed"] > 0
     posters_before = {p.pk: (p.updated_at, p.processed_at) for p in Poster.objects.all()}
