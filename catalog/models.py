@@ -139,6 +139,13 @@ def derivative_upload_to(instance: Poster, filename: str) -> str:
     return f"posters/derived/{instance.movie_id % 1000:03d}/{filename}"
 
 
+class PosterQuerySet(models.QuerySet):
+    def usable(self) -> PosterQuerySet:
+        """Posters a model may use: decoded fine (status ok) and with a resized derivative.
+        The one definition, for snapshots, training data and inference."""
+        return self.filter(status=Poster.Status.OK).exclude(derivative="")
+
+
 class Poster(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "Not checked yet"
@@ -168,12 +175,10 @@ class Poster(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = PosterQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"Poster of {self.movie_id} ({self.status})"
-
-    @property
-    def usable_for_training(self) -> bool:
-        return self.status == self.Status.OK and bool(self.derivative)
 
     @property
     def display_url(self) -> str:
