@@ -83,7 +83,7 @@ class Movie(models.Model):
     # catalog.labels writes it): a write that started from an older version is refused.
     label_version = models.PositiveIntegerField(default=0)
     genres = models.ManyToManyField(Genre, through="MovieGenre", related_name="movies", blank=True)
-    # Preprocessing flags (catalog.preprocessing keeps them current).
+    # Curation flags (catalog.curation keeps them current).
     missing_overview = models.BooleanField(default=False, db_index=True)
     missing_genres = models.BooleanField(default=False, db_index=True)
     duplicate_of = models.ForeignKey(
@@ -168,7 +168,7 @@ class Poster(models.Model):
     derivative_size = models.PositiveIntegerField(null=True, blank=True)
     derivative_checksum = models.CharField(max_length=64, blank=True)
     # What the current preprocessing result was computed from: original checksum plus the
-    # settings that shape it (see catalog.preprocessing.processing_key). A poster whose key
+    # settings that shape it (see catalog.poster_processing.processing_key). A poster whose key
     # still matches is skipped, so a second run rewrites nothing.
     processing_key = models.CharField(max_length=160, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
