@@ -21,7 +21,9 @@ def add_source_arguments(parser, entry: registry.Importer) -> None:
     for arg in entry.arguments:
         target = parser
         if arg.group:
-            target = groups.setdefault(arg.group, parser.add_mutually_exclusive_group())
+            if arg.group not in groups:
+                groups[arg.group] = parser.add_mutually_exclusive_group()
+            target = groups[arg.group]
         target.add_argument(*arg.flags, **arg.options)
     add_common_arguments(parser)
 

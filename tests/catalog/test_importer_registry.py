@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -211,3 +211,11 @@ def test_every_built_in_source_is_registered_with_its_params():
     assert [entry.kind for entry in registry.importers()] == ["csv", "kaggle", "mmimdb", "tmdb"]
     assert registry.get("csv").all_params == {"path", "posters", "encoding", "limit", "allow_new_genres"}
     assert not registry.get("tmdb").needs_path and registry.get("mmimdb").needs_path
+
+
+def test_built_in_commands_keep_their_options(capsys):
+    with pytest.raises(SystemExit):
+        call_command("import_kaggle", "--help")
+    assert "[--posters POSTERS | --poster-url-base POSTER_URL_BASE]" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="not allowed with argument --posters"):
+        call_command("import_kaggle", "movies.csv", "--posters", "p", "--poster-url-base", "http://x")
