@@ -208,7 +208,7 @@ class MovieAdmin(admin.ModelAdmin):
         "title",
         "year",
         "genre_names",
-        "source",
+        "source_name",
         "label_source",
         "poster_status",
         "poster_grayscale",
@@ -295,6 +295,10 @@ class MovieAdmin(admin.ModelAdmin):
     @admin.display(description="genres")
     def genre_names(self, movie):
         return ", ".join(label.genre.name for label in movie.labels.all()) or "—"
+
+    @admin.display(description="source", ordering="source")
+    def source_name(self, movie):
+        return movie.source_label  # the import registry's label (Movie.source has no choices)
 
     @admin.display(description="poster status", ordering="poster__status")
     def poster_status(self, movie):
@@ -468,7 +472,7 @@ class LabelChangeAdmin(ReadOnlyAdmin):
 class ImportRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
-        "kind",
+        "kind_name",
         "status",
         "created",
         "updated",
@@ -490,6 +494,10 @@ class ImportRunAdmin(ReadOnlyAdmin):
         "skipped_rows_table",
     )
     readonly_fields = flatten_fieldsets([(None, {"fields": fields})])
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_name(self, run):
+        return run.kind_label
 
     @admin.display(description="warnings")
     def warning_list(self, run):

@@ -219,3 +219,9 @@ def test_built_in_commands_keep_their_options(capsys):
     assert "[--posters POSTERS | --poster-url-base POSTER_URL_BASE]" in capsys.readouterr().out
     with pytest.raises(CommandError, match="not allowed with argument --posters"):
         call_command("import_kaggle", "movies.csv", "--posters", "p", "--poster-url-base", "http://x")
+
+
+def test_admin_lists_show_the_registry_label(jsonl_source, movies_jsonl, admin_client):
+    run_import("jsonl", {"path": str(movies_jsonl)})
+    assert "JSON lines file" in admin_client.get("/admin/catalog/movie/").content.decode()
+    assert "JSON lines file" in admin_client.get("/admin/catalog/importrun/").content.decode()
