@@ -16,7 +16,7 @@ skip that check (the operator can read those files anyway).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -191,9 +191,10 @@ def param_errors(kind: str, params: dict, *, check_paths: bool = True, also: fro
     return errors
 
 
-def job_param_errors(params: dict) -> dict[str, str]:
-    """Errors of an import job's params: ``source`` names the kind, the rest are its params."""
+def job_param_errors(params: dict, carried: Iterable[str] = ()) -> dict[str, str]:
+    """Errors of an import job's params: ``source`` names the kind, the rest are its params.
+    ``carried``: names the job keeps for itself and strips before importing (test hooks)."""
     source = params.get("source")
     if source not in _REGISTRY:
         return {"source": f"Must be one of {', '.join(sorted(_REGISTRY))}; got {source!r}."}
-    return param_errors(source, params, also=frozenset({"source"}))
+    return param_errors(source, params, also=frozenset({"source", *carried}))
