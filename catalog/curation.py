@@ -67,10 +67,8 @@ MOVIE_FLAG_FIELDS = (
 )
 
 
-def run_movie_pass(
-    movies, *, grayscale_policy: str, min_year, max_year, dedupe: bool, report: Progress, start: float = 0.0
-) -> dict:
-    """Refresh the curation flags of ``movies``; progress goes from ``start`` to 1."""
+def run_movie_pass(movies, *, grayscale_policy: str, min_year, max_year, dedupe: bool, report: Progress) -> dict:
+    """Refresh the curation flags of ``movies``, reporting progress from 0 to 1."""
     duplicates = duplicate_map() if dedupe else {}
     movie_ids = list(movies.values_list("id", flat=True))
     changed = unchanged = 0
@@ -120,7 +118,7 @@ def run_movie_pass(
         done = min(start + MOVIE_BATCH_SIZE, len(movie_ids))
         report(
             f"Movies {done}/{len(movie_ids)} ({changed} changed)",
-            start + (1 - start) * done / max(len(movie_ids), 1),
+            done / max(len(movie_ids), 1),
         )
     flags = movies.aggregate(
         missing_overview=Count("id", filter=Q(missing_overview=True)),

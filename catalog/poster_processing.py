@@ -86,8 +86,8 @@ class PosterCounts:
     errors: list[dict] = field(default_factory=list)
 
 
-def run_poster_pass(posters, opts: PosterSettings, report: Progress, share: float = 1.0) -> PosterCounts:
-    """Check every poster of ``posters`` in batches; progress goes from 0 to ``share``."""
+def run_poster_pass(posters, opts: PosterSettings, report: Progress) -> PosterCounts:
+    """Check every poster of ``posters`` in batches, reporting progress from 0 to 1."""
     counts = PosterCounts()
     poster_ids = list(posters.values_list("id", flat=True))
     counts.total = len(poster_ids)
@@ -101,7 +101,7 @@ def run_poster_pass(posters, opts: PosterSettings, report: Progress, share: floa
         done = min(start + POSTER_BATCH_SIZE, len(poster_ids))
         report(
             f"Posters {done}/{counts.total} ({counts.changed} changed, {counts.skipped_unchanged} already done)",
-            share * done / max(counts.total, 1),
+            done / max(counts.total, 1),
         )
     return counts
 

@@ -81,7 +81,7 @@ def preprocess_posters(
         posters = posters.filter(movie_id__in=ids)
         movies = movies.filter(id__in=ids)
 
-    poster_counts = run_poster_pass(posters, opts, report, POSTER_PASS_SHARE)
+    poster_counts = run_poster_pass(posters, opts, lambda message, f: report(message, POSTER_PASS_SHARE * f))
     report("Refreshing movie flags", POSTER_PASS_SHARE)
     movie_summary = run_movie_pass(
         movies,
@@ -89,8 +89,7 @@ def preprocess_posters(
         min_year=min_year,
         max_year=max_year,
         dedupe=dedupe,
-        report=report,
-        start=POSTER_PASS_SHARE,
+        report=lambda message, f: report(message, POSTER_PASS_SHARE + (1 - POSTER_PASS_SHARE) * f),
     )
 
     status_counts = dict(posters.order_by().values_list("status").annotate(n=Count("id")))
