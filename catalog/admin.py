@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .labels import StaleLabels, set_labels
-from .models import Genre, ImportRun, LabelChange, Movie, MovieGenre, Poster
+from .models import Genre, ImportRun, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
 
 LIST_THUMB_HEIGHT = 60
 DETAIL_THUMB_HEIGHT = 300
@@ -208,7 +208,7 @@ class MovieAdmin(admin.ModelAdmin):
         "title",
         "year",
         "genre_names",
-        "source",
+        "source_name",
         "label_source",
         "poster_status",
         "poster_grayscale",
@@ -296,6 +296,10 @@ class MovieAdmin(admin.ModelAdmin):
     def genre_names(self, movie):
         return ", ".join(label.genre.name for label in movie.labels.all()) or "—"
 
+    @admin.display(description="source", ordering="source")
+    def source_name(self, movie):
+        return movie.source_label  # the import registry's label (Movie.source has no choices)
+
     @admin.display(description="poster status", ordering="poster__status")
     def poster_status(self, movie):
         poster = movie_poster(movie)
@@ -331,7 +335,7 @@ class MovieAdmin(admin.ModelAdmin):
                 diff = set_labels(
                     form.instance,
                     wanted,
-                    origin=LabelChange.Origin.PERSON,
+                    origin=LabelOrigin.PERSON,
                     user=request.user,
                     reason=form.cleaned_data.get("label_reason", ""),
                     expected_version=form.cleaned_data.get("labels_from_version"),
@@ -468,7 +472,7 @@ class LabelChangeAdmin(ReadOnlyAdmin):
 class ImportRunAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
-        "kind",
+        "kind_name",
         "status",
         "created",
         "updated",
@@ -490,6 +494,10 @@ class ImportRunAdmin(ReadOnlyAdmin):
         "skipped_rows_table",
     )
     readonly_fields = flatten_fieldsets([(None, {"fields": fields})])
+
+    @admin.display(description="kind", ordering="kind")
+    def kind_name(self, run):
+        return run.kind_label
 
     @admin.display(description="warnings")
     def warning_list(self, run):

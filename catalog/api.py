@@ -27,7 +27,7 @@ from base.text_input import prohibit_nul
 
 from .forms import CatalogFilterForm
 from .labels import StaleLabels, change_labels, set_labels
-from .models import Genre, LabelChange, Movie, MovieGenre, Poster
+from .models import LABEL_SET_ORIGINS, Genre, LabelChange, Movie, MovieGenre, Poster
 from .views import KeysFirstPaginator
 
 MOVIE_FILTER_PARAMETERS = [
@@ -35,7 +35,7 @@ MOVIE_FILTER_PARAMETERS = [
     OpenApiParameter("genre", str, description="genre slug, e.g. science-fiction"),
     OpenApiParameter("year_min", int, description="released in or after this year"),
     OpenApiParameter("year_max", int, description="released in or before this year"),
-    OpenApiParameter("label_source", str, enum=list(Movie.LabelSource.values)),
+    OpenApiParameter("label_source", str, enum=[value for value, _ in LABEL_SET_ORIGINS]),
     OpenApiParameter(
         "poster",
         str,

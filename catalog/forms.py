@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.db.models import Q, QuerySet
 
-from .models import Genre, Movie, Poster
+from .models import LABEL_SET_ORIGINS, Genre, Movie, Poster
 
 POSTER_STATUS_CHOICES = (
     [("", "any poster")]
@@ -26,7 +26,7 @@ class CatalogFilterForm(forms.Form):
     )
     year_min = forms.IntegerField(required=False, min_value=1850, max_value=2100, label="from year")
     year_max = forms.IntegerField(required=False, min_value=1850, max_value=2100, label="to year")
-    label_source = forms.ChoiceField(required=False, choices=[("", "any labels")] + list(Movie.LabelSource.choices))
+    label_source = forms.ChoiceField(required=False, choices=[("", "any labels")] + LABEL_SET_ORIGINS)
     poster = forms.ChoiceField(required=False, choices=POSTER_STATUS_CHOICES, label="poster status")
     view = forms.ChoiceField(required=False, choices=[("grid", "Grid"), ("list", "List")])
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
-from .models import Genre, LabelChange, Movie, MovieGenre
+from .models import Genre, LabelChange, LabelOrigin, Movie, MovieGenre
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def write_labels(
     replace: Iterable[Genre] | None = None,
     add: Iterable[Genre] = (),
     remove: Iterable[Genre] = (),
-    origin: str = LabelChange.Origin.PERSON,
+    origin: str = LabelOrigin.PERSON,
     user=None,
     reason: str = "",
     expected_version: int | None = None,
@@ -71,11 +71,14 @@ def write_labels(
     apply to the current set. Everything is computed from the set read under the row lock.
 
     ``expected_version``: the label version the writer started from; if the movie is at
-    another version, raise ``StaleLabels`` and write nothing. ``origin`` is ``import`` for
+    another version, raise ``StaleLabels`` and write nothing. ``origin`` is ``imported`` for
     importers, ``person`` or ``suggestion`` for people; a person's real change marks the
     set as person-curated, and an import finding it so (under the lock) writes nothing.
     """
-    by_person = origin != LabelChange.Origin.IMPORT
+    if origin not in LabelOrigin.values:
+        # A misspelt origin ("import") must not count as a person's change and claim the set.
+        raise ValueError(f"unknown label origin {origin!r}; choose one of {', '.join(LabelOrigin.values)}")
+    by_person = origin != LabelOrigin.IMPORTED
     replace = None if replace is None else {g.pk: g for g in replace}
     add, remove = {g.pk: g for g in add}, {g.pk: g for g in remove}
     with transaction.atomic():
@@ -85,7 +88,7 @@ def write_labels(
         if expected_version is not None and expected_version != locked.label_version:
             raise StaleLabels(locked, _by_name(current.values()), locked.label_version, expected_version)
         _copy_label_state(locked, movie)
-        if not by_person and locked.label_source == Movie.LabelSource.PERSON:
+        if not by_person and locked.label_source == LabelOrigin.PERSON:
             return LabelDiff(
                 added=[],
                 removed=[],
@@ -107,7 +110,7 @@ def write_labels(
                 locked.save(update_fields=["missing_genres", "updated_at"])
                 _copy_label_state(locked, movie)
             return LabelDiff(added=[], removed=[], version=locked.label_version, labels=_by_name(current.values()))
-        label_source = MovieGenre.Source.PERSON if by_person else MovieGenre.Source.IMPORTED
+        label_source = LabelOrigin.PERSON if by_person else LabelOrigin.IMPORTED
         added_rows = MovieGenre.objects.bulk_create(
             [MovieGenre(movie=locked, genre=g, source=label_source, set_by=user) for g in to_add]
         )
@@ -135,8 +138,8 @@ def write_labels(
         locked.label_version += 1
         update_fields = ["label_version"]
         # Only a real change makes the set person-curated: every provenance change has audit rows.
-        if by_person and locked.label_source != Movie.LabelSource.PERSON:
-            locked.label_source = Movie.LabelSource.PERSON
+        if by_person and locked.label_source != LabelOrigin.PERSON:
+            locked.label_source = LabelOrigin.PERSON
             update_fields.append("label_source")
         if locked.missing_genres == has_genres:
             locked.missing_genres = not has_genres
@@ -165,7 +168,7 @@ def set_labels(
     movie: Movie,
     genres: Iterable[Genre],
     *,
-    origin: str = LabelChange.Origin.PERSON,
+    origin: str = LabelOrigin.PERSON,
     user=None,
     reason: str = "",
     expected_version: int | None = None,
@@ -181,7 +184,7 @@ def change_labels(
     *,
     add: Iterable[Genre] = (),
     remove: Iterable[Genre] = (),
-    origin: str = LabelChange.Origin.PERSON,
+    origin: str = LabelOrigin.PERSON,
     user=None,
     reason: str = "",
     expected_version: int | None = None,

@@ -25,18 +25,44 @@ class Genre(models.Model):
         super().save(*args, **kwargs)
 
 
+def validate_source(value: str) -> None:
+    """Movie.source and ImportRun.kind hold a registered import kind (catalog.importers.registry),
+    or "manual" for a movie entered by hand. No ``choices=``: the registry is the one list, and a
+    new source needs no migration."""
+    from django.core.exceptions import ValidationError
+
+    from .importers import registry
+
+    if not registry.is_movie_source(value):
+        known = ", ".join([registry.MANUAL_SOURCE, *(entry.kind for entry in registry.importers())])
+        raise ValidationError(f"{value!r} is not an import source; choose one of {known}")
+
+
+def source_label(value: str) -> str:
+    from .importers import registry
+
+    return registry.source_label(value)
+
+
+class LabelOrigin(models.TextChoices):
+    """Where labels came from, one vocabulary for the label history (LabelChange.origin), each
+    current label (MovieGenre.source) and a movie's label set as a whole (Movie.label_source)."""
+
+    IMPORTED = "imported", "Imported from a source"
+    PERSON = "person", "Set by a person"
+    SUGGESTION = "suggestion", "Accepted model suggestion"
+
+
+# A current label and a label set are imported or a person's: accepting a model suggestion is a
+# person's choice (LabelChange.origin keeps that it was a suggestion).
+LABEL_SET_ORIGINS = [(value, label) for value, label in LabelOrigin.choices if value != LabelOrigin.SUGGESTION]
+
+
+# A movie entered by hand (the admin, seed data); every other Movie.source is an import kind.
+MANUAL_SOURCE = "manual"
+
+
 class Movie(models.Model):
-    class Source(models.TextChoices):
-        TMDB = "tmdb", "TMDB API"
-        KAGGLE = "kaggle", "Kaggle The Movies Dataset"
-        MMIMDB = "mmimdb", "MM-IMDb"
-        CSV = "csv", "CSV + poster folder"
-        MANUAL = "manual", "Entered by hand"
-
-    class LabelSource(models.TextChoices):
-        IMPORTED = "imported", "Imported from a source"
-        PERSON = "person", "Set by a person"
-
     tmdb_id = models.PositiveIntegerField(unique=True, null=True, blank=True)
     imdb_id = models.CharField(max_length=16, unique=True, null=True, blank=True)
     title = models.CharField(max_length=512, db_index=True)
@@ -46,18 +72,18 @@ class Movie(models.Model):
     year = models.PositiveSmallIntegerField(null=True, blank=True, db_index=True)
     original_language = models.CharField(max_length=16, blank=True)
     popularity = models.FloatField(null=True, blank=True)
-    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MANUAL)
+    source = models.CharField(max_length=16, default=MANUAL_SOURCE, validators=[validate_source])
     source_id = models.CharField(max_length=128, blank=True)
     # Provenance of the current label set as a whole: once a person has edited the
     # labels, re-imports leave them alone and snapshots prefer them.
     label_source = models.CharField(
-        max_length=16, choices=LabelSource.choices, default=LabelSource.IMPORTED, db_index=True
+        max_length=16, choices=LABEL_SET_ORIGINS, default=LabelOrigin.IMPORTED, db_index=True
     )
     # Goes up by one with every change of the label set, in the same transaction (only
     # catalog.labels writes it): a write that started from an older version is refused.
     label_version = models.PositiveIntegerField(default=0)
     genres = models.ManyToManyField(Genre, through="MovieGenre", related_name="movies", blank=True)
-    # Preprocessing flags (catalog.preprocessing keeps them current).
+    # Curation flags (catalog.curation keeps them current).
     missing_overview = models.BooleanField(default=False, db_index=True)
     missing_genres = models.BooleanField(default=False, db_index=True)
     duplicate_of = models.ForeignKey(
@@ -97,6 +123,10 @@ class Movie(models.Model):
             ]
         super().save(*args, **kwargs)
 
+    @property
+    def source_label(self) -> str:
+        return source_label(self.source)
+
 
 LABEL_STATE_FIELDS = ("label_source", "label_version")
 
@@ -107,6 +137,13 @@ def poster_upload_to(instance: Poster, filename: str) -> str:
 
 def derivative_upload_to(instance: Poster, filename: str) -> str:
     return f"posters/derived/{instance.movie_id % 1000:03d}/{filename}"
+
+
+class PosterQuerySet(models.QuerySet):
+    def usable(self) -> PosterQuerySet:
+        """Posters a model may use: decoded fine (status ok) and with a resized derivative.
+        The one definition, for snapshots, training data and inference."""
+        return self.filter(status=Poster.Status.OK).exclude(derivative="")
 
 
 class Poster(models.Model):
@@ -131,19 +168,17 @@ class Poster(models.Model):
     derivative_size = models.PositiveIntegerField(null=True, blank=True)
     derivative_checksum = models.CharField(max_length=64, blank=True)
     # What the current preprocessing result was computed from: original checksum plus the
-    # settings that shape it (see catalog.preprocessing.processing_key). A poster whose key
+    # settings that shape it (see catalog.poster_processing.processing_key). A poster whose key
     # still matches is skipped, so a second run rewrites nothing.
     processing_key = models.CharField(max_length=160, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = PosterQuerySet.as_manager()
+
     def __str__(self) -> str:
         return f"Poster of {self.movie_id} ({self.status})"
-
-    @property
-    def usable_for_training(self) -> bool:
-        return self.status == self.Status.OK and bool(self.derivative)
 
     @property
     def display_url(self) -> str:
@@ -169,13 +204,9 @@ class Poster(models.Model):
 class MovieGenre(models.Model):
     """A current genre label of a movie, with where it came from."""
 
-    class Source(models.TextChoices):
-        IMPORTED = "imported", "Imported"
-        PERSON = "person", "Set by a person"
-
     movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="labels")
     genre = models.ForeignKey(Genre, on_delete=models.PROTECT, related_name="labels")
-    source = models.CharField(max_length=16, choices=Source.choices, default=Source.IMPORTED)
+    source = models.CharField(max_length=16, choices=LABEL_SET_ORIGINS, default=LabelOrigin.IMPORTED)
     set_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -200,15 +231,10 @@ class LabelChange(models.Model):
         ADDED = "added", "Added"
         REMOVED = "removed", "Removed"
 
-    class Origin(models.TextChoices):
-        IMPORT = "import", "Import"
-        PERSON = "person", "Person"
-        SUGGESTION = "suggestion", "Accepted model suggestion"
-
     movie = models.ForeignKey(Movie, on_delete=models.CASCADE, related_name="label_history")
     genre = models.ForeignKey(Genre, on_delete=models.PROTECT, related_name="+")
     action = models.CharField(max_length=8, choices=Action.choices)
-    origin = models.CharField(max_length=16, choices=Origin.choices)
+    origin = models.CharField(max_length=16, choices=LabelOrigin.choices)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="label_changes"
     )
@@ -240,7 +266,7 @@ class ImportRun(models.Model):
         FAILED = "failed", "Failed"
         CANCELLED = "cancelled", "Cancelled"
 
-    kind = models.CharField(max_length=16, choices=Movie.Source.choices)
+    kind = models.CharField(max_length=16, validators=[validate_source])
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     created = models.PositiveIntegerField(default=0)
@@ -260,3 +286,7 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} import #{self.pk} ({self.status})"
+
+    @property
+    def kind_label(self) -> str:
+        return source_label(self.kind)

@@ -353,6 +353,8 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "workers.models.Job.Status",
         "JobShardStatusEnum": "workers.models.JobShard.Status",
         "PosterStatusEnum": "catalog.models.Poster.Status",
+        "LabelOriginEnum": "catalog.models.LabelOrigin",
+        "LabelSetOriginEnum": "catalog.models.LABEL_SET_ORIGINS",
     },
 }
 

@@ -5,7 +5,7 @@ import pytest
 from django.urls import reverse
 
 from catalog.labels import change_labels, set_labels
-from catalog.models import AppendOnlyError, Genre, LabelChange, Movie, MovieGenre
+from catalog.models import AppendOnlyError, Genre, LabelChange, LabelOrigin, Movie, MovieGenre
 
 
 def test_production_refuses_development_secret():
@@ -28,23 +28,23 @@ def test_healthz(client):
 @pytest.mark.django_db
 def test_label_changes_are_audited_and_append_only(django_user_model):
     drama, comedy, horror = (Genre.objects.create(name=n) for n in ("Drama", "Comedy", "Horror"))
-    movie = Movie.objects.create(title="Example", source=Movie.Source.CSV, source_id="1")
-    set_labels(movie, [drama, comedy], origin=LabelChange.Origin.IMPORT)
-    assert movie.label_source == Movie.LabelSource.IMPORTED
+    movie = Movie.objects.create(title="Example", source="csv", source_id="1")
+    set_labels(movie, [drama, comedy], origin=LabelOrigin.IMPORTED)
+    assert movie.label_source == LabelOrigin.IMPORTED
 
     person = django_user_model.objects.create_user("labeler")
     diff = change_labels(movie, add=[horror], remove=[comedy], user=person, reason="poster is a slasher")
     assert diff.added == ["Horror"] and diff.removed == ["Comedy"]
     assert set(movie.genres.values_list("name", flat=True)) == {"Drama", "Horror"}
     movie.refresh_from_db()
-    assert movie.label_source == Movie.LabelSource.PERSON
-    assert MovieGenre.objects.get(movie=movie, genre=horror).source == MovieGenre.Source.PERSON
+    assert movie.label_source == LabelOrigin.PERSON
+    assert MovieGenre.objects.get(movie=movie, genre=horror).source == LabelOrigin.PERSON
 
     history = sorted(movie.label_history.values_list("genre__name", "action", "origin", "user__username", "reason"))
     assert history == [
-        ("Comedy", "added", "import", None, ""),
+        ("Comedy", "added", "imported", None, ""),
         ("Comedy", "removed", "person", "labeler", "poster is a slasher"),
-        ("Drama", "added", "import", None, ""),
+        ("Drama", "added", "imported", None, ""),
         ("Horror", "added", "person", "labeler", "poster is a slasher"),
     ]
     entry = movie.label_history.first()
@@ -55,11 +55,11 @@ def test_label_changes_are_audited_and_append_only(django_user_model):
         entry.delete()
 
     # A person saving an unchanged imported set neither records history nor claims the set.
-    other = Movie.objects.create(title="Untouched", source=Movie.Source.CSV, source_id="2")
-    set_labels(other, [drama], origin=LabelChange.Origin.IMPORT)
+    other = Movie.objects.create(title="Untouched", source="csv", source_id="2")
+    set_labels(other, [drama], origin=LabelOrigin.IMPORTED)
     assert not set_labels(other, [drama], user=person).changed
     other.refresh_from_db()
-    assert other.label_source == Movie.LabelSource.IMPORTED
+    assert other.label_source == LabelOrigin.IMPORTED
 
     # Setting the same labels again records nothing.
     before = LabelChange.objects.count()

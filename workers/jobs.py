@@ -42,8 +42,6 @@ from .queues import TASK_ROUTES
 logger = logging.getLogger(__name__)
 
 TEST_HOOK_PREFIX = "_test_"
-IMPORT_SOURCES = ("tmdb", "kaggle", "mmimdb", "csv")
-FILE_IMPORT_SOURCES = ("kaggle", "mmimdb", "csv")
 MAX_SHARD_SIZE = 20_000
 
 
@@ -134,14 +132,10 @@ def _config_field(params: dict, errors: dict, *, required: bool) -> None:
 
 
 def _validate_import(params: dict, errors: dict) -> None:
-    source = params.get("source")
-    if source not in IMPORT_SOURCES:
-        errors["source"] = f"Must be one of {', '.join(IMPORT_SOURCES)}; got {source!r}."
-        return
-    from catalog.importers import import_param_errors  # paths under GENREWEB_IMPORT_ROOTS, no base_url, ...
+    from catalog.importers import registry  # sources, their params, paths under GENREWEB_IMPORT_ROOTS
 
-    errors.update(import_param_errors(source, params))
-    _int_field(params, "limit", errors, minimum=1)
+    hooks = [name for name in params if name.startswith(TEST_HOOK_PREFIX)]  # validate_params checks them
+    errors.update(registry.job_param_errors(params, carried=hooks))
 
 
 def _validate_preprocess(params: dict, errors: dict) -> None:
@@ -217,7 +211,7 @@ KINDS: dict[str, KindSpec] = {
     Job.Kind.IMPORT: KindSpec(
         "workers.run_import",
         _validate_import,
-        description="source (tmdb|kaggle|mmimdb|csv), path for file sources, importer options",
+        description="source (a kind of catalog.importers.registry), path for file sources, importer options",
     ),
     Job.Kind.PREPROCESS: KindSpec(
         "workers.run_preprocess",

@@ -15,6 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from base.permissions import is_staff, reader_required, staff_required
+from catalog.importers import registry as import_registry
 
 from . import jobs
 from .jobs import InvalidJobParams, JobError, enqueue
@@ -46,14 +47,8 @@ class QueueJobForm(forms.Form):
     """One form for every kind; ``params()`` builds the parameters workers.jobs expects for
     the chosen kind (which validates them again and names any bad field)."""
 
-    IMPORT_SOURCES = [
-        ("csv", "CSV + poster folder"),
-        ("kaggle", "Kaggle The Movies Dataset"),
-        ("mmimdb", "MM-IMDb folder"),
-        ("tmdb", "TMDB API"),
-    ]
     kind = forms.ChoiceField(choices=Job.Kind.choices)
-    source = forms.ChoiceField(choices=IMPORT_SOURCES, required=False, label="import source")
+    source = forms.ChoiceField(choices=(), required=False, label="import source")
     path = forms.CharField(required=False, max_length=1000, label="file or folder path (on the worker)")
     api_key = forms.CharField(
         required=False, max_length=200, label="TMDB API key", widget=forms.PasswordInput(render_value=True)
@@ -82,6 +77,7 @@ class QueueJobForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fields["source"].choices = import_registry.choices()
         self.fields["config"].choices = [("", "—")] + _preset_choices()
         self.fields["model_version_id"].choices = _version_choices()
         self.fields["snapshot_id"].choices = _snapshot_choices()
@@ -111,11 +107,10 @@ class QueueJobForm(forms.Form):
             elif hasattr(value, "isoformat"):
                 value = value.isoformat()
             params[name] = value
-        if kind == Job.Kind.IMPORT and params.get("source") == "tmdb":
-            params.pop("path", None)
-        elif kind == Job.Kind.IMPORT:
-            for name in ("api_key", "date_from", "date_to"):
-                params.pop(name, None)
+        if kind == Job.Kind.IMPORT and params.get("source"):
+            # Only the fields the chosen source takes (e.g. no path for TMDB, no API key for a CSV).
+            accepted = import_registry.get(params["source"]).all_params | {"source"}
+            params = {name: value for name, value in params.items() if name in accepted}
         return params
 
 

@@ -1,4 +1,8 @@
-"""Shared plumbing for the import_* management commands: run, print progress and summary."""
+"""The import commands, built from the registry: ``import_<kind>`` and ``import_movies <kind>``.
+
+Each entry's ``arguments`` become the command's options (their ``dest`` is the import
+parameter); run, print progress and summary are shared.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,56 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from . import ImporterError, run_import, summary
+from . import ImporterError, registry, run_import, summary
+
+# Options of every import command that are not import parameters.
+COMMAND_OPTIONS = ("limit", "allow_new_genres", "progress_every")
+
+
+def add_source_arguments(parser, entry: registry.Importer) -> None:
+    groups: dict[str, object] = {}
+    for arg in entry.arguments:
+        target = parser
+        if arg.group:
+            if arg.group not in groups:
+                groups[arg.group] = parser.add_mutually_exclusive_group()
+            target = groups[arg.group]
+        target.add_argument(*arg.flags, **arg.options)
+    add_common_arguments(parser)
+
+
+def source_params(entry: registry.Importer, options: dict) -> dict:
+    """The import params given on the command line (options left unset are left out)."""
+    params = {}
+    for action_dest in _dests(entry):
+        value = options.get(action_dest)
+        if value not in (None, ""):
+            params[action_dest] = value
+    return params
+
+
+def _dests(entry: registry.Importer) -> list[str]:
+    dests = []
+    for arg in entry.arguments:
+        name = arg.options.get("dest") or arg.flags[0].lstrip("-").replace("-", "_")
+        dests.append(name)
+    return dests
+
+
+def import_command(kind: str) -> type[BaseCommand]:
+    """The management command of one registered source (an ``import_<kind>.py`` is this one line)."""
+    entry = registry.get(kind)
+
+    class Command(BaseCommand):
+        help = entry.help or f"Import movies from {entry.label}."
+
+        def add_arguments(self, parser):
+            add_source_arguments(parser, entry)
+
+        def handle(self, *args, **options):
+            run_and_report(self, kind, source_params(entry, options), options)
+
+    return Command
 
 
 def add_common_arguments(parser) -> None:

@@ -17,23 +17,11 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 
-from ..models import Movie
 from . import http
-from .base import (
-    GenreRef,
-    ImporterError,
-    MovieRecord,
-    PosterRef,
-    RowError,
-    SkippedRow,
-    Source,
-    clean_text,
-    parse_float,
-    parse_imdb_id,
-    parse_positive_int,
-    require_storable,
-)
+from .parsing import clean_text, parse_float, parse_imdb_id, parse_positive_int, require_storable
 from .poster_sources import PosterFolder, stored_from_url
+from .records import GenreRef, ImporterError, MovieRecord, PosterRef, RowError, SkippedRow, Source
+from .registry import argument, register
 from .tabular import CsvRows, read_text
 
 DATE_FORMATS = ("%Y-%m-%d", "%d-%m-%Y", "%Y/%m/%d", "%d/%m/%Y", "%d.%m.%Y")
@@ -73,9 +61,23 @@ def parse_genres(cell: str) -> list[GenreRef]:
     return list(refs.values())
 
 
+@register(
+    "kaggle",
+    "Kaggle The Movies Dataset",
+    params={"path", "posters", "poster_url_base", "encoding", "backoff_base"},
+    help='Import Kaggle "The Movies Dataset" movies_metadata.csv, with optional posters (folder or URL base).',
+    arguments=[
+        argument("path", help="movies_metadata.csv (or the folder holding it)"),
+        argument("--posters", group="posters", help="folder of posters named <tmdb id>.jpg or <imdb id>.jpg"),
+        argument(
+            "--poster-url-base",
+            group="posters",
+            help="URL joined with the poster_path column, e.g. https://image.tmdb.org/t/p/w342",
+        ),
+        argument("--encoding", help="CSV encoding (default: UTF-8, with a reported fallback)"),
+    ],
+)
 class KaggleSource(Source):
-    kind = Movie.Source.KAGGLE
-
     def __init__(self, params: dict):
         super().__init__()
         path = Path(str(params.get("path") or "")).expanduser()

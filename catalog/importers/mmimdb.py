@@ -13,20 +13,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..models import Movie
-from .base import (
-    ImporterError,
-    MovieRecord,
-    PosterRef,
-    RowError,
-    SkippedRow,
-    Source,
-    clean_text,
-    genre_refs,
-    parse_imdb_id,
-    parse_year,
-)
+from .parsing import clean_text, genre_refs, parse_imdb_id, parse_year
 from .poster_sources import IMAGE_SUFFIXES
+from .records import ImporterError, MovieRecord, PosterRef, RowError, SkippedRow, Source
+from .registry import argument, register
 
 # A movie's JSON is a few kB; a huge one is not an MM-IMDb record.
 MAX_JSON_BYTES = 5 * 1024 * 1024
@@ -41,9 +31,14 @@ def longest_plot(value) -> str:
     return ""
 
 
+@register(
+    "mmimdb",
+    "MM-IMDb",
+    params={"path"},
+    help="Import MM-IMDb: a folder with one <id>.json (title, year, genres, plot) and one <id>.jpeg per movie.",
+    arguments=[argument("path", help="the folder of JSON + JPEG files (or its parent holding dataset/)")],
+)
 class MmImdbSource(Source):
-    kind = Movie.Source.MMIMDB
-
     def __init__(self, params: dict):
         super().__init__()
         if not params.get("path"):

@@ -12,29 +12,29 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..models import Movie
-from .base import (
-    ImporterError,
-    MovieRecord,
-    RowError,
-    SkippedRow,
-    Source,
-    clean_text,
-    genre_refs,
-    parse_imdb_id,
-    parse_positive_int,
-    parse_year,
-)
+from .parsing import clean_text, genre_refs, parse_imdb_id, parse_positive_int, parse_year
 from .poster_sources import PosterFolder
+from .records import ImporterError, MovieRecord, RowError, SkippedRow, Source
+from .registry import argument, register
 from .tabular import CsvRows, read_text
 
 TMDB_REF_RE = re.compile(r"^tmdb[:_](\d+)$", re.IGNORECASE)
 IMDB_REF_RE = re.compile(r"^imdb[:_](tt\d+)$", re.IGNORECASE)
 
 
+@register(
+    "csv",
+    "CSV + poster folder",
+    params={"path", "posters", "encoding"},
+    help="Import a plain CSV (id, title, year, overview, genres as A|B|C, source_id, poster, imdb_id) "
+    "with a poster folder. PATH is a folder holding movies.csv and posters/, or the CSV itself.",
+    arguments=[
+        argument("path", help="folder with movies.csv (+ posters/), or a CSV file"),
+        argument("--posters", help="poster folder (default: posters/ next to movies.csv)"),
+        argument("--encoding", help="CSV encoding (default: UTF-8, with a reported fallback)"),
+    ],
+)
 class PlainCsvSource(Source):
-    kind = Movie.Source.CSV
-
     def __init__(self, params: dict):
         super().__init__()
         path = Path(str(params.get("path") or "")).expanduser()

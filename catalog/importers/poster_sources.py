@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..models import Poster
-from .base import ImporterError, PosterRef
+from .records import ImporterError, PosterRef
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 

@@ -8,7 +8,7 @@ import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .base import ImporterError, MovieRecord, RowError, SkippedRow
+from .records import ImporterError, MovieRecord, RowError, SkippedRow
 
 # Tried in order once UTF-8 fails. cp1252 is what spreadsheet tools on Windows write;
 # latin-1 decodes any byte, so the import always goes on, with a warning saying how.

@@ -20,21 +20,11 @@ from typing import Any
 
 from django.conf import settings
 
-from ..models import Movie
 from . import http
-from .base import (
-    GenreRef,
-    ImporterError,
-    MovieRecord,
-    PosterRef,
-    RowError,
-    SkippedRow,
-    Source,
-    clean_text,
-    parse_imdb_id,
-    require_storable,
-)
+from .parsing import clean_text, parse_imdb_id, require_storable
 from .poster_sources import stored_from_url
+from .records import GenreRef, ImporterError, MovieRecord, PosterRef, RowError, SkippedRow, Source
+from .registry import argument, register
 
 TMDB_MAX_PAGES = 500
 DEFAULT_POSTER_SIZE = "w342"
@@ -50,8 +40,42 @@ def parse_iso_date(value: Any, name: str) -> date | None:
         raise RowError(f"{name} {text!r} is not a YYYY-MM-DD date") from None
 
 
+@register(
+    "tmdb",
+    "TMDB API",
+    params={
+        "api_key",
+        "bearer_token",
+        "date_from",
+        "date_to",
+        "poster_size",
+        "language",
+        "details",
+        "max_pages",
+        "max_retries",
+        "backoff_base",
+        "timeout",
+    },
+    help="Import movies from the TMDB API v3 (discover by release date, details, posters). Credentials "
+    "default to TMDB_API_KEY / TMDB_BEARER_TOKEN from the environment.",
+    arguments=[
+        argument("--from", dest="date_from", help="first release date, YYYY-MM-DD"),
+        argument("--to", dest="date_to", help="last release date, YYYY-MM-DD (default: today)"),
+        argument("--api-key", help="TMDB v3 API key (default: $TMDB_API_KEY)"),
+        argument("--bearer-token", help="TMDB v4 read access token (default: $TMDB_BEARER_TOKEN)"),
+        argument(
+            "--poster-size", default="w342", help="TMDB poster size, e.g. w185, w342, original; 'none' skips posters"
+        ),
+        argument("--language", default="en-US"),
+        argument(
+            "--no-details",
+            dest="details",
+            action="store_false",
+            help="skip the per-movie details call (faster; no IMDb ids)",
+        ),
+    ],
+)
 class TmdbSource(Source):
-    kind = Movie.Source.TMDB
     batch_size = 20  # every movie costs requests: report progress (and allow cancel) often
 
     def __init__(self, params: dict):

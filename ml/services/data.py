@@ -78,8 +78,8 @@ def overview_checksum(text: str) -> str:
 def _posters(movie_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
     return {
         movie_id: (name, checksum)
-        for movie_id, name, checksum in Poster.objects.filter(movie_id__in=movie_ids, status=Poster.Status.OK)
-        .exclude(derivative="")
+        for movie_id, name, checksum in Poster.objects.usable()
+        .filter(movie_id__in=movie_ids)
         .values_list("movie_id", "derivative", "derivative_checksum")
     }
 

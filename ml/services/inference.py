@@ -195,7 +195,7 @@ def refresh_disagreements(movie_ids: Sequence[int]) -> int:
 def _poster_derivative(poster: bytes) -> bytes:
     """Decode an uploaded poster safely and resize it the way training posters were."""
     from catalog.images import decode_image
-    from catalog.preprocessing import build_derivative, derivative_mode
+    from catalog.poster_processing import build_derivative, derivative_mode
 
     decoded = decode_image(poster)  # raises catalog.images.ImageRejected with a readable reason
     mode = derivative_mode(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db.models import Exists, OuterRef, QuerySet
 
-from catalog.models import LabelChange
+from catalog.models import LabelChange, LabelOrigin
 from ml.models import Evaluation, ModelVersion, Prediction
 
 # A prediction counts as "unsure" from this uncertainty on (1 = a genre sits exactly on its
@@ -64,7 +64,7 @@ def queue_predictions(queue: str, version: ModelVersion) -> QuerySet:
     else:
         predictions = predictions.order_by("-uncertainty", "id")
     reviewed = LabelChange.objects.filter(movie=OuterRef("movie_id"), created_at__gte=OuterRef("updated_at")).exclude(
-        origin=LabelChange.Origin.IMPORT
+        origin=LabelOrigin.IMPORTED
     )
     return predictions.exclude(Exists(reviewed))
 

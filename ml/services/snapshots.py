@@ -129,10 +129,7 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
     report(progress, "Reading posters", 0.1)
     usable_poster: dict[int, str] = {}
     for movie_id, derivative, checksum in (
-        Poster.objects.filter(status=Poster.Status.OK)
-        .exclude(derivative="")
-        .values_list("movie_id", "derivative", "derivative_checksum")
-        .iterator(chunk_size=5000)
+        Poster.objects.usable().values_list("movie_id", "derivative", "derivative_checksum").iterator(chunk_size=5000)
     ):
         # A derivative without a recorded checksum still has to change the hash when it
         # changes; its file name is the best stand-in we have.

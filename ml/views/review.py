@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 
 from base.permissions import labeler_required, reader_required
 from catalog.labels import change_labels
-from catalog.models import Genre, LabelChange, MovieGenre
+from catalog.models import Genre, LabelOrigin, MovieGenre
 from catalog.views import poster_url
 
 from ..models import Prediction
@@ -120,7 +120,7 @@ def accept_suggestion(request, pk: int):
         prediction.movie,
         add=[genres[n] for n in add_names if n in genres],
         remove=[genres[n] for n in remove_names if n in genres],
-        origin=LabelChange.Origin.SUGGESTION,
+        origin=LabelOrigin.SUGGESTION,
         user=request.user,
         reason=f"accepted suggestion of {prediction.model_version}",
     )

@@ -58,7 +58,7 @@ def movie_with_poster(db):
             title=title or f"Movie {n}",
             year=year,
             overview=overview,
-            source=Movie.Source.CSV,
+            source="csv",
             source_id=f"t{n}",
             **fields,
         )

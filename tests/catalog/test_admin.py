@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from catalog.labels import set_labels
-from catalog.models import Genre, ImportRun, LabelChange, Movie, MovieGenre, Poster
+from catalog.models import Genre, ImportRun, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
 from catalog.preprocessing import preprocess_posters
 
 pytestmark = pytest.mark.django_db
@@ -22,10 +22,10 @@ def catalog_with_posters(movie_with_poster, make_image):
     movies = []
     for n in range(6):
         movie, _ = movie_with_poster(make_image(100, 150, seed=n, gray=n == 0), title=f"Film {n}", year=1990 + n)
-        set_labels(movie, [drama, comedy] if n % 2 else [drama], origin=LabelChange.Origin.IMPORT)
+        set_labels(movie, [drama, comedy] if n % 2 else [drama], origin=LabelOrigin.IMPORTED)
         movies.append(movie)
     movie_with_poster(None, title="No picture")
-    Movie.objects.create(title="No poster row", source=Movie.Source.MANUAL)
+    Movie.objects.create(title="No poster row", source="manual")
     preprocess_posters()
     return movies
 
@@ -47,7 +47,7 @@ def test_movie_changelist_shows_thumbnails_without_n_plus_one(
     drama = Genre.objects.get(name="Drama")
     for n in range(8):
         movie, _ = movie_with_poster(make_image(seed=20 + n), title=f"More {n}")
-        set_labels(movie, [drama], origin=LabelChange.Origin.IMPORT)
+        set_labels(movie, [drama], origin=LabelOrigin.IMPORTED)
     with django_assert_max_num_queries(baseline):
         assert admin_client_logged_in.get(url).status_code == 200
 
@@ -116,9 +116,9 @@ def test_movie_change_page_relabels_through_set_labels(admin_client_logged_in, c
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
     movie.refresh_from_db()
     assert list(movie.genres.values_list("name", flat=True)) == ["Comedy"]
-    assert movie.label_source == Movie.LabelSource.PERSON
+    assert movie.label_source == LabelOrigin.PERSON
     entries = set(
-        LabelChange.objects.filter(movie=movie, origin=LabelChange.Origin.PERSON).values_list(
+        LabelChange.objects.filter(movie=movie, origin=LabelOrigin.PERSON).values_list(
             "genre__name", "action", "user__username", "reason"
         )
     )
@@ -161,7 +161,7 @@ def test_movie_change_page_from_an_older_label_version_keeps_the_newer_labels(
     movie.refresh_from_db()
     assert movie.title == "Renamed"  # the other fields are saved
     assert set(movie.genres.values_list("name", flat=True)) == {"Drama", "Horror"}
-    assert movie.label_source == Movie.LabelSource.PERSON and movie.label_version == 2
+    assert movie.label_source == LabelOrigin.PERSON and movie.label_version == 2
     assert not LabelChange.objects.filter(movie=movie, user__username="boss").exists()
 
 
@@ -191,8 +191,8 @@ def test_saving_a_movie_without_label_change_keeps_provenance(admin_client_logge
     assert response.status_code == 302
     movie.refresh_from_db()
     assert movie.title == "Renamed"
-    assert movie.label_source == Movie.LabelSource.IMPORTED
-    assert not LabelChange.objects.filter(movie=movie, origin=LabelChange.Origin.PERSON).exists()
+    assert movie.label_source == LabelOrigin.IMPORTED
+    assert not LabelChange.objects.filter(movie=movie, origin=LabelOrigin.PERSON).exists()
 
 
 def test_poster_admin_list_and_detail(admin_client_logged_in, catalog_with_posters, django_assert_max_num_queries):
@@ -254,7 +254,7 @@ def test_current_labels_admin_is_read_only(admin_client_logged_in, catalog_with_
 
 def test_import_run_admin_is_read_only_and_shows_skipped_rows(admin_client_logged_in):
     run = ImportRun.objects.create(
-        kind=Movie.Source.CSV,
+        kind="csv",
         status=ImportRun.Status.SUCCEEDED,
         created=3,
         skipped=2,
@@ -285,7 +285,7 @@ def test_import_run_admin_caps_a_huge_skipped_list(admin_client_logged_in, monke
 
     monkeypatch.setattr(catalog.admin, "SKIPPED_ROWS_SHOWN", 3)
     rows = [{"row": n, "reason": f"bad row {n}"} for n in range(1, 11)]
-    run = ImportRun.objects.create(kind=Movie.Source.CSV, skipped=10, skipped_rows=rows)
+    run = ImportRun.objects.create(kind="csv", skipped=10, skipped_rows=rows)
     html = admin_client_logged_in.get(reverse("admin:catalog_importrun_change", args=[run.pk])).content.decode()
     assert "bad row 3<" in html and "bad row 4<" not in html
     assert "… and 7 more rows not shown" in html

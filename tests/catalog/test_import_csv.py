@@ -12,10 +12,10 @@ from django.core.management import call_command
 from django.db import IntegrityError
 
 from catalog.importers import ImporterError, run_import
-from catalog.importers import base as import_base
+from catalog.importers import writer as import_writer
 from catalog.importers.plain_csv import PlainCsvSource
 from catalog.labels import set_labels
-from catalog.models import Genre, ImportRun, LabelChange, Movie, Poster
+from catalog.models import Genre, ImportRun, LabelChange, LabelOrigin, Movie, Poster
 
 HEADER = ["id", "title", "year", "overview", "genres", "source_id", "poster", "imdb_id", "text_source"]
 
@@ -81,8 +81,8 @@ def test_happy_path_creates_movies_labels_and_posters(tmp_path, make_image, _med
         "tmdb_206647",
     )
     assert labels_of(spectre) == {"Action", "Adventure", "Crime"}
-    assert set(spectre.label_history.values_list("origin", flat=True)) == {LabelChange.Origin.IMPORT}
-    assert spectre.label_source == Movie.LabelSource.IMPORTED
+    assert set(spectre.label_history.values_list("origin", flat=True)) == {LabelOrigin.IMPORTED}
+    assert spectre.label_source == LabelOrigin.IMPORTED
     poster = spectre.poster
     data = (folder / "posters" / "tmdb_206647.jpg").read_bytes()
     assert poster.status == Poster.Status.PENDING
@@ -134,7 +134,7 @@ def test_person_curated_labels_survive_reimport(tmp_path, make_image):
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run_import("csv", {"path": str(folder)})
     movie = Movie.objects.get(tmdb_id=49026)
-    set_labels(movie, [Genre.objects.get(name="Drama")], origin=LabelChange.Origin.PERSON)
+    set_labels(movie, [Genre.objects.get(name="Drama")], origin=LabelOrigin.PERSON)
     changed = THREE[:2] + [devset_row(49026, "The Dark Knight Rises", "Action|Horror", year="2012", overview="Edited.")]
     write_folder(folder, changed, make_image)
 
@@ -142,10 +142,10 @@ def test_person_curated_labels_survive_reimport(tmp_path, make_image):
 
     movie.refresh_from_db()
     assert labels_of(movie) == {"Drama"}
-    assert movie.label_source == Movie.LabelSource.PERSON
+    assert movie.label_source == LabelOrigin.PERSON
     assert movie.overview == "Edited."  # other fields still follow the source
     assert run.updated == 1
-    assert not movie.label_history.filter(origin=LabelChange.Origin.IMPORT, genre__name="Horror").exists()
+    assert not movie.label_history.filter(origin=LabelOrigin.IMPORTED, genre__name="Horror").exists()
 
 
 @pytest.mark.django_db
@@ -156,14 +156,14 @@ def test_a_person_saving_after_the_batch_was_read_keeps_the_labels(tmp_path, mak
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run_import("csv", {"path": str(folder)})
     movie = Movie.objects.get(tmdb_id=49026)
-    real_prefetch = import_base._Lookup.prefetch.__func__
+    real_prefetch = import_writer._Lookup.prefetch.__func__
 
     def prefetch_then_a_person_saves(cls, records):
         lookup = real_prefetch(cls, records)
-        set_labels(movie, [Genre.objects.get(name="Drama")], origin=LabelChange.Origin.PERSON, reason="by hand")
+        set_labels(movie, [Genre.objects.get(name="Drama")], origin=LabelOrigin.PERSON, reason="by hand")
         return lookup
 
-    monkeypatch.setattr(import_base._Lookup, "prefetch", classmethod(prefetch_then_a_person_saves))
+    monkeypatch.setattr(import_writer._Lookup, "prefetch", classmethod(prefetch_then_a_person_saves))
     write_folder(
         folder, THREE[:2] + [devset_row(49026, "The Dark Knight Rises", "Action|Horror", year="2012")], make_image
     )
@@ -172,7 +172,7 @@ def test_a_person_saving_after_the_batch_was_read_keeps_the_labels(tmp_path, mak
 
     movie.refresh_from_db()
     assert labels_of(movie) == {"Drama"}
-    assert movie.label_source == Movie.LabelSource.PERSON
+    assert movie.label_source == LabelOrigin.PERSON
     assert list(movie.label_history.order_by("-id").values_list("origin", flat=True)[:1]) == ["person"]
 
 
@@ -276,14 +276,14 @@ def test_missing_corrupt_and_escaping_posters(tmp_path, make_image):
 
 @pytest.mark.django_db
 def test_a_failing_row_leaves_nothing_half_written(tmp_path, make_image, monkeypatch, _media_in_tmp):
-    real_set_labels = import_base.set_labels
+    real_set_labels = import_writer.set_labels
 
     def flaky_set_labels(movie, genres, **kwargs):
         if movie.title == "Spectre":
             raise IntegrityError("simulated constraint failure")
         return real_set_labels(movie, genres, **kwargs)
 
-    monkeypatch.setattr(import_base, "set_labels", flaky_set_labels)
+    monkeypatch.setattr(import_writer, "set_labels", flaky_set_labels)
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run = run_import("csv", {"path": str(folder)})
 

@@ -12,7 +12,7 @@ from django.core.management import call_command
 
 from catalog.importers import ImporterError, run_import
 from catalog.labels import set_labels
-from catalog.models import Genre, LabelChange, Movie, Poster
+from catalog.models import Genre, LabelOrigin, Movie, Poster
 
 from .fake_tmdb import FakeMovie
 
@@ -153,7 +153,7 @@ def test_kaggle_rerun_and_person_labels(tmp_path):
     path = write_kaggle(tmp_path / "movies_metadata.csv", realistic_rows())
     run_import("kaggle", {"path": str(path)})
     toy = Movie.objects.get(tmdb_id=862)
-    set_labels(toy, [Genre.objects.get(name="Comedy")], origin=LabelChange.Origin.PERSON)
+    set_labels(toy, [Genre.objects.get(name="Comedy")], origin=LabelOrigin.PERSON)
     again = run_import("kaggle", {"path": str(path)})
     assert (again.created, again.updated, again.unchanged) == (0, 0, 3)
     assert list(toy.genres.values_list("name", flat=True)) == ["Comedy"]

@@ -15,7 +15,7 @@ from catalog.models import Movie, Poster
 
 @pytest.fixture
 def movie(db):
-    return Movie.objects.create(title="Poster test", source=Movie.Source.MANUAL)
+    return Movie.objects.create(title="Poster test", source="manual")
 
 
 def test_same_bytes_are_stored_once(movie, make_image):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from catalog.labels import StaleLabels, change_labels, set_labels
-from catalog.models import Genre, LabelChange, Movie
+from catalog.models import Genre, LabelChange, LabelOrigin, Movie
 
 pytestmark = pytest.mark.django_db
 
@@ -17,8 +17,8 @@ def genres():
 
 @pytest.fixture
 def movie(genres):
-    movie = Movie.objects.create(title="Example", source=Movie.Source.CSV, source_id="1")
-    set_labels(movie, [genres["Drama"]], origin=LabelChange.Origin.IMPORT)
+    movie = Movie.objects.create(title="Example", source="csv", source_id="1")
+    set_labels(movie, [genres["Drama"]], origin=LabelOrigin.IMPORTED)
     return movie
 
 
@@ -47,12 +47,12 @@ def test_a_stale_version_writes_nothing_and_tells_the_current_labels(movie, genr
 
 def test_an_import_yields_to_a_person_even_from_a_stale_instance(movie, genres):
     stale = Movie.objects.get(pk=movie.pk)  # what an importer read before the person saved
-    change_labels(movie, add=[genres["Comedy"]], user=None, origin=LabelChange.Origin.PERSON)
-    assert stale.label_source == Movie.LabelSource.IMPORTED
-    diff = set_labels(stale, [genres["Horror"]], origin=LabelChange.Origin.IMPORT)
+    change_labels(movie, add=[genres["Comedy"]], user=None, origin=LabelOrigin.PERSON)
+    assert stale.label_source == LabelOrigin.IMPORTED
+    diff = set_labels(stale, [genres["Horror"]], origin=LabelOrigin.IMPORTED)
     assert diff.kept_person_labels and not diff.changed
     assert set(movie.genres.values_list("name", flat=True)) == {"Comedy", "Drama"}
-    assert stale.label_source == Movie.LabelSource.PERSON  # the caller's instance is brought up to date
+    assert stale.label_source == LabelOrigin.PERSON  # the caller's instance is brought up to date
 
 
 def test_a_plain_save_of_an_older_instance_keeps_the_label_state(movie, genres):
@@ -63,4 +63,4 @@ def test_a_plain_save_of_an_older_instance_keeps_the_label_state(movie, genres):
     earlier.save()
     movie.refresh_from_db()
     assert movie.title == "Renamed"
-    assert (movie.label_source, movie.label_version) == (Movie.LabelSource.PERSON, 2)
+    assert (movie.label_source, movie.label_version) == (LabelOrigin.PERSON, 2)

@@ -7,9 +7,10 @@ from django.core.management import call_command
 from django.utils._os import safe_join
 from PIL import Image
 
+from catalog.curation import normalise_title
 from catalog.labels import set_labels
-from catalog.models import Genre, LabelChange, Movie, Poster
-from catalog.preprocessing import normalise_title, preprocess_posters
+from catalog.models import Genre, LabelOrigin, Movie, Poster
+from catalog.preprocessing import preprocess_posters
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +53,7 @@ def test_missing_poster_file_and_missing_poster_row(movie_with_poster, make_imag
     _, no_file = movie_with_poster(None)
     _, gone = movie_with_poster(make_image())
     default_storage.delete(gone.original.name)
-    Movie.objects.create(title="No poster row", year=2000, overview="x", source=Movie.Source.CSV, source_id="np")
+    Movie.objects.create(title="No poster row", year=2000, overview="x", source="csv", source_id="np")
     summary = preprocess_posters()
     no_file.refresh_from_db()
     gone.refresh_from_db()
@@ -178,7 +179,7 @@ def test_missing_overview_and_genres_flags(movie_with_poster, make_image):
     drama = Genre.objects.create(name="Drama")
     labelled, _ = movie_with_poster(make_image(), overview="A story.")
     empty, _ = movie_with_poster(make_image(), overview="   ")
-    set_labels(labelled, [drama], origin=LabelChange.Origin.IMPORT)
+    set_labels(labelled, [drama], origin=LabelOrigin.IMPORTED)
     Movie.objects.filter(pk=labelled.pk).update(missing_genres=True)  # stale flag gets fixed
     summary = preprocess_posters()
     labelled.refresh_from_db()
@@ -259,7 +260,7 @@ def test_second_run_changes_nothing_and_rewrites_no_file(settings, movie_with_po
         movie_with_poster(make_image(seed=2), title="Same", year=2000),
         movie_with_poster(make_image(seed=3), title="same", year=2000, overview=""),
     ]
-    set_labels(movies[0][0], [drama], origin=LabelChange.Origin.IMPORT)
+    set_labels(movies[0][0], [drama], origin=LabelOrigin.IMPORTED)
     first = preprocess_posters(min_year=1990)
     assert first["posters"]["changed"] == 7 and first["movies"]["changed"] > 0
     posters_before = {p.pk: (p.updated_at, p.processed_at) for p in Poster.objects.all()}
@@ -306,9 +307,9 @@ def test_new_original_is_reprocessed_and_old_derivative_removed(
 
 
 def test_cancel_via_progress_leaves_processed_rows_consistent(movie_with_poster, make_image, monkeypatch):
-    import catalog.preprocessing as preprocessing
+    from catalog import poster_processing
 
-    monkeypatch.setattr(preprocessing, "POSTER_BATCH_SIZE", 2)
+    monkeypatch.setattr(poster_processing, "POSTER_BATCH_SIZE", 2)
     for seed in range(5):
         movie_with_poster(make_image(seed=seed))
     calls = []
@@ -409,17 +410,17 @@ def test_works_on_storage_without_local_paths(settings, movie_with_poster, make_
 
 
 def test_concurrent_run_that_finished_first_wins(movie_with_poster, make_image, monkeypatch):
-    import catalog.preprocessing as preprocessing
+    from catalog import poster_processing
 
     _, poster = movie_with_poster(make_image(300, 450))
-    real_apply = preprocessing._apply_poster_updates
+    real_apply = poster_processing._apply_poster_updates
 
     def other_run_finishes_first(pending, counts):
-        monkeypatch.setattr(preprocessing, "_apply_poster_updates", real_apply)
+        monkeypatch.setattr(poster_processing, "_apply_poster_updates", real_apply)
         preprocess_posters()  # the "other" run, on the same poster
         real_apply(pending, counts)
 
-    monkeypatch.setattr(preprocessing, "_apply_poster_updates", other_run_finishes_first)
+    monkeypatch.setattr(poster_processing, "_apply_poster_updates", other_run_finishes_first)
     summary = preprocess_posters()
     poster.refresh_from_db()
     assert summary["posters"]["changed"] == 0  # our update lost the race

@@ -37,7 +37,7 @@ def poster_jpeg(genres: list[str], seed: int = 0, size: int = 48) -> bytes:
 def make_movie(db):
     """Factory: a movie with imported labels and (optionally) a processed poster derivative."""
     from catalog.labels import set_labels
-    from catalog.models import Genre, LabelChange, Movie, Poster
+    from catalog.models import Genre, LabelOrigin, Movie, Poster
 
     counter = iter(range(1, 100_000))
 
@@ -50,12 +50,12 @@ def make_movie(db):
             title=f"Movie {n}",
             overview=overview,
             missing_overview=not overview.strip(),
-            source=Movie.Source.CSV,
+            source="csv",
             source_id=f"m{n}",
             **fields,
         )
         genre_rows = [Genre.objects.get_or_create(name=g)[0] for g in genres]
-        set_labels(movie, genre_rows, origin=LabelChange.Origin.IMPORT)
+        set_labels(movie, genre_rows, origin=LabelOrigin.IMPORTED)
         if poster:
             data = poster_jpeg(list(genres), seed=n)
             record = Poster(movie=movie, status=Poster.Status.OK, derivative_checksum=hashlib.sha256(data).hexdigest())

@@ -3,7 +3,7 @@
 import pytest
 
 from catalog.labels import set_labels
-from catalog.models import Genre, LabelChange, Poster
+from catalog.models import Genre, LabelOrigin, Poster
 from ml.models import DatasetSnapshot, ImmutableRecordError, SnapshotMember
 from ml.services.snapshots import SnapshotError, build_snapshot
 
@@ -26,7 +26,7 @@ def test_same_data_gives_same_hash(tiny_catalog):
 def test_label_change_changes_hash_and_person_labels_win(tiny_catalog):
     before = build_snapshot(min_genre_count=1)
     movie = tiny_catalog[0]  # imported as Action
-    set_labels(movie, [Genre.objects.get(name="Comedy")], origin=LabelChange.Origin.PERSON, reason="wrong genre")
+    set_labels(movie, [Genre.objects.get(name="Comedy")], origin=LabelOrigin.PERSON, reason="wrong genre")
     after = build_snapshot(min_genre_count=1)
     assert after.content_hash != before.content_hash
     member = after.members.get(movie=movie)

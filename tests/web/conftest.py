@@ -80,7 +80,7 @@ def world(db, staff):
     """Genres, 5 movies with posters and imported labels, a promoted model version with a
     test-split evaluation, and one prediction per movie."""
     from catalog.labels import set_labels
-    from catalog.models import Genre, LabelChange, Movie, Poster
+    from catalog.models import Genre, LabelOrigin, Movie, Poster
     from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, Prediction
     from ml.services.inference import prediction_fields
     from ml.services.registry import promote
@@ -147,13 +147,13 @@ def world(db, staff):
             year=year,
             overview=f"The story of {title.lower()}.",
             popularity=10 - i,
-            source=Movie.Source.CSV,
+            source="csv",
             source_id=f"w{i}",
         )
         poster = Poster(movie=movie, status=Poster.Status.OK, width=60, height=90)
         poster.original.save(f"w{i}.jpg", ContentFile(jpeg_bytes(colour=(40 * i, 90, 160))), save=False)
         poster.save()
-        set_labels(movie, [genres[n] for n in labels], origin=LabelChange.Origin.IMPORT)
+        set_labels(movie, [genres[n] for n in labels], origin=LabelOrigin.IMPORTED)
         probs = np.array(scores)
         Prediction.objects.create(
             movie=movie,

@@ -84,8 +84,8 @@ def test_movie_detail_has_history(api_clients, world):
     movie = world["movies"]["Night Shift"]
     body = api_clients["labeler"].get(f"/api/movies/{movie.pk}/").json()
     assert {(h["genre"], h["action"], h["origin"]) for h in body["history"]} == {
-        ("Horror", "added", "import"),
-        ("Comedy", "added", "import"),
+        ("Horror", "added", "imported"),
+        ("Comedy", "added", "imported"),
     }
 
 
@@ -341,7 +341,7 @@ def test_adhoc_prediction_with_a_trained_model(api_clients, db, settings, tmp_pa
         movie = Movie.objects.create(
             title=f"T{i}", overview=f"{words[name]} story {i}", source="csv", source_id=f"p{i}"
         )
-        set_labels(movie, [genres[name]], origin="import")
+        set_labels(movie, [genres[name]], origin="imported")
     snapshot = build_snapshot(min_genre_count=1, fractions=(0.6, 0.2, 0.2))
     run = train_model(snapshot.pk, {"preset": "tfidf-linear", "epochs": 30, "tfidf_min_df": 1, "patience": 30})
     promote(run.model_version.pk, user=staff)

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from catalog.models import LabelChange, MovieGenre
+from catalog.models import LabelChange, LabelOrigin, MovieGenre
 from tests.celery_worker import WorkerProcess
 from workers.models import Job
 
@@ -116,7 +116,7 @@ def test_accept_a_suggestion_from_the_review_queue(page, live_server, labeler, w
     page.wait_for_selector(".msg.success")
     assert "of 1 left" in page.inner_text(".queue-nav")
     assert page.inner_text(".movie h1") != title  # same place in the queue shows the next movie
-    accepted = LabelChange.objects.filter(origin=LabelChange.Origin.SUGGESTION, user=labeler)
+    accepted = LabelChange.objects.filter(origin=LabelOrigin.SUGGESTION, user=labeler)
     assert accepted.exists() and title.startswith(accepted.first().movie.title)
     page.click(".queue-nav >> text=Model disagrees with the label")
     assert page.inner_text("#queue-count") == "1"

@@ -21,7 +21,7 @@ def test_seed_synthetic_with_posters_and_predictions():
     assert Movie.objects.count() == 30
     labels = MovieGenre.objects.count()
     assert 30 <= labels <= 120
-    assert LabelChange.objects.filter(origin="import").count() == labels  # history for every imported label
+    assert LabelChange.objects.filter(origin="imported").count() == labels  # history for every imported label
     assert Poster.objects.filter(status="pending").count() == 30
     assert len(set(Poster.objects.values_list("original", flat=True))) == 3
     version = production_version()

@@ -110,8 +110,8 @@ def test_two_people_patching_at_once_lose_nothing(race_world, name, start, first
     genres, (ann, bob) = race_world["genres"], race_world["tokens"]
     lost, started = 0, time.perf_counter()
     for trial in range(TRIALS):
-        movie = Movie.objects.create(title=f"{name} {trial}", source=Movie.Source.CSV, source_id=f"{name}-{trial}")
-        set_labels(movie, [genres[n] for n in start], origin="import")
+        movie = Movie.objects.create(title=f"{name} {trial}", source="csv", source_id=f"{name}-{trial}")
+        set_labels(movie, [genres[n] for n in start], origin="imported")
         responses = run_together(
             api_call(race_world["url"], ann, movie.pk, "PATCH", first),
             api_call(race_world["url"], bob, movie.pk, "PATCH", second),
@@ -137,8 +137,8 @@ def test_two_puts_from_the_same_version_save_one_and_refuse_the_other(race_world
     lost, started = 0, time.perf_counter()
     wanted = {0: ["Drama", "Comedy"], 1: ["Drama", "Western"]}
     for trial in range(TRIALS):
-        movie = Movie.objects.create(title=f"put {trial}", source=Movie.Source.CSV, source_id=f"put-{trial}")
-        set_labels(movie, [genres["Drama"]], origin="import")
+        movie = Movie.objects.create(title=f"put {trial}", source="csv", source_id=f"put-{trial}")
+        set_labels(movie, [genres["Drama"]], origin="imported")
         responses = run_together(
             api_call(race_world["url"], ann, movie.pk, "PUT", {"genres": wanted[0], "label_version": 1}),
             api_call(race_world["url"], bob, movie.pk, "PUT", {"genres": wanted[1], "label_version": 1}),

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from catalog.models import LabelChange, Movie, MovieGenre
+from catalog.models import LabelChange, LabelOrigin, Movie, MovieGenre
 from ml.models import ModelAlias, Prediction
 from workers.models import Job
 
@@ -95,7 +95,7 @@ def test_catalog_query_count_does_not_grow_with_movies(labeler_client, world, dj
         labeler_client.get("/?view=list")
     baseline = len(captured)
     for i in range(30):
-        movie = Movie.objects.create(title=f"Extra {i}", source=Movie.Source.CSV, source_id=f"x{i}")
+        movie = Movie.objects.create(title=f"Extra {i}", source="csv", source_id=f"x{i}")
         Poster.objects.create(movie=movie, status=Poster.Status.OK)
         MovieGenre.objects.create(movie=movie, genre=world["genres"]["Drama"])
     with django_assert_max_num_queries(baseline):
@@ -133,7 +133,7 @@ def test_relabel_is_atomic_and_audited_and_refreshes_the_queue(labeler_client, l
     )
     assert response.status_code == 200
     assert set(movie.labels.values_list("genre__name", flat=True)) == {"Comedy", "Romance"}
-    change = LabelChange.objects.filter(movie=movie, origin=LabelChange.Origin.PERSON).get()
+    change = LabelChange.objects.filter(movie=movie, origin=LabelOrigin.PERSON).get()
     assert (change.genre.name, change.action, change.user, change.reason) == (
         "Romance",
         "added",
@@ -141,7 +141,7 @@ def test_relabel_is_atomic_and_audited_and_refreshes_the_queue(labeler_client, l
         "it is a romcom",
     )
     movie.refresh_from_db()
-    assert movie.label_source == Movie.LabelSource.PERSON
+    assert movie.label_source == LabelOrigin.PERSON
     assert not Prediction.objects.get(movie=movie).disagrees  # the queue reflects the new labels
     html = response.content.decode()
     assert "it is a romcom" in html and "lena" in html
@@ -239,7 +239,7 @@ def test_accept_suggestion_in_one_action_keeps_the_place(labeler_client, labeler
     response = labeler_client.post(reverse("ml:accept", args=[prediction.pk]), {"next": nav["here"]})
     assert response.status_code == 302 and response["Location"] == nav["here"]
     movie = prediction.movie
-    changes = LabelChange.objects.filter(movie=movie, origin=LabelChange.Origin.SUGGESTION)
+    changes = LabelChange.objects.filter(movie=movie, origin=LabelOrigin.SUGGESTION)
     assert changes.count() == len(prediction.suggested_add) + len(prediction.suggested_remove)
     assert all(c.user == labeler for c in changes)
     # The same position now shows the other movie, one left.

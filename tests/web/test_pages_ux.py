@@ -99,11 +99,11 @@ def test_cooccurrence_heatmap_has_a_colour_scale(labeler_client, world):
 
 
 def test_job_page_summarises_the_result_with_links(staff_client, labeler_client, staff, world):
-    from catalog.models import ImportRun, Movie
+    from catalog.models import ImportRun
     from workers.models import Job
     from workers.tasks import jsonable
 
-    run = ImportRun.objects.create(kind=Movie.Source.CSV, status="succeeded", created=1234, skipped=2)
+    run = ImportRun.objects.create(kind="csv", status="succeeded", created=1234, skipped=2)
     imported = Job.objects.create(
         kind=Job.Kind.IMPORT,
         status=Job.Status.SUCCEEDED,

@@ -83,7 +83,7 @@ def eager_celery():
 def make_movies(n: int, *, start: int = 1) -> list[int]:
     """Movies with labels (through catalog.labels, the one way to set them)."""
     from catalog.labels import set_labels
-    from catalog.models import Genre, LabelChange, Movie
+    from catalog.models import Genre, LabelOrigin, Movie
 
     genres = {name: Genre.objects.get_or_create(name=name)[0] for name in GENRES}
     ids = []
@@ -92,10 +92,10 @@ def make_movies(n: int, *, start: int = 1) -> list[int]:
             title=row["title"],
             year=row["year"],
             overview=row["overview"],
-            source=Movie.Source.CSV,
+            source="csv",
             source_id=row["source_id"],
         )
-        set_labels(movie, [genres[g] for g in row["genres"].split("|")], origin=LabelChange.Origin.IMPORT)
+        set_labels(movie, [genres[g] for g in row["genres"].split("|")], origin=LabelOrigin.IMPORTED)
         ids.append(movie.pk)
     return ids
 

@@ -24,7 +24,7 @@ from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from catalog.models import Genre, LabelChange, Movie, MovieGenre, Poster
+from catalog.models import MANUAL_SOURCE, Genre, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
 
 # The 19 TMDB movie genres with their TMDB ids, and relative frequencies like the real catalog.
 GENRES = [
@@ -173,7 +173,7 @@ class Command(BaseCommand):
                     year=year,
                     popularity=round(rng.expovariate(1 / 8), 3),
                     original_language="en",
-                    source=Movie.Source.MANUAL,
+                    source=MANUAL_SOURCE,
                     source_id=f"{prefix}-{i}",
                 )
             )
@@ -182,10 +182,10 @@ class Command(BaseCommand):
         labels, history, posters = [], [], []
         for movie, chosen in zip(movies, label_sets, strict=False):
             for g in chosen:
-                labels.append(MovieGenre(movie=movie, genre=genres[g], source=MovieGenre.Source.IMPORTED))
+                labels.append(MovieGenre(movie=movie, genre=genres[g], source=LabelOrigin.IMPORTED))
                 history.append(
                     LabelChange(
-                        movie=movie, genre=genres[g], action=LabelChange.Action.ADDED, origin=LabelChange.Origin.IMPORT
+                        movie=movie, genre=genres[g], action=LabelChange.Action.ADDED, origin=LabelOrigin.IMPORTED
                     )
                 )
             if poster_names:

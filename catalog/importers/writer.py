@@ -1,265 +1,33 @@
-"""What every importer shares: the record a source yields, and the writer that upserts it.
-
-A source (CSV, Kaggle, MM-IMDb, TMDB) only parses and validates: it yields one
-``MovieRecord`` per good row and one ``SkippedRow`` per bad one. ``execute_import`` owns the
-rest, so all importers behave the same:
+"""The writer: upserts what a source yields (movies, their labels, their posters).
 
 - idempotency key: TMDB id, else IMDb id, else (source, source_id); a key seen twice in one
   run is reported as a duplicate and the movie is written once;
 - one savepoint per row (movie + labels + poster record), committed per batch of rows for
   speed; a failing row rolls back alone and is reported, never half written;
-- labels only through ``catalog.labels.set_labels`` with origin "import", and never when a
+- labels only through ``catalog.labels.set_labels`` with origin "imported", and never when a
   person curated them (``label_source == "person"``): the batch's rows only let the writer
   skip early; set_labels re-checks under the movie's row lock, so a person's save that lands
-  while the batch runs is kept;
-- ``progress(message, fraction)`` between batches; if it raises (a cancelled job), every
-  committed batch is whole and the ImportRun is marked cancelled (``base.runs.Cancelled``)
-  or failed; its error is always storable (no NUL bytes, capped).
+  while the batch runs is kept.
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import Q
-from django.utils import timezone
 from django.utils.text import slugify
-
-from base.runs import SECRET_PARAMS, Cancelled, mask_secrets, storable_text  # noqa: F401 - SECRET_PARAMS re-exported
 
 from .. import genres as vocabulary
 from ..labels import set_labels
-from ..models import Genre, ImportRun, LabelChange, Movie, MovieGenre
+from ..models import Genre, ImportRun, LabelOrigin, Movie, MovieGenre
 from ..posters import PosterRejected, delete_new_files_on_error, mark_missing, store_original
-
-logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, float], None]
+from .parsing import record_problem, storable
+from .records import GenreRef, MovieRecord, RowError, SkippedRow
 
 # Stored summaries stay readable: the counters are exact, the lists are capped.
 MAX_SKIPPED_ROWS_KEPT = 1000
-MAX_WARNINGS_KEPT = 200
-
-IMDB_ID_RE = re.compile(r"^tt\d{5,10}$")
-
-
-class ImporterError(Exception):
-    """An import could not run at all (bad parameters, unreadable file, refused credentials).
-
-    ``run`` is the ImportRun marked failed, when one was created.
-    """
-
-    def __init__(self, message: str, run: ImportRun | None = None):
-        super().__init__(message)
-        self.run = run
-
-
-class RowError(ValueError):
-    """One row is unusable; the reason goes into the import summary."""
-
-
-@dataclass(frozen=True)
-class GenreRef:
-    name: str
-    tmdb_id: int | None = None
-
-
-@dataclass
-class PosterRef:
-    """What a source knows about a movie's poster.
-
-    ``data`` set: store these bytes. ``missing_reason`` set: the source has no usable poster.
-    ``already_stored``: the source saw the same poster stored before (skip the download).
-    """
-
-    filename: str = ""
-    data: bytes | None = None
-    source_url: str = ""
-    missing_reason: str = ""
-    already_stored: bool = False
-
-
-@dataclass
-class MovieRecord:
-    row: int
-    source: str
-    title: str
-    source_id: str = ""
-    tmdb_id: int | None = None
-    imdb_id: str | None = None
-    original_title: str = ""
-    overview: str = ""
-    release_date: date | None = None
-    year: int | None = None
-    original_language: str = ""
-    popularity: float | None = None
-    genres: list[GenreRef] | None = None  # None: the source says nothing about genres
-    poster: PosterRef | None = None  # None: the source says nothing about the poster
-    where: dict[str, Any] = field(default_factory=dict)  # e.g. {"line": 12} for reports
-
-    def keys(self) -> list[tuple]:
-        keys: list[tuple] = []
-        if self.tmdb_id is not None:
-            keys.append(("TMDB id", self.tmdb_id))
-        if self.imdb_id:
-            keys.append(("IMDb id", self.imdb_id))
-        if self.source_id:
-            keys.append((f"{self.source} id", self.source_id))
-        return keys
-
-
-@dataclass
-class SkippedRow:
-    row: int
-    reason: str
-    where: dict[str, Any] = field(default_factory=dict)
-
-
-class Source:
-    """Base for importer sources: parse and validate, yield records; never touch the DB rows."""
-
-    kind: str = ""
-    batch_size: int = 100
-
-    def __init__(self) -> None:
-        self.warnings: list[str] = []
-        self.total: int | None = None  # rows expected, when known (for progress)
-        # Genres this source is an authority for (TMDB's live genre list: id -> name).
-        self.extra_genres: dict[int, str] = {}
-
-    def warn(self, message: str) -> None:
-        logger.warning("%s import: %s", self.kind, message)
-        self.warnings.append(message)
-
-    def rows(self) -> Iterator[MovieRecord | SkippedRow]:
-        raise NotImplementedError
-
-
-# --- small validators shared by sources ------------------------------------------------
-
-
-def clean_text(value: Any) -> str:
-    return " ".join(str(value).split()) if value is not None else ""
-
-
-def parse_year(value: Any) -> int | None:
-    text = clean_text(value)
-    if not text:
-        return None
-    try:
-        year = int(float(text)) if re.fullmatch(r"\d{4}(\.0+)?", text) else int(text)
-    except ValueError:
-        raise RowError(f"year {text!r} is not a number") from None
-    if not 1870 <= year <= 2100:
-        raise RowError(f"year {year} is out of range 1870-2100")
-    return year
-
-
-def parse_imdb_id(value: Any) -> str | None:
-    text = clean_text(value).lower()
-    if not text or text in {"nan", "none", "null", "0"}:
-        return None
-    if text.isdigit():
-        text = f"tt{int(text):07d}"
-    if not IMDB_ID_RE.match(text):
-        raise RowError(f"IMDb id {value!r} is not of the form tt1234567")
-    return text
-
-
-def parse_float(value: Any, name: str) -> float | None:
-    text = clean_text(value)
-    if not text:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        raise RowError(f"{name} {text!r} is not a number") from None
-    if number != number or number in (float("inf"), float("-inf")):
-        raise RowError(f"{name} {text!r} is not a finite number")
-    return number
-
-
-def parse_positive_int(value: Any, name: str) -> int:
-    text = clean_text(value)
-    if not text.isdigit() or int(text) <= 0:
-        raise RowError(f"{name} {text!r} is not a positive whole number")
-    return int(text)
-
-
-def text_problem(value: str) -> str | None:
-    """Why ``value`` cannot be stored as text (PostgreSQL refuses NUL, UTF-8 has no lone
-    surrogates), or None. Names the character and its position, never echoes the value."""
-    for position, ch in enumerate(value, start=1):
-        if ch == "\x00":
-            return (
-                f"contains a NUL character (U+0000) at position {position}; "
-                "the file may be damaged or in another encoding (UTF-16?)"
-            )
-        if "\ud800" <= ch <= "\udfff":
-            return f"contains an invalid character (lone surrogate U+{ord(ch):04X}) at position {position}"
-    return None
-
-
-def storable(text: str) -> str:
-    """``text`` with unstorable characters written as escapes (for reports, never for data)."""
-    if text_problem(text) is None:
-        return text
-    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def require_storable(value: Any, name: str) -> None:
-    """RowError when ``value`` is text that cannot be stored (see ``text_problem``)."""
-    if isinstance(value, str) and (problem := text_problem(value)):
-        raise RowError(f"{name} {problem}")
-
-
-RECORD_TEXT_FIELDS = ("source_id", "imdb_id", "title", "original_title", "overview", "original_language")
-
-
-def record_problem(rec: MovieRecord) -> str | None:
-    """The first field of ``rec`` that cannot be stored, as a readable reason; or None.
-
-    Policy: such a row is skipped and reported, not stripped. A NUL or a lone surrogate in an
-    export means the file is damaged or was decoded wrongly; a stripped id could silently
-    merge two movies, and a stripped text would hide the damage the person should fix at the
-    source. The rest of the file imports.
-    """
-    fields = [(name, getattr(rec, name)) for name in RECORD_TEXT_FIELDS]
-    fields += [("genre", ref.name) for ref in rec.genres or []]
-    if rec.poster is not None:
-        fields += [
-            ("poster file name", rec.poster.filename),
-            ("poster URL", rec.poster.source_url),
-            ("poster note", rec.poster.missing_reason),
-        ]
-    for name, value in fields:
-        if isinstance(value, str) and (problem := text_problem(value)):
-            return f"{name} {problem}"
-    return None
-
-
-def genre_refs(names: Iterable[str]) -> list[GenreRef]:
-    seen: set[str] = set()
-    refs = []
-    for name in names:
-        name = clean_text(name)
-        if name and name.lower() not in seen:
-            seen.add(name.lower())
-            refs.append(GenreRef(name))
-    return refs
-
-
-redact = mask_secrets  # one masking function for ImportRun and Job params (base.runs)
-
-
-# --- genres --------------------------------------------------------------------------------
 
 
 class GenreResolver:
@@ -491,9 +259,9 @@ class MovieWriter:
             current_genre_ids = existing.genre_ids.get(movie.pk, set())
         # ``movie`` and ``current_genre_ids`` were read at batch start: they only save work here.
         # set_labels decides under the row lock (a person may have saved since).
-        if genres is not None and movie.label_source != Movie.LabelSource.PERSON:
+        if genres is not None and movie.label_source != LabelOrigin.PERSON:
             if created or {g.pk for g in genres} != current_genre_ids:
-                diff = set_labels(movie, genres, origin=LabelChange.Origin.IMPORT, reason=f"import #{self.run.pk}")
+                diff = set_labels(movie, genres, origin=LabelOrigin.IMPORTED, reason=f"import #{self.run.pk}")
                 changed = changed or diff.changed
         stored = False
         poster = rec.poster
@@ -609,121 +377,3 @@ class _Lookup:
         for movie in Movie.objects.filter(query):
             self._add(movie)
             self.genre_ids[movie.pk] = set(MovieGenre.objects.filter(movie=movie).values_list("genre_id", flat=True))
-
-
-# --- the run -----------------------------------------------------------------------------
-
-
-def _batches(items: Iterable, size: int) -> Iterator[list]:
-    batch: list = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-SUMMARY_FIELDS = ["created", "updated", "unchanged", "skipped", "posters_stored", "skipped_rows", "warnings"]
-
-
-def execute_import(
-    kind: str,
-    params: dict,
-    make_source: Callable[[dict], Source],
-    *,
-    progress: Progress | None = None,
-    on_run: Callable[[ImportRun], None] | None = None,
-) -> ImportRun:
-    """Run one import and return its ImportRun (status succeeded, or failed with the error).
-
-    Raises ``ImporterError`` (with ``.run``) when the import cannot run at all, and re-raises
-    whatever ``progress`` raises after marking the run cancelled (``Cancelled``) or failed.
-    ``on_run(run)`` is called once the run row exists (a job records it, so a sweep that
-    finds the job's worker dead can end the run too).
-    """
-    run = ImportRun.objects.create(kind=kind, params=redact(params), status=ImportRun.Status.RUNNING)
-    if on_run:
-        on_run(run)
-    processed = 0
-    source: Source | None = None
-    writer: MovieWriter | None = None
-    source_rows = None
-    try:
-        source = make_source(params)
-        genres = GenreResolver(
-            allow_new=bool(params.get("allow_new_genres")),
-            max_new=settings.GENREWEB_MAX_NEW_GENRES,
-            extra=source.extra_genres,
-            warn=source.warnings.append,
-        )
-        writer = MovieWriter(run, genres)
-        limit = params.get("limit")
-        source_rows = source.rows()
-        rows: Iterable = _limited(source_rows, int(limit)) if limit else source_rows
-        if progress:
-            progress(f"{kind} import #{run.pk}: reading", 0.0)
-        for batch in _batches(rows, source.batch_size):
-            writer.write_batch(batch)
-            processed += len(batch)
-            run.warnings = _capped(source.warnings + (writer.warnings if writer else []))
-            run.save(update_fields=SUMMARY_FIELDS)
-            if progress:
-                total = source.total if source.total is not None else None
-                if limit:
-                    total = min(total, int(limit)) if total is not None else int(limit)
-                fraction = min(processed / total, 0.99) if total else 0.0
-                progress(f"{kind} import #{run.pk}: {processed} rows, {_counts(run)}", fraction)
-        # Let the source finish up (close connections, add its last warnings) before the summary.
-        source_rows.close()
-    except BaseException as exc:
-        run.status = ImportRun.Status.CANCELLED if isinstance(exc, Cancelled) else ImportRun.Status.FAILED
-        run.error = storable_text(str(exc) if isinstance(exc, ImporterError) else f"{type(exc).__name__}: {exc}")
-        run.finished_at = timezone.now()
-        if source_rows is not None:
-            try:
-                source_rows.close()
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                pass
-        if source is not None:
-            run.warnings = _capped(source.warnings + (writer.warnings if writer else []))
-        run.save()
-        if isinstance(exc, ImporterError):
-            exc.run = run
-        raise
-    run.status = ImportRun.Status.SUCCEEDED
-    run.finished_at = timezone.now()
-    run.warnings = _capped(source.warnings + (writer.warnings if writer else []))
-    run.save()
-    if progress:
-        progress(f"{kind} import #{run.pk} done: {processed} rows, {_counts(run)}", 1.0)
-    return run
-
-
-def _limited(rows: Iterable, limit: int) -> Iterator:
-    # Counts movies, not reported skips, so "limit 10" means ten movies looked at.
-    seen = 0
-    for item in rows:
-        if seen >= limit:
-            return
-        yield item
-        if isinstance(item, MovieRecord):
-            seen += 1
-
-
-def _capped(warnings: list[str]) -> list[str]:
-    if len(warnings) <= MAX_WARNINGS_KEPT:
-        return list(warnings)
-    return warnings[:MAX_WARNINGS_KEPT] + [f"... and {len(warnings) - MAX_WARNINGS_KEPT} more warnings"]
-
-
-def _counts(run: ImportRun) -> str:
-    return (
-        f"{run.created} created, {run.updated} updated, {run.unchanged} unchanged, "
-        f"{run.skipped} skipped, {run.posters_stored} posters stored"
-    )
-
-
-def summary(run: ImportRun) -> str:
-    return f"{run.get_kind_display()} import #{run.pk} {run.status}: {_counts(run)}"
