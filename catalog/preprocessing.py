@@ -33,7 +33,7 @@ import io
 import logging
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -44,12 +44,13 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from PIL import Image
 
+from base.params import bool_field, id_list_field, int_field
+from base.progress import Progress
+
 from .images import GRAYSCALE_MODES, ImageRejected, decode_image, to_gray, to_rgb
 from .models import Movie, Poster, derivative_upload_to
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, float], None]
 
 GRAYSCALE_POLICIES = ("keep", "convert", "exclude")
 POSTER_BATCH_SIZE = 100
@@ -475,3 +476,17 @@ def _run_movie_pass(movies, opts: _Settings, *, min_year, max_year, dedupe: bool
         without_poster=Count("id", filter=Q(poster__isnull=True)),
     )
     return {"total": len(movie_ids), "changed": changed, "unchanged": unchanged, **flags}
+
+
+def preprocess_param_errors(params: dict, errors: dict) -> None:
+    """Check ``preprocess_posters`` arguments given as JSON (a job's parameters)."""
+    id_list_field(params, "movie_ids", errors)
+    min_year = int_field(params, "min_year", errors, minimum=1870, maximum=2200)
+    max_year = int_field(params, "max_year", errors, minimum=1870, maximum=2200)
+    if min_year and max_year and min_year > max_year and "min_year" not in errors:
+        errors["min_year"] = "Must not be after max_year."
+    for flag in ("dedupe", "force"):
+        bool_field(params, flag, errors)
+    policy = params.get("grayscale_policy")
+    if policy is not None and policy not in GRAYSCALE_POLICIES:
+        errors["grayscale_policy"] = "Must be keep, convert or exclude."

@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
+from base.progress import Progress
 from base.runs import SECRET_PARAMS, Cancelled, mask_secrets, storable_text  # noqa: F401 - SECRET_PARAMS re-exported
 
 from .. import genres as vocabulary
@@ -40,8 +41,6 @@ from ..models import Genre, ImportRun, LabelChange, Movie, MovieGenre
 from ..posters import PosterRejected, delete_new_files_on_error, mark_missing, store_original
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, float], None]
 
 # Stored summaries stay readable: the counters are exact, the lists are capped.
 MAX_SKIPPED_ROWS_KEPT = 1000

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 from django.core.files.storage import default_storage
 
+from base.progress import Progress, report
 from catalog.models import Movie, Poster
 from ml.engine.data import Example
 from ml.models import DatasetSnapshot, SnapshotMember
-
-from . import Progress, report
 
 logger = logging.getLogger(__name__)
 

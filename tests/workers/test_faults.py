@@ -130,7 +130,7 @@ def test_cancel_works_on_a_batch_predict_whose_worker_was_killed_and_retry_compl
     time.sleep(LOST_AFTER_S + 0.5)
     cancelled = cancel(job)  # nobody runs it any more: it ends now, not in 8 h
     assert cancelled.status == "cancelled", (cancelled.step, cancelled.log)
-    assert not JobShard.objects.filter(job=job, status__in=["pending", "running"]).exists()
+    assert not JobShard.objects.filter(job=job, status__in=["queued", "running"]).exists()
     again = retry(cancelled)  # today: 409, the job is still "running"
     worker = start_worker("b", **FAST_BEAT)
     done = wait_for(lambda: finished(again.pk), 150, "the retry to finish", worker)
