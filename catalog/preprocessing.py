@@ -45,7 +45,7 @@ from django.utils import timezone
 from PIL import Image
 
 from base.params import bool_field, id_list_field, int_field
-from base.progress import Progress
+from base.progress import Progress, scaled
 
 from .images import GRAYSCALE_MODES, ImageRejected, decode_image, to_gray, to_rgb
 from .models import Movie, Poster, derivative_upload_to
@@ -162,9 +162,11 @@ def preprocess_posters(
         posters = posters.filter(movie_id__in=ids)
         movies = movies.filter(id__in=ids)
 
-    poster_counts = _run_poster_pass(posters, opts, report)
+    poster_counts = _run_poster_pass(posters, opts, scaled(report, 0.0, POSTER_PASS_SHARE))
     report("Refreshing movie flags", POSTER_PASS_SHARE)
-    movie_summary = _run_movie_pass(movies, opts, min_year=min_year, max_year=max_year, dedupe=dedupe, report=report)
+    movie_summary = _run_movie_pass(
+        movies, opts, min_year=min_year, max_year=max_year, dedupe=dedupe, report=scaled(report, POSTER_PASS_SHARE, 1.0)
+    )
 
     status_counts = dict(posters.order_by().values_list("status").annotate(n=Count("id")))
     finished = timezone.now()
@@ -213,7 +215,7 @@ def _run_poster_pass(posters, opts: _Settings, report: Progress) -> _PosterCount
         done = min(start + POSTER_BATCH_SIZE, len(poster_ids))
         report(
             f"Posters {done}/{counts.total} ({counts.changed} changed, {counts.skipped_unchanged} already done)",
-            POSTER_PASS_SHARE * done / max(counts.total, 1),
+            done / max(counts.total, 1),
         )
     return counts
 
@@ -466,7 +468,7 @@ def _run_movie_pass(movies, opts: _Settings, *, min_year, max_year, dedupe: bool
         done = min(start + MOVIE_BATCH_SIZE, len(movie_ids))
         report(
             f"Movies {done}/{len(movie_ids)} ({changed} changed)",
-            POSTER_PASS_SHARE + (1 - POSTER_PASS_SHARE) * done / max(len(movie_ids), 1),
+            done / max(len(movie_ids), 1),
         )
     flags = movies.aggregate(
         missing_overview=Count("id", filter=Q(missing_overview=True)),

@@ -285,8 +285,6 @@ GENREWEB_HEARTBEAT_TIMEOUT_S = float(os.environ.get("GENREWEB_HEARTBEAT_TIMEOUT_
 # Sending a job's message from a web request gives up after this many seconds (no retry);
 # the job stays queued and the sweep sends it once the broker is back.
 GENREWEB_ENQUEUE_TIMEOUT_S = float(os.environ.get("GENREWEB_ENQUEUE_TIMEOUT_S", 1))
-# Fault-injection params (e.g. a batch-predict shard that raises) are accepted only when on.
-GENREWEB_TEST_HOOKS = env_bool("GENREWEB_TEST_HOOKS", default=False)
 
 # --- Cache (throttles) -------------------------------------------------------
 # Throttle counters must be shared by every web process: the database cache by default

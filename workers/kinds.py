@@ -192,7 +192,7 @@ def import_param_errors(params: dict, errors: dict) -> None:
 def predict_param_errors(params: dict, errors: dict) -> None:
     """Which model and movies (ml's inference service), and the shard size (workers.sharding)."""
     from base.params import int_field
-    from ml.services.inference import predict_param_errors
+    from ml.services.params import predict_param_errors
 
     predict_param_errors(params, errors)
     int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
@@ -201,8 +201,7 @@ def predict_param_errors(params: dict, errors: dict) -> None:
 def retrain_param_errors(params: dict, errors: dict) -> None:
     """snapshot options (ml's snapshot service), a config (ml's training service), shard_size."""
     from base.params import int_field
-    from ml.services.snapshots import snapshot_param_errors
-    from ml.services.training import config_errors
+    from ml.services.params import config_errors, snapshot_param_errors
 
     config_errors(params, errors, required=True)
     if "snapshot" in params and not isinstance(params["snapshot"], dict):
@@ -237,7 +236,7 @@ for _kind in (
     JobKind(
         SNAPSHOT,
         "Build dataset snapshot",
-        validate="ml.services.snapshots:snapshot_param_errors",
+        validate="ml.services.params:snapshot_param_errors",
         run="workers.runners:run_snapshot",
         hard_time_limit_s=1 * HOUR,
         description="snapshot options: name, seed, fractions, min_genre_count, keep_rare_genres",
@@ -245,7 +244,7 @@ for _kind in (
     JobKind(
         TRAIN,
         "Train model",
-        validate="ml.services.training:train_param_errors",
+        validate="ml.services.params:train_param_errors",
         run="workers.runners:run_train",
         queue=GPU_QUEUE,
         hard_time_limit_s=6 * HOUR,
@@ -255,7 +254,7 @@ for _kind in (
     JobKind(
         EVALUATE,
         "Evaluate model",
-        validate="ml.services.evaluation:evaluate_param_errors",
+        validate="ml.services.params:evaluate_param_errors",
         run="workers.runners:run_evaluate",
         queue=GPU_QUEUE,
         hard_time_limit_s=1 * HOUR,

@@ -4,6 +4,7 @@
 - training.train_model         snapshot + config -> TrainingRun -> ModelVersion (+ evaluations)
 - evaluation.evaluate_model    ModelVersion x snapshot split -> Evaluation + GenreMetric rows
 - inference.predict_movies     bulk, idempotent Prediction upserts; predict_raw for ad-hoc input
+- params                       the JSON parameter checks of the services above, for jobs
 - registry.promote             move the "production" alias in one transaction
 
 Long-running services take ``progress(message, fraction)`` (``base.progress``: the type,
@@ -11,5 +12,6 @@ Long-running services take ``progress(message, fraction)`` (``base.progress``: t
 leaves the data consistent: work is committed per batch or not at all.
 
 Each service a job kind runs also owns the check of its JSON parameters
-(``*_param_errors(params, errors)``), which workers' job kinds table reuses.
+(``params.*_param_errors(params, errors)``, importing no torch), which workers' job kinds
+table reuses.
 """

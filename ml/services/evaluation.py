@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import transaction
 
-from base.params import int_field, must_exist
 from base.progress import Progress, report, scaled
 from ml.engine.data import Example
 from ml.engine.metrics import evaluate
@@ -109,14 +108,6 @@ def record_evaluation(
             ]
         )
     return evaluation
-
-
-def evaluate_param_errors(params: dict, errors: dict) -> None:
-    """Check ``evaluate_model`` arguments given as JSON: ``model_version_id``, optional ``snapshot_id``."""
-    version_id = int_field(params, "model_version_id", errors, required=True, minimum=1)
-    must_exist(ModelVersion, version_id, "model_version_id", errors)
-    snapshot_id = int_field(params, "snapshot_id", errors, minimum=1)
-    must_exist(DatasetSnapshot, snapshot_id, "snapshot_id", errors)
 
 
 def evaluate_model(

@@ -11,7 +11,6 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from base.params import id_list_field, int_field, must_exist
 from base.progress import Progress, report
 from catalog.models import Movie, MovieGenre
 from ml.engine.data import Example
@@ -140,13 +139,6 @@ def _upsert(version: ModelVersion, genres, thresholds, examples: list[Example], 
             rows, update_conflicts=True, unique_fields=["movie", "model_version"], update_fields=UPDATE_FIELDS
         )
     return len(rows)
-
-
-def predict_param_errors(params: dict, errors: dict) -> None:
-    """Check a batch prediction's JSON arguments: ``model_version_id``, optional ``movie_ids``."""
-    version_id = int_field(params, "model_version_id", errors, required=True, minimum=1)
-    must_exist(ModelVersion, version_id, "model_version_id", errors)
-    id_list_field(params, "movie_ids", errors)
 
 
 def movies_to_predict(movie_ids: Sequence[int] | None = None) -> tuple[list[int], int]:

@@ -12,7 +12,6 @@ from contextlib import nullcontext
 import numpy as np
 from django.db import connection, transaction
 
-from base.params import int_field
 from base.progress import Progress, report
 from catalog.models import Movie, MovieGenre, Poster
 from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
@@ -79,21 +78,6 @@ def _check_params(seed, fractions, min_genre_count) -> tuple[float, float, float
     if not isinstance(min_genre_count, int) or min_genre_count < 1:
         raise SnapshotError(f"min_genre_count must be a positive integer, got {min_genre_count!r}")
     return values  # type: ignore[return-value]
-
-
-def snapshot_param_errors(params: dict, errors: dict) -> None:
-    """Check ``build_snapshot`` options given as JSON (a job's parameters); see ``base.params``."""
-    int_field(params, "seed", errors, minimum=0)
-    int_field(params, "min_genre_count", errors, minimum=1)
-    fractions = params.get("fractions")
-    if fractions is not None and (
-        not isinstance(fractions, list)
-        or len(fractions) != 3
-        or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0 for f in fractions)
-    ):
-        errors["fractions"] = "Must be three non-negative numbers: train, validation, test."
-    if "keep_rare_genres" in params and not isinstance(params["keep_rare_genres"], bool):
-        errors["keep_rare_genres"] = "Must be true or false."
 
 
 def build_snapshot(

@@ -18,7 +18,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from base.params import int_field, must_exist
 from base.progress import Progress, report, scaled
 from ml.models import DatasetSnapshot, ModelVersion, TrainingRun
 
@@ -93,31 +92,6 @@ def _caused_by(exc: BaseException, target: BaseException | None) -> bool:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return False
-
-
-def config_errors(params: dict, errors: dict, *, required: bool) -> None:
-    """Check ``params["config"]``: a model config object or a preset name the engine knows."""
-    config = params.get("config")
-    if config is None:
-        if required:
-            errors["config"] = "This field is required: a model config (object) or a preset name (string)."
-        return
-    if not isinstance(config, (dict, str)) or (isinstance(config, str) and not config.strip()):
-        errors["config"] = "Must be a model config object or a preset name."
-        return
-    from ml.engine.registry import get_config  # pure config code, no torch
-
-    try:
-        get_config(config)
-    except (ValueError, TypeError) as exc:  # unknown preset, bad field
-        errors["config"] = str(exc)
-
-
-def train_param_errors(params: dict, errors: dict) -> None:
-    """Check ``train_model`` arguments given as JSON: ``snapshot_id`` and ``config``."""
-    snapshot_id = int_field(params, "snapshot_id", errors, required=True, minimum=1)
-    must_exist(DatasetSnapshot, snapshot_id, "snapshot_id", errors)
-    config_errors(params, errors, required=True)
 
 
 def train_model(snapshot_id: int, config, *, user=None, progress: Progress | None = None) -> TrainingRun:
