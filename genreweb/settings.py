@@ -348,8 +348,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Several models have a "status" choice set; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "workers.models.Job.Status",
-        "JobShardStatusEnum": "workers.models.JobShard.Status",
+        "RunStatusEnum": "base.runs.RunStatus",  # jobs, shards, imports, training runs
         "PosterStatusEnum": "catalog.models.Poster.Status",
     },
 }

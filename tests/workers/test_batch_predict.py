@@ -11,6 +11,8 @@ from workers.jobs import cancel, enqueue, retry
 from workers.models import Job
 from workers.sharding import _run_predictions
 
+from .conftest import make_movies
+
 pytestmark = pytest.mark.django_db
 
 
@@ -119,3 +121,11 @@ def test_retrain_chains_snapshot_train_evaluate_and_predict_all(tiny_model, run_
     assert job.result["predict"]["predictions_written"] == len(movie_ids)
     assert Prediction.objects.filter(model_version_id=new_version).count() == len(movie_ids)
     assert job.progress == 100.0
+
+
+def test_ml_chooses_the_movies_to_predict(db):
+    from ml.services.inference import movies_to_predict
+
+    ids = make_movies(5)
+    assert movies_to_predict() == (sorted(ids), 0)
+    assert movies_to_predict([ids[3], ids[1], 999999]) == (sorted([ids[1], ids[3]]), 1)
