@@ -150,6 +150,7 @@ def job_list(request):
         "workers/jobs.html",
         {
             "form": form,
+            "kind_fields": {name: list(kind.form_fields) for name, kind in kinds.KINDS.items()},
             "page": page,
             "jobs": page.object_list,
             "statuses": Job.Status.choices,

@@ -82,6 +82,13 @@ def test_a_registered_kind_is_offered_by_the_form_and_the_api(word_count_kind, c
     assert ("wordcount", "Count words") in QueueJobForm().fields["kind"].choices
     staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
     client.force_login(staff)
+    page = client.get("/jobs/")
+    assert page.status_code == 200
+    assert '<option value="wordcount">Count words</option>' in page.content.decode()
+    # The page shows each kind's form fields from the table, the new kind's (none) included.
+    fields = page.context["kind_fields"]
+    assert fields["wordcount"] == [] and fields["train"] == ["snapshot_id", "config"]
+    assert 'id="kind-fields"' in page.content.decode()
     with mock.patch("workers.jobs._send_job_message"):
         created = client.post(
             "/api/jobs/", {"kind": "wordcount", "params": {"text": "a b"}}, content_type="application/json"
