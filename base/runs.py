@@ -1,5 +1,7 @@
 """What every long-running service shares with whoever runs it (jobs, commands, tests).
 
+- ``RunStatus``: the one status vocabulary of every run record (jobs, their shards, imports,
+  training runs): queued -> running -> succeeded / failed / cancelled.
 - ``Cancelled``: raised by a ``progress`` callback when the caller cancelled the work;
   services end their own run record as cancelled (not failed) when they see it.
 - One list of credential parameters and one masking function, for ImportRun.params, Job
@@ -14,6 +16,20 @@ No Django model imports here: the lowest layer, imported by catalog, ml and work
 from __future__ import annotations
 
 from typing import Any
+
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+RUN_FINISHED = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+RUN_OPEN = (RunStatus.QUEUED, RunStatus.RUNNING)
 
 SECRET_PARAMS = frozenset({"api_key", "bearer_token", "token", "password", "secret"})
 MASK = "***"

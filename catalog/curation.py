@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from .models import Movie, Poster
+from base.progress import Progress
 
-Progress = Callable[[str, float], None]
+from .models import Movie, Poster
 
 MOVIE_BATCH_SIZE = 500
 EXCLUSION_REASON_MAX = Movie._meta.get_field("exclusion_reason").max_length

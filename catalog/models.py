@@ -7,6 +7,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.text import slugify
 
+from base.runs import RunStatus
+
 
 class Genre(models.Model):
     tmdb_id = models.PositiveIntegerField(unique=True, null=True, blank=True)
@@ -260,11 +262,8 @@ class LabelChange(models.Model):
 class ImportRun(models.Model):
     """One run of an importer, with its summary (created, updated, skipped with reasons)."""
 
-    class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    # The one run vocabulary (base.runs); an import starts running, so it is never "queued".
+    Status = RunStatus
 
     kind = models.CharField(max_length=16, validators=[validate_source])
     params = models.JSONField(default=dict, blank=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.core.files.base import ContentFile
@@ -26,12 +25,13 @@ from django.db import transaction
 from django.utils import timezone
 from PIL import Image
 
+from base.progress import Progress
+
 from .images import GRAYSCALE_MODES, ImageRejected, decode_image, to_gray, to_rgb
 from .models import Poster, derivative_upload_to
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[str, float], None]
 
 POSTER_BATCH_SIZE = 100
 DERIVATIVE_JPEG_QUALITY = 90

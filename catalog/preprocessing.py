@@ -29,17 +29,18 @@ exception from ``progress`` (job cancellation) leaves every row consistent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
+from base.params import bool_field, id_list_field, int_field
+from base.progress import Progress, scaled
+
 from .curation import run_movie_pass
 from .models import Movie, Poster
 from .poster_processing import PosterSettings, run_poster_pass
-
-Progress = Callable[[str, float], None]
 
 GRAYSCALE_POLICIES = ("keep", "convert", "exclude")
 # Share of the progress bar for the poster pass (decoding dominates the run time).
@@ -81,7 +82,7 @@ def preprocess_posters(
         posters = posters.filter(movie_id__in=ids)
         movies = movies.filter(id__in=ids)
 
-    poster_counts = run_poster_pass(posters, opts, lambda message, f: report(message, POSTER_PASS_SHARE * f))
+    poster_counts = run_poster_pass(posters, opts, scaled(report, 0.0, POSTER_PASS_SHARE))
     report("Refreshing movie flags", POSTER_PASS_SHARE)
     movie_summary = run_movie_pass(
         movies,
@@ -89,7 +90,7 @@ def preprocess_posters(
         min_year=min_year,
         max_year=max_year,
         dedupe=dedupe,
-        report=lambda message, f: report(message, POSTER_PASS_SHARE + (1 - POSTER_PASS_SHARE) * f),
+        report=scaled(report, POSTER_PASS_SHARE, 1.0),
     )
 
     status_counts = dict(posters.order_by().values_list("status").annotate(n=Count("id")))
@@ -120,3 +121,17 @@ def preprocess_posters(
     }
     report("Done", 1.0)
     return summary
+
+
+def preprocess_param_errors(params: dict, errors: dict) -> None:
+    """Check ``preprocess_posters`` arguments given as JSON (a job's parameters)."""
+    id_list_field(params, "movie_ids", errors)
+    min_year = int_field(params, "min_year", errors, minimum=1870, maximum=2200)
+    max_year = int_field(params, "max_year", errors, minimum=1870, maximum=2200)
+    if min_year and max_year and min_year > max_year and "min_year" not in errors:
+        errors["min_year"] = "Must not be after max_year."
+    for flag in ("dedupe", "force"):
+        bool_field(params, flag, errors)
+    policy = params.get("grayscale_policy")
+    if policy is not None and policy not in GRAYSCALE_POLICIES:
+        errors["grayscale_policy"] = "Must be keep, convert or exclude."

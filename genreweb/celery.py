@@ -11,7 +11,8 @@ import os
 from celery import Celery
 from kombu import Queue
 
-from workers.queues import QUEUES, TASK_ROUTES
+from workers.kinds import route_task
+from workers.queues import QUEUES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "genreweb.settings")
 
@@ -19,5 +20,6 @@ app = Celery("genreweb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 
 app.conf.task_queues = tuple(Queue(name) for name in QUEUES)
-app.conf.task_routes = TASK_ROUTES
+# Each task goes to its kind's queue (workers.kinds), also for kinds registered later.
+app.conf.task_routes = (route_task,)
 app.autodiscover_tasks()

@@ -285,8 +285,6 @@ GENREWEB_HEARTBEAT_TIMEOUT_S = float(os.environ.get("GENREWEB_HEARTBEAT_TIMEOUT_
 # Sending a job's message from a web request gives up after this many seconds (no retry);
 # the job stays queued and the sweep sends it once the broker is back.
 GENREWEB_ENQUEUE_TIMEOUT_S = float(os.environ.get("GENREWEB_ENQUEUE_TIMEOUT_S", 1))
-# Fault-injection params (e.g. a batch-predict shard that raises) are accepted only when on.
-GENREWEB_TEST_HOOKS = env_bool("GENREWEB_TEST_HOOKS", default=False)
 
 # --- Cache (throttles) -------------------------------------------------------
 # Throttle counters must be shared by every web process: the database cache by default
@@ -350,8 +348,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Several models have a "status" choice set; name each enum after its model.
     "ENUM_NAME_OVERRIDES": {
-        "JobStatusEnum": "workers.models.Job.Status",
-        "JobShardStatusEnum": "workers.models.JobShard.Status",
+        "RunStatusEnum": "base.runs.RunStatus",  # jobs, shards, imports, training runs
         "PosterStatusEnum": "catalog.models.Poster.Status",
         "LabelOriginEnum": "catalog.models.LabelOrigin",
         "LabelSetOriginEnum": "catalog.models.LABEL_SET_ORIGINS",

@@ -14,6 +14,8 @@ from django.db import models, transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
+from base.runs import RunStatus
+
 
 class ImmutableRecordError(Exception):
     """Raised on an attempt to change a field that is frozen once the record exists."""
@@ -143,12 +145,8 @@ class SnapshotMember(models.Model):
 
 
 class TrainingRun(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    # The one run vocabulary (base.runs), shared with jobs and imports.
+    Status = RunStatus
 
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="training_runs")
     config_name = models.CharField(max_length=120, blank=True, db_index=True)

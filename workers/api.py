@@ -1,5 +1,5 @@
 """Jobs REST API: list/detail for readers; create, cancel and retry for staff. Everything goes
-through workers.jobs (enqueue/cancel/retry), which validates parameters per kind."""
+through workers.jobs (enqueue/cancel/retry), which validates parameters per kind (workers.kinds)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from base.permissions import IsStaff, IsStaffForWrite
 from base.schema import error_responses
 from base.text_input import NulFreeJSONField
 
-from . import jobs
+from . import jobs, kinds
+from .kinds import InvalidJobParams
 from .models import Job, JobShard
 
 
@@ -61,16 +62,20 @@ class JobDetailSerializer(JobSerializer):
 
 
 class JobCreateSerializer(serializers.Serializer):
-    kind = serializers.ChoiceField(choices=Job.Kind.choices)
+    kind = serializers.ChoiceField(choices=kinds.kind_choices())
     params = NulFreeJSONField(
         required=False, default=dict, help_text="per kind, e.g. import {source, path}, train {snapshot_id, config}"
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = kinds.kind_choices()  # kinds registered after start-up too
 
 
 @extend_schema(
     parameters=[
         OpenApiParameter("status", str, enum=list(Job.Status.values)),
-        OpenApiParameter("kind", str, enum=list(Job.Kind.values)),
+        OpenApiParameter("kind", str, enum=list(kinds.KINDS)),
     ]
 )
 class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, viewsets.GenericViewSet):
@@ -80,7 +85,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         found = Job.objects.select_related("requested_by")
         if self.action == "retrieve":
             found = found.prefetch_related("shards")
-        for name, values in (("status", Job.Status.values), ("kind", Job.Kind.values)):
+        for name, values in (("status", Job.Status.values), ("kind", list(kinds.KINDS))):
             value = self.request.query_params.get(name)
             if value:
                 if value not in values:
@@ -99,7 +104,7 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
         data.is_valid(raise_exception=True)
         try:
             job = jobs.enqueue(data.validated_data["kind"], data.validated_data["params"], request.user)
-        except jobs.InvalidJobParams as exc:
+        except InvalidJobParams as exc:
             # Field names of the kind's parameters, nested under "params" like DRF does.
             return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
@@ -120,6 +125,6 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
             job = jobs.retry(self.get_object(), request.user)
         except jobs.JobError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except jobs.InvalidJobParams as exc:
+        except InvalidJobParams as exc:
             return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)

@@ -11,7 +11,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from base.runs import MASK, SECRET_PARAMS, mask_secrets  # noqa: F401 - re-exported
+from base.runs import MASK, RUN_FINISHED, SECRET_PARAMS, RunStatus, mask_secrets  # noqa: F401 - re-exported
+
+from .kinds import kind_choices
 
 # A job keeps its most recent log lines only; old lines are dropped with a marker.
 MAX_LOG_LINES = 500
@@ -23,25 +25,13 @@ masked_params = mask_secrets
 
 
 class Job(models.Model):
-    class Kind(models.TextChoices):
-        IMPORT = "import", "Import movies"
-        PREPROCESS = "preprocess", "Preprocess posters"
-        SNAPSHOT = "snapshot", "Build dataset snapshot"
-        TRAIN = "train", "Train model"
-        EVALUATE = "evaluate", "Evaluate model"
-        PREDICT = "predict", "Batch predict"
-        RETRAIN = "retrain", "Retrain (snapshot, train, evaluate, predict all)"
+    # The one run vocabulary (base.runs), shared with shards, imports and training runs.
+    Status = RunStatus
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    FINISHED = RUN_FINISHED
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-
-    kind = models.CharField(max_length=16, choices=Kind.choices, db_index=True)
+    # Choices come from the kinds table (workers.kinds): a new kind needs no migration.
+    kind = models.CharField(max_length=16, choices=kind_choices, db_index=True)
     params = models.JSONField(default=dict, blank=True)
     requested_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="jobs"
@@ -94,17 +84,12 @@ class Job(models.Model):
 class JobShard(models.Model):
     """One slice of a batch-prediction job: a fixed list of movie ids, run by one task."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
+    Status = RunStatus
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="shards")
     index = models.PositiveIntegerField()
     movie_ids = models.JSONField(default=list)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     predictions_written = models.PositiveIntegerField(default=0)
     # Deliveries of this shard's message; >1 means redelivery (worker lost, sweep, retry).
     attempts = models.PositiveIntegerField(default=0)

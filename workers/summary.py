@@ -14,7 +14,7 @@ RECORD_KEYS = {
     "model_version_id": ("Model version", "ml.ModelVersion", "ml:model", False),
     "predict_job_id": ("Batch-predict job", "workers.Job", "workers:job", False),
 }
-# Records inside a result, as workers.tasks.jsonable writes them ({"id", "model", "str", ...}).
+# Records inside a result, as workers.lifecycle.jsonable writes them ({"id", "model", "str", ...}).
 RECORD_MODELS = {
     "catalog.ImportRun": ("admin:catalog_importrun_change", True),
     "ml.DatasetSnapshot": ("admin:ml_datasetsnapshot_change", True),

@@ -17,8 +17,9 @@ from django.views.decorators.http import require_POST
 from base.permissions import is_staff, reader_required, staff_required
 from catalog.importers import registry as import_registry
 
-from . import jobs
-from .jobs import InvalidJobParams, JobError, enqueue
+from . import jobs, kinds
+from .jobs import JobError, enqueue
+from .kinds import InvalidJobParams
 from .models import Job
 from .summary import result_summary
 
@@ -47,7 +48,7 @@ class QueueJobForm(forms.Form):
     """One form for every kind; ``params()`` builds the parameters workers.jobs expects for
     the chosen kind (which validates them again and names any bad field)."""
 
-    kind = forms.ChoiceField(choices=Job.Kind.choices)
+    kind = forms.ChoiceField(choices=kinds.kind_choices)
     source = forms.ChoiceField(choices=(), required=False, label="import source")
     path = forms.CharField(required=False, max_length=1000, label="file or folder path (on the worker)")
     api_key = forms.CharField(
@@ -64,17 +65,6 @@ class QueueJobForm(forms.Form):
     config = forms.ChoiceField(required=False, choices=(), label="model family preset")
     model_version_id = forms.ChoiceField(required=False, choices=(), label="model version")
 
-    # Which fields each kind uses (the page hides the others).
-    USES = {
-        Job.Kind.IMPORT: ("source", "path", "api_key", "date_from", "date_to", "limit"),
-        Job.Kind.PREPROCESS: (),
-        Job.Kind.SNAPSHOT: (),
-        Job.Kind.TRAIN: ("snapshot_id", "config"),
-        Job.Kind.EVALUATE: ("model_version_id",),
-        Job.Kind.PREDICT: ("model_version_id",),
-        Job.Kind.RETRAIN: ("config",),
-    }
-
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["source"].choices = import_registry.choices()
@@ -85,7 +75,7 @@ class QueueJobForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("kind")
-        if kind in (Job.Kind.EVALUATE, Job.Kind.PREDICT) and not cleaned.get("model_version_id"):
+        if kind in (kinds.EVALUATE, kinds.PREDICT) and not cleaned.get("model_version_id"):
             from ml.services.registry import production_version
 
             version = production_version()
@@ -98,7 +88,7 @@ class QueueJobForm(forms.Form):
     def params(self) -> dict:
         data, kind = self.cleaned_data, self.cleaned_data["kind"]
         params: dict = {}
-        for name in self.USES[kind]:
+        for name in kinds.get(kind).form_fields:  # the kinds table says which fields a kind uses
             value = data.get(name)
             if value in (None, ""):
                 continue
@@ -107,7 +97,7 @@ class QueueJobForm(forms.Form):
             elif hasattr(value, "isoformat"):
                 value = value.isoformat()
             params[name] = value
-        if kind == Job.Kind.IMPORT and params.get("source"):
+        if kind == kinds.IMPORT and params.get("source"):
             # Only the fields the chosen source takes (e.g. no path for TMDB, no API key for a CSV).
             accepted = import_registry.get(params["source"]).all_params | {"source"}
             params = {name: value for name, value in params.items() if name in accepted}
@@ -133,7 +123,7 @@ def job_json(job: Job) -> dict:
 def job_list(request):
     form = None
     if is_staff(request.user):
-        form = QueueJobForm(request.POST or None, initial={"kind": request.GET.get("kind", Job.Kind.PREPROCESS)})
+        form = QueueJobForm(request.POST or None, initial={"kind": request.GET.get("kind", kinds.PREPROCESS)})
         if request.method == "POST" and form.is_valid():
             try:
                 job = enqueue(form.cleaned_data["kind"], form.params(), request.user)
@@ -155,6 +145,7 @@ def job_list(request):
         "workers/jobs.html",
         {
             "form": form,
+            "kind_fields": {name: list(kind.form_fields) for name, kind in kinds.KINDS.items()},
             "page": page,
             "jobs": page.object_list,
             "statuses": Job.Status.choices,
@@ -167,7 +158,7 @@ def job_list(request):
 @reader_required
 def job_detail(request, pk: int):
     job = get_object_or_404(Job.objects.select_related("requested_by", "parent", "retry_of"), pk=pk)
-    shards = job.shards.all() if job.kind == Job.Kind.PREDICT else []
+    shards = job.shards.all() if job.kind == kinds.PREDICT else []
     return render(
         request,
         "workers/job.html",

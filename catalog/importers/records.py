@@ -8,17 +8,17 @@ only parses and validates; ``catalog.importers.writer`` upserts what it yields a
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
+
+from base.progress import Progress  # noqa: F401 - re-exported for sources
 
 if TYPE_CHECKING:
     from ..models import ImportRun
 
 logger = logging.getLogger(__name__)
-
-Progress = Callable[[str, float], None]
 
 
 class ImporterError(Exception):

@@ -4,31 +4,14 @@
 - training.train_model         snapshot + config -> TrainingRun -> ModelVersion (+ evaluations)
 - evaluation.evaluate_model    ModelVersion x snapshot split -> Evaluation + GenreMetric rows
 - inference.predict_movies     bulk, idempotent Prediction upserts; predict_raw for ad-hoc input
+- params                       the JSON parameter checks of the services above, for jobs
 - registry.promote             move the "production" alias in one transaction
 
-Long-running services take ``progress(message, fraction)``; a callback that raises
-(e.g. to cancel a job) leaves the data consistent: work is committed per batch or
-not at all.
+Long-running services take ``progress(message, fraction)`` (``base.progress``: the type,
+``report`` and ``scaled`` for sub-steps); a callback that raises (e.g. to cancel a job)
+leaves the data consistent: work is committed per batch or not at all.
+
+Each service a job kind runs also owns the check of its JSON parameters
+(``params.*_param_errors(params, errors)``, importing no torch), which workers' job kinds
+table reuses.
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-
-Progress = Callable[[str, float], None]
-
-
-def report(progress: Progress | None, message: str, fraction: float) -> None:
-    if progress is not None:
-        progress(message, max(0.0, min(1.0, float(fraction))))
-
-
-def scaled(progress: Progress | None, start: float, end: float) -> Progress | None:
-    """A progress callback mapping a sub-task's 0..1 onto ``start..end`` of the caller's."""
-    if progress is None:
-        return None
-
-    def inner(message: str, fraction: float) -> None:
-        progress(message, start + (end - start) * max(0.0, min(1.0, float(fraction))))
-
-    return inner

@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.files.storage import default_storage
 
+from base.progress import Progress, report
 from catalog.models import Movie, Poster
 from catalog.posters import MAX_POSTER_BYTES
 from ml.engine.contracts import Example, ImageLimits
 from ml.models import DatasetSnapshot, SnapshotMember
-
-from . import Progress, report
 
 logger = logging.getLogger(__name__)
 

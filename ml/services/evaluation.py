@@ -8,12 +8,12 @@ from collections.abc import Sequence
 import numpy as np
 from django.db import transaction
 
+from base.progress import Progress, report, scaled
 from ml.engine.contracts import Example
 from ml.engine.metrics import evaluate
 from ml.engine.thresholds import apply_thresholds
 from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, SnapshotMember
 
-from . import Progress, report, scaled
 from .data import snapshot_examples
 
 

@@ -11,11 +11,11 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from catalog.models import MovieGenre
+from base.progress import Progress, report
+from catalog.models import Movie, MovieGenre
 from ml.engine.contracts import Example
 from ml.models import ModelVersion, Prediction
 
-from . import Progress, report
 from .data import engine_image_limits, movie_examples
 from .registry import local_artifact_dir, require_production_version
 
@@ -139,6 +139,16 @@ def _upsert(version: ModelVersion, genres, thresholds, examples: list[Example], 
             rows, update_conflicts=True, unique_fields=["movie", "model_version"], update_fields=UPDATE_FIELDS
         )
     return len(rows)
+
+
+def movies_to_predict(movie_ids: Sequence[int] | None = None) -> tuple[list[int], int]:
+    """Which movies a batch prediction covers: ``movie_ids`` that exist (all movies when None),
+    in id order, and how many requested ids name no movie."""
+    movies = Movie.objects.order_by("pk")
+    if movie_ids:
+        movies = movies.filter(pk__in=movie_ids)
+    found = list(movies.values_list("pk", flat=True))
+    return found, (len(set(movie_ids)) - len(found) if movie_ids else 0)
 
 
 def predict_movies(

@@ -12,11 +12,11 @@ from contextlib import nullcontext
 import numpy as np
 from django.db import connection, transaction
 
+from base.progress import Progress, report
 from catalog.models import Movie, MovieGenre, Poster
 from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
 from ml.models import DatasetSnapshot, SnapshotMember
 
-from . import Progress, report
 from .data import overview_checksum
 
 logger = logging.getLogger(__name__)

@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from base.progress import Progress, report, scaled
 from ml.models import DatasetSnapshot, ModelVersion, TrainingRun
 
-from . import Progress, report, scaled
 from .data import engine_image_limits, snapshot_examples
 from .evaluation import record_evaluation, score_examples
 from .registry import files_checksum, store_artifact

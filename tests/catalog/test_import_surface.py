@@ -15,7 +15,7 @@ from django.core.management import call_command
 from catalog import posters
 from catalog.importers import ImporterError, run_import
 from catalog.models import Movie, Poster
-from workers.jobs import InvalidJobParams, validate_params
+from workers.kinds import InvalidJobParams, validate_params
 
 from .fake_tmdb import FakeMovie, FakeTmdbServer
 from .test_import_csv import devset_row, write_folder

@@ -55,7 +55,7 @@ def answer_next_dialog(page, accept: bool) -> list[str]:  # noqa: F811
 def test_cancel_job_asks_first(page, live_server, staff):  # noqa: F811
     from workers.models import Job
 
-    job = Job.objects.create(kind=Job.Kind.PREPROCESS, requested_by=staff, celery_task_id="browser-test")
+    job = Job.objects.create(kind="preprocess", requested_by=staff, celery_task_id="browser-test")
     log_in(page, live_server, "sam")
     page.goto(f"{live_server.url}/jobs/{job.pk}/")
     questions = answer_next_dialog(page, accept=False)

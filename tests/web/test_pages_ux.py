@@ -58,7 +58,7 @@ def test_relative_times_read_right_at_every_scale(seconds, text):
 def test_job_list_says_just_now_not_0_minutes(staff_client, staff):
     from workers.models import Job
 
-    Job.objects.create(kind=Job.Kind.PREPROCESS, requested_by=staff)
+    Job.objects.create(kind="preprocess", requested_by=staff)
     html = staff_client.get("/jobs/").content.decode()
     assert "just now" in html and "0\xa0minutes ago" not in html and "0 minutes ago" not in html
 
@@ -66,7 +66,7 @@ def test_job_list_says_just_now_not_0_minutes(staff_client, staff):
 def test_cancel_and_promote_forms_ask_for_confirmation(staff_client, staff, world):
     from workers.models import Job
 
-    job = Job.objects.create(kind=Job.Kind.PREPROCESS, requested_by=staff)
+    job = Job.objects.create(kind="preprocess", requested_by=staff)
     html = staff_client.get(f"/jobs/{job.pk}/").content.decode()
     assert f'action="/jobs/{job.pk}/cancel/" data-confirm="Cancel job #{job.pk}' in html
     assert "js/confirm.js" in html
@@ -100,18 +100,18 @@ def test_cooccurrence_heatmap_has_a_colour_scale(labeler_client, world):
 
 def test_job_page_summarises_the_result_with_links(staff_client, labeler_client, staff, world):
     from catalog.models import ImportRun
+    from workers.lifecycle import jsonable
     from workers.models import Job
-    from workers.tasks import jsonable
 
     run = ImportRun.objects.create(kind="csv", status="succeeded", created=1234, skipped=2)
     imported = Job.objects.create(
-        kind=Job.Kind.IMPORT,
+        kind="import",
         status=Job.Status.SUCCEEDED,
         result={"import_run_id": run.pk, "source": "csv", "created": 1234, "updated": 0, "skipped": 2},
     )
     version, evaluation = world["version"], world["evaluation"]
     retrained = Job.objects.create(
-        kind=Job.Kind.RETRAIN,
+        kind="retrain",
         status=Job.Status.SUCCEEDED,
         result={
             "snapshot_id": version.snapshot_id,

@@ -104,11 +104,9 @@ def build_tiny_model_version(n_movies: int = 32) -> int:
     """A real model version: a snapshot of generated movies and a TF-IDF model trained by ml services."""
     from ml.services.snapshots import build_snapshot
     from ml.services.training import train_model
-    from workers.tasks import _model_version_id
 
     snapshot = build_snapshot(min_genre_count=2, seed=3)
-    trained = train_model(snapshot.pk, "tfidf-linear")
-    return _model_version_id(trained)
+    return train_model(snapshot.pk, "tfidf-linear").model_version.pk
 
 
 @pytest.fixture

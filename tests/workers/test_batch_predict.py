@@ -9,7 +9,9 @@ import pytest
 from ml.models import Prediction
 from workers.jobs import cancel, enqueue, retry
 from workers.models import Job
-from workers.tasks import _run_predictions
+from workers.sharding import _run_predictions
+
+from .conftest import make_movies
 
 pytestmark = pytest.mark.django_db
 
@@ -50,10 +52,17 @@ def test_a_second_run_upserts_instead_of_duplicating(tiny_model, run_now):
     assert Prediction.objects.filter(model_version_id=version_id).count() == 5
 
 
-def test_a_failing_shard_fails_the_job_keeps_the_rest_and_retry_finishes(tiny_model, run_now, settings):
-    settings.GENREWEB_TEST_HOOKS = True
-    version_id, _ = tiny_model
-    job = run_now(enqueue, "predict", {"model_version_id": version_id, "shard_size": 8, "_test_fail_shard": 2})
+def test_a_failing_shard_fails_the_job_keeps_the_rest_and_retry_finishes(tiny_model, run_now):
+    version_id, movie_ids = tiny_model
+    third_shard = set(sorted(movie_ids)[16:24])
+
+    def fail_the_third_shard(model_version_id, ids, progress):
+        if set(ids) == third_shard:
+            raise RuntimeError("injected failure")
+        return _run_predictions(model_version_id, ids, progress)
+
+    with mock.patch("workers.sharding._run_predictions", side_effect=fail_the_third_shard):
+        job = run_now(enqueue, "predict", {"model_version_id": version_id, "shard_size": 8})
     assert job.status == "failed"
     assert "shard 2" in job.error and "injected failure" in job.error
     assert job.result["shards_failed"][0]["index"] == 2
@@ -61,11 +70,11 @@ def test_a_failing_shard_fails_the_job_keeps_the_rest_and_retry_finishes(tiny_mo
     assert failed.status == "failed" and "Traceback" in failed.error
     assert Prediction.objects.filter(model_version_id=version_id).count() == 24  # the other 3 shards stayed
 
-    with mock.patch("workers.tasks._run_predictions", wraps=_run_predictions) as predictions:
+    with mock.patch("workers.sharding._run_predictions", wraps=_run_predictions) as predictions:
         again = run_now(retry, job)
     assert again.status == "succeeded", (again.error, again.log)
     assert predictions.call_count == 1  # only the failed shard ran again
-    assert again.retry_of_id == job.pk and "_test_fail_shard" not in again.params
+    assert again.retry_of_id == job.pk and again.params == job.params
     assert again.result["shards_reused"] == 3 and again.result["predictions_written"] == 32
     assert list(again.shards.filter(reused=False).values_list("index", flat=True)) == [2]
     assert Prediction.objects.filter(model_version_id=version_id).count() == 32
@@ -82,7 +91,7 @@ def test_cancelling_a_running_batch_predict_stops_the_remaining_shards(tiny_mode
             cancel(Job.objects.get(kind="predict"))
         return written
 
-    with mock.patch("workers.tasks._run_predictions", side_effect=predict_then_cancel):
+    with mock.patch("workers.sharding._run_predictions", side_effect=predict_then_cancel):
         job = run_now(enqueue, "predict", {"model_version_id": version_id, "shard_size": 8})
     assert job.status == "cancelled", (job.error, job.log)
     assert len(calls) == 1
@@ -112,3 +121,11 @@ def test_retrain_chains_snapshot_train_evaluate_and_predict_all(tiny_model, run_
     assert job.result["predict"]["predictions_written"] == len(movie_ids)
     assert Prediction.objects.filter(model_version_id=new_version).count() == len(movie_ids)
     assert job.progress == 100.0
+
+
+def test_ml_chooses_the_movies_to_predict(db):
+    from ml.services.inference import movies_to_predict
+
+    ids = make_movies(5)
+    assert movies_to_predict() == (sorted(ids), 0)
+    assert movies_to_predict([ids[3], ids[1], 999999]) == (sorted([ids[1], ids[3]]), 1)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.celery_worker import ROOT
-from workers.queues import TASK_ROUTES
+from workers.kinds import task_routes
 
 DOCKER = ROOT / "docker"
 
@@ -51,7 +51,7 @@ def test_web_runs_gunicorn_and_workers_take_their_queues(compose):
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert services["worker-gpu"]["build"]["args"]["TORCH_INDEX_URL"].startswith("https://pypi.org")
     # Every routed queue has a worker in the compose file.
-    assert {route["queue"] for route in TASK_ROUTES.values()} == {"default", "gpu"}
+    assert {route["queue"] for route in task_routes().values()} == {"default", "gpu"}
 
 
 def test_dockerfile_is_slim_non_root_with_static_files_collected():

@@ -2,6 +2,8 @@
 
 Each test starts its own worker (tests/celery_worker.py) on this run's Redis database and
 the pytest-django test database; jobs go through workers.jobs exactly as the UI sends them.
+Slow or failing work is injected into the worker from the test side (tests/workers/faults.py,
+loaded by the workers' test-only settings), never through job parameters.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import pytest
 from catalog.models import ImportRun, Movie, MovieGenre, Poster
 from ml.models import Prediction
 from tests.celery_worker import WorkerProcess
-from workers.jobs import broker_message_ids, cancel, enqueue, requeue_stale_jobs, retry
+from workers.broker import broker_message_ids
+from workers.jobs import cancel, enqueue, retry
 from workers.models import Job, JobShard
+from workers.sweep import requeue_stale_jobs
 
 from .conftest import build_tiny_model_version, make_movies
+from .faults import FAULTS_FILE_ENV, set_faults
 
 pytestmark = [
     pytest.mark.redis,
@@ -47,14 +52,25 @@ def finished(job_id: int) -> Job | None:
 
 
 @pytest.fixture
-def start_worker(tmp_path, settings):
-    settings.GENREWEB_TEST_HOOKS = True
+def faults(tmp_path):
+    """``faults(shard_delay_s=1.5)``: what the workers this test starts inject from now on."""
+    path = tmp_path / "faults.json"
+    set_faults(path)
+    return lambda **injected: set_faults(path, **injected)
+
+
+@pytest.fixture
+def start_worker(tmp_path, faults):
     workers: list[WorkerProcess] = []
+    fault_env = {
+        "DJANGO_SETTINGS_MODULE": "tests.workers.worker_settings",
+        FAULTS_FILE_ENV: str(tmp_path / "faults.json"),
+    }
 
     def start(name: str = "w", **env) -> WorkerProcess:
         folder = tmp_path / f"worker-{name}-{len(workers)}"
         folder.mkdir()
-        worker = WorkerProcess(folder, use_redis=True, extra_env={"GENREWEB_TEST_HOOKS": "1", **env})
+        worker = WorkerProcess(folder, use_redis=True, extra_env={**fault_env, **env})
         workers.append(worker)
         return worker.start(timeout=90)
 
@@ -78,11 +94,12 @@ def _assert_production_visibility_timeout():
     assert "GENREWEB_VISIBILITY_TIMEOUT_S" not in os.environ
 
 
-def _kill_mid_batch_predict(start_worker, n_movies=40):
+def _kill_mid_batch_predict(start_worker, faults, n_movies=40):
     movie_ids = make_movies(n_movies)
     version_id = build_tiny_model_version()
+    faults(shard_delay_s=1.5)
     first = start_worker("a", **FAST_BEAT)
-    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8, "_test_shard_delay_s": 1.5})
+    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8})
 
     def a_shard_running_after_one_done():
         shards = JobShard.objects.filter(job=job)
@@ -104,10 +121,10 @@ def _sweep_when_silent(settings, what):
 
 
 def test_worker_killed_as_a_whole_mid_batch_predict_gets_its_shard_re_sent_and_the_count_is_exact(
-    start_worker, settings
+    start_worker, faults, settings
 ):
     _assert_production_visibility_timeout()
-    job, victim, version_id, movie_ids = _kill_mid_batch_predict(start_worker)
+    job, victim, version_id, movie_ids = _kill_mid_batch_predict(start_worker, faults)
     second = start_worker("b", **FAST_BEAT)
     report = _sweep_when_silent(settings, "requeued_shards")
     assert victim.pk in report.requeued_shards
@@ -123,15 +140,16 @@ def test_worker_killed_as_a_whole_mid_batch_predict_gets_its_shard_re_sent_and_t
     )
 
 
-def test_cancel_works_on_a_batch_predict_whose_worker_was_killed_and_retry_completes_it(start_worker, settings):
+def test_cancel_works_on_a_batch_predict_whose_worker_was_killed_and_retry_completes_it(start_worker, faults, settings):
     _assert_production_visibility_timeout()
-    job, victim, version_id, movie_ids = _kill_mid_batch_predict(start_worker)
+    job, victim, version_id, movie_ids = _kill_mid_batch_predict(start_worker, faults)
     settings.GENREWEB_HEARTBEAT_TIMEOUT_S = LOST_AFTER_S
     time.sleep(LOST_AFTER_S + 0.5)
     cancelled = cancel(job)  # nobody runs it any more: it ends now, not in 8 h
     assert cancelled.status == "cancelled", (cancelled.step, cancelled.log)
-    assert not JobShard.objects.filter(job=job, status__in=["pending", "running"]).exists()
+    assert not JobShard.objects.filter(job=job, status__in=["queued", "running"]).exists()
     again = retry(cancelled)  # today: 409, the job is still "running"
+    faults()  # the retry runs at full speed
     worker = start_worker("b", **FAST_BEAT)
     done = wait_for(lambda: finished(again.pk), 150, "the retry to finish", worker)
     assert done.status == "succeeded", (done.error, done.log)
@@ -142,12 +160,13 @@ def test_cancel_works_on_a_batch_predict_whose_worker_was_killed_and_retry_compl
 
 
 def test_a_killed_import_job_fails_with_its_import_run_and_a_retry_imports_everything(
-    start_worker, settings, csv_folder
+    start_worker, faults, settings, csv_folder
 ):
     _assert_production_visibility_timeout()
     folder = str(csv_folder(400, posters=False))
+    faults(import_progress_delay_s=1.0)
     first = start_worker("a", **FAST_BEAT)
-    job = enqueue("import", {"source": "csv", "path": folder, "_test_batch_delay_s": 1.0})
+    job = enqueue("import", {"source": "csv", "path": folder})
     wait_for(lambda: Movie.objects.count() >= 100, 120, "the import to be under way", first)
     first.kill()
     assert Job.objects.get(pk=job.pk).status == "running"
@@ -160,6 +179,7 @@ def test_a_killed_import_job_fails_with_its_import_run_and_a_retry_imports_every
     assert lost.status == "failed" and "lost" in lost.error
     assert run.status == "failed" and run.finished_at
     again = retry(lost)
+    faults()  # the retry runs at full speed
     worker = start_worker("b", **FAST_BEAT)
     done = wait_for(lambda: finished(again.pk), 150, "the retry to finish", worker)
     assert done.status == "succeeded", (done.error, done.log)
@@ -170,7 +190,7 @@ def test_a_killed_import_job_fails_with_its_import_run_and_a_retry_imports_every
     os.environ.get("GENREWEB_MEASURE_RECOVERY") != "1",
     reason="measurement (about 3 min a trial): set GENREWEB_MEASURE_RECOVERY=1",
 )
-def test_recovery_time_with_production_defaults(start_worker):
+def test_recovery_time_with_production_defaults(start_worker, faults):
     """Kill a worker mid-shard with every production default (heartbeat 15 s, limit 120 s, sweep
     every 60 s, visibility 8 h) while another worker runs; time until the shard ran again."""
     _assert_production_visibility_timeout()
@@ -183,8 +203,9 @@ def test_recovery_time_with_production_defaults(start_worker):
     ) == (15, 120, 60)
     make_movies(16)
     version_id = build_tiny_model_version()
+    faults(shard_delay_s=20)
     first = start_worker("a")
-    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8, "_test_shard_delay_s": 20})
+    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8})
     victim = wait_for(lambda: JobShard.objects.filter(job=job, status="running").first(), 120, "a shard", first)
     second = start_worker("b")  # the survivor: its own sweep must find the lost shard
     killed_at = time.monotonic()
@@ -201,15 +222,16 @@ def test_recovery_time_with_production_defaults(start_worker):
     os.environ.get("GENREWEB_MEASURE_RECOVERY") != "1",
     reason="measurement (about 3 min a trial): set GENREWEB_MEASURE_RECOVERY=1",
 )
-def test_killed_import_ends_with_production_defaults(start_worker, csv_folder):
+def test_killed_import_ends_with_production_defaults(start_worker, faults, csv_folder):
     """Kill a worker mid-import (production defaults, another worker alive); time until the job
     and its ImportRun have ended as failed, ready to retry."""
     _assert_production_visibility_timeout()
     folder = str(csv_folder(400, posters=False))
     # Both start first: a worker busy with an early-acked job may hold one more message (a
     # later worker's readiness ping) until it is done.
+    faults(import_progress_delay_s=20.0)
     pair = [start_worker("a"), start_worker("b")]
-    job = enqueue("import", {"source": "csv", "path": folder, "_test_batch_delay_s": 20.0})
+    job = enqueue("import", {"source": "csv", "path": folder})
     wait_for(lambda: Movie.objects.count() >= 100, 120, "the import to be under way", pair[0])
     started_on = next(line for line in Job.objects.get(pk=job.pk).log if "started on" in line)
     first, second = pair if pair[0].name in started_on else pair[::-1]
@@ -223,17 +245,19 @@ def test_killed_import_ends_with_production_defaults(start_worker, csv_folder):
     assert back_s < 300
 
 
-def test_a_shard_that_raises_fails_the_job_and_a_retry_completes_it(start_worker):
+def test_a_shard_that_raises_fails_the_job_and_a_retry_completes_it(start_worker, faults):
     movie_ids = make_movies(24)
     version_id = build_tiny_model_version()
+    faults(fail_movie_id=sorted(movie_ids)[8])  # the first movie of shard 1 (8 movies a shard)
     worker = start_worker()
-    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8, "_test_fail_shard": 1})
+    job = enqueue("predict", {"model_version_id": version_id, "shard_size": 8})
     failed = wait_for(lambda: finished(job.pk), 120, "the job to finish", worker)
     assert failed.status == "failed"
     assert "shard 1" in failed.error and "injected failure" in failed.error
     assert [s["index"] for s in failed.result["shards_failed"]] == [1]
     assert Prediction.objects.filter(model_version_id=version_id).count() == 16  # shards 0 and 2 kept theirs
 
+    faults()  # the cause is gone: the retry runs shard 1 again and succeeds
     again = retry(failed)
     done = wait_for(lambda: finished(again.pk), 120, "the retry to finish", worker)
     assert done.status == "succeeded", (done.error, done.log)

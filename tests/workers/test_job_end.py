@@ -19,16 +19,11 @@ from base.runs import mask_secrets, storable_text
 from catalog.importers import run as importer_run
 from catalog.importers import run_import
 from catalog.models import ImportRun
-from workers.jobs import (
-    broker_message_ids,
-    cancel,
-    enqueue,
-    finish_job,
-    requeue_stale_jobs,
-    retry,
-)
+from workers.broker import broker_message_ids
+from workers.jobs import cancel, enqueue, retry
+from workers.lifecycle import JobCancelled, claim_job, finish_job
 from workers.models import Job, JobShard, masked_params
-from workers.tasks import JobCancelled, claim_job
+from workers.sweep import requeue_stale_jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +76,7 @@ def test_the_sweep_scrubs_credentials_when_it_ends_a_lost_job(settings, end):
         silent_for_s=3600,
         cancel_requested=(end == "cancelled"),
     )
-    with mock.patch("workers.jobs.broker_message_ids", return_value=set()):
+    with mock.patch("workers.broker.broker_message_ids", return_value=set()):
         requeue_stale_jobs()
     job.refresh_from_db()
     assert job.status == end
@@ -213,7 +208,7 @@ def test_the_sweep_fails_a_silent_import_job_and_its_import_run_within_the_heart
     run = ImportRun.objects.create(kind="csv", status=ImportRun.Status.RUNNING)
     lost = _running("import", {"source": "csv", "path": "/x"}, silent_for_s=121, result={"import_run_id": run.pk})
     alive = _running("import", {"source": "csv", "path": "/y"}, silent_for_s=30)
-    with mock.patch("workers.jobs.broker_message_ids", return_value=set()):
+    with mock.patch("workers.broker.broker_message_ids", return_value=set()):
         report = requeue_stale_jobs()
     assert report.failed_lost_jobs == [lost.pk]
     lost.refresh_from_db()
@@ -249,12 +244,12 @@ def test_the_sweep_resends_a_running_shard_whose_heartbeat_stopped(settings, eag
     )
     with (
         mock.patch("workers.tasks.predict_shard.apply_async") as send,
-        mock.patch("workers.jobs.broker_message_ids", return_value={"old", "live"}),
+        mock.patch("workers.broker.broker_message_ids", return_value={"old", "live"}),
     ):
         report = requeue_stale_jobs()
     assert report.requeued_shards == [lost.pk]
     lost.refresh_from_db()
-    assert lost.status == "pending" and lost.celery_task_id != "old"
+    assert lost.status == "queued" and lost.celery_task_id != "old"
     assert send.call_args.kwargs["task_id"] == lost.celery_task_id
     assert JobShard.objects.get(pk=live.pk).celery_task_id == "live"
     assert Job.objects.get(pk=job.pk).status == "running"

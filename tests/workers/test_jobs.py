@@ -9,11 +9,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
+from base.progress import scaled
 from catalog.models import ImportRun, Movie
-from workers import jobs
-from workers.jobs import InvalidJobParams, JobError, cancel, enqueue, requeue_stale_jobs, retry, validate_params
+from workers import broker, lifecycle
+from workers.jobs import JobError, cancel, enqueue, retry
+from workers.kinds import InvalidJobParams, validate_params
+from workers.lifecycle import JobCancelled, ProgressReporter, claim_job
 from workers.models import MAX_LOG_LINES, Job
-from workers.tasks import JobCancelled, ProgressReporter, claim_job
+from workers.sweep import requeue_stale_jobs
 
 pytestmark = pytest.mark.django_db
 
@@ -66,12 +69,6 @@ def test_params_must_be_an_object_of_json_values():
         validate_params("snapshot", {"name": object()})
 
 
-def test_test_hooks_are_refused_unless_switched_on(settings):
-    settings.GENREWEB_TEST_HOOKS = False
-    with pytest.raises(InvalidJobParams, match="Test hooks are disabled"):
-        validate_params("snapshot", {"_test_fail_shard": 0})
-
-
 def test_valid_params_are_cleaned(tmp_path):
     (tmp_path / "movies.csv").write_text("id,title\n")
     cleaned = validate_params("import", {"source": "csv", "path": str(tmp_path), "limit": "5"})
@@ -103,9 +100,9 @@ def test_gpu_kinds_go_to_the_gpu_queue(django_capture_on_commit_callbacks):
 
 
 def test_a_broker_that_is_down_leaves_the_job_queued_for_the_sweep(django_capture_on_commit_callbacks):
-    from celery import current_app
+    from workers.jobs import task_named
 
-    task = current_app.tasks["workers.run_snapshot"]
+    task = task_named("workers.run_snapshot")
     with mock.patch.object(task, "apply_async", side_effect=ConnectionError("broker down")):
         with django_capture_on_commit_callbacks(execute=True):
             job = enqueue("snapshot", {})
@@ -163,7 +160,7 @@ def test_progress_is_throttled_logged_and_mapped_into_spans():
     progress("ignored: too soon", 0.5)
     job.refresh_from_db()
     assert job.step == "first"
-    progress.span(0.5, 1.0)("second half done", 1.0)  # the end of a span is always written
+    scaled(progress, 0.5, 1.0)("second half done", 1.0)  # the end of a job is always written
     job.refresh_from_db()
     assert job.step == "second half done" and job.progress == 100.0
     assert job.heartbeat_at is not None
@@ -172,18 +169,17 @@ def test_progress_is_throttled_logged_and_mapped_into_spans():
 
 def test_log_is_bounded(monkeypatch):
     assert MAX_LOG_LINES == 500
-    monkeypatch.setattr(jobs, "MAX_LOG_LINES", 10)  # same rule, fewer writes
+    monkeypatch.setattr(lifecycle, "MAX_LOG_LINES", 10)  # same rule, fewer writes
     job = _queued()
     for i in range(30):
-        jobs.append_log(job.pk, f"line {i}")
+        lifecycle.append_log(job.pk, f"line {i}")
     log = Job.objects.get(pk=job.pk).log
     assert len(log) == 10
     assert "earlier lines dropped" in log[0] and log[-1].endswith("line 29") and log[1].endswith("line 21")
 
 
-def test_retry_refuses_unfinished_jobs_and_copies_params_without_test_hooks(settings):
-    settings.GENREWEB_TEST_HOOKS = True
-    job = _queued("snapshot", {"seed": 5, "_test_anything": 1})
+def test_retry_refuses_unfinished_jobs_and_copies_params():
+    job = _queued("snapshot", {"seed": 5})
     with pytest.raises(JobError, match="Only failed or cancelled"):
         retry(job)
     Job.objects.filter(pk=job.pk).update(status="failed")
@@ -230,7 +226,7 @@ def test_transient_database_errors_are_retried_with_backoff(eager_celery, django
         calls.append(1)
         raise OperationalError("server closed the connection unexpectedly")
 
-    with mock.patch("workers.tasks._build_snapshot", side_effect=flaky):
+    with mock.patch("workers.runners._build_snapshot", side_effect=flaky):
         with django_capture_on_commit_callbacks(execute=True):
             job = enqueue("snapshot", {})
     job.refresh_from_db()
@@ -251,7 +247,7 @@ def test_sweep_resends_queued_jobs_whose_message_vanished(settings):
     Job.objects.filter(pk__in=[lost.pk, in_broker.pk]).update(enqueued_at=old)
     in_broker.refresh_from_db()
     with (
-        mock.patch("workers.jobs.broker_message_ids", return_value={in_broker.celery_task_id}),
+        mock.patch("workers.broker.broker_message_ids", return_value={in_broker.celery_task_id}),
         mock.patch("workers.jobs._send_job_message") as send,
     ):
         assert requeue_stale_jobs(grace_s=60, dry_run=True).requeued_jobs == [lost.pk]
@@ -268,7 +264,7 @@ def test_sweep_fails_running_jobs_whose_worker_is_gone():
     job = _queued()
     claim_job(job.pk)
     Job.objects.filter(pk=job.pk).update(heartbeat_at=timezone.now() - timedelta(days=1))
-    with mock.patch("workers.jobs.broker_message_ids", return_value=set()):
+    with mock.patch("workers.broker.broker_message_ids", return_value=set()):
         report = requeue_stale_jobs(grace_s=60)
     assert report.failed_lost_jobs == [job.pk]
     job.refresh_from_db()
@@ -281,7 +277,7 @@ def test_requeue_stale_jobs_command(capsys):
     job = _queued()
     Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
     with (
-        mock.patch("workers.jobs.broker_message_ids", return_value=set()),
+        mock.patch("workers.broker.broker_message_ids", return_value=set()),
         mock.patch("workers.jobs._send_job_message"),
     ):
         call_command("requeue_stale_jobs", "--grace", "60", "--dry-run")
@@ -301,7 +297,8 @@ def test_a_fresh_process_can_send_every_kind_without_importing_the_tasks_first()
 
     code = (
         "import django; django.setup()\n"
-        "from workers.jobs import KINDS, task_named\n"
+        "from workers.jobs import task_named\n"
+        "from workers.kinds import KINDS\n"
         "print(sorted(task_named(spec.task_name).name for spec in KINDS.values()))"
     )
     out = subprocess.run(
@@ -324,7 +321,7 @@ def test_filesystem_broker_messages_are_found_by_task_id(tmp_path):
     (tmp_path / "3_c.gpu.msg").write_text("{not json")  # half-written or taken: ignored
     app = mock.Mock()
     app.conf.broker_transport_options = {"data_folder_in": str(tmp_path)}
-    assert jobs._filesystem_message_ids(app) == {"task-1", "task-2"}
+    assert broker._filesystem_message_ids(app) == {"task-1", "task-2"}
 
 
 def test_benchmark_command_refuses_unusable_setups(settings):
@@ -335,7 +332,7 @@ def test_benchmark_command_refuses_unusable_setups(settings):
 
 
 def test_credentials_in_params_are_masked_when_shown_and_dropped_when_the_job_finishes(client, django_user_model):
-    from workers.tasks import finish_job
+    from workers.lifecycle import finish_job
 
     staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
     job = Job.objects.create(

@@ -109,9 +109,7 @@ class Command(BaseCommand):
                 handle.write(table + "\n")
 
     def _run_job(self, version_id: int, movie_ids: list[int], shard_size: int, timeout: float, label: str) -> Job:
-        job = enqueue(
-            Job.Kind.PREDICT, {"model_version_id": version_id, "movie_ids": movie_ids, "shard_size": shard_size}
-        )
+        job = enqueue("predict", {"model_version_id": version_id, "movie_ids": movie_ids, "shard_size": shard_size})
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:

@@ -158,9 +158,7 @@ class Command(BaseCommand):
                 "checksum": "b" * 64,
             },
         )
-        job = Job.objects.create(
-            kind=Job.Kind.TRAIN, status=Job.Status.RUNNING, step=WRITER_NAME, started_at=timezone.now()
-        )
+        job = Job.objects.create(kind="train", status=Job.Status.RUNNING, step=WRITER_NAME, started_at=timezone.now())
         movie_ids = list(Movie.objects.order_by("pk").values_list("pk", flat=True))
         rng = np.random.default_rng(0)
         thresholds = np.full(len(genres), 0.5)

@@ -7,7 +7,7 @@ for operators (e.g. right after a Redis restart) and cron.
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from workers.jobs import requeue_stale_jobs
+from workers.sweep import requeue_stale_jobs
 
 
 class Command(BaseCommand):

@@ -1,0 +1,74 @@
+"""What the broker still holds: task ids of waiting and delivered-but-unacked messages, read
+straight from Redis (or the filesystem broker's folder), so the sweep can tell a queued job
+whose message vanished from one that is only waiting."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from .queues import QUEUES
+
+logger = logging.getLogger(__name__)
+
+
+def broker_message_ids() -> set[str] | None:
+    """Task ids of messages the broker still holds (waiting or delivered-but-unacked).
+
+    None when the broker cannot be inspected; callers then rely on age alone.
+    """
+    from celery import current_app
+
+    url = current_app.conf.broker_url or ""
+    try:
+        if url.startswith(("redis://", "rediss://")):
+            return _redis_message_ids(current_app)
+        if url.startswith("filesystem://"):
+            return _filesystem_message_ids(current_app)
+    except Exception as exc:
+        logger.warning("could not inspect the broker: %s", exc)
+    return None
+
+
+def _task_id_of(payload: Any) -> str | None:
+    if isinstance(payload, dict):
+        return (payload.get("headers") or {}).get("id") or (payload.get("properties") or {}).get("correlation_id")
+    return None
+
+
+def _redis_message_ids(app) -> set[str]:
+    import redis
+
+    ids: set[str] = set()
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        # A plain client on kombu's pool: kombu's own client prefixes only some commands.
+        client = redis.Redis(connection_pool=channel.client.connection_pool)
+        for queue in QUEUES:
+            for priority in channel.priority_steps:
+                for raw in client.lrange(prefix + channel._q_for_pri(queue, priority), 0, -1):
+                    task_id = _task_id_of(json.loads(raw))
+                    if task_id:
+                        ids.add(task_id)
+        for raw in client.hvals(prefix + channel.unacked_key):
+            entry = json.loads(raw)
+            task_id = _task_id_of(entry[0] if isinstance(entry, list) else entry)
+            if task_id:
+                ids.add(task_id)
+    return ids
+
+
+def _filesystem_message_ids(app) -> set[str]:
+    folder = Path((app.conf.broker_transport_options or {}).get("data_folder_in", ""))
+    ids: set[str] = set()
+    for path in folder.glob("*.msg"):
+        try:
+            task_id = _task_id_of(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # taken by a worker while we looked
+        if task_id:
+            ids.add(task_id)
+    return ids
