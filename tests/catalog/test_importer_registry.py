@@ -22,7 +22,8 @@ from catalog.importers import registry, run_import
 from catalog.importers.parsing import clean_text, genre_refs, parse_year
 from catalog.importers.records import ImporterError, MovieRecord, RowError, SkippedRow, Source
 from catalog.models import ImportRun, Movie, validate_source
-from workers.jobs import InvalidJobParams, enqueue, validate_params
+from workers.jobs import enqueue
+from workers.kinds import InvalidJobParams, validate_params
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db
