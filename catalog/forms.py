@@ -6,7 +6,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from .models import Genre, Movie, Poster
-from .search import SORT_CHOICES, order_movies, query_words, search_movies
+from .search import SORT_CHOICES, order_movies, query_words, resolve_sort, search_movies
 
 POSTER_STATUS_CHOICES = (
     [("", "any poster")]
@@ -32,7 +32,7 @@ class CatalogFilterForm(forms.Form):
     view = forms.ChoiceField(required=False, choices=[("grid", "Grid"), ("list", "List")])
     sort = forms.ChoiceField(
         required=False,
-        choices=[("", "sort: best first")] + SORT_CHOICES,
+        choices=SORT_CHOICES,
         label="sort",
         help_text="relevance with a search, popularity without one",
     )
@@ -47,9 +47,8 @@ class CatalogFilterForm(forms.Form):
     def filter(self, movies: QuerySet[Movie]) -> QuerySet[Movie]:
         """Apply the valid filters and the sort (catalog.search); invalid fields are ignored
         (their errors are shown)."""
-        data = self.cleaned_data if self.is_bound and hasattr(self, "cleaned_data") else {}
-        q = (data.get("q") or "").strip()
-        movies = search_movies(movies, q)
+        data = self._data()
+        movies = search_movies(movies, data.get("q") or "")
         if genre := data.get("genre"):
             movies = movies.filter(labels__genre=genre)
         if data.get("year_min"):
@@ -65,7 +64,17 @@ class CatalogFilterForm(forms.Form):
             movies = movies.filter(poster__isnull=True)
         elif poster:
             movies = movies.filter(poster__status=poster)
-        return order_movies(movies, data.get("sort"), searched=bool(query_words(q)))
+        return order_movies(movies, data.get("sort"), searched=self.searched())
+
+    def _data(self) -> dict:
+        return self.cleaned_data if self.is_bound and hasattr(self, "cleaned_data") else {}
+
+    def searched(self) -> bool:
+        """Whether a query with words was given (then relevance is the default sort)."""
+        return bool(query_words(self._data().get("q") or ""))
+
+    def effective_sort(self) -> str:
+        return resolve_sort(self._data().get("sort"), self.searched())
 
 
 class RelabelForm(forms.Form):

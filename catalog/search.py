@@ -215,15 +215,21 @@ def last_relabelled():
     )
 
 
+def resolve_sort(sort: str | None, searched: bool) -> str:
+    """The sort in effect: the one asked for, else relevance with a query, popularity without
+    one. "relevance" without a query is popularity."""
+    if sort == "relevance" and not searched:
+        return "popularity"
+    return sort or ("relevance" if searched else "popularity")
+
+
 def order_movies(movies: QuerySet[Movie], sort: str | None, searched: bool) -> QuerySet[Movie]:
-    """``movies`` in the order ``sort`` names (one of SORTS). Default: relevance when a query
-    was searched (``search_movies`` annotated the rows), else popularity. Every order ends in
-    the primary key, so pages never overlap or skip a movie."""
-    sort = sort or ("relevance" if searched else "popularity")
+    """``movies`` in the order ``sort`` names (one of SORTS, see ``resolve_sort``); relevance
+    needs the annotations of ``search_movies``. Every order ends in the primary key, so pages
+    never overlap or skip a movie."""
+    sort = resolve_sort(sort, searched)
     browse = ["-popularity", "title", "id"]  # Movie.Meta.ordering, served by movie_browse_order_idx
     if sort == "relevance":
-        if not searched:
-            return movies.order_by(*browse)
         return movies.order_by(
             "search_tier", F("search_rank").desc(), F("popularity").desc(nulls_last=True), "title", "id"
         )

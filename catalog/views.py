@@ -132,6 +132,7 @@ class CatalogView(ReaderMixin, TemplateView):
             page=page,
             movies=page_movies,
             view_mode=view_mode,
+            sort=form.effective_sort(),
             catalog_empty=catalog_empty,
             query_without_page=params.urlencode(),
             **self.extend_context(page_movies),
