@@ -14,7 +14,7 @@ better), computed on the matched rows only:
     1  title prefix       "thor"      -> "Thor: Ragnarok"
     2  words in title     "ragnarok"  -> "Thor: Ragnarok"
     3  overview only      "thunder"   -> a movie whose overview says "god of thunder"
-    4  typo (PostgreSQL)  "thorr"     -> "Thor"
+    4  typo (PostgreSQL)  "thorr"     -> "Thor"   (only when no movie has the words)
 
 PostgreSQL: words are matched by full-text search, the title with the ``simple``
 configuration (no stop words, no stemming: "It" and "Up" are real titles) and the overview
@@ -22,7 +22,7 @@ with ``english`` (stemmed, stop words dropped, so "it" does not match every over
 are stored generated tsvector columns with GIN indexes (migration 0009). Inside a tier,
 movies order by a weighted full-text rank (title hit 1.0 = weight A, overview hit 0.4 =
 weight B) plus the title's trigram similarity to the query, then popularity. Small typos are caught by trigram word similarity on the title
-(pg_trgm ``<%``, the trigram index of migration 0004), for queries of 4+ characters.
+(pg_trgm ``<<%``, the trigram index of migration 0004), for queries of 4+ characters.
 
 SQLite (the embedded default): the same tiers through word-boundary regular expressions
 (Django registers REGEXP for SQLite); no stemming, no typo tolerance, and a short list of
@@ -38,7 +38,7 @@ from django.contrib.postgres.search import (
     SearchRank,
     SearchVectorField,
     TrigramSimilarity,
-    TrigramWordSimilarity,
+    TrigramStrictWordSimilarity,
 )
 from django.db import connection
 from django.db.models import (
@@ -160,12 +160,14 @@ def _search_portable(movies: QuerySet[Movie], words: list[str]) -> QuerySet[Movi
     )
 
 
-class TrigramWordMatch(Func):
-    """``query <% field``: pg_trgm word similarity above ``pg_trgm.word_similarity_threshold``
-    (default 0.6), answered by a gin_trgm_ops index on ``field``. (django.contrib.postgres
+class TrigramStrictWordMatch(Func):
+    """``query <<% field``: some run of whole words of ``field`` is similar to ``query``
+    (pg_trgm strict word similarity above ``pg_trgm.strict_word_similarity_threshold``,
+    default 0.5), answered by a gin_trgm_ops index on ``field``. Strict, because plain word
+    similarity matches inside words: "thor" ~ "The Author" scores 0.8. (django.contrib.postgres
     registers this as a lookup only when the app is installed; this project does not.)"""
 
-    arg_joiner = " <%% "
+    arg_joiner = " <<%% "
     template = "(%(expressions)s)"
     output_field = BooleanField()
 
@@ -183,25 +185,18 @@ def _search_postgres(movies: QuerySet[Movie], query: str, words: list[str]) -> Q
     overview_query = SearchQuery(phrase, config=OVERVIEW_CONFIG, search_type="plain")
     movies = movies.alias(title_fts=stored_vector("search_title"), overview_fts=stored_vector("search_overview"))
     in_text = Q(title_fts=title_query) | Q(overview_fts=overview_query)
-    matches = in_text
+    if len(phrase) >= TYPO_MIN_CHARS and not movies.filter(in_text).exists():
+        # No movie has these words: look for near-miss spellings in titles ("Thorr" -> "Thor").
+        # Only then, because similarity also finds look-alikes of real matches ("thor loki" ~
+        # "Thor"). UPPER(title): the expression the trigram GIN index of migration 0004 is on.
+        # Word similarity finds the typo; whole-title similarity prefers "Thor" to "Thor: Ragnarok".
+        return movies.filter(TrigramStrictWordMatch(Value(phrase.upper()), Upper("title"))).annotate(
+            search_tier=Value(TIER_TYPO),
+            search_rank=TrigramStrictWordSimilarity(Value(phrase), "title") + TrigramSimilarity("title", Value(phrase)),
+        )
     # Weighted full-text rank: a title hit (A, 1.0) counts more than an overview hit (B, 0.4).
     rank = SearchRank(F("title_fts"), title_query) + OVERVIEW_WEIGHT * SearchRank(F("overview_fts"), overview_query)
-    exact, prefix, per_word = _title_regexes(words)
-    whens = [
-        When(title__iregex=exact, then=Value(TIER_EXACT)),
-        When(title__iregex=prefix, then=Value(TIER_PREFIX)),
-        When(_all_words("title", per_word), then=Value(TIER_TITLE_WORDS)),
-    ]
-    default_tier = TIER_OVERVIEW
-    if len(phrase) >= TYPO_MIN_CHARS:
-        # UPPER(title): the expression the trigram GIN index of migration 0004 is built on.
-        matches |= Q(TrigramWordMatch(Value(phrase.upper()), Upper("title")))
-        # Word similarity finds the typo; whole-title similarity prefers "Thor" to "Thornberrys".
-        rank = rank + TrigramWordSimilarity(Value(phrase), "title") + TrigramSimilarity("title", Value(phrase))
-        whens.append(When(in_text, then=Value(TIER_OVERVIEW)))
-        default_tier = TIER_TYPO  # matched by similarity only
-    tier = Case(*whens, default=Value(default_tier), output_field=IntegerField())
-    return movies.filter(matches).annotate(search_tier=tier, search_rank=rank)
+    return movies.filter(in_text).annotate(search_tier=_tiers(words, TIER_OVERVIEW), search_rank=rank)
 
 
 def last_relabelled():
