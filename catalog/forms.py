@@ -6,7 +6,7 @@ from django import forms
 from django.db.models import QuerySet
 
 from .models import Genre, Movie, Poster
-from .search import SORT_CHOICES, order_movies, query_words, resolve_sort, search_movies
+from .search import SORT_CHOICES, order_movies, query_words, search_movies
 
 POSTER_STATUS_CHOICES = (
     [("", "any poster")]
@@ -72,9 +72,6 @@ class CatalogFilterForm(forms.Form):
     def searched(self) -> bool:
         """Whether a query with words was given (then relevance is the default sort)."""
         return bool(query_words(self._data().get("q") or ""))
-
-    def effective_sort(self) -> str:
-        return resolve_sort(self._data().get("sort"), self.searched())
 
 
 class RelabelForm(forms.Form):

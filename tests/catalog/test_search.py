@@ -10,7 +10,7 @@ from django.db import connection
 from catalog.forms import CatalogFilterForm
 from catalog.labels import set_labels
 from catalog.models import Genre, LabelChange, Movie
-from catalog.search import SORTS, TIER_TYPO, order_movies, query_words, search_movies
+from catalog.search import SORTS, TIER_TYPO, order_movies, query_words, resolve_sort, search_movies
 
 pytestmark = pytest.mark.django_db
 
@@ -147,12 +147,8 @@ def test_filter_form_sorts_and_rejects_unknown_sorts(catalog):
         "Thor",
         "Legend of Thor and Loki",
     ]
-    assert form.effective_sort() == "popularity"
-    assert CatalogFilterForm({"q": "thor"}).is_valid() and CatalogFilterForm({"q": "thor"}).effective_sort()
-    form = CatalogFilterForm({"q": "thor"})
-    form.is_valid()
-    assert form.effective_sort() == "relevance"
-    form = CatalogFilterForm({})
-    form.is_valid()
-    assert form.effective_sort() == "popularity"
+    assert resolve_sort("", searched=True) == "relevance"
+    assert resolve_sort(None, searched=False) == "popularity"
+    assert resolve_sort("relevance", searched=False) == "popularity"
+    assert resolve_sort("year", searched=True) == "year"
     assert not CatalogFilterForm({"sort": "label_issue"}).is_valid()
