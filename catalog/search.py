@@ -194,8 +194,14 @@ def _search_postgres(movies: QuerySet[Movie], query: str, words: list[str]) -> Q
             search_tier=Value(TIER_TYPO),
             search_rank=TrigramStrictWordSimilarity(Value(phrase), "title") + TrigramSimilarity("title", Value(phrase)),
         )
-    # Weighted full-text rank: a title hit (A, 1.0) counts more than an overview hit (B, 0.4).
-    rank = SearchRank(F("title_fts"), title_query) + OVERVIEW_WEIGHT * SearchRank(F("overview_fts"), overview_query)
+    # Weighted full-text rank: a title hit (A, 1.0) counts more than an overview hit (B, 0.4);
+    # plus the title's trigram similarity to the query, so inside a tier the title closest to
+    # what was typed comes first ("red" -> "Red Eye" before "Red Riding Hood: ...").
+    rank = (
+        SearchRank(F("title_fts"), title_query)
+        + OVERVIEW_WEIGHT * SearchRank(F("overview_fts"), overview_query)
+        + TrigramSimilarity("title", Value(phrase))
+    )
     return movies.filter(in_text).annotate(search_tier=_tiers(words, TIER_OVERVIEW), search_rank=rank)
 
 
