@@ -26,7 +26,8 @@ weight B) plus the title's trigram similarity to the query, then popularity. Sma
 
 SQLite (the embedded default): the same tiers through word-boundary regular expressions
 (Django registers REGEXP for SQLite); no stemming, no typo tolerance, and a short list of
-English stop words is not matched in overviews. Inside a tier: popularity.
+English stop words is not matched in overviews. Inside a tier: shorter titles first, then
+popularity.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Upper
+from django.db.models.functions import Cast, Length, Upper
 
 from .models import LabelChange, Movie
 
@@ -156,7 +157,8 @@ def _search_portable(movies: QuerySet[Movie], words: list[str]) -> QuerySet[Movi
         )
     return movies.filter(in_title | in_overview).annotate(
         search_tier=_tiers(words, TIER_OVERVIEW),
-        search_rank=Value(0.0, output_field=FloatField()),
+        # Shorter titles first inside a tier: the title closest to what was typed.
+        search_rank=Cast(-Length("title"), FloatField()),
     )
 
 
