@@ -19,7 +19,7 @@ better), computed on the matched rows only:
 PostgreSQL: words are matched by full-text search, the title with the ``simple``
 configuration (no stop words, no stemming: "It" and "Up" are real titles) and the overview
 with ``english`` (stemmed, stop words dropped, so "it" does not match every overview); both
-are stored generated tsvector columns with GIN indexes (migration 0009). Inside a tier,
+are stored generated tsvector columns with GIN indexes (migration 0009_search_indexes). Inside a tier,
 movies order by a weighted full-text rank (title hit 1.0 = weight A, overview hit 0.4 =
 weight B) plus the title's trigram similarity to the query, then popularity. Small typos are caught by trigram word similarity on the title
 (pg_trgm ``<<%``, the trigram index of migration 0004), for queries of 4+ characters.
@@ -209,7 +209,7 @@ def _search_postgres(movies: QuerySet[Movie], query: str, words: list[str]) -> Q
 
 def last_relabelled():
     """When a person (or an accepted suggestion) last changed the movie's labels; imports
-    do not count. Uses the (movie, -created_at) index of LabelChange."""
+    do not count. Answered by the partial index labelchange_relabelled_idx (migration 0009)."""
     return Subquery(
         LabelChange.objects.filter(movie=OuterRef("pk"))
         .exclude(origin=LabelChange.Origin.IMPORT)
