@@ -19,10 +19,12 @@ better), computed on the matched rows only:
 PostgreSQL: words are matched by full-text search, the title with the ``simple``
 configuration (no stop words, no stemming: "It" and "Up" are real titles) and the overview
 with ``english`` (stemmed, stop words dropped, so "it" does not match every overview); both
-are stored generated tsvector columns with GIN indexes (migration 0009_search_indexes). Inside a tier,
-movies order by a weighted full-text rank (title hit 1.0 = weight A, overview hit 0.4 =
-weight B) plus the title's trigram similarity to the query, then popularity. Small typos are caught by trigram word similarity on the title
-(pg_trgm ``<<%``, the trigram index of migration 0004), for queries of 4+ characters.
+are stored generated tsvector columns with GIN indexes (migration 0009_search_indexes).
+Inside a tier, movies order by a weighted full-text rank (title hit 1.0 = weight A, overview
+hit 0.4 = weight B) plus the title's trigram similarity to the query, then popularity.
+Small typos: when no movie has the query's words (one indexed EXISTS query), titles with a
+run of whole words similar to the query match instead (pg_trgm strict word similarity
+``<<%`` on the trigram index of migration 0004), for queries of 4+ characters.
 
 SQLite (the embedded default): the same tiers through word-boundary regular expressions
 (Django registers REGEXP for SQLite); no stemming, no typo tolerance, and a short list of
