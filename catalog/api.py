@@ -21,6 +21,7 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 
 from base.permissions import IsLabelerOrAnonymousRead
 from base.text_input import prohibit_nul
@@ -28,10 +29,26 @@ from base.text_input import prohibit_nul
 from .forms import CatalogFilterForm
 from .labels import StaleLabels, change_labels, set_labels
 from .models import LABEL_SET_ORIGINS, Genre, LabelChange, Movie, MovieGenre, Poster
+from .search import SORTS
 from .views import KeysFirstPaginator
 
+# Most movies one list page returns (``page_size``); larger values are capped to it.
+MAX_PAGE_SIZE = 200
+
 MOVIE_FILTER_PARAMETERS = [
-    OpenApiParameter("q", str, description="search in title and overview (case-insensitive)"),
+    OpenApiParameter(
+        "q",
+        str,
+        description="search: whole words of the title or of the overview (case-insensitive), ranked "
+        "exact title, title prefix, title words, overview, then (PostgreSQL) near-miss spellings",
+    ),
+    OpenApiParameter(
+        "sort",
+        str,
+        enum=SORTS,
+        description="order of the results; default relevance with q, popularity without "
+        "(relabelled = most recently relabelled by a person first)",
+    ),
     OpenApiParameter("genre", str, description="genre slug, e.g. science-fiction"),
     OpenApiParameter("year_min", int, description="released in or after this year"),
     OpenApiParameter("year_max", int, description="released in or before this year"),
@@ -240,6 +257,19 @@ def filter_movies(movies, params):
 
 class MoviePagination(PageNumberPagination):
     django_paginator_class = KeysFirstPaginator
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+    page_size_query_description = (
+        f"Movies per page (default {api_settings.PAGE_SIZE}, at most {MAX_PAGE_SIZE}; larger values "
+        f"return {MAX_PAGE_SIZE})."
+    )
+
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
 
 
 class GenreViewSet(viewsets.ReadOnlyModelViewSet):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from django import forms
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
 from .models import LABEL_SET_ORIGINS, Genre, Movie, Poster
+from .search import SORT_CHOICES, order_movies, query_words, search_movies
 
 POSTER_STATUS_CHOICES = (
     [("", "any poster")]
@@ -29,6 +30,12 @@ class CatalogFilterForm(forms.Form):
     label_source = forms.ChoiceField(required=False, choices=[("", "any labels")] + LABEL_SET_ORIGINS)
     poster = forms.ChoiceField(required=False, choices=POSTER_STATUS_CHOICES, label="poster status")
     view = forms.ChoiceField(required=False, choices=[("grid", "Grid"), ("list", "List")])
+    sort = forms.ChoiceField(
+        required=False,
+        choices=SORT_CHOICES,
+        label="sort",
+        help_text="relevance with a search, popularity without one",
+    )
 
     def clean(self):
         cleaned = super().clean()
@@ -38,10 +45,10 @@ class CatalogFilterForm(forms.Form):
         return cleaned
 
     def filter(self, movies: QuerySet[Movie]) -> QuerySet[Movie]:
-        """Apply the valid filters; invalid fields are ignored (their errors are shown)."""
-        data = self.cleaned_data if self.is_bound and hasattr(self, "cleaned_data") else {}
-        if q := (data.get("q") or "").strip():
-            movies = movies.filter(Q(title__icontains=q) | Q(overview__icontains=q))
+        """Apply the valid filters and the sort (catalog.search); invalid fields are ignored
+        (their errors are shown)."""
+        data = self._data()
+        movies = search_movies(movies, data.get("q") or "")
         if genre := data.get("genre"):
             movies = movies.filter(labels__genre=genre)
         if data.get("year_min"):
@@ -57,7 +64,14 @@ class CatalogFilterForm(forms.Form):
             movies = movies.filter(poster__isnull=True)
         elif poster:
             movies = movies.filter(poster__status=poster)
-        return movies
+        return order_movies(movies, data.get("sort"), searched=self.searched())
+
+    def _data(self) -> dict:
+        return self.cleaned_data if self.is_bound and hasattr(self, "cleaned_data") else {}
+
+    def searched(self) -> bool:
+        """Whether a query with words was given (then relevance is the default sort)."""
+        return bool(query_words(self._data().get("q") or ""))
 
 
 class RelabelForm(forms.Form):

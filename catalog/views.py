@@ -129,6 +129,9 @@ class CatalogView(ReaderMixin, TemplateView):
             page=page,
             movies=page_movies,
             view_mode=view_mode,
+            # the sort asked for ("" = the default: relevance with a query, else popularity)
+            sort=form.cleaned_data.get("sort", "") if form.is_bound else "",
+            searched=form.searched(),
             catalog_empty=catalog_empty,
             query_without_page=params.urlencode(),
             **self.extend_context(page_movies),
