@@ -108,7 +108,7 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
+def media_root(settings, tmp_path):
     """Every test writes media to its own temp folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()

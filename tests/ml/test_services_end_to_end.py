@@ -19,8 +19,7 @@ from ml.services.inference import (
 from ml.services.registry import NoProductionModel, local_artifact_dir, promote
 from ml.services.snapshots import build_snapshot
 from ml.services.training import TrainingFailed, train_model
-
-from .conftest import poster_jpeg
+from tests.factories import genre_poster
 
 pytestmark = pytest.mark.django_db
 
@@ -123,7 +122,7 @@ def test_predict_raw_uses_production_and_checks_posters(trained):
     with pytest.raises(NoProductionModel):
         predict_raw("a funny joke", None)
     promote(version.pk)
-    result = predict_raw("funny joke laugh wedding prank", poster_jpeg(["Comedy"]))
+    result = predict_raw("funny joke laugh wedding prank", genre_poster(["Comedy"]))
     assert result["model_version"] == version.pk and result["used_poster"]
     assert result["genres"][0] == "Comedy"
     assert [s["genre"] for s in result["scores"]][0] == "Comedy"

@@ -3,18 +3,14 @@ checks, throttling, a real ad-hoc prediction, and an OpenAPI schema that validat
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from PIL import Image
 
 from catalog.models import LabelChange, MovieGenre
 from ml.models import Prediction
+from tests.factories import image_bytes
 from workers.models import Job
-
-from .conftest import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -255,13 +251,6 @@ def test_predictions_per_movie_and_per_version(api_clients, world):
     assert "movie" in api.get("/api/predictions/?movie=abc").json()
 
 
-def _bomb_png() -> bytes:
-    """A tiny file that claims a huge image (decompression bomb)."""
-    buffer = io.BytesIO()
-    Image.new("1", (12_000, 12_000)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "name, data, content_type",
     [
@@ -272,7 +261,8 @@ def _bomb_png() -> bytes:
     ],
 )
 def test_predict_rejects_bad_uploads_with_400(api_clients, world, name, data, content_type):
-    data = _bomb_png() if data is None else data
+    # None: a tiny file that claims a huge image (decompression bomb).
+    data = image_bytes(12_000, 12_000, colour=0, mode="1", fmt="PNG") if data is None else data
     upload = SimpleUploadedFile(name, data, content_type=content_type)
     response = api_clients["labeler"].post("/api/predict/", {"overview": "", "poster": upload}, format="multipart")
     assert response.status_code == 400, response.content
@@ -281,7 +271,7 @@ def test_predict_rejects_bad_uploads_with_400(api_clients, world, name, data, co
 
 def test_predict_rejects_huge_uploads(api_clients, world, settings):
     settings.GENREWEB_UPLOAD_MAX_BYTES = 1000
-    upload = SimpleUploadedFile("big.jpg", jpeg_bytes(400, 600), content_type="image/jpeg")
+    upload = SimpleUploadedFile("big.jpg", image_bytes(400, 600, colour=(180, 40, 40)), content_type="image/jpeg")
     response = api_clients["labeler"].post("/api/predict/", {"poster": upload}, format="multipart")
     assert response.status_code == 400 and "too large" in response.json()["poster"][0]
 
@@ -342,7 +332,7 @@ def test_adhoc_prediction_with_a_trained_model(api_clients, db, settings, tmp_pa
     snapshot = build_snapshot(min_genre_count=1, fractions=(0.6, 0.2, 0.2))
     run = train_model(snapshot.pk, {"preset": "tfidf-linear", "epochs": 30, "tfidf_min_df": 1, "patience": 30})
     promote(run.model_version.pk, user=staff)
-    upload = SimpleUploadedFile("p.jpg", jpeg_bytes(), content_type="image/jpeg")
+    upload = SimpleUploadedFile("p.jpg", image_bytes(60, 90, colour=(180, 40, 40)), content_type="image/jpeg")
     response = api_clients["labeler"].post(
         "/api/predict/", {"overview": "a haunted house, a ghost and a scream", "poster": upload}, format="multipart"
     )

@@ -16,10 +16,9 @@ import pytest
 from catalog.models import ImportRun, Movie, MovieGenre, Poster
 from ml.models import Prediction
 from tests.celery_worker import WorkerProcess
+from tests.factories import build_tiny_model_version, make_movies
 from workers.jobs import broker_message_ids, cancel, enqueue, requeue_stale_jobs, retry
 from workers.models import Job, JobShard
-
-from .conftest import build_tiny_model_version, make_movies
 
 pytestmark = [
     pytest.mark.redis,
