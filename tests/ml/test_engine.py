@@ -154,7 +154,13 @@ def _check_family(name, overrides, tiny_data, feature_cache, tmp_path):
     return model, logs
 
 
-@pytest.mark.parametrize("name", sorted(FAST_FAMILIES))
+# The image CNNs and the fusion take seconds each on CPU: the quick lane trains the text families only.
+QUICK_FAMILIES = {"tfidf-linear", "bilstm-text", "gru-text"}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in QUICK_FAMILIES else pytest.param(n, marks=pytest.mark.slow) for n in sorted(FAST_FAMILIES)]
+)
 def test_family_trains_predicts_and_round_trips(name, tiny_data, feature_cache, tmp_path):
     _check_family(name, FAST_FAMILIES[name], tiny_data, feature_cache, tmp_path)
 
@@ -423,6 +429,7 @@ def test_device_selection():
             select_device("cuda")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and the engine
 def test_engine_imports_no_django():
     code = (
         "import sys, ml.engine.train, ml.engine.artifact, ml.engine.benchmark, ml.engine.registry; "

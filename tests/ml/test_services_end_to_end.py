@@ -21,7 +21,8 @@ from ml.services.snapshots import build_snapshot
 from ml.services.training import TrainingFailed, train_model
 from tests.factories import genre_poster
 
-pytestmark = pytest.mark.django_db
+# Every test trains (or fails to train) a real model on the tiny catalog: full suite only.
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 FAST_TFIDF = {"preset": "tfidf-linear", "epochs": 30, "tfidf_min_df": 1, "patience": 30}
 

@@ -122,6 +122,7 @@ def test_the_predict_page_shares_the_api_predict_rate(labeler_client, labeler, w
 
 
 @pytest.mark.django_db
+@pytest.mark.slow  # decodes a 40-megapixel upload
 def test_prediction_uploads_have_their_own_pixel_limit(labeler_client, labeler, world, settings):
     settings.GENREWEB_UPLOAD_MAX_PIXELS = 12_000_000
     data = image_bytes(8000, 5000, colour=(200, 30, 30), fmt="PNG")  # 40 megapixels in ~150 KB: seconds to decode

@@ -290,26 +290,20 @@ def test_predict_with_a_missing_artifact_is_a_clear_503(api_clients, world):
     assert "cannot be used" in response.json()["model_version"][0]
 
 
-def test_predict_is_throttled(api_clients, world, settings):
-    from django.core.cache import cache
-
-    cache.clear()
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"predict": "2/min"}}
+def test_predict_is_throttled(api_clients, world, settings, monkeypatch):
     from rest_framework.throttling import ScopedRateThrottle
 
-    ScopedRateThrottle.THROTTLE_RATES = {"predict": "2/min"}
-    try:
-        codes = [
-            api_clients["labeler"].post("/api/predict/", {"overview": " "}, format="json").status_code for _ in range(3)
-        ]
-    finally:
-        from rest_framework.settings import api_settings
-
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"predict": "2/min"}}
+    # The class read the rates at import; monkeypatch puts the original back after the test
+    # (an assignment here leaked 2/min into every later test in the process).
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"predict": "2/min"})
+    codes = [
+        api_clients["labeler"].post("/api/predict/", {"overview": " "}, format="json").status_code for _ in range(3)
+    ]
     assert codes == [400, 400, 429]
 
 
+@pytest.mark.slow  # trains a real model
 def test_adhoc_prediction_with_a_trained_model(api_clients, db, settings, tmp_path, staff):
     """End to end: train the tiny TF-IDF model, promote it, POST an overview and a poster."""
     from catalog.labels import set_labels

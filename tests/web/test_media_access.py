@@ -127,6 +127,7 @@ def test_other_storages_give_their_own_short_lived_url(world):
     assert poster.display_url.startswith("https://bucket.example/posters/original/")
 
 
+@pytest.mark.slow  # a fresh Django process
 def test_s3_settings_sign_every_url_with_a_short_expiry():
     code = (
         "from django.conf import settings; o = settings.STORAGES['default']['OPTIONS']; "

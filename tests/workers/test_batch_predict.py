@@ -14,7 +14,8 @@ from workers.models import Job
 # Shards predict through the public ml service; tests watch it there (workers import it per call).
 PREDICT_MOVIES = "ml.services.inference.predict_movies"
 
-pytestmark = pytest.mark.django_db
+# tiny_model trains a real TF-IDF model for every test: full suite only.
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture

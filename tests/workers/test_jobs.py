@@ -292,6 +292,7 @@ def test_requeue_stale_jobs_command(capsys):
     assert Job.objects.get(pk=job.pk).enqueued_at > timezone.now() - timedelta(minutes=1)
 
 
+@pytest.mark.slow  # a fresh Django process
 def test_a_fresh_process_can_send_every_kind_without_importing_the_tasks_first():
     """Regression: a web/command process had not imported workers.tasks, so sends failed."""
     import subprocess
