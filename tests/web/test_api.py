@@ -291,15 +291,18 @@ def test_predict_with_a_missing_artifact_is_a_clear_503(api_clients, world):
 
 
 def test_predict_is_throttled(api_clients, world, settings, monkeypatch):
+    from django.core.cache import cache
     from rest_framework.throttling import ScopedRateThrottle
 
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"predict": "2/min"}}
     # The class read the rates at import; monkeypatch puts the original back after the test
     # (an assignment here leaked 2/min into every later test in the process).
     monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"predict": "2/min"})
+    cache.clear()
     codes = [
         api_clients["labeler"].post("/api/predict/", {"overview": " "}, format="json").status_code for _ in range(3)
     ]
+    cache.clear()  # the throttle counters, should the cache be a shared one
     assert codes == [400, 400, 429]
 
 
