@@ -1,4 +1,4 @@
-"""seed_synthetic and benchmark_pages on tiny sizes (the real figures come from 100k on Postgres)."""
+"""The bench commands seed_synthetic and benchmark_pages on tiny sizes (the real figures come from 100k on Postgres)."""
 
 from __future__ import annotations
 
