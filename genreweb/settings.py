@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "catalog",
     "ml",
     "workers",
+    # Benchmark and demo tooling (management commands only); no app imports it.
+    "bench",
 ]
 
 MIDDLEWARE = [

@@ -40,6 +40,7 @@ class WorkerProcess:
         concurrency: int = 1,
         pool: str = "prefork",
         extra_env: dict | None = None,
+        include: str | None = None,
     ):
         self.data_dir = data_dir
         self.use_redis = use_redis
@@ -47,6 +48,7 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.pool = pool
         self.extra_env = extra_env or {}
+        self.include = include  # extra task modules for the worker to load, e.g. "tests.worker_probes"
         self.proc: subprocess.Popen | None = None
         self.log_path = data_dir / "worker.log"
         self.name = f"test-{os.getpid()}-{id(self)}"  # the job log says "started on <name>@host"
@@ -84,6 +86,8 @@ class WorkerProcess:
             "-n",
             f"{self.name}@%h",
         ]
+        if self.include:
+            cmd += ["--include", self.include]
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=self.env(), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True

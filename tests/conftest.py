@@ -52,8 +52,16 @@ def service_skip_reason(marker: str) -> str | None:
     return None
 
 
+# Tests that start a Chromium or a Celery worker process take seconds each: they are ``slow`` by
+# definition, so the quick lane (-m "not slow") leaves them out without each test saying so.
+SLOW_BY_NATURE = ("browser", "worker")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects on the markers
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if any(item.get_closest_marker(name) for name in SLOW_BY_NATURE) and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
         for marker in ("postgres", "redis", "worker", "browser"):
             if item.get_closest_marker(marker):
                 reason = service_skip_reason(marker)
@@ -108,7 +116,7 @@ def _fresh_cache():
 
 
 @pytest.fixture(autouse=True)
-def _media_in_tmp(settings, tmp_path):
+def media_root(settings, tmp_path):
     """Every test writes media to its own temp folder."""
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()

@@ -8,6 +8,7 @@ from catalog.labels import change_labels, set_labels
 from catalog.models import AppendOnlyError, Genre, LabelChange, LabelOrigin, Movie, MovieGenre
 
 
+@pytest.mark.slow  # a fresh Django process
 def test_production_refuses_development_secret():
     code = (
         "import os; os.environ['GENREWEB_PRODUCTION']='1'; os.environ.pop('SECRET_KEY', None);"

@@ -9,6 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# Every test starts a fresh Django process (seconds each): full suite only.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCTION = {"GENREWEB_PRODUCTION": "1", "SECRET_KEY": "prod-" + "k7#Q" * 12, "ALLOWED_HOSTS": "genreweb.example"}
 NAMES = (

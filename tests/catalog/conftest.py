@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-import io
+import itertools
 
-import numpy as np
 import pytest
-from django.core.files.base import ContentFile
-from PIL import Image
 
-
-def image_bytes(
-    width: int = 120,
-    height: int = 180,
-    *,
-    mode: str = "RGB",
-    fmt: str = "JPEG",
-    gray: bool = False,
-    seed: int = 0,
-    **save,
-) -> bytes:
-    """A small picture with real texture (random blocks), colourful unless ``gray``."""
-    rng = np.random.default_rng(seed)
-    blocks = rng.integers(0, 256, size=(max(1, height // 10), max(1, width // 10), 3), dtype=np.uint8)
-    if gray:
-        blocks[..., 1] = blocks[..., 2] = blocks[..., 0]
-    picture = Image.fromarray(blocks, "RGB").resize((width, height), Image.Resampling.NEAREST)
-    if mode != "RGB":
-        picture = picture.convert(mode)
-    buffer = io.BytesIO()
-    picture.save(buffer, fmt, **save)
-    return buffer.getvalue()
+from tests.factories import image_bytes, make_movie, make_poster
 
 
 @pytest.fixture
@@ -41,9 +17,7 @@ def make_image():
 @pytest.fixture
 def movie_with_poster(db):
     """Factory: a Movie and its Poster whose original holds ``data`` (None: no poster file)."""
-    from catalog.models import Movie, Poster
-
-    counter = iter(range(1, 10_000))
+    numbers = itertools.count(1)
 
     def make(
         data: bytes | None = None,
@@ -53,20 +27,9 @@ def movie_with_poster(db):
         overview: str = "A plot.",
         **fields,
     ):
-        n = next(counter)
-        movie = Movie.objects.create(
-            title=title or f"Movie {n}",
-            year=year,
-            overview=overview,
-            source="csv",
-            source_id=f"t{n}",
-            **fields,
-        )
-        poster = Poster(movie=movie)
-        if data is not None:
-            poster.original.save(f"poster-{n}.jpg", ContentFile(data), save=False)
-        poster.save()
-        return movie, poster
+        n = next(numbers)
+        movie = make_movie(title=title or f"Movie {n}", year=year, overview=overview, source_id=f"t{n}", **fields)
+        return movie, make_poster(movie, original=data, name=f"poster-{n}.jpg")
 
     return make
 

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from catalog.images import DecodedImage, ImageRejected, decode_image, is_grayscale, to_rgb
-from tests.catalog.conftest import image_bytes
+from tests.factories import image_bytes
 
 
 def test_decodes_colour_jpeg_with_size_and_mode():

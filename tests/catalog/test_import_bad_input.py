@@ -136,6 +136,7 @@ def garbage_genres(rng: random.Random) -> str:
 
 
 @pytest.mark.django_db
+@pytest.mark.slow  # imports 2,000 rows
 def test_garbage_csv_creates_no_genres_and_reports_each_row(tmp_path):
     rng = random.Random(8)
     rows = [row(n, f"Junk {n}", garbage_genres(rng)) for n in range(1, 2001)]

@@ -66,7 +66,7 @@ THREE = [
 
 
 @pytest.mark.django_db
-def test_happy_path_creates_movies_labels_and_posters(tmp_path, make_image, _media_in_tmp):
+def test_happy_path_creates_movies_labels_and_posters(tmp_path, make_image, media_root):
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run = run_import("csv", {"path": str(folder)})
 
@@ -92,10 +92,10 @@ def test_happy_path_creates_movies_labels_and_posters(tmp_path, make_image, _med
 
 
 @pytest.mark.django_db
-def test_second_run_creates_nothing_and_writes_no_files(tmp_path, make_image, _media_in_tmp):
+def test_second_run_creates_nothing_and_writes_no_files(tmp_path, make_image, media_root):
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run_import("csv", {"path": str(folder)})
-    files_before = media_files(_media_in_tmp)
+    files_before = media_files(media_root)
     history_before = LabelChange.objects.count()
 
     again = run_import("csv", {"path": str(folder)})
@@ -103,7 +103,7 @@ def test_second_run_creates_nothing_and_writes_no_files(tmp_path, make_image, _m
     assert (again.created, again.updated, again.unchanged, again.posters_stored) == (0, 0, 3, 0)
     assert Movie.objects.count() == 3 and Poster.objects.count() == 3
     assert LabelChange.objects.count() == history_before
-    assert media_files(_media_in_tmp) == files_before
+    assert media_files(media_root) == files_before
 
 
 @pytest.mark.django_db
@@ -275,7 +275,7 @@ def test_missing_corrupt_and_escaping_posters(tmp_path, make_image):
 
 
 @pytest.mark.django_db
-def test_a_failing_row_leaves_nothing_half_written(tmp_path, make_image, monkeypatch, _media_in_tmp):
+def test_a_failing_row_leaves_nothing_half_written(tmp_path, make_image, monkeypatch, media_root):
     real_set_labels = import_writer.set_labels
 
     def flaky_set_labels(movie, genres, **kwargs):
@@ -291,7 +291,7 @@ def test_a_failing_row_leaves_nothing_half_written(tmp_path, make_image, monkeyp
     assert run.skipped_rows[0]["row"] == 2 and "simulated constraint failure" in run.skipped_rows[0]["reason"]
     assert not Movie.objects.filter(title="Spectre").exists()
     stored = {p.original.name for p in Poster.objects.all()}
-    on_disk = {str(p.relative_to(_media_in_tmp)) for p in media_files(_media_in_tmp)}
+    on_disk = {str(p.relative_to(media_root)) for p in media_files(media_root)}
     assert on_disk == stored, "the rolled-back row's poster file was removed"
 
 

@@ -63,12 +63,12 @@ def test_mark_missing_keeps_a_poster_stored_earlier(movie, make_image):
     assert poster.status == "pending" and poster.original
 
 
-def test_files_are_deleted_when_the_block_fails(movie, make_image, _media_in_tmp):
+def test_files_are_deleted_when_the_block_fails(movie, make_image, media_root):
     with pytest.raises(RuntimeError):
         with posters.delete_new_files_on_error():
             posters.store_original(movie, make_image(), "a.jpg")
             raise RuntimeError("row failed")
-    assert not [p for p in _media_in_tmp.rglob("*") if p.is_file()]
+    assert not [p for p in media_root.rglob("*") if p.is_file()]
 
 
 @pytest.mark.postgres

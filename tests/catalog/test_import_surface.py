@@ -29,7 +29,7 @@ SVG = b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(document.cookie)'/
 
 
 @pytest.mark.django_db
-def test_html_and_svg_posters_are_refused_and_reported_on_their_row(tmp_path, make_image, _media_in_tmp):
+def test_html_and_svg_posters_are_refused_and_reported_on_their_row(tmp_path, make_image, media_root):
     rows = [
         devset_row(31, "Html", "Drama", poster="evil.html"),
         devset_row(32, "Svg", "Drama", poster="evil.svg"),
@@ -45,7 +45,7 @@ def test_html_and_svg_posters_are_refused_and_reported_on_their_row(tmp_path, ma
         poster = Poster.objects.get(movie__tmdb_id=tmdb_id)
         assert not poster.original and poster.status == "missing" and "rejected" in poster.error
         assert any(name in w and f"row {tmdb_id - 30}" in w for w in run.warnings), run.warnings
-    stored = [p.name for p in _media_in_tmp.rglob("*") if p.is_file()]
+    stored = [p.name for p in media_root.rglob("*") if p.is_file()]
     assert len(stored) == 1 and stored[0].endswith(".jpg")
 
 

@@ -19,6 +19,7 @@ def run(*args):
     return out.getvalue()
 
 
+@pytest.mark.slow  # trains a real model through the commands
 def test_commands_snapshot_train_evaluate_predict_promote(tiny_catalog, settings, tmp_path):
     settings.GENREWEB_ML_CACHE_DIR = tmp_path / "cache"
     clear_predictor_cache()

@@ -31,6 +31,7 @@ from ml.engine.families import encoder_names, fusion_names
 from ml.engine.registry import PRESETS, get_config
 from ml.engine.thresholds import apply_thresholds
 from ml.engine.train import fit, pos_weights, select_device
+from tests.factories import image_bytes
 
 GENRES = ["Action", "Romance", "Horror"]
 WORDS = [
@@ -50,12 +51,8 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _jpeg(colour, seed, size=(40, 60)) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(np.array(colour)[None, None, :] + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255)
-    buf = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8)).save(buf, "JPEG")
-    return buf.getvalue()
+def poster(colour, seed) -> bytes:
+    return image_bytes(40, 60, colour=colour, noise=25, seed=seed)
 
 
 def make_examples(n: int, tmp_path: Path | None = None, seed: int = 0) -> list[Example]:
@@ -67,7 +64,7 @@ def make_examples(n: int, tmp_path: Path | None = None, seed: int = 0) -> list[E
         g = i % 3
         labels = [g] + ([(g + 1) % 3] if i % 5 == 0 else [])
         words = list(rng.choice(WORDS[g], 6)) + list(rng.choice(sum(WORDS, []), 2))
-        image: str | bytes | None = _jpeg(COLOURS[g], seed * 1000 + i)
+        image: str | bytes | None = poster(COLOURS[g], seed * 1000 + i)
         if tmp_path is not None and i % 4 == 1:
             path = tmp_path / f"poster_{seed}_{i}.jpg"
             path.write_bytes(image)
@@ -158,7 +155,13 @@ def _check_family(name, overrides, tiny_data, feature_cache, tmp_path):
     return model, logs
 
 
-@pytest.mark.parametrize("name", sorted(FAST_FAMILIES))
+# The image CNNs and the fusion take seconds each on CPU: the quick lane trains the text families only.
+QUICK_FAMILIES = {"tfidf-linear", "bilstm-text", "gru-text"}
+
+
+@pytest.mark.parametrize(
+    "name", [n if n in QUICK_FAMILIES else pytest.param(n, marks=pytest.mark.slow) for n in sorted(FAST_FAMILIES)]
+)
 def test_family_trains_predicts_and_round_trips(name, tiny_data, feature_cache, tmp_path):
     _check_family(name, FAST_FAMILIES[name], tiny_data, feature_cache, tmp_path)
 
@@ -387,7 +390,7 @@ def test_feature_cache_serves_second_fit_and_notices_changed_posters(tiny_data, 
     fit(config, GENRES, train, val, device="cpu", cache_dir=str(tmp_path), log=second.append)
     assert not any("encoding" in line for line in second)
     changed = list(train)
-    changed[0] = Example(train[0].key, train[0].text, _jpeg((0, 255, 0), 99), train[0].labels)
+    changed[0] = Example(train[0].key, train[0].text, poster((0, 255, 0), 99), train[0].labels)
     third = []
     fit(config, GENRES, changed, val, device="cpu", cache_dir=str(tmp_path), log=third.append)
     assert any("encoding 1 posters" in line for line in third)
@@ -427,6 +430,7 @@ def test_device_selection():
             select_device("cuda")
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and the engine
 def test_engine_imports_no_django():
     code = (
         "import sys, ml.engine.train, ml.engine.artifact, ml.engine.benchmark, ml.engine.registry; "

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 
 import pytest
 from django.core.management import CommandError, call_command
-from PIL import Image
 
 from ml.engine import benchmark
+from tests.factories import image_bytes
 
 GENRE_WORDS = {"Action": "gun chase explosion", "Romance": "love kiss wedding", "Horror": "ghost blood scream"}
 
@@ -26,9 +25,8 @@ def devset(tmp_path):
         genres = [names[i % 3]] + (["Foreign"] if i < 2 else [])
         poster = f"tmdb_{i}.jpg"
         if i != 5:  # one movie's poster file is missing
-            buf = io.BytesIO()
-            Image.new("RGB", (20, 30), ((i % 3) * 100, 50, 200 - (i % 3) * 60)).save(buf, "JPEG")
-            (folder / "posters" / poster).write_bytes(buf.getvalue())
+            colour = ((i % 3) * 100, 50, 200 - (i % 3) * 60)
+            (folder / "posters" / poster).write_bytes(image_bytes(20, 30, colour=colour))
         rows.append(
             {
                 "id": f"tmdb_{i}",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ml import plots
@@ -27,6 +28,7 @@ def pr_curve(seed: int) -> dict:
     return {"precision": precision.tolist(), "recall": recall.tolist()}
 
 
+@pytest.mark.slow  # renders full matplotlib figures (seconds)
 def test_pr_curves_are_small_multiples_one_panel_per_genre():
     curves = {genre: pr_curve(i) for i, genre in enumerate(GENRES)}
     fig = plots.pr_curves_figure(curves)
@@ -46,6 +48,7 @@ def test_pr_curves_respect_max_genres_and_missing_data():
     png_size(plots.pr_curves({}))  # a "no data" note, still an image
 
 
+@pytest.mark.slow  # renders full matplotlib figures (seconds)
 def test_training_losses_each_get_their_own_axis():
     history = [
         {"epoch": e, "train_loss": 6 / e + 1.5, "val_loss": 0.6 - 0.02 * e, "val_micro_f1": 0.3 + 0.03 * e}
@@ -69,6 +72,7 @@ def test_training_curves_with_only_a_train_loss():
     png_size(plots.training_curves([]))
 
 
+@pytest.mark.slow  # renders full matplotlib figures (seconds)
 def test_every_other_plot_is_a_valid_png():
     rows = [{"genre": g, "f1": 0.5, "tp": 3, "fp": 1, "fn": 2, "tn": 9} for g in GENRES[:5]]
     for data in (

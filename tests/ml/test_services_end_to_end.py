@@ -19,10 +19,10 @@ from ml.services.inference import (
 from ml.services.registry import NoProductionModel, local_artifact_dir, promote
 from ml.services.snapshots import build_snapshot
 from ml.services.training import TrainingFailed, train_model
+from tests.factories import genre_poster
 
-from .conftest import poster_jpeg
-
-pytestmark = pytest.mark.django_db
+# Every test trains (or fails to train) a real model on the tiny catalog: full suite only.
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 FAST_TFIDF = {"preset": "tfidf-linear", "epochs": 30, "tfidf_min_df": 1, "patience": 30}
 
@@ -123,7 +123,7 @@ def test_predict_raw_uses_production_and_checks_posters(trained):
     with pytest.raises(NoProductionModel):
         predict_raw("a funny joke", None)
     promote(version.pk)
-    result = predict_raw("funny joke laugh wedding prank", poster_jpeg(["Comedy"]))
+    result = predict_raw("funny joke laugh wedding prank", genre_poster(["Comedy"]))
     assert result["model_version"] == version.pk and result["used_poster"]
     assert result["genres"][0] == "Comedy"
     assert [s["genre"] for s in result["scores"]][0] == "Comedy"

@@ -3,30 +3,20 @@ its evaluation and predictions. Everything is generated here (no real data)."""
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
-from django.core.files.base import ContentFile
-from PIL import Image
 
-PASSWORD = "a-long-test-password-42"
-
-
-def jpeg_bytes(width: int = 60, height: int = 90, colour=(180, 40, 40)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, "JPEG")
-    return buffer.getvalue()
+from tests.factories import api_client_for, image_bytes, make_movie, make_poster, make_user
 
 
 @pytest.fixture
-def labeler(django_user_model):
-    return django_user_model.objects.create_user("lena", password=PASSWORD)
+def labeler(db):
+    return make_user("lena")
 
 
 @pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user("sam", password=PASSWORD, is_staff=True)
+def staff(db):
+    return make_user("sam", staff=True)
 
 
 @pytest.fixture
@@ -45,17 +35,6 @@ def staff_client(staff):
     client = Client()
     client.force_login(staff)
     return client
-
-
-def api_client_for(user):
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
-    api = APIClient()
-    if user is not None:
-        token, _ = Token.objects.get_or_create(user=user)
-        api.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return api
 
 
 @pytest.fixture
@@ -79,8 +58,7 @@ MOVIES = [
 def world(db, staff):
     """Genres, 5 movies with posters and imported labels, a promoted model version with a
     test-split evaluation, and one prediction per movie."""
-    from catalog.labels import set_labels
-    from catalog.models import Genre, LabelOrigin, Movie, Poster
+    from catalog.models import Genre, Poster
     from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, Prediction
     from ml.services.inference import prediction_fields
     from ml.services.registry import promote
@@ -142,18 +120,17 @@ def world(db, staff):
     )
     movies = []
     for i, (title, year, labels, scores) in enumerate(MOVIES):
-        movie = Movie.objects.create(
+        movie = make_movie(
             title=title,
             year=year,
             overview=f"The story of {title.lower()}.",
             popularity=10 - i,
-            source="csv",
             source_id=f"w{i}",
+            genres=labels,
         )
-        poster = Poster(movie=movie, status=Poster.Status.OK, width=60, height=90)
-        poster.original.save(f"w{i}.jpg", ContentFile(jpeg_bytes(colour=(40 * i, 90, 160))), save=False)
-        poster.save()
-        set_labels(movie, [genres[n] for n in labels], origin=LabelOrigin.IMPORTED)
+        make_poster(
+            movie, original=image_bytes(60, 90, colour=(40 * i, 90, 160)), status=Poster.Status.OK, width=60, height=90
+        )
         probs = np.array(scores)
         Prediction.objects.create(
             movie=movie,

@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import io
 import time
 from datetime import timedelta
 
@@ -18,12 +17,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from PIL import Image
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
-from .conftest import PASSWORD, api_client_for
+from tests.factories import PASSWORD, api_client_for, image_bytes
 
 # --- tokens ----------------------------------------------------------------------------------
 
@@ -123,17 +121,11 @@ def test_the_predict_page_shares_the_api_predict_rate(labeler_client, labeler, w
     assert api_client_for(labeler).post("/api/predict/", {"overview": "x"}, format="json").status_code == 429
 
 
-def big_flat_png(width=8000, height=5000) -> bytes:
-    """40 megapixels in ~150 KB: costs seconds to decode, nothing to send."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (200, 30, 30)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 @pytest.mark.django_db
+@pytest.mark.slow  # decodes a 40-megapixel upload
 def test_prediction_uploads_have_their_own_pixel_limit(labeler_client, labeler, world, settings):
     settings.GENREWEB_UPLOAD_MAX_PIXELS = 12_000_000
-    data = big_flat_png()
+    data = image_bytes(8000, 5000, colour=(200, 30, 30), fmt="PNG")  # 40 megapixels in ~150 KB: seconds to decode
     api = api_client_for(labeler)
     started = time.process_time()
     response = api.post(

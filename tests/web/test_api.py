@@ -3,19 +3,15 @@ checks, throttling, a real ad-hoc prediction, and an OpenAPI schema that validat
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from PIL import Image
 
 from catalog.models import LabelChange, MovieGenre
 from ml.models import Prediction
+from tests.factories import image_bytes
 from workers.models import Job
-
-from .conftest import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -256,13 +252,6 @@ def test_predictions_per_movie_and_per_version(api_clients, world):
     assert "movie" in api.get("/api/predictions/?movie=abc").json()
 
 
-def _bomb_png() -> bytes:
-    """A tiny file that claims a huge image (decompression bomb)."""
-    buffer = io.BytesIO()
-    Image.new("1", (12_000, 12_000)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 @pytest.mark.parametrize(
     "name, data, content_type",
     [
@@ -273,7 +262,8 @@ def _bomb_png() -> bytes:
     ],
 )
 def test_predict_rejects_bad_uploads_with_400(api_clients, world, name, data, content_type):
-    data = _bomb_png() if data is None else data
+    # None: a tiny file that claims a huge image (decompression bomb).
+    data = image_bytes(12_000, 12_000, colour=0, mode="1", fmt="PNG") if data is None else data
     upload = SimpleUploadedFile(name, data, content_type=content_type)
     response = api_clients["labeler"].post("/api/predict/", {"overview": "", "poster": upload}, format="multipart")
     assert response.status_code == 400, response.content
@@ -282,7 +272,7 @@ def test_predict_rejects_bad_uploads_with_400(api_clients, world, name, data, co
 
 def test_predict_rejects_huge_uploads(api_clients, world, settings):
     settings.GENREWEB_UPLOAD_MAX_BYTES = 1000
-    upload = SimpleUploadedFile("big.jpg", jpeg_bytes(400, 600), content_type="image/jpeg")
+    upload = SimpleUploadedFile("big.jpg", image_bytes(400, 600, colour=(180, 40, 40)), content_type="image/jpeg")
     response = api_clients["labeler"].post("/api/predict/", {"poster": upload}, format="multipart")
     assert response.status_code == 400 and "too large" in response.json()["poster"][0]
 
@@ -303,26 +293,23 @@ def test_predict_with_a_missing_artifact_is_a_clear_503(api_clients, world):
     assert str(settings.MEDIA_ROOT) not in message and "/" not in message  # no server paths
 
 
-def test_predict_is_throttled(api_clients, world, settings):
+def test_predict_is_throttled(api_clients, world, settings, monkeypatch):
     from django.core.cache import cache
-
-    cache.clear()
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"predict": "2/min"}}
     from rest_framework.throttling import ScopedRateThrottle
 
-    ScopedRateThrottle.THROTTLE_RATES = {"predict": "2/min"}
-    try:
-        codes = [
-            api_clients["labeler"].post("/api/predict/", {"overview": " "}, format="json").status_code for _ in range(3)
-        ]
-    finally:
-        from rest_framework.settings import api_settings
-
-        ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"predict": "2/min"}}
+    # The class read the rates at import; monkeypatch puts the original back after the test
+    # (an assignment here leaked 2/min into every later test in the process).
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"predict": "2/min"})
+    cache.clear()
+    codes = [
+        api_clients["labeler"].post("/api/predict/", {"overview": " "}, format="json").status_code for _ in range(3)
+    ]
+    cache.clear()  # the throttle counters, should the cache be a shared one
     assert codes == [400, 400, 429]
 
 
+@pytest.mark.slow  # trains a real model
 def test_adhoc_prediction_with_a_trained_model(api_clients, db, settings, tmp_path, staff):
     """End to end: train the tiny TF-IDF model, promote it, POST an overview and a poster."""
     from catalog.labels import set_labels
@@ -345,7 +332,7 @@ def test_adhoc_prediction_with_a_trained_model(api_clients, db, settings, tmp_pa
     snapshot = build_snapshot(min_genre_count=1, fractions=(0.6, 0.2, 0.2))
     run = train_model(snapshot.pk, {"preset": "tfidf-linear", "epochs": 30, "tfidf_min_df": 1, "patience": 30})
     promote(run.model_version.pk, user=staff)
-    upload = SimpleUploadedFile("p.jpg", jpeg_bytes(), content_type="image/jpeg")
+    upload = SimpleUploadedFile("p.jpg", image_bytes(60, 90, colour=(180, 40, 40)), content_type="image/jpeg")
     response = api_clients["labeler"].post(
         "/api/predict/", {"overview": "a haunted house, a ghost and a scream", "poster": upload}, format="multipart"
     )

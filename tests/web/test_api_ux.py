@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from .conftest import api_client_for
+from tests.factories import api_client_for
 
 pytestmark = pytest.mark.django_db
 

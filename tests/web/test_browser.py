@@ -11,9 +11,8 @@ import pytest
 
 from catalog.models import LabelChange, LabelOrigin, MovieGenre
 from tests.celery_worker import WorkerProcess
+from tests.factories import PASSWORD
 from workers.models import Job
-
-from .conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

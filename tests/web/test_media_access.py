@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _urls_see_this_tests_media_root(_media_in_tmp):
+def _urls_see_this_tests_media_root(media_root):
     """Build the URL map again for this test's MEDIA_ROOT: a map that captured the folder when
     it was imported (as django.views.static.serve's document_root did) must not hide a leak."""
     import importlib
@@ -36,7 +36,7 @@ def _urls_see_this_tests_media_root(_media_in_tmp):
 
 
 @pytest.fixture
-def artifact(db, _media_in_tmp):
+def artifact(db, media_root):
     """A model artifact where ml.services.registry stores them (models/<uid>/...)."""
     name = default_storage.save("models/0123abcd/model.safetensors", ContentFile(b"\x00weights" * 64))
     return name
@@ -127,6 +127,7 @@ def test_other_storages_give_their_own_short_lived_url(world):
     assert poster.display_url.startswith("https://bucket.example/posters/original/")
 
 
+@pytest.mark.slow  # a fresh Django process
 def test_s3_settings_sign_every_url_with_a_short_expiry():
     code = (
         "from django.conf import settings; o = settings.STORAGES['default']['OPTIONS']; "

@@ -40,6 +40,7 @@ SQLITE_PRAGMAS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # a fresh Django process
 def test_embedded_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
     """The default database (no DATABASE_URL), opened as the web server and worker open it."""
     env = {k: v for k, v in os.environ.items() if k not in EMBEDDED_ENV_DROP}

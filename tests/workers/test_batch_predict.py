@@ -7,13 +7,16 @@ from unittest import mock
 import pytest
 
 from ml.models import Prediction
+from ml.services.inference import predict_movies
+from tests.factories import make_movies
 from workers.jobs import cancel, enqueue, retry
 from workers.models import Job
-from workers.sharding import _run_predictions
 
-from .conftest import make_movies
+# Shards predict through the public ml service; tests watch it there (workers import it per call).
+PREDICT_MOVIES = "ml.services.inference.predict_movies"
 
-pytestmark = pytest.mark.django_db
+# tiny_model trains a real TF-IDF model for every test: full suite only.
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -56,12 +59,12 @@ def test_a_failing_shard_fails_the_job_keeps_the_rest_and_retry_finishes(tiny_mo
     version_id, movie_ids = tiny_model
     third_shard = set(sorted(movie_ids)[16:24])
 
-    def fail_the_third_shard(model_version_id, ids, progress):
+    def fail_the_third_shard(model_version_id, ids, progress=None, **kwargs):
         if set(ids) == third_shard:
             raise RuntimeError("injected failure")
-        return _run_predictions(model_version_id, ids, progress)
+        return predict_movies(model_version_id, ids, progress=progress, **kwargs)
 
-    with mock.patch("workers.sharding._run_predictions", side_effect=fail_the_third_shard):
+    with mock.patch(PREDICT_MOVIES, side_effect=fail_the_third_shard):
         job = run_now(enqueue, "predict", {"model_version_id": version_id, "shard_size": 8})
     assert job.status == "failed"
     assert "shard 2" in job.error and "injected failure" in job.error
@@ -70,7 +73,7 @@ def test_a_failing_shard_fails_the_job_keeps_the_rest_and_retry_finishes(tiny_mo
     assert failed.status == "failed" and "Traceback" in failed.error
     assert Prediction.objects.filter(model_version_id=version_id).count() == 24  # the other 3 shards stayed
 
-    with mock.patch("workers.sharding._run_predictions", wraps=_run_predictions) as predictions:
+    with mock.patch(PREDICT_MOVIES, wraps=predict_movies) as predictions:
         again = run_now(retry, job)
     assert again.status == "succeeded", (again.error, again.log)
     assert predictions.call_count == 1  # only the failed shard ran again
@@ -84,14 +87,14 @@ def test_cancelling_a_running_batch_predict_stops_the_remaining_shards(tiny_mode
     version_id, _ = tiny_model
     calls = []
 
-    def predict_then_cancel(model_version_id, movie_ids, progress):
+    def predict_then_cancel(model_version_id, movie_ids, **kwargs):
         calls.append(movie_ids)
-        written = _run_predictions(model_version_id, movie_ids, progress)
+        written = predict_movies(model_version_id, movie_ids, **kwargs)
         if len(calls) == 1:
             cancel(Job.objects.get(kind="predict"))
         return written
 
-    with mock.patch("workers.sharding._run_predictions", side_effect=predict_then_cancel):
+    with mock.patch(PREDICT_MOVIES, side_effect=predict_then_cancel):
         job = run_now(enqueue, "predict", {"model_version_id": version_id, "shard_size": 8})
     assert job.status == "cancelled", (job.error, job.log)
     assert len(calls) == 1

@@ -9,9 +9,11 @@ import subprocess
 
 import pytest
 import yaml
+from django.conf import settings
 
 from tests.celery_worker import ROOT
 from workers.kinds import task_routes
+from workers.queues import QUEUES
 
 DOCKER = ROOT / "docker"
 
@@ -50,8 +52,34 @@ def test_web_runs_gunicorn_and_workers_take_their_queues(compose):
     devices = services["worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
     assert services["worker-gpu"]["build"]["args"]["TORCH_INDEX_URL"].startswith("https://pypi.org")
-    # Every routed queue has a worker in the compose file.
-    assert {route["queue"] for route in task_routes().values()} == {"default", "gpu"}
+
+
+def consumed_queues(services: dict) -> dict[str, set[str]]:
+    """{service: queues its ``celery worker -Q`` consumes}, a ``${VAR:-default}`` read as its default."""
+    out = {}
+    for name, service in services.items():
+        command = _command(service) if "command" in service else ""
+        if not re.search(r"\bcelery\b.*\bworker\b", command):
+            continue
+        match = re.search(r"(?:-Q|--queues)[ =](\S+)", command)
+        value = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", match.group(1)) if match else "celery"
+        out[name] = set(value.split(","))
+    return out
+
+
+def test_every_queue_is_consumed_by_a_worker_service(compose):
+    workers = consumed_queues(compose["services"])
+    assert workers, "no celery worker service in compose.yaml"
+    consumed = set().union(*workers.values())
+    assert set(QUEUES) <= consumed, f"queues no worker service takes: {set(QUEUES) - consumed}"
+    assert {route["queue"] for route in task_routes().values()} <= set(QUEUES)
+
+
+def test_every_app_is_copied_into_the_image():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY (\S+) \./", dockerfile, re.MULTILINE))
+    apps = [app for app in settings.INSTALLED_APPS if (ROOT / app / "apps.py").exists()]
+    assert apps and not set(apps) - copied, f"INSTALLED_APPS the image lacks: {sorted(set(apps) - copied)}"
 
 
 def test_dockerfile_is_slim_non_root_with_static_files_collected():

@@ -23,7 +23,7 @@ CLIENT = textwrap.dedent(
     from django.core.management import call_command
     assert settings.CELERY_BROKER_URL == "filesystem://", settings.CELERY_BROKER_URL
     call_command("migrate", verbosity=0)
-    from tests.workers.conftest import build_tiny_model_version, make_movies
+    from tests.factories import build_tiny_model_version, make_movies
     from workers.jobs import enqueue
     from workers.models import Job
     movie_ids = make_movies(30)

@@ -18,12 +18,12 @@ import pytest
 from catalog.models import ImportRun, Movie, MovieGenre, Poster
 from ml.models import Prediction
 from tests.celery_worker import WorkerProcess
+from tests.factories import build_tiny_model_version, make_movies
 from workers.broker import broker_message_ids
 from workers.jobs import cancel, enqueue, retry
 from workers.models import Job, JobShard
 from workers.sweep import requeue_stale_jobs
 
-from .conftest import build_tiny_model_version, make_movies
 from .faults import FAULTS_FILE_ENV, set_faults
 
 pytestmark = [

@@ -288,6 +288,7 @@ def test_requeue_stale_jobs_command(capsys):
     assert Job.objects.get(pk=job.pk).enqueued_at > timezone.now() - timedelta(minutes=1)
 
 
+@pytest.mark.slow  # a fresh Django process
 def test_a_fresh_process_can_send_every_kind_without_importing_the_tasks_first():
     """Regression: a web/command process had not imported workers.tasks, so sends failed."""
     import subprocess
@@ -350,15 +351,37 @@ def test_credentials_in_params_are_masked_when_shown_and_dropped_when_the_job_fi
     assert job.params == {"source": "tmdb", "limit": 5}
 
 
-def test_worker_processes_cap_torch_threads_when_configured(settings):
+def test_limit_torch_threads_sets_the_configured_count(settings):
     import torch
 
     from workers.tasks import limit_torch_threads
 
     before = torch.get_num_threads()
     try:
-        settings.GENREWEB_TORCH_THREADS = 1
+        settings.GENREWEB_TORCH_THREADS = before + 1  # not the current count: the call must change it
         limit_torch_threads()
-        assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == before + 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.redis
+@pytest.mark.worker
+def test_worker_pool_processes_run_with_the_configured_torch_threads(tmp_path):
+    """Observed inside a real worker's pool process, through a test-only task."""
+    from tests.celery_worker import WorkerProcess
+    from tests.worker_probes import torch_threads
+
+    # OMP_NUM_THREADS=1 makes PyTorch start with one thread there, so a 2 can only come from
+    # the worker's GENREWEB_TORCH_THREADS hook.
+    worker = WorkerProcess(
+        tmp_path,
+        use_redis=True,
+        queues="default",
+        include="tests.worker_probes",
+        extra_env={"OMP_NUM_THREADS": "1", "GENREWEB_TORCH_THREADS": "2"},
+    ).start()
+    try:
+        assert torch_threads.apply_async(queue="default").get(timeout=60) == 2
+    finally:
+        worker.stop()

@@ -8,8 +8,6 @@ DATABASE_URL points at. Fill a separate database first, e.g.:
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/genreweb_bench python manage.py migrate
     DATABASE_URL=... python manage.py seed_synthetic --movies 100000 --posters 40 --predictions
     DATABASE_URL=... python manage.py benchmark_pages --requests 40
-
-Only URLs are used (no ml import), so the catalog app stays at the bottom of the layers.
 """
 
 from __future__ import annotations

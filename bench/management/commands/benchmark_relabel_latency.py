@@ -37,7 +37,7 @@ from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
-from catalog.management.commands.benchmark_pages import percentile
+from bench.management.commands.benchmark_pages import percentile
 from catalog.models import Genre, Movie
 from ml.models import DatasetSnapshot, ModelVersion, Prediction
 from ml.services.inference import UPDATE_FIELDS, prediction_fields

@@ -6,9 +6,6 @@ quality figures. Rows go in with bulk_create in batches, one transaction per bat
 progress printed per batch.
 
     python manage.py seed_synthetic --movies 100000 --posters 40 --predictions
-
-The catalog app must not import ml at module level (dependency direction), so the optional
-model part (--predictions) loads ml's models and services lazily, only when asked for.
 """
 
 from __future__ import annotations
@@ -18,13 +15,16 @@ import random
 import time
 import uuid
 
-from django.apps import apps
+import numpy as np
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from catalog.models import MANUAL_SOURCE, Genre, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
+from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, Prediction, TrainingRun
+from ml.services.inference import prediction_fields
+from ml.services.registry import promote
 
 # The 19 TMDB movie genres with their TMDB ids, and relative frequencies like the real catalog.
 GENRES = [
@@ -199,26 +199,19 @@ class Command(BaseCommand):
         if version is not None:
             self._predictions(rng, genres, version, movies, label_sets)
 
-    # --- the synthetic model (ml app, loaded lazily: catalog does not import ml) -------------
+    # --- the synthetic model --------------------------------------------------------------
 
     def _model_version(self, genres):
-        if not apps.is_installed("ml"):
-            raise CommandError("--predictions needs the ml app")
-        Snapshot = apps.get_model("ml", "DatasetSnapshot")
-        ModelVersion = apps.get_model("ml", "ModelVersion")
-        Evaluation = apps.get_model("ml", "Evaluation")
-        GenreMetric = apps.get_model("ml", "GenreMetric")
         names = [g.name for g in genres]
         rng = random.Random(1)
         with transaction.atomic():
-            snapshot = Snapshot.objects.create(
+            snapshot = DatasetSnapshot.objects.create(
                 name="synthetic",
                 genres=names,
                 content_hash="synthetic-" + uuid.uuid4().hex,
                 fractions=[0.7, 0.15, 0.15],
                 report={"synthetic": True},
             )
-            TrainingRun = apps.get_model("ml", "TrainingRun")
             # Made-up curves of a run that converges, so the report's training plot has data.
             history = [
                 {
@@ -312,12 +305,6 @@ class Command(BaseCommand):
     def _predictions(self, rng, genres, version, movies, label_sets):
         # The derived fields (suggestions, disagreement, uncertainty) come from the one
         # function batch inference uses, so synthetic queues behave like real ones.
-        from importlib import import_module
-
-        import numpy as np
-
-        prediction_fields = import_module("ml.services.inference").prediction_fields
-        Prediction = apps.get_model("ml", "Prediction")
         names = [g.name for g in genres]
         thresholds = np.asarray(version.thresholds, dtype=np.float64)
         rows = []
@@ -340,7 +327,5 @@ class Command(BaseCommand):
         Prediction.objects.bulk_create(rows, batch_size=5000)
 
     def _promote(self, version):
-        from importlib import import_module
-
-        import_module("ml.services.registry").promote(version.pk)
+        promote(version.pk)
         self.stdout.write(f"promoted {version} to production")
