@@ -56,7 +56,9 @@ def run_import(job: Job, progress: Progress) -> dict:
     def record_run(run) -> None:  # so a sweep that finds this worker dead ends the run too
         Job.objects.filter(pk=job.pk).update(result={**job.result, "import_run_id": run.pk})
 
-    with same_import_lock(source, str(params.get("path") or params.get("start_date") or ""), progress):
+    # A file import is identified by its path, a TMDB import by its release-date window.
+    target = params.get("path") or f"{params.get('date_from') or ''}..{params.get('date_to') or ''}"
+    with same_import_lock(source, str(target), progress):
         run = run_import(source, params, progress=progress, on_run=record_run)
     summary = {
         "import_run_id": run.pk,
