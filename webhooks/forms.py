@@ -10,6 +10,7 @@ from .models import Endpoint
 class EndpointForm(forms.ModelForm):
     """The page's and the admin's form: URL checked by the model's validator (webhooks.targets)."""
 
+    url = forms.URLField(max_length=1000, assume_scheme="https", label="URL")
     events = forms.MultipleChoiceField(
         choices=event_choices, widget=forms.CheckboxSelectMultiple, help_text="the events this URL receives"
     )
