@@ -31,3 +31,23 @@ def test_verify_accepts_the_genuine_request_and_refuses_any_change():
     assert not signing.verify(SECRET, BODY, header, now=now + signing.DEFAULT_TOLERANCE_S)  # too old
     assert not signing.verify(SECRET, BODY, "v1=abc", now=now)
     assert not signing.verify(SECRET, BODY, "garbage", now=now)
+
+
+def test_the_readme_snippet_verifies_a_delivery():
+    """The receiver code in the README ("Webhooks") works on what genreweb sends."""
+    import re
+    import time
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Webhooks", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len([line for line in snippet.splitlines() if line.strip()]) <= 6
+    namespace: dict = {}
+    exec(snippet, namespace)  # noqa: S102 - our own README
+    header = signing.signature_header(SECRET, BODY, timestamp=int(time.time()))
+    assert namespace["verify"](SECRET, BODY, header)
+    assert not namespace["verify"](SECRET, BODY + b"x", header)
+    assert not namespace["verify"]("whsec_other", BODY, header)
+    stale = signing.signature_header(SECRET, BODY, timestamp=int(time.time()) - 3600)
+    assert not namespace["verify"](SECRET, BODY, stale)
