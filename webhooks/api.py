@@ -3,6 +3,7 @@ rotate-secret only) and their deliveries (log, redeliver)."""
 
 from __future__ import annotations
 
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -14,6 +15,11 @@ from base.schema import error_responses
 
 from . import delivery as deliveries
 from .models import Delivery, Endpoint
+
+
+def _no_store(response: Response) -> Response:
+    add_never_cache_headers(response)  # the secret is in it: no cached copy anywhere
+    return response
 
 
 class EndpointSerializer(serializers.ModelSerializer):
@@ -85,7 +91,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
         data = EndpointSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         endpoint = data.save(created_by=request.user)
-        return Response(EndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED)
+        return _no_store(Response(EndpointWithSecretSerializer(endpoint).data, status=status.HTTP_201_CREATED))
 
     @extend_schema(request=None, responses={200: EndpointWithSecretSerializer})
     @action(detail=True, methods=["post"], url_path="rotate-secret")
@@ -93,7 +99,7 @@ class EndpointViewSet(viewsets.ModelViewSet):
         """A new secret (the old one stops signing at once); shown only in this answer."""
         endpoint = self.get_object()
         endpoint.rotate_secret()
-        return Response(EndpointWithSecretSerializer(endpoint).data)
+        return _no_store(Response(EndpointWithSecretSerializer(endpoint).data))
 
 
 @extend_schema(

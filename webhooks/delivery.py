@@ -154,7 +154,8 @@ def _pinned_request(url: str, target: targets.Target) -> tuple[str, dict, dict]:
     address = f"[{target.address}]" if ":" in target.address else target.address
     default_port = 443 if target.scheme == "https" else 80
     netloc = address if parts.port is None else f"{address}:{parts.port}"
-    host_header = target.host if target.port == default_port else f"{target.host}:{target.port}"
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    host_header = host if target.port == default_port else f"{host}:{target.port}"
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), {"Host": host_header}, extensions
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_POST
 
 from base.events import EVENTS
@@ -18,7 +19,9 @@ from .models import Delivery, Endpoint
 
 def _show_secret(request, endpoint: Endpoint, message: str):
     """The one page that shows the secret (rendered, not redirected to: it is never stored elsewhere)."""
-    return render(request, "webhooks/secret.html", {"endpoint": endpoint, "message": message})
+    response = render(request, "webhooks/secret.html", {"endpoint": endpoint, "message": message})
+    add_never_cache_headers(response)  # no copy of the secret in a browser or proxy cache
+    return response
 
 
 @staff_required

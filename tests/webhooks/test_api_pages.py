@@ -37,7 +37,10 @@ def test_only_staff_may_register_or_see_webhooks(loopback_allowed, labeler, staf
     client = Client()
     client.force_login(labeler)
     assert client.get("/webhooks/").status_code == 403
-    assert client.post("/webhooks/", {"name": "x", "url": "http://127.0.0.1:1/", "events": ["job.finished"]}).status_code == 403
+    assert (
+        client.post("/webhooks/", {"name": "x", "url": "http://127.0.0.1:1/", "events": ["job.finished"]}).status_code
+        == 403
+    )
     assert client.post(f"/webhooks/{endpoint.pk}/rotate-secret/").status_code == 403
     assert Client().get("/webhooks/").status_code == 302  # to the login page
     assert Endpoint.objects.count() == 1
@@ -51,6 +54,7 @@ def test_staff_register_through_the_api_and_see_the_secret_only_once(loopback_al
     data = created.json()
     endpoint = Endpoint.objects.get()
     assert data["secret"] == endpoint.secret and endpoint.secret.startswith("whsec_")
+    assert "no-store" in created["Cache-Control"]
     assert data["events"] == ["job.finished", "labels.changed"] and data["created_by"] == "sam"
     for response in (api.get("/api/webhooks/"), api.get(f"/api/webhooks/{endpoint.pk}/")):
         assert response.status_code == 200 and endpoint.secret not in response.content.decode()
@@ -102,6 +106,7 @@ def test_the_pages_register_show_the_secret_once_and_log_deliveries(
     shown = client.post("/webhooks/", form)
     endpoint = Endpoint.objects.get()
     assert shown.status_code == 200 and endpoint.secret in shown.content.decode()
+    assert "no-store" in shown["Cache-Control"]
     assert endpoint.created_by == staff and endpoint.events == ["labels.changed"]
     assert endpoint.secret not in client.get("/webhooks/").content.decode()
     page = client.get(f"/webhooks/{endpoint.pk}/")

@@ -76,7 +76,9 @@ def test_a_persons_label_change_becomes_one_delivery_per_subscribed_active_endpo
     }
 
 
-def test_imports_and_rolled_back_changes_raise_no_event(loopback_allowed, published, django_capture_on_commit_callbacks):
+def test_imports_and_rolled_back_changes_raise_no_event(
+    loopback_allowed, published, django_capture_on_commit_callbacks
+):
     from django.db import transaction
 
     endpoint_for("http://127.0.0.1:9/a")
@@ -124,12 +126,20 @@ def test_job_finished_and_model_promoted_are_raised(loopback_allowed, published,
     assert promoted.payload["data"]["alias"] == "production"
 
 
-def test_review_finished_is_one_call_for_the_review_record(loopback_allowed, published, django_capture_on_commit_callbacks):
+def test_review_finished_is_one_call_for_the_review_record(
+    loopback_allowed, published, django_capture_on_commit_callbacks
+):
     endpoint_for("http://127.0.0.1:9/a", events_=[events.REVIEW_FINISHED])
     with django_capture_on_commit_callbacks(execute=True):
         events.review_finished(review_id=7, movie_id=3, outcome="labels_right", genres=["Drama"])
     (sent,) = Delivery.objects.all()
-    assert sent.payload["data"] == {"review": 7, "movie": 3, "outcome": "labels_right", "user": None, "genres": ["Drama"]}
+    assert sent.payload["data"] == {
+        "review": 7,
+        "movie": 3,
+        "outcome": "labels_right",
+        "user": None,
+        "genres": ["Drama"],
+    }
 
 
 def test_unknown_events_are_refused():
@@ -265,3 +275,40 @@ def test_a_url_refused_at_delivery_time_fails_at_once(loopback_allowed, receiver
     assert delivery.attempt(sent.pk) == Delivery.Status.FAILED
     sent.refresh_from_db()
     assert sent.last_error.startswith("refused:") and receiver.received == [] and published == []
+
+
+def fake_dns(monkeypatch, names: dict[str, str]):
+    """Resolve the given names to the given addresses (no DNS server in tests)."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host in names:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (names[host], port))]
+        return real(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(targets.socket, "getaddrinfo", getaddrinfo)
+
+
+def test_the_request_goes_to_the_checked_address_with_the_name_as_host(
+    loopback_allowed, receiver, published, monkeypatch
+):
+    port = receiver.url.split(":")[2].split("/")[0]
+    fake_dns(monkeypatch, {"hooks.example.test": "127.0.0.1"})
+    sent = pending_delivery(endpoint_for(f"http://hooks.example.test:{port}/in"))
+    assert delivery.attempt(sent.pk) == Delivery.Status.SUCCEEDED
+    (got,) = receiver.received
+    assert got.headers["Host"] == f"hooks.example.test:{port}" and got.path == "/in"
+
+
+def test_a_name_that_now_resolves_to_a_metadata_address_is_refused(loopback_allowed, receiver, published, monkeypatch):
+    port = receiver.url.split(":")[2].split("/")[0]
+    fake_dns(monkeypatch, {"hooks.example.test": "127.0.0.1"})
+    endpoint = endpoint_for(f"http://hooks.example.test:{port}/in")
+    targets.resolve(endpoint.url)  # allowed when saved
+    fake_dns(monkeypatch, {"hooks.example.test": "169.254.169.254"})  # then the name moved
+    sent = pending_delivery(endpoint)
+    assert delivery.attempt(sent.pk) == Delivery.Status.FAILED
+    sent.refresh_from_db()
+    assert "link-local" in sent.last_error and receiver.received == []
