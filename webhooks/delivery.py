@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -82,26 +83,39 @@ def on_event(sender=None, *, event: str, event_id: str, occurred_at: str, data: 
     return ids
 
 
-def publish(delivery_id: int, countdown: float | None = None) -> bool:
-    """Send the task message; False (and the row stays pending for the sweep) if the broker is down."""
+# After the broker refused a message, events stop trying for a while (their rows wait for the
+# sweep): a bulk change of thousands of movies must not wait a connect timeout per movie.
+BROKER_BACKOFF_S = 15.0
+_broker_down_until = 0.0
+
+
+def publish(delivery_id: int, countdown: float | None = None, *, force: bool = False) -> bool:
+    """Send the task message; False (and the row stays pending for the sweep) if the broker is
+    down or was down a moment ago (``force``: try anyway, as the sweep does)."""
+    global _broker_down_until
     from workers import broker
 
     from .tasks import deliver
 
+    if not force and time.monotonic() < _broker_down_until:
+        return False
     try:
         broker.publish(deliver, args=[delivery_id], countdown=countdown or None)
+        _broker_down_until = 0.0
         return True
     except Exception as exc:  # noqa: BLE001 - the row is the record; the sweep sends it later
+        _broker_down_until = time.monotonic() + BROKER_BACKOFF_S
         logger.warning("could not send webhook delivery %s to the broker (%s); the sweep will", delivery_id, exc)
         return False
 
 
-def publish_all(ids: list[int]) -> int:
+def publish_all(ids: list[int], *, force: bool = False) -> int:
     sent = 0
     for pk in ids:
-        if not publish(pk):
+        if not publish(pk, force=force):
             break  # the broker is down: the rest wait for the sweep too, without a timeout each
         sent += 1
+        force = False
     return sent
 
 
@@ -110,10 +124,10 @@ def send_due(limit: int = 500) -> list[int]:
     one already on its way is harmless: the attempt's claim lets only one through)."""
     due = list(
         Delivery.objects.filter(status=Delivery.Status.PENDING, next_attempt_at__lte=timezone.now())
-        .order_by("next_attempt_at")
+        .order_by("next_attempt_at", "pk")
         .values_list("pk", flat=True)[:limit]
     )
-    publish_all(due)
+    publish_all(due, force=True)
     return due
 
 

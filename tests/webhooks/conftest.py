@@ -86,3 +86,11 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def _broker_not_known_down(monkeypatch):
+    """Each test starts without a remembered broker failure (webhooks.delivery)."""
+    from webhooks import delivery
+
+    monkeypatch.setattr(delivery, "_broker_down_until", 0.0)

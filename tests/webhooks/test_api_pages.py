@@ -18,7 +18,7 @@ def published(monkeypatch):
     from webhooks import delivery
 
     sent = []
-    monkeypatch.setattr(delivery, "publish", lambda pk, countdown=None: sent.append(pk) or True)
+    monkeypatch.setattr(delivery, "publish", lambda pk, countdown=None, **kw: sent.append(pk) or True)
     return sent
 
 
