@@ -35,6 +35,10 @@ class EndpointSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "url", "events", "active", "created_by", "created_at", "updated_at"]
         read_only_fields = ["id", "created_by", "created_at", "updated_at"]
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["events"].child.choices = event_choices()  # event types added later too
+
     def validate_events(self, value):
         return sorted(set(value))
 

@@ -186,3 +186,34 @@ def test_the_openapi_schema_documents_the_webhook_api(staff):
     if "$ref" in items:
         items = schema["components"]["schemas"][items["$ref"].rsplit("/", 1)[1]]
     assert items["enum"] == list(events.EVENTS)
+
+
+def test_a_new_event_type_is_one_entry_and_one_emit_call(
+    loopback_allowed, staff, published, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setitem(events.EVENTS, "snapshot.made", events.EventType("snapshot.made", "Snapshot made", "..."))
+    api = api_client_for(staff)
+    created = api.post("/api/webhooks/", body(events=["snapshot.made"]), format="json")
+    assert created.status_code == 201, created.json()
+    with django_capture_on_commit_callbacks(execute=True):
+        events.emit("snapshot.made", {"snapshot": 4})
+    (sent,) = Delivery.objects.all()
+    assert sent.event == "snapshot.made" and sent.payload["data"] == {"snapshot": 4} and published == [sent.pk]
+
+
+def test_the_admin_lists_endpoints_without_their_secret(loopback_allowed, db):
+    from tests.factories import make_user
+
+    admin = make_user("root", staff=True, is_superuser=True)
+    endpoint = Endpoint.objects.create(name="x", url="http://127.0.0.1:1/", events=[events.JOB_FINISHED])
+    client = Client()
+    client.force_login(admin)
+    for url in ("/admin/webhooks/endpoint/", f"/admin/webhooks/endpoint/{endpoint.pk}/change/"):
+        page = client.get(url)
+        assert page.status_code == 200 and endpoint.secret not in page.content.decode()
+    added = client.post(
+        "/admin/webhooks/endpoint/add/",
+        {"name": "y", "url": "http://169.254.169.254/", "events": ["job.finished"], "active": "on"},
+    )
+    assert added.status_code == 200 and "link-local" in added.content.decode()  # refused, form shown again
+    assert Endpoint.objects.count() == 1
