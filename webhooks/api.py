@@ -105,12 +105,27 @@ class EndpointViewSet(viewsets.ModelViewSet):
         endpoint.rotate_secret()
         return _no_store(Response(EndpointWithSecretSerializer(endpoint).data))
 
+    @extend_schema(request=None, responses={201: DeliverySerializer, **error_responses(409)})
+    @action(detail=True, methods=["post"])
+    def ping(self, request, pk=None):
+        """Send a ``ping`` delivery now, to check the receiver (and its signature check)."""
+        endpoint = self.get_object()
+        if not endpoint.active:
+            return Response({"detail": "The endpoint is not active."}, status=status.HTTP_409_CONFLICT)
+        return Response(
+            DeliverySerializer(deliveries.ping(endpoint, request.user)).data, status=status.HTTP_201_CREATED
+        )
+
+
+def event_names() -> list[str]:
+    return [name for name, _ in event_choices()] + [deliveries.PING]
+
 
 @extend_schema(
     parameters=[
         OpenApiParameter("endpoint", int, description="only this endpoint's deliveries"),
         OpenApiParameter("status", str, enum=list(Delivery.Status.values)),
-        OpenApiParameter("event", str, enum=[name for name, _ in event_choices()]),
+        OpenApiParameter("event", str, enum=event_names()),
     ]
 )
 class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -122,7 +137,7 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     def get_queryset(self):
         found = Delivery.objects.select_related("endpoint", "requested_by")
         params = self.request.query_params
-        choices = {"status": list(Delivery.Status.values), "event": [name for name, _ in event_choices()]}
+        choices = {"status": list(Delivery.Status.values), "event": event_names()}
         for name, values in choices.items():
             value = params.get(name)
             if value:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from datetime import timedelta
 from urllib.parse import urlsplit, urlunsplit
 
@@ -129,6 +130,32 @@ def send_due(limit: int = 500) -> list[int]:
     )
     publish_all(due, force=True)
     return due
+
+
+PING = "ping"  # not a domain event: sent only on request, to check a receiver
+
+
+def ping(endpoint: Endpoint, user=None) -> Delivery:
+    """A ``ping`` delivery to this endpoint (whatever it subscribes to): lets staff check that
+    the receiver answers and verifies signatures."""
+    event_id = str(uuid.uuid4())
+    payload = {
+        "id": event_id,
+        "event": PING,
+        "occurred_at": timezone.now().isoformat(),
+        "data": {"endpoint": endpoint.pk, "name": endpoint.name, "events": endpoint.events},
+    }
+    with transaction.atomic():
+        new = Delivery.objects.create(
+            endpoint=endpoint,
+            event=PING,
+            event_id=event_id,
+            payload=payload,
+            requested_by=user,
+            next_attempt_at=timezone.now(),
+        )
+        transaction.on_commit(lambda: publish(new.pk))
+    return new
 
 
 def redeliver(delivery: Delivery, user=None) -> Delivery:

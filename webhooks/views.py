@@ -75,6 +75,18 @@ def rotate_secret(request, pk: int):
 
 @staff_required
 @require_POST
+def ping(request, pk: int):
+    endpoint = get_object_or_404(Endpoint, pk=pk)
+    if not endpoint.active:
+        messages.error(request, "The endpoint is not active: activate it first.")
+    else:
+        sent = deliveries.ping(endpoint, request.user)
+        messages.success(request, f"Ping #{sent.pk} queued.")
+    return redirect("webhooks:endpoint", pk=endpoint.pk)
+
+
+@staff_required
+@require_POST
 def delete_endpoint(request, pk: int):
     endpoint = get_object_or_404(Endpoint, pk=pk)
     endpoint.delete()

@@ -217,3 +217,25 @@ def test_the_admin_lists_endpoints_without_their_secret(loopback_allowed, db):
     )
     assert added.status_code == 200 and "link-local" in added.content.decode()  # refused, form shown again
     assert Endpoint.objects.count() == 1
+
+
+def test_a_ping_goes_to_one_endpoint_on_request(
+    loopback_allowed, staff, labeler, published, django_capture_on_commit_callbacks
+):
+    endpoint = Endpoint.objects.create(name="x", url="http://127.0.0.1:1/", events=[events.JOB_FINISHED])
+    assert api_client_for(labeler).post(f"/api/webhooks/{endpoint.pk}/ping/").status_code == 403
+    api = api_client_for(staff)
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = api.post(f"/api/webhooks/{endpoint.pk}/ping/")
+    assert sent.status_code == 201
+    ping = Delivery.objects.get()
+    assert sent.json()["event"] == "ping" == ping.payload["event"] and ping.payload["data"]["endpoint"] == endpoint.pk
+    assert published == [ping.pk]
+    assert api.get("/api/webhook-deliveries/?event=ping").json()["count"] == 1
+    client = Client()
+    client.force_login(staff)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(f"/webhooks/{endpoint.pk}/ping/").status_code == 302
+    assert Delivery.objects.filter(event="ping").count() == 2 and len(published) == 2
+    Endpoint.objects.filter(pk=endpoint.pk).update(active=False)
+    assert api.post(f"/api/webhooks/{endpoint.pk}/ping/").status_code == 409
