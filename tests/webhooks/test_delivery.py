@@ -91,11 +91,13 @@ def test_imports_and_rolled_back_changes_raise_no_event(
     assert not Delivery.objects.exists() and published == []
 
 
-def test_job_finished_and_model_promoted_are_raised(loopback_allowed, published, django_capture_on_commit_callbacks):
+def test_job_finished_and_model_promoted_are_raised(
+    loopback_allowed, published, django_capture_on_commit_callbacks, staff
+):
     from unittest import mock
 
+    from ml.models import DatasetSnapshot, ModelVersion
     from ml.services.registry import promote
-    from tests.factories import build_tiny_model_version, make_movies
     from workers.jobs import enqueue
     from workers.lifecycle import finish_job
     from workers.models import Job
@@ -117,13 +119,38 @@ def test_job_finished_and_model_promoted_are_raised(loopback_allowed, published,
         "finished_at": None,
     }
 
-    make_movies(32)
-    version_id = build_tiny_model_version()
+    snapshot = DatasetSnapshot.objects.create(name="s", genres=["Drama"], content_hash="0" * 64, n_members=1)
+    first, second = (
+        ModelVersion.objects.create(
+            name=f"v{i}",
+            snapshot=snapshot,
+            genres=["Drama"],
+            thresholds=[0.5],
+            artifact_path=f"m/{i}",
+            checksum="c" * 64,
+        )
+        for i in (1, 2)
+    )
     with django_capture_on_commit_callbacks(execute=True):
-        promote(version_id)
-    promoted = Delivery.objects.filter(event=events.MODEL_PROMOTED).get()
-    assert promoted.payload["data"]["model_version"] == version_id
-    assert promoted.payload["data"]["alias"] == "production"
+        promote(first.pk)
+        promote(second.pk, user=staff)
+    promoted = [d.payload["data"] for d in Delivery.objects.filter(event=events.MODEL_PROMOTED).order_by("pk")]
+    assert promoted == [
+        {
+            "alias": "production",
+            "model_version": first.pk,
+            "model_version_name": "v1",
+            "previous_model_version": None,
+            "user": None,
+        },
+        {
+            "alias": "production",
+            "model_version": second.pk,
+            "model_version_name": "v2",
+            "previous_model_version": first.pk,
+            "user": "sam",
+        },
+    ]
 
 
 def test_review_finished_is_one_call_for_the_review_record(
