@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 
+from base import events
+
 from .models import Genre, LabelChange, LabelOrigin, Movie, MovieGenre
 
 
@@ -146,12 +148,28 @@ def write_labels(
             update_fields.append("missing_genres")
         locked.save(update_fields=update_fields + ["updated_at"])
         _copy_label_state(locked, movie)
-    return LabelDiff(
-        added=sorted(g.name for g in to_add),
-        removed=sorted(mg.genre.name for mg in to_remove),
-        version=locked.label_version,
-        labels=_by_name([mg for gid, mg in current.items() if gid in wanted] + added_rows),
-    )
+        diff = LabelDiff(
+            added=sorted(g.name for g in to_add),
+            removed=sorted(mg.genre.name for mg in to_remove),
+            version=locked.label_version,
+            labels=_by_name([mg for gid, mg in current.items() if gid in wanted] + added_rows),
+        )
+        if by_person:  # sent once the outermost transaction commits (base.events)
+            events.emit(
+                events.LABELS_CHANGED,
+                {
+                    "movie": locked.pk,
+                    "title": locked.title,
+                    "label_version": diff.version,
+                    "added": diff.added,
+                    "removed": diff.removed,
+                    "genres": [mg.genre.name for mg in diff.labels],
+                    "origin": origin,
+                    "user": events.username(user),
+                    "reason": reason,
+                },
+            )
+    return diff
 
 
 def _by_name(labels: Iterable[MovieGenre]) -> list[MovieGenre]:

@@ -11,6 +11,7 @@ from rest_framework.routers import DefaultRouter
 from base.auth import TokenView
 from catalog.api import GenreViewSet
 from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
+from webhooks.api import DeliveryViewSet, EndpointViewSet
 from workers.api import JobViewSet
 
 router = DefaultRouter()
@@ -19,6 +20,8 @@ router.register("movies", MovieViewSet, basename="movie")
 router.register("jobs", JobViewSet, basename="job")
 router.register("model-versions", ModelVersionViewSet, basename="modelversion")
 router.register("predictions", PredictionViewSet, basename="prediction")
+router.register("webhooks", EndpointViewSet, basename="webhook")
+router.register("webhook-deliveries", DeliveryViewSet, basename="webhookdelivery")
 
 urlpatterns = [
     path("predict/", PredictView.as_view(), name="api-predict"),

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "catalog",
     "ml",
     "workers",
+    # Outgoing webhooks (above workers: it turns base.events into signed deliveries).
+    "webhooks",
     # Benchmark and demo tooling (management commands only); no app imports it.
     "bench",
 ]
@@ -287,6 +289,16 @@ GENREWEB_HEARTBEAT_TIMEOUT_S = float(os.environ.get("GENREWEB_HEARTBEAT_TIMEOUT_
 # Sending a job's message from a web request gives up after this many seconds (no retry);
 # the job stays queued and the sweep sends it once the broker is back.
 GENREWEB_ENQUEUE_TIMEOUT_S = float(os.environ.get("GENREWEB_ENQUEUE_TIMEOUT_S", 1))
+
+# --- Outgoing webhooks (webhooks/) --------------------------------------------
+# Deliveries go only to public addresses, plus the networks listed here (comma-separated CIDRs,
+# e.g. "127.0.0.1/32" for a receiver on this machine); link-local (169.254.0.0/16, metadata
+# services) is never allowed. Each attempt waits at most TIMEOUT_S; a failing delivery is
+# tried MAX_ATTEMPTS times, RETRY_BASE_S x 4^(n-1) apart (30 s, 2 min, 8 min, 32 min).
+GENREWEB_WEBHOOK_ALLOWED_NETWORKS = os.environ.get("GENREWEB_WEBHOOK_ALLOWED_NETWORKS", "")
+GENREWEB_WEBHOOK_TIMEOUT_S = float(os.environ.get("GENREWEB_WEBHOOK_TIMEOUT_S", 5))
+GENREWEB_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("GENREWEB_WEBHOOK_MAX_ATTEMPTS", 5))
+GENREWEB_WEBHOOK_RETRY_BASE_S = float(os.environ.get("GENREWEB_WEBHOOK_RETRY_BASE_S", 30))
 
 # --- Cache (throttles) -------------------------------------------------------
 # Throttle counters must be shared by every web process: the database cache by default

@@ -30,6 +30,7 @@ urlpatterns = [
         name="import-movies",
     ),
     path("models/", include("ml.urls")),
+    path("webhooks/", include("webhooks.urls")),
     # Browse and movie pages are catalog views extended with model scores/filters in ml.views,
     # routed here so catalog never imports ml (see catalog/views.py).
     path("", ml_views.BrowseView.as_view(), name="home"),

@@ -14,6 +14,32 @@ from .queues import QUEUES
 logger = logging.getLogger(__name__)
 
 
+def publish(task, *, args: list, task_id: str | None = None, countdown: float | None = None) -> None:
+    """Send one message for ``task`` to its queue, waiting at most GENREWEB_ENQUEUE_TIMEOUT_S
+    to connect and never retrying: web requests must not hang while the broker is down.
+    Raises whatever the broker raised; the caller's database row stays the record of the work
+    (the stale sweep sends it later). No result-backend subscription is made (the row reports)."""
+    from celery import current_app
+    from django.conf import settings
+
+    from . import kinds
+
+    timeout = settings.GENREWEB_ENQUEUE_TIMEOUT_S
+    options = {**(current_app.conf.broker_transport_options or {}), "max_retries": 0}
+    if (current_app.conf.broker_write_url or current_app.conf.broker_url or "").startswith(("redis", "rediss")):
+        options.update(socket_connect_timeout=timeout, socket_timeout=timeout)
+    with current_app.connection_for_write(connect_timeout=timeout, transport_options=options) as conn:
+        task.apply_async(
+            args=args,
+            task_id=task_id,
+            countdown=countdown,
+            queue=kinds.queue_for_task(task.name),
+            connection=conn,
+            retry=False,
+            ignore_result=True,
+        )
+
+
 def broker_message_ids() -> set[str] | None:
     """Task ids of messages the broker still holds (waiting or delivered-but-unacked).
 

@@ -17,12 +17,11 @@ from __future__ import annotations
 import logging
 import uuid
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import kinds
+from . import broker, kinds
 from .kinds import validate_params
 from .lifecycle import _silent, append_log, finish_job, heartbeat_cutoff
 from .models import Job, JobShard
@@ -44,28 +43,10 @@ def task_named(task_name: str):
 
 
 def _send_job_message(job_id: int, task_name: str, task_id: str) -> bool:
-    """Send the job's Celery message; on failure leave the job queued for the stale sweep.
-
-    Bounded (GENREWEB_ENQUEUE_TIMEOUT_S to connect, no retry): this runs in web requests,
-    which must not hang while the broker is down. Job tasks report through the Job row, so
-    no result-backend subscription (which retries for ~20 s on its own) is made either.
-    """
-    from celery import current_app
-
-    timeout = settings.GENREWEB_ENQUEUE_TIMEOUT_S
-    options = {**(current_app.conf.broker_transport_options or {}), "max_retries": 0}
-    if (current_app.conf.broker_write_url or current_app.conf.broker_url or "").startswith(("redis", "rediss")):
-        options.update(socket_connect_timeout=timeout, socket_timeout=timeout)
+    """Send the job's Celery message (``broker.publish``: bounded, no retry); on failure leave
+    the job queued for the stale sweep."""
     try:
-        with current_app.connection_for_write(connect_timeout=timeout, transport_options=options) as conn:
-            task_named(task_name).apply_async(
-                args=[job_id],
-                task_id=task_id,
-                queue=kinds.queue_for_task(task_name),
-                connection=conn,
-                retry=False,
-                ignore_result=True,
-            )
+        broker.publish(task_named(task_name), args=[job_id], task_id=task_id)
         return True
     except Exception as exc:  # broker down: the job row is safe, the sweep re-sends it
         logger.warning("could not send job %s: %s", job_id, exc)

@@ -32,6 +32,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from base import events
 from base.runs import Cancelled, storable_json, storable_text, without_secrets
 
 from . import kinds
@@ -295,9 +296,30 @@ def finish_job(
             return False
     append_log(job_id, f"{status}" + (f": {error.splitlines()[0][:300]}" if error else ""))
     _end_import_run(job)
+    _emit_finished(job)
     if job.parent_id:
         _child_finished(job)
     return True
+
+
+def _emit_finished(job: Job) -> None:
+    """``job.finished`` (base.events): sent once this commits; a failure here is only logged."""
+    try:
+        events.emit(
+            events.JOB_FINISHED,
+            {
+                "job": job.pk,
+                "kind": job.kind,
+                "status": job.status,
+                "step": job.step,
+                "error": job.error.splitlines()[0][:500] if job.error else "",
+                "parent": job.parent_id,
+                "requested_by": events.username(job.requested_by) if job.requested_by_id else None,
+                "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+            },
+        )
+    except Exception:  # noqa: BLE001 - ending the job must not fail on its notification
+        logger.exception("could not raise job.finished for job %s", job.pk)
 
 
 def _finish_minimal(job_id: int, status: str, error: str) -> Job | None:

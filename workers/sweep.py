@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -192,6 +193,24 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
 
 _sweeper_stop = threading.Event()
 
+# Other work that must not wait for a message the broker lost, registered by apps above this
+# one (e.g. webhooks: deliveries due again): name -> a callable run on every sweep.
+EXTRA_SWEEPS: dict[str, Callable[[], object]] = {}
+
+
+def register_sweep(name: str, sweep: Callable[[], object]) -> None:
+    """Run ``sweep()`` on every stale sweep, after the jobs' (it must be cheap when idle and
+    safe to run on several workers at once)."""
+    EXTRA_SWEEPS[name] = sweep
+
+
+def run_extra_sweeps() -> None:
+    for name, sweep in list(EXTRA_SWEEPS.items()):
+        try:
+            sweep()
+        except Exception:
+            logger.exception("sweep of %s failed; trying again later", name)
+
 
 def _sweep_loop(interval: float) -> None:
     while True:
@@ -201,6 +220,10 @@ def _sweep_loop(interval: float) -> None:
                 logger.warning("stale-job sweep: %s", report)
         except Exception:
             logger.exception("stale-job sweep failed; trying again later")
+        finally:
+            _drop_broken_connection()
+        try:
+            run_extra_sweeps()
         finally:
             _drop_broken_connection()
         if interval <= 0 or _sweeper_stop.wait(interval):

@@ -11,6 +11,7 @@ from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from base import events
 from ml.models import AliasChange, ModelAlias, ModelVersion
 
 PRODUCTION = ModelAlias.PRODUCTION
@@ -38,6 +39,16 @@ def promote(model_version_id: int, user=None, alias: str = PRODUCTION) -> ModelA
             current.updated_by = user
             current.save(update_fields=["model_version", "updated_by", "updated_at"])
         AliasChange.objects.create(alias=alias, previous_id=previous_id, model_version=version, user=user)
+        events.emit(
+            events.MODEL_PROMOTED,
+            {
+                "alias": alias,
+                "model_version": version.pk,
+                "model_version_name": str(version),
+                "previous_model_version": previous_id,
+                "user": events.username(user),
+            },
+        )
     return current
 
 

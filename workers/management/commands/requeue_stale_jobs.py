@@ -7,7 +7,7 @@ for operators (e.g. right after a Redis restart) and cron.
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from workers.sweep import requeue_stale_jobs
+from workers.sweep import requeue_stale_jobs, run_extra_sweeps
 
 
 class Command(BaseCommand):
@@ -27,3 +27,5 @@ class Command(BaseCommand):
         report = requeue_stale_jobs(grace, dry_run=dry_run)
         prefix = "dry run: would have " if dry_run else ""
         self.stdout.write(prefix + str(report))
+        if not dry_run:
+            run_extra_sweeps()  # e.g. webhook deliveries that are due
