@@ -93,6 +93,9 @@ def float_list_field(params: dict, name: str, errors: dict, *, length: int | Non
 TYPES = ("text", "secret", "int", "float", "bool", "choice", "date", "ids", "floats", "ref", "object", "json")
 
 
+ACRONYMS = {"api": "API", "tmdb": "TMDB", "url": "URL", "id": "ID", "ids": "IDs", "imdb": "IMDb"}
+
+
 def resolve(target):
     """A callable, or ``"module:name"`` imported when first needed (no import cycles, no torch)."""
     if target is None or callable(target) or not isinstance(target, str):
@@ -148,7 +151,10 @@ class Param:
 
     @property
     def title(self) -> str:
-        return self.label or self.name.replace("_", " ")
+        if self.label:
+            return self.label
+        words = self.name.split("_")
+        return " ".join(ACRONYMS.get(word, word) for word in words)
 
     def initial(self):
         return self.default() if callable(self.default) else self.default

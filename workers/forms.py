@@ -24,19 +24,19 @@ def field_name(kind: str, path: str) -> str:
     return f"{kind}{SEPARATOR}{path}"
 
 
-def _flatten(params: list[Param], prefix: str = ""):
-    """(dotted path, param) for every field, the options of an ``object`` parameter inlined."""
+def _flatten(params: list[Param], prefix: str = "", label: str = ""):
+    """(dotted path, label, param) for every field, the options of an ``object`` parameter inlined."""
     for param in params:
         if param.type == "object":
-            yield from _flatten(param.schema.fields(), f"{prefix}{param.name}.")
+            yield from _flatten(param.schema.fields(), f"{prefix}{param.name}.", f"{label}{param.name} ")
         else:
-            yield f"{prefix}{param.name}", param
+            yield f"{prefix}{param.name}", f"{label}{param.title}", param
 
 
-def _form_field(param: Param) -> forms.Field:
+def _form_field(param: Param, label: str) -> forms.Field:
     """The widget for a parameter. Values stay text: the schema checks them (one set of rules
     and messages for the form and the API); limits only become the widget's min/max."""
-    common = {"required": False, "label": param.title, "help_text": param.help}
+    common = {"required": False, "label": label, "help_text": param.help}
     initial = param.initial()
     if param.type in ("int", "float"):
         attrs = {"step": "1" if param.type == "int" else "any"}
@@ -101,9 +101,9 @@ class QueueJobForm(forms.Form):
                 self._params[name] = (kind.name, "", None)
                 section["fields"].append({"name": name})
             else:
-                for path, param in _flatten(schema.fields()):
+                for path, label, param in _flatten(schema.fields()):
                     name = field_name(kind.name, path)
-                    self.fields[name] = _form_field(param)
+                    self.fields[name] = _form_field(param, label)
                     self._params[name] = (kind.name, path, param)
                     entry = {"name": name}
                     if param.when:

@@ -223,6 +223,8 @@ def _form_param(dest: str, arguments: list[tuple[str, Argument]]):
     action = first.options.get("action")
     if action in ("store_true", "store_false"):
         kind, default = "bool", action == "store_false"  # --no-details: the parameter is true by default
+        if action == "store_false" and help_text:
+            help_text = f"Untick to {help_text}"  # the flag's help says what turning it off does
     else:
         kind = first.form_type or ("secret" if dest in SECRET_PARAMS else "text")
         default = first.options.get("default")
