@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from base.permissions import is_staff, reader_required, staff_required
+from base.runs import RUN_OPEN
 
 from . import jobs, kinds
 from .forms import QueueJobForm
@@ -125,3 +126,28 @@ def retry(request, pk: int):
         return redirect("workers:job", pk=pk)
     messages.success(request, f"Retrying job #{job.pk} as job #{new_job.pk}.")
     return redirect("workers:job", pk=new_job.pk)
+
+
+@require_POST
+@staff_required
+def import_devset(request):
+    """The empty catalog's one-click import of the development set beside the project: an
+    import job of that folder (a CSV + posters source), queued like any other."""
+    from catalog.importers.registry import devset_dir
+
+    folder = devset_dir()
+    if folder is None:
+        messages.error(request, "There is no development set beside the project.")
+        return redirect("home")
+    params = {"source": "csv", "path": str(folder)}
+    running = (
+        Job.objects.filter(kind=kinds.IMPORT, status__in=RUN_OPEN, params__source="csv", params__path=str(folder))
+        .order_by("pk")
+        .first()
+    )
+    if running is not None:  # a second click while it runs: show the running one
+        messages.info(request, f"The development set is being imported by job #{running.pk}.")
+        return redirect("workers:job", pk=running.pk)
+    job = enqueue(kinds.IMPORT, params, request.user)
+    messages.success(request, f"Queued import job #{job.pk} of the development set ({folder}).")
+    return redirect("workers:job", pk=job.pk)

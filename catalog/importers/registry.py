@@ -136,8 +136,24 @@ def is_movie_source(kind: str) -> bool:
 # --- parameters ------------------------------------------------------------------------------
 
 
+def devset_dir() -> Path | None:
+    """The development set beside the project (settings.GENREWEB_DEVSET_DIR), if it is there:
+    a folder with a movies.csv. None otherwise."""
+    folder = getattr(settings, "GENREWEB_DEVSET_DIR", None)
+    if not folder:
+        return None
+    folder = Path(folder).expanduser().resolve()
+    return folder if (folder / "movies.csv").is_file() else None
+
+
 def import_roots() -> list[Path]:
-    return [Path(root).resolve() for root in settings.GENREWEB_IMPORT_ROOTS]
+    """settings.GENREWEB_IMPORT_ROOTS, plus the devset folder when it exists (so its one-click
+    import works without the operator setting the roots)."""
+    roots = [Path(root).resolve() for root in settings.GENREWEB_IMPORT_ROOTS]
+    devset = devset_dir()
+    if devset is not None and devset not in roots:
+        roots.append(devset)
+    return roots
 
 
 def allowed_import_path(value: object, name: str = "path") -> str:
