@@ -105,7 +105,7 @@ class QueueJobForm(forms.Form):
                     name = field_name(kind.name, path)
                     self.fields[name] = _form_field(param, label)
                     self._params[name] = (kind.name, path, param)
-                    entry = {"name": name}
+                    entry = {"name": name, "required": param.required}
                     if param.when:
                         other, values = param.when
                         parent = path.rpartition(".")[0]
