@@ -48,6 +48,11 @@ def _form_field(param: Param, label: str) -> forms.Field:
         return forms.BooleanField(initial=bool(initial), **common)
     if param.type in ("choice", "ref"):
         choices = param.choice_list()
+        if param.type == "ref" and initial is not None and str(initial) not in {value for value, _ in choices}:
+            from django.apps import apps  # a default older than the newest rows offered (the production model)
+
+            row = apps.get_model(param.model).objects.filter(pk=initial).first()
+            choices = [*choices, (str(initial), str(row))] if row else choices
         if param.type == "ref" or not param.required or initial is None:
             choices = [("", param.blank_label or "—"), *choices]
         return forms.ChoiceField(choices=choices, initial="" if initial is None else str(initial), **common)

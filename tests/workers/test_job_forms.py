@@ -187,3 +187,16 @@ def test_a_bad_value_is_an_error_next_to_its_field_and_the_api_says_the_same(sta
     api = staff_client.post("/api/jobs/", {"kind": kind, "params": params}, content_type="application/json")
     assert api.status_code == 400
     assert api.json()["params"] == {field.split("-", 1)[1]: message}
+
+
+def test_a_prefilled_reference_is_offered_even_when_older_than_the_newest_rows(monkeypatch):
+    from base.params import Param
+    from ml.models import DatasetSnapshot
+
+    old = DatasetSnapshot.objects.create(name="old", genres=[], content_hash="1" * 64, n_members=0)
+    param = Param("snapshot_id", "ref", model="ml.DatasetSnapshot", default=old.pk)
+    monkeypatch.setattr(Param, "choice_list", lambda self: [])  # as if 100 newer snapshots filled the list
+    from workers.forms import _form_field
+
+    field = _form_field(param, "snapshot")
+    assert field.initial == str(old.pk) and (str(old.pk), str(old)) in field.choices
