@@ -35,14 +35,14 @@ from django.conf import settings
 from django.db.models import Count
 from django.utils import timezone
 
-from base.params import bool_field, id_list_field, int_field
+from base.params import Param, ParamSchema
 from base.progress import Progress, scaled
 
 from .curation import run_movie_pass
 from .models import Movie, Poster
 from .poster_processing import PosterSettings, run_poster_pass
 
-GRAYSCALE_POLICIES = ("keep", "convert", "exclude")
+GRAYSCALE_POLICIES = ("keep", "convert", "exclude")  # PREPROCESS_PARAMS offers each
 # Share of the progress bar for the poster pass (decoding dominates the run time).
 POSTER_PASS_SHARE = 0.95
 
@@ -123,15 +123,68 @@ def preprocess_posters(
     return summary
 
 
+def _year_order(params: dict, errors: dict) -> None:
+    min_year, max_year = params.get("min_year"), params.get("max_year")
+    if min_year and max_year and min_year > max_year:
+        errors["min_year"] = "Must not be after max_year."
+
+
+# The options of ``preprocess_posters`` as a job takes them (validation and the job form).
+PREPROCESS_PARAMS = ParamSchema(
+    (
+        Param(
+            "grayscale_policy",
+            "choice",
+            label="grayscale posters",
+            choices=(
+                ("keep", "keep (one-channel derivative)"),
+                ("convert", "convert to RGB"),
+                ("exclude", "convert and exclude the movie from training"),
+            ),
+            default=lambda: settings.GENREWEB_GRAYSCALE_POLICY,
+            help="What to do with black-and-white posters (default: the GENREWEB_GRAYSCALE_POLICY setting).",
+        ),
+        Param(
+            "min_year",
+            "int",
+            label="first release year",
+            minimum=1870,
+            maximum=2200,
+            help="Movies released before this year are excluded from training (empty: no limit).",
+        ),
+        Param(
+            "max_year",
+            "int",
+            label="last release year",
+            minimum=1870,
+            maximum=2200,
+            help="Movies released after this year are excluded from training (empty: no limit).",
+        ),
+        Param(
+            "dedupe",
+            "bool",
+            label="exclude duplicates",
+            default=True,
+            help="Movies with the same normalised title and year: the lowest id stays, the others are excluded.",
+        ),
+        Param(
+            "force",
+            "bool",
+            label="redo every poster",
+            default=False,
+            help="Rebuild derivatives even when the poster and the settings are unchanged.",
+        ),
+        Param(
+            "movie_ids",
+            "ids",
+            label="only these movie ids",
+            help="Comma-separated ids (empty: every movie).",
+        ),
+    ),
+    check=_year_order,
+)
+
+
 def preprocess_param_errors(params: dict, errors: dict) -> None:
     """Check ``preprocess_posters`` arguments given as JSON (a job's parameters)."""
-    id_list_field(params, "movie_ids", errors)
-    min_year = int_field(params, "min_year", errors, minimum=1870, maximum=2200)
-    max_year = int_field(params, "max_year", errors, minimum=1870, maximum=2200)
-    if min_year and max_year and min_year > max_year and "min_year" not in errors:
-        errors["min_year"] = "Must not be after max_year."
-    for flag in ("dedupe", "force"):
-        bool_field(params, flag, errors)
-    policy = params.get("grayscale_policy")
-    if policy is not None and policy not in GRAYSCALE_POLICIES:
-        errors["grayscale_policy"] = "Must be keep, convert or exclude."
+    PREPROCESS_PARAMS.clean(params, errors)

@@ -30,6 +30,12 @@ SQLite (the embedded default): the same tiers through word-boundary regular expr
 (Django registers REGEXP for SQLite); no stemming, no typo tolerance, and a short list of
 English stop words is not matched in overviews. Inside a tier: shorter titles first, then
 popularity.
+
+One-word queries ("Ice", "Star", "The"): every title of a tier has that word in the same
+place, so rank and title length say little about which one was meant; there, popularity
+comes first inside the tier (``search_popularity``; not for near misses, where the closest
+spelling comes first), and movies without popularity follow in the order above. A catalog
+without popularity data (a CSV import) keeps that order.
 """
 
 from __future__ import annotations
@@ -93,20 +99,30 @@ TITLE_CONFIG = "simple"
 OVERVIEW_CONFIG = "english"
 
 
+def _no_popularity():
+    # A cast, not a bare NULL: PostgreSQL refuses a constant in ORDER BY.
+    return Cast(Value(None), FloatField())
+
+
 def query_words(query: str) -> list[str]:
     """The words of a query, lower case; punctuation separates words."""
     return [w.lower() for w in WORD_RE.findall(query or "")]
 
 
 def search_movies(movies: QuerySet[Movie], query: str) -> QuerySet[Movie]:
-    """``movies`` that match ``query``, annotated with ``search_tier`` and ``search_rank``
-    (see the module docstring); an empty query returns ``movies`` unchanged."""
+    """``movies`` that match ``query``, annotated with ``search_tier``, ``search_rank`` and
+    ``search_popularity`` (see the module docstring); an empty query returns ``movies`` unchanged."""
     words = query_words(query)
     if not words:
         return movies
     if connection.vendor == "postgresql":
-        return _search_postgres(movies, query, words)
-    return _search_portable(movies, words)
+        found = _search_postgres(movies, query, words)
+    else:
+        found = _search_portable(movies, words)
+    if "search_popularity" in found.query.annotations:  # near misses: closest spelling first
+        return found
+    # Inside a tier, a one-word query orders by popularity first (see the module docstring).
+    return found.annotate(search_popularity=F("popularity") if len(words) == 1 else _no_popularity())
 
 
 def _title_regexes(words: list[str]) -> tuple[str, str, list[str]]:
@@ -196,6 +212,7 @@ def _search_postgres(movies: QuerySet[Movie], query: str, words: list[str]) -> Q
         # Word similarity finds the typo; whole-title similarity prefers "Thor" to "Thor: Ragnarok".
         return movies.filter(TrigramStrictWordMatch(Value(phrase.upper()), Upper("title"))).annotate(
             search_tier=Value(TIER_TYPO),
+            search_popularity=_no_popularity(),
             search_rank=TrigramStrictWordSimilarity(Value(phrase), "title") + TrigramSimilarity("title", Value(phrase)),
         )
     # Weighted full-text rank: a title hit (A, 1.0) counts more than an overview hit (B, 0.4);
@@ -236,7 +253,12 @@ def order_movies(movies: QuerySet[Movie], sort: str | None, searched: bool) -> Q
     browse = ["-popularity", "title", "id"]  # Movie.Meta.ordering, served by movie_browse_order_idx
     if sort == "relevance":
         return movies.order_by(
-            "search_tier", F("search_rank").desc(), F("popularity").desc(nulls_last=True), "title", "id"
+            "search_tier",
+            F("search_popularity").desc(nulls_last=True),
+            F("search_rank").desc(),
+            F("popularity").desc(nulls_last=True),
+            "title",
+            "id",
         )
     if sort == "title":
         return movies.order_by("title", "id")

@@ -26,10 +26,11 @@ from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
-from base.permissions import ReaderMixin, labeler_required, reader_required
+from base.permissions import ReaderMixin, is_staff, labeler_required, reader_required
 
 from .forms import CatalogFilterForm, RelabelForm
 from .images import POSTER_CONTENT_TYPES
+from .importers import registry
 from .insight import catalog_insight
 from .labels import StaleLabels, set_labels
 from .models import Genre, LabelChange, Movie, MovieGenre, Poster
@@ -122,6 +123,8 @@ class CatalogView(ReaderMixin, TemplateView):
             movie.poster_src = poster_url(movie)
         # An empty page of an empty catalog gets a first-step hint, not "no movies match".
         catalog_empty = not page_movies and not Movie.objects.exists()
+        # ... and, with the development set beside the project, a one-click import of it.
+        devset = registry.devset_dir() if catalog_empty and is_staff(self.request.user) else None
         params = self.request.GET.copy()
         params.pop("page", None)
         ctx.update(
@@ -133,6 +136,7 @@ class CatalogView(ReaderMixin, TemplateView):
             sort=form.cleaned_data.get("sort", "") if form.is_bound else "",
             searched=form.searched(),
             catalog_empty=catalog_empty,
+            devset=devset,
             query_without_page=params.urlencode(),
             **self.extend_context(page_movies),
         )

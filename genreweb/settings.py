@@ -208,6 +208,10 @@ GENREWEB_IMPORT_ROOTS = [
 ]
 if "GENREWEB_IMPORT_ROOTS" not in os.environ:
     (DATA_DIR / "imports").mkdir(parents=True, exist_ok=True)
+# The development set beside the project (<project>/../shared/data/devset). When that folder
+# holds a movies.csv it is an import root too (catalog.importers.registry.import_roots) and
+# the empty catalog offers staff a one-click import of it; otherwise it changes nothing.
+GENREWEB_DEVSET_DIR = BASE_DIR.parent / "shared" / "data" / "devset"
 GENREWEB_POSTER_MAX_PIXELS = int(os.environ.get("GENREWEB_POSTER_MAX_PIXELS", 40_000_000))
 GENREWEB_POSTER_MIN_SIDE = int(os.environ.get("GENREWEB_POSTER_MIN_SIDE", 64))
 GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE_SIZE", 224))

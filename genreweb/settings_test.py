@@ -8,3 +8,7 @@ the configuration that runs.
 from .settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Tests never see the real development set beside the project (a test that needs one makes a
+# fake folder and points this setting at it).
+GENREWEB_DEVSET_DIR = None

@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from base.auth import ThrottledLoginView, account_page
 from catalog.views import poster_file
 from ml import views as ml_views
+from workers import views as worker_views
 
 from . import views
 
@@ -29,6 +30,8 @@ urlpatterns = [
         RedirectView.as_view(url=format_lazy("{}?kind=import#queue", reverse_lazy("workers:jobs"))),
         name="import-movies",
     ),
+    # ... and its one-click import of the development set beside the project, when it is there.
+    path("import/devset/", worker_views.import_devset, name="import-devset"),
     path("models/", include("ml.urls")),
     path("webhooks/", include("webhooks.urls")),
     # Browse and movie pages are catalog views extended with model scores/filters in ml.views,

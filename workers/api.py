@@ -63,13 +63,22 @@ class JobDetailSerializer(JobSerializer):
 
 class JobCreateSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=kinds.kind_choices())
-    params = NulFreeJSONField(
-        required=False, default=dict, help_text="per kind, e.g. import {source, path}, train {snapshot_id, config}"
-    )
+    params = NulFreeJSONField(required=False, default=dict, help_text="per kind")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["kind"].choices = kinds.kind_choices()  # kinds registered after start-up too
+        self.fields["params"].help_text = params_help()
+
+
+def params_help() -> str:
+    """Each kind's parameters, from its schema (what the queue-job form shows, too)."""
+    parts = []
+    for kind in kinds.KINDS.values():
+        schema = kind.schema()
+        names = ", ".join(param.name for param in schema.fields()) if schema is not None else "a JSON object"
+        parts.append(f"{kind.name}: {{{names}}}")
+    return "Per kind (unknown parameters are refused): " + "; ".join(parts) + "."
 
 
 @extend_schema(

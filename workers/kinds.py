@@ -1,14 +1,18 @@
 """Job kinds: one table. Each entry says what a kind is, and everything else derives from it.
 
-An entry (``JobKind``) names the kind's parameter check (owned by the service it runs), what
+An entry (``JobKind``) names the kind's parameter schema (owned by the service it runs), what
 it runs, its queue, its soft/hard time limits and whether it is idempotent. From the table:
 the Job model's kind choices, the Celery task of each kind (``workers.tasks``) with its limits
-and acknowledgement mode, the routes, parameter validation, the queue-job form, and what the
-stale sweep may re-queue.
+and acknowledgement mode, the routes, parameter validation, the queue-job form (one field per
+declared parameter, ``workers.forms``), and what the stale sweep may re-queue.
 
-Functions are given as ``"module:function"`` so this module loads no Django model and no
-service until a job needs one (genreweb/celery.py imports it before Django is set up).
-- ``validate(params, errors)`` cleans ``params`` in place and records ``errors[field]``;
+Functions and schemas are given as ``"module:name"`` so this module loads no Django model and
+no service until a job needs one (genreweb/celery.py imports it before Django is set up).
+- ``params``: a ``base.params.ParamSchema`` (or a callable returning one): each parameter's
+  type, limits, default and help; validation and the form both read it;
+- ``validate(params, errors)`` (optional): further checks; cleans ``params`` in place and
+  records ``errors[field]``. A kind with a ``validate`` but no ``params`` is offered in the
+  form as one JSON object field;
 - ``run(job, progress)`` does the work and returns the job's result (a JSON-able dict), or
   None when the job finishes elsewhere (batch-predict shards, a retrain's child job).
 
@@ -22,6 +26,7 @@ import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from .queues import DEFAULT_QUEUE, GPU_QUEUE
 
@@ -44,20 +49,21 @@ class InvalidJobParams(ValueError):
 class JobKind:
     name: str
     label: str
-    validate: str | Callable[[dict, dict], None]
     run: str | Callable
+    params: Any = None  # base.params.ParamSchema, "module:NAME" or a callable returning one
+    validate: str | Callable[[dict, dict], None] | None = None
     queue: str = DEFAULT_QUEUE
     hard_time_limit_s: int = HOUR
     soft_time_limit_s: int | None = None  # default: SOFT_MARGIN_S before the hard limit
     # Running it twice does no harm: its task is acks_late + reject_on_worker_lost (a message
     # whose worker died is delivered again), and the sweep re-queues it when its worker is lost.
     idempotent: bool = False
-    # Fields of the queue-job form this kind uses (the page hides the others).
-    form_fields: tuple[str, ...] = ()
-    description: str = ""
+    description: str = ""  # help shown with the kind in the form
     task_name: str = field(default="")
 
     def __post_init__(self):
+        if self.params is None and self.validate is None:
+            raise ValueError(f"job kind {self.name!r} needs params (a ParamSchema) or a validate function")
         if not self.task_name:
             object.__setattr__(self, "task_name", f"workers.run_{self.name}")
         if self.soft_time_limit_s is None:
@@ -67,15 +73,22 @@ class JobKind:
     def limits(self) -> dict:
         return {"time_limit": self.hard_time_limit_s, "soft_time_limit": self.soft_time_limit_s}
 
-    def validator(self) -> Callable[[dict, dict], None]:
-        return _resolve(self.validate)
+    def validator(self) -> Callable[[dict, dict], None] | None:
+        return _resolve(self.validate) if self.validate is not None else None
+
+    def schema(self):
+        """The kind's ParamSchema, or None (its parameters are one JSON object)."""
+        schema = _resolve(self.params) if self.params is not None else None
+        if callable(schema) and not hasattr(schema, "clean"):
+            schema = schema()
+        return schema
 
     def runner(self) -> Callable:
         return _resolve(self.run)
 
 
 def _resolve(target):
-    if callable(target):
+    if not isinstance(target, str):
         return target
     module, _, name = target.partition(":")
     return getattr(importlib.import_module(module), name)
@@ -165,45 +178,48 @@ def validate_params(kind: str, params: dict | None) -> dict:
     except (TypeError, ValueError) as exc:
         raise InvalidJobParams({"params": f"Must be JSON-serialisable: {exc}"}) from exc
     errors: dict[str, str] = {}
-    KINDS[kind].validator()(cleaned, errors)
+    entry = KINDS[kind]
+    schema = entry.schema()
+    if schema is not None:
+        schema.clean(cleaned, errors)
+    validator = entry.validator()
+    if validator is not None and not errors:
+        validator(cleaned, errors)
     if errors:
         raise InvalidJobParams(errors)
     return cleaned
 
 
-# --- parameter checks that belong to no single service ---------------------------------------
+# --- parameters that belong to no single service -------------------------------------------
 
 
-def import_param_errors(params: dict, errors: dict) -> None:
-    """The import kind's params are the chosen source's (catalog's importer registry: paths
-    under GENREWEB_IMPORT_ROOTS, no base_url, limit, allow_new_genres, the source's checks)."""
-    from catalog.importers import registry
+def _shard_size():
+    from base.params import Param
 
-    errors.update(registry.job_param_errors(params))
+    return Param(
+        "shard_size",
+        "int",
+        minimum=1,
+        maximum=MAX_SHARD_SIZE,
+        help="Movies per batch-inference shard (empty: GENREWEB_PREDICT_SHARD_SIZE).",
+    )
 
 
-def predict_param_errors(params: dict, errors: dict) -> None:
+def predict_params():
     """Which model and movies (ml's inference service), and the shard size (workers.sharding)."""
-    from base.params import int_field
-    from ml.services.params import predict_param_errors
+    from base.params import ParamSchema
+    from ml.services.params import PREDICT_PARAMS
 
-    predict_param_errors(params, errors)
-    int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
+    return ParamSchema((*PREDICT_PARAMS, _shard_size()))
 
 
-def retrain_param_errors(params: dict, errors: dict) -> None:
-    """snapshot options (ml's snapshot service), a config (ml's training service), shard_size."""
-    from base.params import int_field
-    from ml.services.params import config_errors, snapshot_param_errors
+def retrain_params():
+    """A config (ml's training service), snapshot options (ml's snapshot service), shard_size."""
+    from base.params import Param, ParamSchema
+    from ml.services.params import CONFIG, SNAPSHOT_PARAMS
 
-    config_errors(params, errors, required=True)
-    if "snapshot" in params and not isinstance(params["snapshot"], dict):
-        errors["snapshot"] = "Must be an object of snapshot options."
-    elif "snapshot" in params:
-        nested: dict[str, str] = {}
-        snapshot_param_errors(params["snapshot"], nested)
-        errors.update({f"snapshot.{name}": message for name, message in nested.items()})
-    int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
+    snapshot = Param("snapshot", "object", label="snapshot options", schema=SNAPSHOT_PARAMS)
+    return ParamSchema((CONFIG, snapshot, _shard_size()))
 
 
 # --- the table ---------------------------------------------------------------------------
@@ -212,70 +228,66 @@ for _kind in (
     JobKind(
         IMPORT,
         "Import movies",
-        validate="workers.kinds:import_param_errors",
+        params="catalog.importers.registry:job_param_schema",
         run="workers.runners:run_import",
         hard_time_limit_s=4 * HOUR,
-        form_fields=("source", "path", "api_key", "date_from", "date_to", "limit"),
-        description="source (tmdb|kaggle|mmimdb|csv), path for file sources, importer options",
+        description="Read movies, labels and posters from a source into the catalog; files must lie "
+        "under GENREWEB_IMPORT_ROOTS.",
     ),
     JobKind(
         PREPROCESS,
         "Preprocess posters",
-        validate="catalog.preprocessing:preprocess_param_errors",
+        params="catalog.preprocessing:PREPROCESS_PARAMS",
         run="workers.runners:run_preprocess",
         hard_time_limit_s=2 * HOUR,
-        description="optional movie_ids, min_year, max_year, dedupe, force, grayscale_policy",
+        description="Check every poster, build training derivatives, flag duplicates and exclusions.",
     ),
     JobKind(
         SNAPSHOT,
         "Build dataset snapshot",
-        validate="ml.services.params:snapshot_param_errors",
+        params="ml.services.params:SNAPSHOT_PARAMS",
         run="workers.runners:run_snapshot",
         hard_time_limit_s=1 * HOUR,
-        description="snapshot options: name, seed, fractions, min_genre_count, keep_rare_genres",
+        description="Freeze the current labels with a stratified train/validation/test split.",
     ),
     JobKind(
         TRAIN,
         "Train model",
-        validate="ml.services.params:train_param_errors",
+        params="ml.services.params:TRAIN_PARAMS",
         run="workers.runners:run_train",
         queue=GPU_QUEUE,
         hard_time_limit_s=6 * HOUR,
-        form_fields=("snapshot_id", "config"),
-        description="snapshot_id, config",
+        description="Train a model family on a snapshot; success makes an evaluated model version.",
     ),
     JobKind(
         EVALUATE,
         "Evaluate model",
-        validate="ml.services.params:evaluate_param_errors",
+        params="ml.services.params:EVALUATE_PARAMS",
         run="workers.runners:run_evaluate",
         queue=GPU_QUEUE,
         hard_time_limit_s=1 * HOUR,
-        form_fields=("model_version_id",),
-        description="model_version_id, optional snapshot_id",
+        description="Score a model version on a snapshot's validation and test splits.",
     ),
     JobKind(
         PREDICT,
         "Batch predict",
-        validate="workers.kinds:predict_param_errors",
+        params="workers.kinds:predict_params",
         run="workers.sharding:start_batch_predict",
         # The fan-out only: each shard is a workers.predict_shard task (workers.sharding limits).
         hard_time_limit_s=10 * 60,
         # Splitting into shards again finds the first split; predictions upsert.
         idempotent=True,
-        form_fields=("model_version_id",),
-        description="model_version_id, optional movie_ids, shard_size",
+        description="Store a model version's predictions for the catalog, in shards.",
         task_name="workers.start_batch_predict",
     ),
     JobKind(
         RETRAIN,
         "Retrain (snapshot, train, evaluate, predict all)",
-        validate="workers.kinds:retrain_param_errors",
+        params="workers.kinds:retrain_params",
         run="workers.runners:run_retrain",
         queue=GPU_QUEUE,
         hard_time_limit_s=7 * HOUR,
-        form_fields=("config",),
-        description="config, optional snapshot options, shard_size",
+        description="Snapshot, train and evaluate, then predict every movie with the new version.",
     ),
 ):
     register(_kind)

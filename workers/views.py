@@ -6,7 +6,6 @@ validate the parameters. Progress is polled by the page from ``status_json``.
 
 from __future__ import annotations
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
@@ -15,93 +14,14 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from base.permissions import is_staff, reader_required, staff_required
-from catalog.importers import registry as import_registry
+from base.runs import RUN_OPEN
 
 from . import jobs, kinds
+from .forms import QueueJobForm
 from .jobs import JobError, enqueue
 from .kinds import InvalidJobParams
 from .models import Job
 from .summary import result_summary
-
-
-def _preset_choices() -> list[tuple[str, str]]:
-    from ml.engine.registry import PRESETS  # cheap: config dataclasses only, no torch
-
-    return [
-        (name, f"{name} — {config.notes}" if getattr(config, "notes", "") else name) for name, config in PRESETS.items()
-    ]
-
-
-def _version_choices() -> list[tuple[str, str]]:
-    from ml.models import ModelVersion
-
-    return [("", "the production model")] + [(str(v.pk), str(v)) for v in ModelVersion.objects.all()[:100]]
-
-
-def _snapshot_choices() -> list[tuple[str, str]]:
-    from ml.models import DatasetSnapshot
-
-    return [("", "—")] + [(str(s.pk), str(s)) for s in DatasetSnapshot.objects.all()[:100]]
-
-
-class QueueJobForm(forms.Form):
-    """One form for every kind; ``params()`` builds the parameters workers.jobs expects for
-    the chosen kind (which validates them again and names any bad field)."""
-
-    kind = forms.ChoiceField(choices=kinds.kind_choices)
-    source = forms.ChoiceField(choices=(), required=False, label="import source")
-    path = forms.CharField(required=False, max_length=1000, label="file or folder path (on the worker)")
-    api_key = forms.CharField(
-        required=False, max_length=200, label="TMDB API key", widget=forms.PasswordInput(render_value=True)
-    )
-    date_from = forms.DateField(
-        required=False, label="TMDB release date from", widget=forms.DateInput(attrs={"type": "date"})
-    )
-    date_to = forms.DateField(
-        required=False, label="TMDB release date to", widget=forms.DateInput(attrs={"type": "date"})
-    )
-    limit = forms.IntegerField(required=False, min_value=1, label="at most this many movies")
-    snapshot_id = forms.ChoiceField(required=False, choices=(), label="dataset snapshot")
-    config = forms.ChoiceField(required=False, choices=(), label="model family preset")
-    model_version_id = forms.ChoiceField(required=False, choices=(), label="model version")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["source"].choices = import_registry.choices()
-        self.fields["config"].choices = [("", "—")] + _preset_choices()
-        self.fields["model_version_id"].choices = _version_choices()
-        self.fields["snapshot_id"].choices = _snapshot_choices()
-
-    def clean(self):
-        cleaned = super().clean()
-        kind = cleaned.get("kind")
-        if kind in (kinds.EVALUATE, kinds.PREDICT) and not cleaned.get("model_version_id"):
-            from ml.services.registry import production_version
-
-            version = production_version()
-            if version is None:
-                self.add_error("model_version_id", "no production model yet: pick a version")
-            else:
-                cleaned["model_version_id"] = str(version.pk)
-        return cleaned
-
-    def params(self) -> dict:
-        data, kind = self.cleaned_data, self.cleaned_data["kind"]
-        params: dict = {}
-        for name in kinds.get(kind).form_fields:  # the kinds table says which fields a kind uses
-            value = data.get(name)
-            if value in (None, ""):
-                continue
-            if name in ("snapshot_id", "model_version_id"):
-                value = int(value)
-            elif hasattr(value, "isoformat"):
-                value = value.isoformat()
-            params[name] = value
-        if kind == kinds.IMPORT and params.get("source"):
-            # Only the fields the chosen source takes (e.g. no path for TMDB, no API key for a CSV).
-            accepted = import_registry.get(params["source"]).all_params | {"source"}
-            params = {name: value for name, value in params.items() if name in accepted}
-        return params
 
 
 def job_json(job: Job) -> dict:
@@ -127,9 +47,8 @@ def job_list(request):
         if request.method == "POST" and form.is_valid():
             try:
                 job = enqueue(form.cleaned_data["kind"], form.params(), request.user)
-            except InvalidJobParams as exc:  # the jobs service names each bad parameter
-                for name, message in exc.errors.items():
-                    form.add_error(name if name in form.fields else None, message)
+            except InvalidJobParams as exc:  # the kind's schema names each bad parameter
+                form.add_param_errors(exc.errors)
             else:
                 messages.success(request, f"Queued {job.get_kind_display().lower()} job #{job.pk}.")
                 return redirect("workers:job", pk=job.pk)
@@ -145,7 +64,6 @@ def job_list(request):
         "workers/jobs.html",
         {
             "form": form,
-            "kind_fields": {name: list(kind.form_fields) for name, kind in kinds.KINDS.items()},
             "page": page,
             "jobs": page.object_list,
             "statuses": Job.Status.choices,
@@ -208,3 +126,28 @@ def retry(request, pk: int):
         return redirect("workers:job", pk=pk)
     messages.success(request, f"Retrying job #{job.pk} as job #{new_job.pk}.")
     return redirect("workers:job", pk=new_job.pk)
+
+
+@require_POST
+@staff_required
+def import_devset(request):
+    """The empty catalog's one-click import of the development set beside the project: an
+    import job of that folder (a CSV + posters source), queued like any other."""
+    from catalog.importers.registry import devset_dir
+
+    folder = devset_dir()
+    if folder is None:
+        messages.error(request, "There is no development set beside the project.")
+        return redirect("home")
+    params = {"source": "csv", "path": str(folder)}
+    running = (
+        Job.objects.filter(kind=kinds.IMPORT, status__in=RUN_OPEN, params__source="csv", params__path=str(folder))
+        .order_by("pk")
+        .first()
+    )
+    if running is not None:  # a second click while it runs: show the running one
+        messages.info(request, f"The development set is being imported by job #{running.pk}.")
+        return redirect("workers:job", pk=running.pk)
+    job = enqueue(kinds.IMPORT, params, request.user)
+    messages.success(request, f"Queued import job #{job.pk} of the development set ({folder}).")
+    return redirect("workers:job", pk=job.pk)

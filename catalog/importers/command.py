@@ -39,11 +39,7 @@ def source_params(entry: registry.Importer, options: dict) -> dict:
 
 
 def _dests(entry: registry.Importer) -> list[str]:
-    dests = []
-    for arg in entry.arguments:
-        name = arg.options.get("dest") or arg.flags[0].lstrip("-").replace("-", "_")
-        dests.append(name)
-    return dests
+    return [arg.dest for arg in entry.arguments]
 
 
 def import_command(kind: str) -> type[BaseCommand]:

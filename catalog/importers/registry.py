@@ -43,10 +43,15 @@ class Argument:
     flags: tuple[str, ...]
     options: dict[str, Any] = field(default_factory=dict)
     group: str = ""  # arguments sharing a group are mutually exclusive
+    form_type: str = ""  # the job form's field type (base.params.TYPES) when not text or a flag
+
+    @property
+    def dest(self) -> str:
+        return self.options.get("dest") or self.flags[0].lstrip("-").replace("-", "_")
 
 
-def argument(*flags: str, group: str = "", **options: Any) -> Argument:
-    return Argument(flags, options, group)
+def argument(*flags: str, group: str = "", form_type: str = "", **options: Any) -> Argument:
+    return Argument(flags, options, group, form_type)
 
 
 @dataclass(frozen=True)
@@ -131,8 +136,24 @@ def is_movie_source(kind: str) -> bool:
 # --- parameters ------------------------------------------------------------------------------
 
 
+def devset_dir() -> Path | None:
+    """The development set beside the project (settings.GENREWEB_DEVSET_DIR), if it is there:
+    a folder with a movies.csv. None otherwise."""
+    folder = getattr(settings, "GENREWEB_DEVSET_DIR", None)
+    if not folder:
+        return None
+    folder = Path(folder).expanduser().resolve()
+    return folder if (folder / "movies.csv").is_file() else None
+
+
 def import_roots() -> list[Path]:
-    return [Path(root).resolve() for root in settings.GENREWEB_IMPORT_ROOTS]
+    """settings.GENREWEB_IMPORT_ROOTS, plus the devset folder when it exists (so its one-click
+    import works without the operator setting the roots)."""
+    roots = [Path(root).resolve() for root in settings.GENREWEB_IMPORT_ROOTS]
+    devset = devset_dir()
+    if devset is not None and devset not in roots:
+        roots.append(devset)
+    return roots
 
 
 def allowed_import_path(value: object, name: str = "path") -> str:
@@ -198,3 +219,63 @@ def job_param_errors(params: dict, carried: Iterable[str] = ()) -> dict[str, str
     if source not in _REGISTRY:
         return {"source": f"Must be one of {', '.join(sorted(_REGISTRY))}; got {source!r}."}
     return param_errors(source, params, also=frozenset({"source", *carried}))
+
+
+# --- the import job's parameters as a schema (base.params): what the job form is built from -------
+
+
+def _form_param(dest: str, arguments: list[tuple[str, Argument]]):
+    """One form field for a parameter several sources may take (``path``: csv, kaggle, mmimdb)."""
+    from base.params import Param
+    from base.runs import SECRET_PARAMS
+
+    sources = tuple(kind for kind, _ in arguments)
+    first = arguments[0][1]
+    helps = [(kind, arg.options.get("help", "")) for kind, arg in arguments]
+    if len({text for _, text in helps}) == 1:
+        help_text = helps[0][1]
+    else:
+        help_text = "; ".join(f"{_REGISTRY[kind].label}: {text}" for kind, text in helps if text)
+    action = first.options.get("action")
+    if action in ("store_true", "store_false"):
+        kind, default = "bool", action == "store_false"  # --no-details: the parameter is true by default
+        if action == "store_false" and help_text:
+            help_text = f"Untick to {help_text}"  # the flag's help says what turning it off does
+    else:
+        kind = first.form_type or ("secret" if dest in SECRET_PARAMS else "text")
+        default = first.options.get("default")
+    return Param(dest, kind, help=help_text, default=default, when=("source", sources))
+
+
+def job_params() -> list:
+    """``source``, each source's command options, then ``limit`` and ``allow_new_genres``."""
+    from base.params import Param
+
+    by_dest: dict[str, list[tuple[str, Argument]]] = {}
+    for entry in importers():
+        for arg in entry.arguments:
+            by_dest.setdefault(arg.dest, []).append((entry.kind, arg))
+    return [
+        Param("source", "choice", label="import source", choices=choices, required=True),
+        *(_form_param(dest, arguments) for dest, arguments in by_dest.items()),
+        Param("limit", "int", label="at most this many movies", minimum=1, help="Empty: every movie."),
+        Param(
+            "allow_new_genres",
+            "bool",
+            default=False,
+            help="Create genres outside the controlled vocabulary (at most GENREWEB_MAX_NEW_GENRES); "
+            "otherwise unknown names are reported on their row.",
+        ),
+    ]
+
+
+def _job_check(params: dict, errors: dict) -> None:
+    errors.update(job_param_errors(params))
+
+
+def job_param_schema():
+    """The import job's ParamSchema: fields from the registry, checked by ``job_param_errors``
+    (which also refuses what the chosen source does not take)."""
+    from base.params import ParamSchema
+
+    return ParamSchema(job_params, check=_job_check, strict=False)

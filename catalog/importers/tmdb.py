@@ -59,14 +59,14 @@ def parse_iso_date(value: Any, name: str) -> date | None:
     help="Import movies from the TMDB API v3 (discover by release date, details, posters). Credentials "
     "default to TMDB_API_KEY / TMDB_BEARER_TOKEN from the environment.",
     arguments=[
-        argument("--from", dest="date_from", help="first release date, YYYY-MM-DD"),
-        argument("--to", dest="date_to", help="last release date, YYYY-MM-DD (default: today)"),
+        argument("--from", dest="date_from", form_type="date", help="first release date, YYYY-MM-DD"),
+        argument("--to", dest="date_to", form_type="date", help="last release date, YYYY-MM-DD (default: today)"),
         argument("--api-key", help="TMDB v3 API key (default: $TMDB_API_KEY)"),
         argument("--bearer-token", help="TMDB v4 read access token (default: $TMDB_BEARER_TOKEN)"),
         argument(
             "--poster-size", default="w342", help="TMDB poster size, e.g. w185, w342, original; 'none' skips posters"
         ),
-        argument("--language", default="en-US"),
+        argument("--language", default="en-US", help="language of titles and overviews"),
         argument(
             "--no-details",
             dest="details",

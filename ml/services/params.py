@@ -1,6 +1,7 @@
 """The JSON parameter checks of the ml services a job runs, one per service: snapshot options
 (``snapshots.build_snapshot``), a training config (``training.train_model``), an evaluation
-(``evaluation.evaluate_model``) and a batch prediction (``inference.predict_movies``).
+(``evaluation.evaluate_model``) and a batch prediction (``inference.predict_movies``), each a
+``base.params.ParamSchema`` that the job form is built from too.
 
 Kept apart from the services themselves so that a web process validates a job without
 loading PyTorch (the services import the engine). Each ``*_param_errors(params, errors)``
@@ -10,26 +11,74 @@ table uses them.
 
 from __future__ import annotations
 
-from base.params import id_list_field, int_field, must_exist
-from ml.models import DatasetSnapshot, ModelVersion
+from base.params import Param, ParamSchema
+
+# build_snapshot's defaults (ml.services.snapshots uses these), prefilled in the job form.
+DEFAULT_SEED = 13
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+DEFAULT_MIN_GENRE_COUNT = 10
+
+
+def _fractions_sum(params: dict, errors: dict) -> None:
+    fractions = params.get("fractions")
+    if fractions is None:
+        return
+    if abs(sum(fractions) - 1.0) > 1e-6:  # what build_snapshot requires
+        errors["fractions"] = f"Must add up to 1 (train + validation + test), got {sum(fractions):g}."
+    elif fractions[0] <= 0:
+        errors["fractions"] = "The train fraction must be above 0."
+
+
+SNAPSHOT_PARAMS = ParamSchema(
+    (
+        Param("name", "text", maximum=200, help="A name to find the snapshot by (optional)."),
+        Param(
+            "seed",
+            "int",
+            minimum=0,
+            default=DEFAULT_SEED,
+            help="Seed of the stratified split: the same seed and data give the same split.",
+        ),
+        Param(
+            "fractions",
+            "floats",
+            label="split fractions",
+            length=3,
+            minimum=0,
+            default=" ".join(map(str, DEFAULT_FRACTIONS)),
+            help="Train, validation and test shares, e.g. 0.7 0.15 0.15 (they add up to 1).",
+        ),
+        Param(
+            "min_genre_count",
+            "int",
+            label="minimum genre count",
+            minimum=1,
+            default=DEFAULT_MIN_GENRE_COUNT,
+            help="Genres with fewer movies are reported as rare (and dropped unless kept).",
+        ),
+        Param(
+            "keep_rare_genres",
+            "bool",
+            default=False,
+            help="Keep genres below the minimum count instead of dropping them.",
+        ),
+    ),
+    check=_fractions_sum,
+)
 
 
 def snapshot_param_errors(params: dict, errors: dict) -> None:
     """Check ``build_snapshot`` options given as JSON (a job's parameters); see ``base.params``."""
-    int_field(params, "seed", errors, minimum=0)
-    int_field(params, "min_genre_count", errors, minimum=1)
-    fractions = params.get("fractions")
-    if fractions is not None and (
-        not isinstance(fractions, list)
-        or len(fractions) != 3
-        or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f >= 0 for f in fractions)
-    ):
-        errors["fractions"] = "Must be three non-negative numbers: train, validation, test."
-    if "keep_rare_genres" in params and not isinstance(params["keep_rare_genres"], bool):
-        errors["keep_rare_genres"] = "Must be true or false."
+    SNAPSHOT_PARAMS.clean(params, errors)
 
 
-def config_errors(params: dict, errors: dict, *, required: bool) -> None:
+def preset_choices() -> list[tuple[str, str]]:
+    from ml.engine.registry import PRESETS  # cheap: config dataclasses only, no torch
+
+    return [(name, f"{name} — {config.notes}" if config.notes else name) for name, config in PRESETS.items()]
+
+
+def config_errors(params: dict, errors: dict, *, required: bool = True) -> None:
     """Check ``params["config"]``: a model config object or a preset name the engine knows."""
     config = params.get("config")
     if config is None:
@@ -47,23 +96,72 @@ def config_errors(params: dict, errors: dict, *, required: bool) -> None:
         errors["config"] = str(exc)
 
 
+def _production_version_id() -> int | None:
+    from ml.services.registry import production_version
+
+    version = production_version()
+    return version.pk if version else None
+
+
+CONFIG = Param(
+    "config",
+    "choice",
+    label="model family preset",
+    choices=preset_choices,
+    check=config_errors,
+    required=True,
+    help='A preset of ml.engine.registry (the API also takes a config object: {"preset": "gru-text", "epochs": 5}).',
+)
+MODEL_VERSION_ID = Param(
+    "model_version_id",
+    "ref",
+    label="model version",
+    model="ml.ModelVersion",
+    minimum=1,
+    required=True,
+    default=_production_version_id,
+    help="Prefilled with the production model.",
+)
+
+TRAIN_PARAMS = ParamSchema(
+    (
+        Param(
+            "snapshot_id",
+            "ref",
+            label="dataset snapshot",
+            model="ml.DatasetSnapshot",
+            minimum=1,
+            required=True,
+            help="The frozen data and split to train on (a snapshot job makes one).",
+        ),
+        CONFIG,
+    )
+)
+EVALUATE_PARAMS = ParamSchema(
+    (
+        MODEL_VERSION_ID,
+        Param(
+            "snapshot_id",
+            "ref",
+            label="dataset snapshot",
+            model="ml.DatasetSnapshot",
+            minimum=1,
+            blank_label="the model's own snapshot",
+            help="Evaluate on another snapshot's test split (empty: the one it was trained on).",
+        ),
+    )
+)
+PREDICT_PARAMS = (
+    MODEL_VERSION_ID,
+    Param("movie_ids", "ids", label="only these movie ids", help="Comma-separated ids (empty: every movie)."),
+)
+
+
 def train_param_errors(params: dict, errors: dict) -> None:
     """Check ``train_model`` arguments given as JSON: ``snapshot_id`` and ``config``."""
-    snapshot_id = int_field(params, "snapshot_id", errors, required=True, minimum=1)
-    must_exist(DatasetSnapshot, snapshot_id, "snapshot_id", errors)
-    config_errors(params, errors, required=True)
+    TRAIN_PARAMS.clean(params, errors)
 
 
 def evaluate_param_errors(params: dict, errors: dict) -> None:
     """Check ``evaluate_model`` arguments given as JSON: ``model_version_id``, optional ``snapshot_id``."""
-    version_id = int_field(params, "model_version_id", errors, required=True, minimum=1)
-    must_exist(ModelVersion, version_id, "model_version_id", errors)
-    snapshot_id = int_field(params, "snapshot_id", errors, minimum=1)
-    must_exist(DatasetSnapshot, snapshot_id, "snapshot_id", errors)
-
-
-def predict_param_errors(params: dict, errors: dict) -> None:
-    """Check a batch prediction's JSON arguments: ``model_version_id``, optional ``movie_ids``."""
-    version_id = int_field(params, "model_version_id", errors, required=True, minimum=1)
-    must_exist(ModelVersion, version_id, "model_version_id", errors)
-    id_list_field(params, "movie_ids", errors)
+    EVALUATE_PARAMS.clean(params, errors)

@@ -18,6 +18,7 @@ from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
 from ml.models import DatasetSnapshot, SnapshotMember
 
 from .data import overview_checksum
+from .params import DEFAULT_FRACTIONS, DEFAULT_MIN_GENRE_COUNT, DEFAULT_SEED
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +84,9 @@ def _check_params(seed, fractions, min_genre_count) -> tuple[float, float, float
 def build_snapshot(
     *,
     name: str = "",
-    seed: int = 13,
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    min_genre_count: int = 10,
+    seed: int = DEFAULT_SEED,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    min_genre_count: int = DEFAULT_MIN_GENRE_COUNT,
     keep_rare_genres: bool = False,
     user=None,
     progress: Progress | None = None,

@@ -119,3 +119,28 @@ def test_seeded_posters_survive_preprocessing():
     for name in set(Poster.objects.values_list("original", flat=True)):
         assert default_storage.exists(name)
     assert Poster.objects.exclude(derivative="").count() == 12
+
+
+def test_benchmark_search_reports_hit_rates_and_latency_per_seed(tmp_path):
+    from catalog.importers import run_import
+    from tests.factories import write_csv_folder
+
+    folder = write_csv_folder(tmp_path / "set", 12, posters=False)
+    run_import("csv", {"path": str(folder)})
+    report = tmp_path / "search.md"
+    out = io.StringIO()
+    call_command("benchmark_search", data=str(folder), titles=5, seeds=[0, 1], output=str(report), stdout=out)
+    text = out.getvalue()
+    assert text.rstrip("\n") == report.read_text().rstrip("\n")
+    # "Generated movie 7": the full title is the movie; its first word matches all twelve
+    summary = text.split("| seed |", 1)[1].splitlines()[2:4]
+    assert [row.split(" | ")[0] for row in summary] == ["| 0", "| 1"]
+    assert all(row.split(" | ")[1] == "5/5 = 100%" for row in summary)
+    assert "| Generated | " in text and " | 12 |" in text
+    assert "12 movies on" in text and "p95" in text
+    # Without --data it picks from the catalog itself.
+    out = io.StringIO()
+    call_command("benchmark_search", titles=3, quiet=True, stdout=out)
+    assert "3 titles from the catalog per seed" in out.getvalue() and "\n| 0 | 3/3 = 100% |" in out.getvalue()
+    with pytest.raises(CommandError, match="only 12 movies"):
+        call_command("benchmark_search", titles=13, stdout=io.StringIO())

@@ -162,23 +162,36 @@ def test_the_queue_form_offers_the_source_and_checks_its_params(
     sent = []
     monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: sent.append(args))
     page = staff_client.get(reverse("workers:jobs"))
-    assert ("jsonl", "JSON lines file") in page.context["form"].fields["source"].choices
+    assert ("jsonl", "JSON lines file") in page.context["form"].fields["import-source"].choices
     assert '<option value="jsonl">JSON lines file</option>' in page.content.decode()
 
     wrong = tmp_path / "movies.csv"
     wrong.write_text("id,title\n")
-    response = staff_client.post(reverse("workers:jobs"), {"kind": "import", "source": "jsonl", "path": str(wrong)})
+    response = staff_client.post(
+        reverse("workers:jobs"), {"kind": "import", "import-source": "jsonl", "import-path": str(wrong)}
+    )
     assert response.status_code == 200
-    assert response.context["form"].errors["path"] == ["a JSON lines import reads a .jsonl file"]
+    assert response.context["form"].errors["import-path"] == ["a JSON lines import reads a .jsonl file"]
     assert not Job.objects.exists()
 
     # Fields the source does not take (a TMDB key) are not sent; the job gets exactly its params.
-    form = {"kind": "import", "source": "jsonl", "path": str(movies_jsonl), "api_key": "k", "limit": "5"}
+    form = {
+        "kind": "import",
+        "import-source": "jsonl",
+        "import-path": str(movies_jsonl),
+        "import-api_key": "k",
+        "import-limit": "5",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(reverse("workers:jobs"), form)
     job = Job.objects.get()
     assert response.status_code == 302 and sent and sent[0][0] == job.pk
-    assert job.params == {"source": "jsonl", "path": str(movies_jsonl.resolve()), "limit": 5}
+    assert job.params == {
+        "source": "jsonl",
+        "path": str(movies_jsonl.resolve()),
+        "limit": 5,
+        "allow_new_genres": False,
+    }
 
 
 # --- through the command --------------------------------------------------------------------------
@@ -204,8 +217,10 @@ def test_an_unregistered_source_is_refused_everywhere(movies_jsonl, staff_client
     with pytest.raises(ValidationError):
         validate_source("jsonl")
     validate_source("manual")  # movies entered by hand stay valid
-    response = staff_client.post(reverse("workers:jobs"), {"kind": "import", "source": "jsonl", "path": "x.jsonl"})
-    assert "source" in response.context["form"].errors
+    response = staff_client.post(
+        reverse("workers:jobs"), {"kind": "import", "import-source": "jsonl", "import-path": "x.jsonl"}
+    )
+    assert "import-source" in response.context["form"].errors
 
 
 def test_every_built_in_source_is_registered_with_its_params():

@@ -77,6 +77,34 @@ def test_short_queries_match_whole_words_only(catalog):
     assert "Whatever Works" not in found  # "it" is not worth matching in an overview
 
 
+def test_a_one_word_query_orders_each_tier_by_popularity_then_closeness():
+    for i, (title, popularity) in enumerate(
+        [
+            ("Ice Age", 5.0),
+            ("Ice Age: The Meltdown", 40.0),
+            ("Ice Princess", 10.0),
+            ("Ice Age: Continental Drift", None),
+            ("Ice", None),
+            ("Black Ice", 90.0),
+            ("Thin Ice", 1.0),
+        ]
+    ):
+        Movie.objects.create(title=title, popularity=popularity, source="csv", source_id=f"ice{i}")
+    # exact title first; then titles that start with the word by popularity (unknown last,
+    # shorter first); then the word elsewhere, by popularity too
+    assert titles("ice") == [
+        "Ice",
+        "Ice Age: The Meltdown",
+        "Ice Princess",
+        "Ice Age",
+        "Ice Age: Continental Drift",
+        "Black Ice",
+        "Thin Ice",
+    ]
+    # more words: the title closest to what was typed first, popularity only breaks ties
+    assert titles("ice age") == ["Ice Age", "Ice Age: The Meltdown", "Ice Age: Continental Drift"]
+
+
 def test_case_and_punctuation_do_not_matter_for_an_exact_title(catalog):
     assert titles("thor ragnarok")[0] == "Thor: Ragnarok"
     assert titles("THOR: RAGNAROK")[0] == "Thor: Ragnarok"

@@ -386,19 +386,24 @@ def test_staff_queues_a_job_and_sees_its_status(staff_client, django_capture_on_
 
 
 def test_queue_form_reports_parameter_errors(staff_client, world):
-    response = staff_client.post(reverse("workers:jobs"), {"kind": "import", "source": "csv", "path": "/no/such/dir"})
+    response = staff_client.post(
+        reverse("workers:jobs"), {"kind": "import", "import-source": "csv", "import-path": "/no/such/dir"}
+    )
     assert response.status_code == 200
     # Outside GENREWEB_IMPORT_ROOTS: refused without saying whether it exists.
-    assert "outside the import folders" in str(response.context["form"].errors["path"])
-    train = staff_client.post(reverse("workers:jobs"), {"kind": "train", "config": "tfidf-linear"})
-    assert "snapshot_id" in train.context["form"].errors
+    assert "outside the import folders" in str(response.context["form"].errors["import-path"])
+    train = staff_client.post(reverse("workers:jobs"), {"kind": "train", "train-config": "tfidf-linear"})
+    assert train.context["form"].errors["train-snapshot_id"] == ["This field is required."]
     assert not Job.objects.exists()
 
 
 def test_queue_evaluate_defaults_to_the_production_model(staff_client, world, monkeypatch):
     monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
-    staff_client.post(reverse("workers:jobs"), {"kind": "evaluate"})
-    assert Job.objects.get().params["model_version_id"] == world["version"].pk
+    form = staff_client.get(reverse("workers:jobs")).context["form"]
+    prefilled = form["evaluate-model_version_id"].value()
+    assert prefilled == str(world["version"].pk)  # the production model, prefilled
+    staff_client.post(reverse("workers:jobs"), {"kind": "evaluate", "evaluate-model_version_id": prefilled})
+    assert Job.objects.get().params == {"model_version_id": world["version"].pk}
 
 
 def test_cancel_and_retry_from_the_page(staff_client, labeler_client, world, monkeypatch):

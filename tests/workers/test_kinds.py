@@ -8,6 +8,7 @@ from unittest import mock
 
 import pytest
 
+from base.params import Param, ParamSchema
 from workers import kinds
 from workers.jobs import enqueue, task_named
 from workers.kinds import InvalidJobParams, JobKind, validate_params
@@ -22,12 +23,22 @@ pytestmark = pytest.mark.django_db
 
 
 def word_count_param_errors(params: dict, errors: dict) -> None:
-    if not isinstance(params.get("text"), str) or not params["text"].strip():
+    if not params["text"].strip():
         errors["text"] = "Must be some text."
 
 
+WORD_COUNT_PARAMS = ParamSchema(
+    (
+        Param("text", "text", required=True, maximum=1000, help="The words to count."),
+        Param("min_length", "int", label="shortest word", minimum=1, default=1, help="Shorter words are not counted."),
+        Param("lower", "bool", default=True, help="Count case-insensitively."),
+    ),
+    check=word_count_param_errors,
+)
+
+
 def count_words(job: Job, progress) -> dict:
-    words = job.params["text"].split()
+    words = [w for w in job.params["text"].split() if len(w) >= job.params.get("min_length", 1)]
     for done in range(1, len(words) + 1):
         progress(f"counted {done} of {len(words)} words", done / len(words))
     return {"words": len(words)}
@@ -39,11 +50,10 @@ def word_count_kind():
         JobKind(
             "wordcount",
             "Count words",
-            validate=word_count_param_errors,
+            params=WORD_COUNT_PARAMS,
             run=count_words,
             queue=GPU_QUEUE,
             hard_time_limit_s=300,
-            form_fields=(),
         )
     )
     yield kind
@@ -56,6 +66,9 @@ def test_a_registered_kind_runs_end_to_end_through_enqueue_its_task_and_finish_j
     with pytest.raises(InvalidJobParams) as bad:
         enqueue("wordcount", {"text": "  "})
     assert bad.value.errors == {"text": "Must be some text."}
+    with pytest.raises(InvalidJobParams) as bad:
+        enqueue("wordcount", {"text": 3, "min_length": "x"})
+    assert bad.value.errors == {"text": "Must be text.", "min_length": "Must be a whole number, got 'x'."}
 
     task = task_named("workers.run_wordcount")
     assert (task.time_limit, task.soft_time_limit) == (300, 180)
@@ -76,33 +89,75 @@ def test_a_registered_kind_runs_end_to_end_through_enqueue_its_task_and_finish_j
     assert [c.args[1] for c in finished.call_args_list] == ["succeeded"]  # the one terminal path
 
 
-def test_a_registered_kind_is_offered_by_the_form_and_the_api(word_count_kind, client, django_user_model):
-    from workers.views import QueueJobForm
+def test_a_registered_kind_is_offered_by_the_form_and_the_api(word_count_kind, client, django_user_model, monkeypatch):
+    from workers.forms import QueueJobForm
 
     assert ("wordcount", "Count words") in QueueJobForm().fields["kind"].choices
     staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
     client.force_login(staff)
     page = client.get("/jobs/")
+    html = page.content.decode()
     assert page.status_code == 200
-    assert '<option value="wordcount">Count words</option>' in page.content.decode()
-    # The page shows each kind's form fields from the table, the new kind's (none) included.
-    fields = page.context["kind_fields"]
-    assert fields["wordcount"] == [] and fields["train"] == ["snapshot_id", "config"]
-    assert 'id="kind-fields"' in page.content.decode()
+    assert '<option value="wordcount">Count words</option>' in html
+    # Its options are fields of the form, from the schema alone: type, limits, default, help.
+    assert '<fieldset class="kind-fields" data-kind="wordcount"' in html
+    assert 'name="wordcount-text"' in html and "The words to count." in html
+    assert 'name="wordcount-min_length" value="1" step="1" min="1"' in html
+    assert (
+        'name="wordcount-lower"' in html
+        and "checked" in html.split('name="wordcount-lower"')[0][-200:] + (html.split('name="wordcount-lower"')[1][:80])
+    )
+    sent = []
+    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: sent.append(args))
+    refused = client.post("/jobs/", {"kind": "wordcount", "wordcount-text": "  ", "wordcount-min_length": "0"})
+    assert refused.status_code == 200 and not Job.objects.exists()
+    form = refused.context["form"]
+    assert form.errors["wordcount-min_length"] == ["Must be at least 1."]  # next to its field
+    queued = client.post(
+        "/jobs/",
+        {"kind": "wordcount", "wordcount-text": "a bb ccc", "wordcount-min_length": "2", "wordcount-lower": "on"},
+    )
+    job = Job.objects.get()
+    assert queued.status_code == 302 and job.params == {"text": "a bb ccc", "min_length": 2, "lower": True}
+
+    # The API takes the same parameters through the same schema.
     with mock.patch("workers.jobs._send_job_message"):
         created = client.post(
             "/api/jobs/", {"kind": "wordcount", "params": {"text": "a b"}}, content_type="application/json"
         )
-        refused = client.post("/api/jobs/", {"kind": "wordcount", "params": {}}, content_type="application/json")
+        refused = client.post(
+            "/api/jobs/",
+            {"kind": "wordcount", "params": {"text": "a", "min_length": 0, "colour": "red"}},
+            content_type="application/json",
+        )
     assert created.status_code == 201, created.content
     assert created.json()["kind"] == "wordcount" and created.json()["queue"] == "gpu"
-    assert refused.status_code == 400 and refused.json() == {"params": {"text": "Must be some text."}}
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "params": {
+            "min_length": "Must be at least 1.",
+            "colour": "Unknown parameter colour; known: text, min_length, lower.",
+        }
+    }
+
+
+def test_a_kind_without_a_schema_is_one_json_field_of_the_form(client, django_user_model, monkeypatch):
+    kinds.register(JobKind("echo", "Echo", validate=word_count_param_errors, run=lambda job, p: dict(job.params)))
+    try:
+        staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+        client.force_login(staff)
+        assert 'name="echo-params"' in client.get("/jobs/").content.decode()
+        monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
+        refused = client.post("/jobs/", {"kind": "echo", "echo-params": '{"text": " "}'})
+        assert refused.context["form"].errors["echo-params"] == ["text: Must be some text."]
+        client.post("/jobs/", {"kind": "echo", "echo-params": '{"text": "hi"}'})
+        assert Job.objects.get().params == {"text": "hi"}
+    finally:
+        kinds.unregister("echo")
 
 
 def test_an_idempotent_kind_is_acked_late_and_unregistering_removes_the_kind():
-    kinds.register(
-        JobKind("noop", "No-op", validate=lambda params, errors: None, run=lambda job, p: {}, idempotent=True)
-    )
+    kinds.register(JobKind("noop", "No-op", params=ParamSchema(()), run=lambda job, p: {}, idempotent=True))
     try:
         task = task_named("workers.run_noop")
         assert task.acks_late and task.reject_on_worker_lost
