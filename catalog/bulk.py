@@ -31,7 +31,8 @@ from .labels import LabelWrite, write_labels_batch
 from .models import ChangeSet, Genre, LabelChange, Movie
 
 BATCH_SIZE = 500
-# Most movies a change set given by ids may name (pages select at most a page; the API this).
+# Most movies a bulk change may name one by one (a page checks at most a page of them; the
+# API takes this many); more go by filter.
 MAX_IDS = 5000
 
 OnChanged = Callable[[list[int]], None]

@@ -269,7 +269,33 @@ class ChangeSet(models.Model):
         ordering = ["-created_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} #{self.pk}"
+        return f"{self.get_kind_display().lower()} #{self.pk}"
+
+    @property
+    def summary(self) -> str:
+        """What it did, in a few words: "add Comedy; remove Drama", "undo of bulk change #3"."""
+        if self.kind == self.Kind.UNDO:
+            return f"undo of {self.undoes}" if self.undoes_id else "undo"
+        parts = [
+            f"add {', '.join(self.add)}" if self.add else "",
+            f"remove {', '.join(self.remove)}" if self.remove else "",
+        ]
+        return "; ".join(p for p in parts if p)
+
+    @property
+    def selection_text(self) -> str:
+        """What it was applied to, in words."""
+        if "ids" in self.selection:
+            n = len(self.selection["ids"])
+            return f"{n} checked movie{'' if n == 1 else 's'}"
+        if "filter" in self.selection:
+            given = {k: v for k, v in self.selection["filter"].items() if v not in ("", None)}
+            if not given:
+                return "the whole catalog"
+            return "all matching " + ", ".join(f"{k}={v}" for k, v in sorted(given.items()))
+        if "change_set" in self.selection:
+            return f"the movies #{self.selection['change_set']} changed"
+        return ""
 
 
 class LabelChange(models.Model):
