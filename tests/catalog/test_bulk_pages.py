@@ -49,7 +49,9 @@ def test_a_viewer_sees_no_bulk_bar_and_cannot_post(movies, settings):
     page = viewer.get("/").content.decode()
     assert 'id="bulk"' not in page and 'class="pick"' not in page
     assert 'id="export-csv"' in page  # reading and exporting is allowed
-    answer = viewer.post("/bulk/", {"action": "add", "genre": "comedy", "scope": "filter", "filter": "", "confirmed": "1"})
+    answer = viewer.post(
+        "/bulk/", {"action": "add", "genre": "comedy", "scope": "filter", "filter": "", "confirmed": "1"}
+    )
     assert answer.status_code in (302, 403) and "/accounts/login/" in answer.get("Location", "/accounts/login/")
     assert not ChangeSet.objects.exists()
 
