@@ -17,9 +17,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
-from .models import LABEL_STATE_FIELDS, Genre, LabelChange, LabelOrigin, Movie, MovieGenre
+from .models import Genre, LabelChange, LabelOrigin, Movie, MovieGenre
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def write_labels_batch(
         new_labels: list[MovieGenre] = []
         gone_labels: list[int] = []
         history: list[LabelChange] = []
-        touched: list[Movie] = []
+        touched: list[tuple[Movie, bool]] = []  # (movie, labels changed)
         for pk, movie in locked.items():
             write, have = writes[pk], current[pk]
             if write.expected_version is not None and write.expected_version != movie.label_version:
@@ -176,7 +177,7 @@ def write_labels_batch(
             if not to_add and not to_remove:
                 if movie.missing_genres == has_genres:  # a flag out of step (e.g. a new movie, no genres)
                     movie.missing_genres = not has_genres
-                    touched.append(movie)
+                    touched.append((movie, False))
                 results[pk] = (
                     LabelDiff([], [], movie.label_version, _by_name(have.values()), stale=sorted(stale)),
                     movie,
@@ -213,7 +214,7 @@ def write_labels_batch(
             if by_person:
                 movie.label_source = LabelOrigin.PERSON
             movie.missing_genres = not has_genres
-            touched.append(movie)
+            touched.append((movie, True))
             diff = LabelDiff(
                 added=sorted(g.name for g in to_add),
                 removed=sorted(mg.genre.name for mg in to_remove),
@@ -228,12 +229,26 @@ def write_labels_batch(
             MovieGenre.objects.filter(pk__in=gone_labels).delete()
         if history:
             LabelChange.objects.bulk_create(history)
-        if touched:
-            now = timezone.now()
-            for movie in touched:
-                movie.updated_at = now
-            Movie.objects.bulk_update(touched, [*LABEL_STATE_FIELDS, "missing_genres", "updated_at"])
+        _save_label_state(touched, by_person)
     return results
+
+
+def _save_label_state(touched: list[tuple[Movie, bool]], by_person: bool) -> None:
+    """Write the new label state of the locked movies: at most four UPDATEs whatever their
+    number (grouped by changed or not, and the missing-genres flag), not one per movie. The
+    version goes up in SQL, from the value under our lock: the same as the instances hold."""
+    now = timezone.now()
+    groups: dict[tuple[bool, bool], list[int]] = {}
+    for movie, changed in touched:
+        movie.updated_at = now
+        groups.setdefault((changed, movie.missing_genres), []).append(movie.pk)
+    for (changed, missing), ids in groups.items():
+        fields = {"missing_genres": missing, "updated_at": now}
+        if changed:
+            fields["label_version"] = F("label_version") + 1
+            if by_person:
+                fields["label_source"] = LabelOrigin.PERSON
+        Movie.objects.filter(pk__in=ids).update(**fields)
 
 
 def _changed_since(writes: Mapping[int, LabelWrite]) -> dict[int, set[int]]:

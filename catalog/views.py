@@ -122,6 +122,13 @@ class CatalogView(ReaderMixin, TemplateView):
         form.is_valid()
         return form, self.extend_movies(form.filter(labelled_movies()), form)
 
+    @staticmethod
+    def genre_choices(form: CatalogFilterForm) -> list[Genre]:
+        """The genres, read once for the filter's select and the bulk bar's."""
+        genres = list(Genre.objects.all())
+        form.fields["genre"].choices = [("", form.fields["genre"].empty_label)] + [(g.slug, g.name) for g in genres]
+        return genres
+
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
         form, movies = self.filtered_movies(self.request.GET)
@@ -147,7 +154,7 @@ class CatalogView(ReaderMixin, TemplateView):
             query_without_page=params.urlencode(),
             filter_query=filter_query(self.request.GET).urlencode(),
             can_bulk_edit=is_labeler(self.request.user),
-            all_genres=Genre.objects.all(),
+            all_genres=self.genre_choices(form),
             **self.extend_context(page_movies),
         )
         return ctx
