@@ -66,13 +66,21 @@ class Command(BaseCommand):
             rows.append((name, movies, seconds, len(queries), peak_rss_mib() - rss))
             return result
 
-        form = {"action": "add", "genre": add.slug, "scope": "filter", "filter": f"genre={genre.slug}", "confirmed": "1"}
+        form = {
+            "action": "add",
+            "genre": add.slug,
+            "scope": "filter",
+            "filter": f"genre={genre.slug}",
+            "confirmed": "1",
+        }
         answer = step("bulk add (POST /bulk/)", matching, lambda: client.post("/bulk/", form))
         if answer.status_code != 302:
             raise CommandError(f"bulk change answered {answer.status_code}")
         bulk = ChangeSet.objects.filter(user=user, kind=ChangeSet.Kind.BULK).latest("pk")
         self.stdout.write(f"bulk: {bulk.changed:,} changed, {bulk.unchanged:,} unchanged, {bulk.status}")
-        undo_answer = step("undo (POST /changes/N/undo/)", bulk.changed, lambda: client.post(f"/changes/{bulk.pk}/undo/"))
+        undo_answer = step(
+            "undo (POST /changes/N/undo/)", bulk.changed, lambda: client.post(f"/changes/{bulk.pk}/undo/")
+        )
         if undo_answer.status_code != 302:
             raise CommandError(f"undo answered {undo_answer.status_code}")
         undo = ChangeSet.objects.get(undoes=bulk)
@@ -82,7 +90,9 @@ class Command(BaseCommand):
             for fmt in ("csv", "json"):
                 size = step(f"export {fmt} (GET /export.{fmt})", total, lambda fmt=fmt: self.download(client, fmt))
                 self.stdout.write(f"export {fmt}: {size / 1e6:.1f} MB")
-        self.stdout.write(f"{'step':<32} {'movies':>8} {'seconds':>8} {'movies/s':>9} {'queries':>8} {'peak RSS +MiB':>14}")
+        self.stdout.write(
+            f"{'step':<32} {'movies':>8} {'seconds':>8} {'movies/s':>9} {'queries':>8} {'peak RSS +MiB':>14}"
+        )
         for name, movies, seconds, queries, rss in rows:
             rate = movies / seconds if seconds else 0
             self.stdout.write(f"{name:<32} {movies:>8,} {seconds:>8.1f} {rate:>9,.0f} {queries:>8,} {rss:>14.1f}")
