@@ -10,7 +10,9 @@
   as a new change set (kind undo, ``undoes`` = the one reverted). A genre of a movie that
   changed again after the change set (someone relabelled it, another bulk change) is left as
   it is now and reported (``skipped`` / ``skipped_detail``): a stale write is refused, per
-  genre. A change set is undone at most once (the second try is refused: ``NotUndoable``);
+  genre. A change set is undone at most once (the second try is refused: ``NotUndoable``), and
+  not while it runs (one whose process died, no batch for ``INTERRUPTED_AFTER``, ends failed
+  at the undo and is undone);
   an undo may itself be undone, which re-applies what it reverted (a redo), under the same rule.
 
 Each batch commits with the change set's counts, so a change set that fails half-way says
@@ -20,6 +22,7 @@ how far it got (status failed) and can still be undone: its audit rows are what 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -34,6 +37,10 @@ BATCH_SIZE = 500
 # Most movies a bulk change may name one by one (a page checks at most a page of them; the
 # API takes this many); more go by filter.
 MAX_IDS = 5000
+
+# A running change set that committed no batch for this long lost its process (a batch of
+# BATCH_SIZE movies takes well under a second): it counts as failed, and may be undone.
+INTERRUPTED_AFTER = timedelta(minutes=10)
 
 OnChanged = Callable[[list[int]], None]
 
@@ -111,7 +118,9 @@ def undo_change_set(
         # The lock makes two undo clicks at once serialise: the second sees the first's undo.
         target = ChangeSet.objects.select_for_update().get(pk=target.pk)
         if target.status == ChangeSet.Status.RUNNING:
-            raise NotUndoable(f"{target} is still running; undo it when it has finished.")
+            if timezone.now() - target.updated_at < INTERRUPTED_AFTER:
+                raise NotUndoable(f"{target} is still running; undo it when it has finished.")
+            _mark_interrupted(target)
         earlier = target.undone_by.exclude(status=ChangeSet.Status.FAILED).order_by("pk").first()
         if earlier is not None:
             raise NotUndoable(f"{target} was already undone by {earlier}.")
@@ -139,6 +148,15 @@ def undo_change_set(
         ]
 
     return _run(change_set, _changed_movie_batches(target, batch_size), writes, user, reason, on_changed)
+
+
+def _mark_interrupted(change_set: ChangeSet) -> None:
+    """A change set whose process died between batches (a killed web worker): it ends failed,
+    with what it had committed, so it can be undone."""
+    change_set.status = ChangeSet.Status.FAILED
+    change_set.error = f"interrupted: no batch committed for {INTERRUPTED_AFTER.total_seconds() / 60:.0f} minutes"
+    change_set.finished_at = timezone.now()
+    change_set.save(update_fields=["status", "error", "finished_at", "updated_at"])
 
 
 def _changed_movie_batches(change_set: ChangeSet, size: int) -> Iterator[list[int]]:
@@ -173,18 +191,18 @@ def _run(
                 results = write_labels_batch(writes(ids), user=user, reason=reason, change_set=change_set)
                 changed_ids = _count(change_set, ids, results, skipped_detail)
                 change_set.skipped_detail = skipped_detail
-                change_set.save(update_fields=[*COUNT_FIELDS, "skipped_detail"])
+                change_set.save(update_fields=[*COUNT_FIELDS, "skipped_detail", "updated_at"])
             if changed_ids and on_changed is not None:
                 on_changed(changed_ids)
     except Exception as exc:
         change_set.status = ChangeSet.Status.FAILED
         change_set.error = storable_text(f"{type(exc).__name__}: {exc}")
         change_set.finished_at = timezone.now()
-        change_set.save(update_fields=["status", "error", "finished_at"])
+        change_set.save(update_fields=["status", "error", "finished_at", "updated_at"])
         raise
     change_set.status = ChangeSet.Status.SUCCEEDED
     change_set.finished_at = timezone.now()
-    change_set.save(update_fields=["status", "finished_at"])
+    change_set.save(update_fields=["status", "finished_at", "updated_at"])
     return change_set
 
 

@@ -19,7 +19,7 @@ import io
 import json
 from collections.abc import Iterator
 
-from django.db.models import Max, Prefetch, QuerySet
+from django.db.models import Max, QuerySet
 
 from .models import LabelChange, Movie, MovieGenre
 
@@ -50,67 +50,75 @@ class LabelExport:
         self.selection = Movie.objects.filter(pk__in=movies.order_by().values("pk"))
         self.batch_size = batch_size
 
-    def reviewed(self, movies: list[Movie]) -> dict[int, bool]:
+    def reviewed(self, movie_ids: list[int]) -> dict[int, bool]:
         """Hook: {movie id: whether its current labels were reviewed}; a movie left out is
         "not known" (CSV: empty, JSON: null). Catalog keeps no reviews: empty."""
         return {}
 
-    def batches(self) -> Iterator[list[Movie]]:
+    def batches(self) -> Iterator[list[tuple]]:
+        """The selected movies' own columns, ``batch_size`` at a time in id order (plain
+        tuples: no model instances, the export is CPU-bound)."""
         last = 0
-        labels = Prefetch(
-            "labels", queryset=MovieGenre.objects.select_related("genre", "set_by").order_by("genre__name")
-        )
         while True:
-            movies = list(self.selection.filter(pk__gt=last).order_by("pk").prefetch_related(labels)[: self.batch_size])
+            movies = list(
+                self.selection.filter(pk__gt=last)
+                .order_by("pk")
+                .values_list("pk", "tmdb_id", "imdb_id", "title", "year", "label_source", "label_version")[
+                    : self.batch_size
+                ]
+            )
             if not movies:
                 return
             yield movies
-            last = movies[-1].pk
+            last = movies[-1][0]
 
     def records(self) -> Iterator[dict]:
         for movies in self.batches():
+            ids = [m[0] for m in movies]
+            labels: dict[int, list[dict]] = {}
+            for movie_id, genre, source, set_by, since in (
+                MovieGenre.objects.filter(movie_id__in=ids)
+                .order_by("movie_id", "genre__name")
+                .values_list("movie_id", "genre__name", "source", "set_by__username", "created_at")
+            ):
+                labels.setdefault(movie_id, []).append(
+                    {"genre": genre, "source": source, "set_by": set_by, "since": since.isoformat()}
+                )
+            # One movie's change ids grow with time (its row lock orders them): the largest is the last.
             last_ids = (
-                LabelChange.objects.filter(movie_id__in=[m.pk for m in movies])
+                LabelChange.objects.filter(movie_id__in=ids)
                 .values("movie_id")
                 .annotate(last=Max("id"))
                 .values_list("last", flat=True)
             )
-            # One movie's change ids grow with time (its row lock orders them): the largest is the last.
-            last = {c.movie_id: c for c in LabelChange.objects.filter(pk__in=list(last_ids)).select_related("user")}
-            reviewed = self.reviewed(movies)
-            for movie in movies:
-                yield self.record(movie, last.get(movie.pk), reviewed.get(movie.pk))
-
-    def record(self, movie: Movie, change: LabelChange | None, reviewed: bool | None) -> dict:
-        return {
-            "id": movie.pk,
-            "tmdb_id": movie.tmdb_id,
-            "imdb_id": movie.imdb_id,
-            "title": movie.title,
-            "year": movie.year,
-            "genres": [mg.genre.name for mg in movie.labels.all()],
-            "labels": [
-                {
-                    "genre": mg.genre.name,
-                    "source": mg.source,
-                    "set_by": mg.set_by.username if mg.set_by else None,
-                    "since": mg.created_at.isoformat(),
+            last = {
+                row[0]: {
+                    "at": row[1].isoformat(),
+                    "by": row[2],
+                    "origin": row[3],
+                    "action": row[4],
+                    "change_set": row[5],
                 }
-                for mg in movie.labels.all()
-            ],
-            "label_source": movie.label_source,
-            "label_version": movie.label_version,
-            "last_change": None
-            if change is None
-            else {
-                "at": change.created_at.isoformat(),
-                "by": change.user.username if change.user else None,
-                "origin": change.origin,
-                "action": change.action,
-                "change_set": change.change_set_id,
-            },
-            "reviewed": reviewed,
-        }
+                for row in LabelChange.objects.filter(pk__in=last_ids).values_list(
+                    "movie_id", "created_at", "user__username", "origin", "action", "change_set_id"
+                )
+            }
+            reviewed = self.reviewed(ids)
+            for pk, tmdb_id, imdb_id, title, year, label_source, label_version in movies:
+                movie_labels = labels.get(pk, [])
+                yield {
+                    "id": pk,
+                    "tmdb_id": tmdb_id,
+                    "imdb_id": imdb_id,
+                    "title": title,
+                    "year": year,
+                    "genres": [label["genre"] for label in movie_labels],
+                    "labels": movie_labels,
+                    "label_source": label_source,
+                    "label_version": label_version,
+                    "last_change": last.get(pk),
+                    "reviewed": reviewed.get(pk),
+                }
 
     def csv_chunks(self) -> Iterator[str]:
         buffer = io.StringIO()

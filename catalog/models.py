@@ -261,6 +261,7 @@ class ChangeSet(models.Model):
     skipped_detail = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)  # each committed batch moves it
     finished_at = models.DateTimeField(null=True, blank=True)
 
     SKIPPED_DETAIL_LIMIT = 1000

@@ -9,7 +9,7 @@ import pytest
 from django.db import connection
 
 from catalog.bulk import BulkError, NotUndoable, apply_bulk, undo_change_set
-from catalog.labels import change_labels, set_labels
+from catalog.labels import change_labels, set_labels, write_labels
 from catalog.models import ChangeSet, Genre, LabelChange, LabelOrigin, Movie
 from tests.factories import make_movie, make_user
 
@@ -129,10 +129,24 @@ def test_undo_of_an_undo_redoes_it(catalog):
     assert all("Comedy" in labels(m) for m in movies[:4])
 
 
-def test_a_running_change_set_cannot_be_undone(catalog):
+def test_a_running_change_set_cannot_be_undone_unless_its_process_died(catalog):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from catalog.bulk import INTERRUPTED_AFTER
+
+    movies, genres = catalog
     running = ChangeSet.objects.create(kind=ChangeSet.Kind.BULK, add=["Comedy"])
+    write_labels(movies[0], add=[genres["Comedy"]], change_set=running)  # its first batch
     with pytest.raises(NotUndoable, match="still running"):
         undo_change_set(running)
+    # no batch for longer than INTERRUPTED_AFTER: the process is gone
+    ChangeSet.objects.filter(pk=running.pk).update(updated_at=timezone.now() - INTERRUPTED_AFTER - timedelta(seconds=1))
+    undo = undo_change_set(running)
+    running.refresh_from_db()
+    assert running.status == ChangeSet.Status.FAILED and running.error.startswith("interrupted")
+    assert undo.changed == 1 and labels(movies[0]) == {"Drama"}
 
 
 def test_a_failed_batch_leaves_a_failed_change_set_that_can_be_undone(catalog):
