@@ -23,7 +23,7 @@ def test_benchmark_bulk_runs_every_step_and_restores_the_labels():
     call_command("benchmark_bulk", genre="drama", add="comedy", stdout=out)
     text = out.getvalue()
     rows = re.findall(
-        r"^(bulk add|undo|export csv|export json) .*?\s([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+([\d,]+)\s+(-?[\d.]+)$",
+        r"^(bulk add|undo|export csv|export json) .*?\s([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+(-?[\d.]+)$",
         text,
         re.M,
     )

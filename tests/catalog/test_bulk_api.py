@@ -141,7 +141,8 @@ def test_export_csv_has_provenance_and_follows_the_filter(movies, clients):
 
     filtered = list(csv.DictReader(io.StringIO(read_stream(api.get("/api/movies/export/csv/?genre=horror")))))
     assert sorted(r["title"] for r in filtered) == ["'=HYPERLINK(1)", "New Drama"]
-    assert api.get("/api/movies/export/csv/?year_min=soon").status_code == 400
+    bad = api.get("/api/movies/export/csv/?year_min=soon", HTTP_ACCEPT="text/csv")
+    assert bad.status_code == 400 and bad["Content-Type"].startswith("application/json") and "year_min" in bad.json()
 
 
 def test_export_json(movies, clients):

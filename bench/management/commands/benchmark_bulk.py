@@ -8,8 +8,9 @@ Use a separate database filled by seed_synthetic, e.g. on PostgreSQL:
     DATABASE_URL=... python manage.py seed_synthetic --movies 70000
     DATABASE_URL=... python manage.py benchmark_bulk --genre drama --add comedy
 
-It prints, for each step, the movies, the wall time, the rate, the queries and how much this
-process's peak resident memory grew (a bulk change or export that held its selection in
+It prints, for each step, the movies, the wall time, the rate, this process's CPU time (the
+database's own work is not in it), the queries and how much this process's peak resident
+memory grew (a bulk change or export that held its selection in
 memory would grow with it). The change sets and label changes it makes stay in that database
 (the undo puts the labels back).
 """
@@ -60,10 +61,10 @@ class Command(BaseCommand):
             reset_queries()
             rss = peak_rss_mib()
             with CaptureQueriesContext(connection) as queries:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 result = fn()
-                seconds = time.perf_counter() - started
-            rows.append((name, movies, seconds, len(queries), peak_rss_mib() - rss))
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+            rows.append((name, movies, seconds, cpu, len(queries), peak_rss_mib() - rss))
             return result
 
         form = {
