@@ -92,11 +92,13 @@ class Command(BaseCommand):
                 size = step(f"export {fmt} (GET /export.{fmt})", total, lambda fmt=fmt: self.download(client, fmt))
                 self.stdout.write(f"export {fmt}: {size / 1e6:.1f} MB")
         self.stdout.write(
-            f"{'step':<32} {'movies':>8} {'seconds':>8} {'movies/s':>9} {'queries':>8} {'peak RSS +MiB':>14}"
+            f"{'step':<32} {'movies':>8} {'seconds':>8} {'movies/s':>9} {'CPU s':>7} {'queries':>8} {'peak RSS +MiB':>14}"
         )
-        for name, movies, seconds, queries, rss in rows:
+        for name, movies, seconds, cpu, queries, rss in rows:
             rate = movies / seconds if seconds else 0
-            self.stdout.write(f"{name:<32} {movies:>8,} {seconds:>8.1f} {rate:>9,.0f} {queries:>8,} {rss:>14.1f}")
+            self.stdout.write(
+                f"{name:<32} {movies:>8,} {seconds:>8.1f} {rate:>9,.0f} {cpu:>7.1f} {queries:>8,} {rss:>14.1f}"
+            )
 
     def download(self, client: Client, fmt: str) -> int:
         answer = client.get(f"/export.{fmt}")
