@@ -120,3 +120,14 @@ def test_export_download_follows_the_page_filter(movies, labeler_client):
     json_answer = labeler_client.get("/export.json")
     assert json_answer["Content-Type"] == "application/json"
     assert b"Late Horror" in b"".join(json_answer.streaming_content)
+
+
+def test_the_admin_lists_change_sets_read_only(movies):
+    from catalog.bulk import apply_bulk
+
+    apply_bulk(Movie.objects.all(), add=[Genre.objects.get(name="Comedy")])
+    admin = Client()
+    admin.force_login(make_user("root", staff=True, is_superuser=True))
+    listing = admin.get("/admin/catalog/changeset/")
+    assert listing.status_code == 200 and "add Comedy" in listing.content.decode()
+    assert admin.get("/admin/catalog/changeset/add/").status_code == 403
