@@ -182,3 +182,12 @@ def test_the_schema_documents_change_sets_and_export(clients):
     assert "text/csv" in paths["/api/movies/export/csv/"]["get"]["responses"]["200"]["content"]
     export_params = {p["name"] for p in paths["/api/movies/export/json/"]["get"]["parameters"]}
     assert {"genre", "q", "model"} <= export_params
+
+
+def test_a_search_filter_selects_what_the_movie_list_finds(movies, clients):
+    api = clients["labeler"]
+    listed = {m["id"] for m in api.get("/api/movies/?q=drama&sort=title").json()["results"]}
+    assert listed == {movies[0].pk, movies[1].pk}
+    answer = api.post("/api/change-sets/", {"add": ["Horror"], "filter": {"q": "drama"}}, format="json").json()
+    change_set = ChangeSet.objects.get(pk=answer["id"])
+    assert answer["matched"] == 2 and set(change_set.changes.values_list("movie_id", flat=True)) == listed
