@@ -361,7 +361,8 @@ class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(
         parameters=MOVIE_FILTER_PARAMETERS,
         responses={(200, "text/csv"): OpenApiTypes.STR},
-        description="The current labels of every movie matching the filters (all movies without "
+        description="Readers (labelers; anonymous too when anonymous reading is on). The current labels of "
+        "every movie matching the filters (all movies without "
         "any), with provenance, as CSV (streamed, one row per movie, in id order): " + ", ".join(CSV_COLUMNS) + ". "
         "genres are |-separated; reviewed is yes/no, empty when not known.",
     )
@@ -568,7 +569,7 @@ class ChangeSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(
         request=BulkChangeSerializer,
         responses={201: ChangeSetSerializer},
-        description="Add and/or remove genres on many movies in one audited change set (each movie "
+        description="Labelers only. Add and/or remove genres on many movies in one audited change set (each movie "
         "locked and written like PATCH /api/movies/{id}/labels/; movies already as asked count as "
         "unchanged). Runs to the end before answering (about 2,000 movies a second on PostgreSQL).",
     )
@@ -613,7 +614,7 @@ class ChangeSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     @extend_schema(
         request=None,
         responses={201: ChangeSetSerializer, **error_responses(409)},
-        description="Undo the change set: a new change set (kind undo) that reverts exactly the label "
+        description="Labelers only. Undo the change set: a new change set (kind undo) that reverts exactly the label "
         "changes it made. A genre changed again since is left as it is and listed in skipped_detail. "
         "409 if it was already undone or is still running; an undo can be undone (a redo).",
     )
@@ -626,7 +627,9 @@ class ChangeSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(ChangeSetSerializer(self.get_queryset().get(pk=undo.pk)).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(responses={200: ChangeSetChangeSerializer(many=True)}, description="The label changes it made.")
+    @extend_schema(
+        responses={200: ChangeSetChangeSerializer(many=True)}, description="Readers. The label changes it made."
+    )
     @action(detail=True, methods=["get"], serializer_class=ChangeSetChangeSerializer)
     def changes(self, request, pk=None):
         change_set = self.get_object()
