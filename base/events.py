@@ -12,7 +12,8 @@ Adding an event type is one entry in ``EVENTS`` and one ``emit`` call. The event
 
 - ``labels.changed``: ``catalog.labels.write_labels`` when a person's change (origin ``person``
   or ``suggestion``) altered a movie's labels. Imports do not emit it (one import would raise
-  thousands); they end as a job, which emits ``job.finished``.
+  thousands); they end as a job, which emits ``job.finished``. Nor do the writes of a bulk
+  change set: ``catalog.bulk`` raises one ``labels.bulk_changed`` when the set ends.
 - ``review.finished``: ``review_finished(...)`` below, called by whoever records that a person
   finished reviewing a movie's labels (the label-review record), after creating it.
 - ``job.finished``: ``workers.lifecycle.finish_job``, for every job that ends (succeeded,
@@ -42,6 +43,7 @@ class EventType:
 
 
 LABELS_CHANGED = "labels.changed"
+LABELS_BULK_CHANGED = "labels.bulk_changed"
 REVIEW_FINISHED = "review.finished"
 JOB_FINISHED = "job.finished"
 MODEL_PROMOTED = "model.promoted"
@@ -54,6 +56,12 @@ EVENTS: dict[str, EventType] = {
             "Labels changed",
             "a person changed a movie's genre labels: movie, title, label_version, added, removed, genres, "
             "origin, user, reason",
+        ),
+        EventType(
+            LABELS_BULK_CHANGED,
+            "Bulk label change finished",
+            "a bulk change set (or its undo) ended: change_set, kind, status, undoes, add, remove, matched, "
+            "changed, unchanged, skipped, user",
         ),
         EventType(
             REVIEW_FINISHED,

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .labels import StaleLabels, set_labels
-from .models import Genre, ImportRun, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
+from .models import ChangeSet, Genre, ImportRun, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
 
 LIST_THUMB_HEIGHT = 60
 DETAIL_THUMB_HEIGHT = 300
@@ -466,6 +466,28 @@ class LabelChangeAdmin(ReadOnlyAdmin):
     list_select_related = ("movie", "genre", "user")
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+
+@admin.register(ChangeSet)
+class ChangeSetAdmin(ReadOnlyAdmin):
+    """Bulk changes and their undo (made on the catalog page or the API, never here)."""
+
+    list_display = (
+        "id",
+        "kind",
+        "summary",
+        "user",
+        "status",
+        "matched",
+        "changed",
+        "unchanged",
+        "skipped",
+        "created_at",
+    )
+    list_filter = ("kind", "status")
+    search_fields = ("description", "user__username")
+    list_select_related = ("user", "undoes")
+    date_hierarchy = "created_at"
 
 
 @admin.register(ImportRun)

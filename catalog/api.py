@@ -1,15 +1,18 @@
 """Catalog REST API: genres, movies (list/filter/detail) and their labels (set/patch, audited).
 
-Labels change only through catalog.labels (set_labels/change_labels), so every API change
-leaves the same audit trail as the web page. ``MovieViewSet.labels_changed`` and
-``filter_movies`` are hooks: ml.api extends this viewset with the model filters and the
-review-queue refresh, and genreweb/api_urls.py registers that subclass (catalog never
+Labels change only through catalog.labels (set_labels/change_labels; bulk change sets and
+their undo through catalog.bulk), so every API change leaves the same audit trail as the web
+page. ``/api/movies/export/csv|json/`` stream the labels with provenance (catalog.export). ``MovieViewSet.labels_changed`` and
+``filter_movies`` are hooks: ml.api extends this viewset (and ChangeSetViewSet, whose ``filter_movies``,
+``filter_params`` and ``labels_changed`` are the same hooks) with the model filters and the
+review-queue refresh, and genreweb/api_urls.py registers those subclasses (catalog never
 imports ml).
 """
 
 from __future__ import annotations
 
 from django.db.models import Prefetch, Q
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -19,18 +22,23 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from base.permissions import IsLabelerOrAnonymousRead
+from base.schema import error_responses
 from base.text_input import prohibit_nul
 
+from .bulk import MAX_IDS, BulkError, NotUndoable, apply_bulk, undo_change_set
+from .export import CSV_COLUMNS, LabelExport
 from .forms import CatalogFilterForm
 from .labels import StaleLabels, change_labels, set_labels
-from .models import LABEL_SET_ORIGINS, Genre, LabelChange, Movie, MovieGenre, Poster
+from .models import LABEL_SET_ORIGINS, ChangeSet, Genre, LabelChange, Movie, MovieGenre, Poster
 from .search import SORTS
-from .views import KeysFirstPaginator
+from .views import NOT_FILTER_PARAMS, KeysFirstPaginator, export_response
 
 # Most movies one list page returns (``page_size``); larger values are capped to it.
 MAX_PAGE_SIZE = 200
@@ -272,6 +280,48 @@ class MoviePagination(PageNumberPagination):
         return parameters
 
 
+class FirstRendererNegotiation(BaseContentNegotiation):
+    """Downloads answer in their one format whatever the client's Accept header says (a
+    browser link sends text/html, a script text/csv); errors render as JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class ExportLabelSerializer(serializers.Serializer):
+    genre = serializers.CharField()
+    source = serializers.ChoiceField(choices=LABEL_SET_ORIGINS)
+    set_by = serializers.CharField(allow_null=True)
+    since = serializers.DateTimeField()
+
+
+class ExportChangeSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    by = serializers.CharField(allow_null=True)
+    origin = serializers.CharField()
+    action = serializers.ChoiceField(choices=LabelChange.Action.choices)
+    change_set = serializers.IntegerField(allow_null=True, help_text="the bulk change set, if any")
+
+
+class ExportRecordSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    tmdb_id = serializers.IntegerField(allow_null=True)
+    imdb_id = serializers.CharField(allow_null=True)
+    title = serializers.CharField()
+    year = serializers.IntegerField(allow_null=True)
+    genres = serializers.ListField(child=serializers.CharField())
+    labels = ExportLabelSerializer(many=True)
+    label_source = serializers.ChoiceField(choices=LABEL_SET_ORIGINS)
+    label_version = serializers.IntegerField()
+    last_change = ExportChangeSerializer(allow_null=True, help_text="the movie's last label change; null if none")
+    reviewed = serializers.BooleanField(
+        allow_null=True, help_text="whether the current labels were reviewed; null when not known"
+    )
+
+
 class GenreViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Genre.objects.all()
     serializer_class = GenreSerializer
@@ -299,6 +349,50 @@ class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def filter_movies(self, movies, params):
         """Hook for subclasses (ml adds model filters). Default: unchanged."""
         return movies
+
+    # The export's "reviewed" column comes from this class (catalog.export.LabelExport.reviewed).
+    exporter = LabelExport
+
+    def export(self, request, fmt: str):
+        params = request.query_params
+        movies = self.filter_movies(filter_movies(Movie.objects.all(), params), params)
+        return export_response(self.exporter(movies), fmt)
+
+    @extend_schema(
+        parameters=MOVIE_FILTER_PARAMETERS,
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+        description="Readers (labelers; anonymous too when anonymous reading is on). The current labels of "
+        "every movie matching the filters (all movies without "
+        "any), with provenance, as CSV (streamed, one row per movie, in id order): " + ", ".join(CSV_COLUMNS) + ". "
+        "genres are |-separated; reviewed is yes/no, empty when not known.",
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path="export/csv",
+        content_negotiation_class=FirstRendererNegotiation,
+        renderer_classes=[JSONRenderer],  # errors; the export itself streams past the renderers
+        pagination_class=None,
+    )
+    def export_csv(self, request):
+        return self.export(request, "csv")
+
+    @extend_schema(
+        parameters=MOVIE_FILTER_PARAMETERS,
+        responses={200: ExportRecordSerializer(many=True)},
+        description="The same as export/csv as one JSON array (streamed), each label with its source, "
+        "who set it and since when.",
+    )
+    @action(
+        detail=False,
+        methods=["get"],
+        url_path="export/json",
+        content_negotiation_class=FirstRendererNegotiation,
+        renderer_classes=[JSONRenderer],
+        pagination_class=None,
+    )
+    def export_json(self, request):
+        return self.export(request, "json")
 
     def labels_changed(self, movie: Movie) -> None:
         """Hook: called after labels changed through the API. Default: nothing."""
@@ -365,3 +459,180 @@ class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                 "label_version": diff.version,
             }
         )
+
+
+# --- change sets: bulk label changes and their undo ---------------------------------------------
+
+
+class ChangeSetSerializer(serializers.ModelSerializer):
+    user = serializers.CharField(source="user.username", default=None, allow_null=True)
+    summary = serializers.CharField(read_only=True)
+    undone_by = serializers.SerializerMethodField(help_text="the change set that undid this one, if any")
+
+    class Meta:
+        model = ChangeSet
+        fields = [
+            "id",
+            "kind",
+            "summary",
+            "description",
+            "selection",
+            "add",
+            "remove",
+            "undoes",
+            "undone_by",
+            "status",
+            "matched",
+            "changed",
+            "unchanged",
+            "skipped",
+            "labels_added",
+            "labels_removed",
+            "skipped_detail",
+            "error",
+            "user",
+            "created_at",
+            "finished_at",
+        ]
+
+    @extend_schema_field(serializers.IntegerField(allow_null=True))
+    def get_undone_by(self, change_set: ChangeSet):
+        undos = [u for u in change_set.undone_by.all() if u.status != ChangeSet.Status.FAILED]
+        return min(u.pk for u in undos) if undos else None
+
+
+class ChangeSetChangeSerializer(serializers.ModelSerializer):
+    title = serializers.CharField(source="movie.title")
+    genre = serializers.CharField(source="genre.name")
+
+    class Meta:
+        model = LabelChange
+        fields = ["id", "movie", "title", "genre", "action", "created_at"]
+
+
+class BulkChangeSerializer(serializers.Serializer):
+    """POST: genres to add and/or remove, on the movies given by id or by a filter."""
+
+    add = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
+    remove = serializers.ListField(child=GenreNameField(), required=False, default=list, max_length=50)
+    movies = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        allow_empty=False,
+        max_length=MAX_IDS,
+        help_text=f"movie ids (at most {MAX_IDS}); or give filter",
+    )
+    filter = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, max_length=200),
+        required=False,
+        help_text="all movies matching these movie-list filters (the query parameters of GET "
+        '/api/movies/, e.g. {"genre": "drama", "year_min": "1990"}); {} = the whole catalog',
+    )
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    def validate(self, data):
+        if ("movies" in data) == ("filter" in data):
+            raise serializers.ValidationError({"movies": "Give either movies (ids) or filter."})
+        if not data["add"] and not data["remove"]:
+            raise serializers.ValidationError({"add": "Give genres to add and/or remove."})
+        both = {g.name for g in data["add"]} & {g.name for g in data["remove"]}
+        if both:
+            raise serializers.ValidationError({"remove": f"Cannot both add and remove {', '.join(sorted(both))}."})
+        return data
+
+
+class ChangeSetPagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = MAX_PAGE_SIZE
+
+
+@extend_schema(
+    description="Bulk label changes and their undo, newest first. Labelers create and undo them; readers list them."
+)
+class ChangeSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [IsLabelerOrAnonymousRead]
+    serializer_class = ChangeSetSerializer
+    pagination_class = ChangeSetPagination
+    # The filter keys a bulk change accepts (a misspelt key must not mean "every movie").
+    filter_params = frozenset(CatalogFilterForm.base_fields) - set(NOT_FILTER_PARAMS)
+
+    def get_queryset(self):
+        return ChangeSet.objects.select_related("user").prefetch_related("undone_by")
+
+    def filter_movies(self, movies, params):
+        """Hook for subclasses (ml adds model filters). Default: unchanged."""
+        return movies
+
+    def labels_changed(self, movie_ids: list[int]) -> None:
+        """Hook: called after each batch of movies whose labels changed. Default: nothing."""
+
+    @extend_schema(
+        request=BulkChangeSerializer,
+        responses={201: ChangeSetSerializer},
+        description="Labelers only. Add and/or remove genres on many movies in one audited change set (each movie "
+        "locked and written like PATCH /api/movies/{id}/labels/; movies already as asked count as "
+        "unchanged). Runs to the end before answering (about 2,000 movies a second on PostgreSQL).",
+    )
+    def create(self, request):
+        data = BulkChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        given = data.validated_data
+        if "filter" in given:
+            unknown = sorted(set(given["filter"]) - self.filter_params)
+            if unknown:
+                raise serializers.ValidationError(
+                    {"filter": f"Unknown filter {', '.join(unknown)}; use {', '.join(sorted(self.filter_params))}."}
+                )
+            for value in given["filter"].values():
+                prohibit_nul(value)
+            params = QueryDict(mutable=True)
+            params.update(given["filter"])
+            try:
+                movies = self.filter_movies(filter_movies(Movie.objects.all(), params), params)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"filter": exc.detail}) from None
+            selection = {"filter": dict(given["filter"])}
+        else:
+            movies = Movie.objects.filter(pk__in=given["movies"])
+            selection = {"ids": sorted(set(given["movies"]))}
+        try:
+            change_set = apply_bulk(
+                movies,
+                add=given["add"],
+                remove=given["remove"],
+                user=request.user,
+                description=given["description"],
+                selection=selection,
+                on_changed=self.labels_changed,
+            )
+        except BulkError as exc:
+            raise serializers.ValidationError({"add": str(exc)}) from None
+        return Response(
+            ChangeSetSerializer(self.get_queryset().get(pk=change_set.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(
+        request=None,
+        responses={201: ChangeSetSerializer, **error_responses(409)},
+        description="Labelers only. Undo the change set: a new change set (kind undo) that reverts exactly the label "
+        "changes it made. A genre changed again since is left as it is and listed in skipped_detail. "
+        "409 if it was already undone or is still running; an undo can be undone (a redo).",
+    )
+    @action(detail=True, methods=["post"])
+    def undo(self, request, pk=None):
+        target = self.get_object()
+        try:
+            undo = undo_change_set(target, user=request.user, on_changed=self.labels_changed)
+        except NotUndoable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response(ChangeSetSerializer(self.get_queryset().get(pk=undo.pk)).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        responses={200: ChangeSetChangeSerializer(many=True)}, description="Readers. The label changes it made."
+    )
+    @action(detail=True, methods=["get"], serializer_class=ChangeSetChangeSerializer)
+    def changes(self, request, pk=None):
+        change_set = self.get_object()
+        changes = change_set.changes.select_related("movie", "genre").order_by("movie_id", "genre__name")
+        page = self.paginate_queryset(changes)
+        return self.get_paginated_response(ChangeSetChangeSerializer(page, many=True).data)

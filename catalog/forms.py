@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.db.models import QuerySet
 
+from .bulk import MAX_IDS as MAX_BULK_IDS
 from .models import LABEL_SET_ORIGINS, Genre, Movie, Poster
 from .search import SORT_CHOICES, order_movies, query_words, search_movies
 
@@ -87,3 +88,33 @@ class RelabelForm(forms.Form):
         error_messages={"required": "the page did not say which labels it started from; reload it and redo the change"},
     )
     reason = forms.CharField(required=False, max_length=500)
+
+
+class BulkLabelForm(forms.Form):
+    """A bulk change from the catalog page: one genre to add or remove, on the checked movies
+    (``ids``) or on all movies matching the page's filter (``filter``: its query string)."""
+
+    action = forms.ChoiceField(choices=[("add", "Add genre"), ("remove", "Remove genre")])
+    genre = forms.ModelChoiceField(queryset=Genre.objects.all(), to_field_name="slug", empty_label="genre…")
+    scope = forms.ChoiceField(choices=[("ids", "the checked movies"), ("filter", "all movies matching the filter")])
+    ids = forms.Field(required=False, widget=forms.MultipleHiddenInput)
+    filter = forms.CharField(required=False, max_length=2000)
+    description = forms.CharField(required=False, max_length=500, label="note (optional)")
+    confirmed = forms.BooleanField(required=False)
+
+    def clean_ids(self):
+        ids = []
+        for raw in self.cleaned_data.get("ids") or []:
+            try:
+                ids.append(int(raw))
+            except (TypeError, ValueError):
+                raise forms.ValidationError(f"{raw!r} is not a movie id.") from None
+        if len(ids) > MAX_BULK_IDS:
+            raise forms.ValidationError(f"At most {MAX_BULK_IDS} checked movies; use “all matching this filter”.")
+        return ids
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("scope") == "ids" and not cleaned.get("ids"):
+            self.add_error("ids", "Check at least one movie (or choose all matching the filter).")
+        return cleaned

@@ -226,8 +226,82 @@ class AppendOnlyError(Exception):
     pass
 
 
+class ChangeSet(models.Model):
+    """One bulk label change (or the undo of one) over many movies, audited as a whole: who,
+    when, why, what it was applied to, and what came of it. Its LabelChange rows (the per-movie
+    audit entries, ``changes``) say exactly what it changed; an undo reverts those and nothing
+    else (catalog.bulk)."""
+
+    class Kind(models.TextChoices):
+        BULK = "bulk", "Bulk change"
+        UNDO = "undo", "Undo"
+
+    Status = RunStatus
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="label_change_sets"
+    )
+    description = models.CharField(max_length=500, blank=True)
+    # What it was applied to: {"filter": {query parameters}} or {"ids": [movie ids]}; an undo:
+    # {"change_set": id}.
+    selection = models.JSONField(default=dict, blank=True)
+    add = models.JSONField(default=list, blank=True)  # genre names to add (an undo: empty)
+    remove = models.JSONField(default=list, blank=True)  # genre names to remove
+    # The change set this one reverted (kind undo); an undo may itself be undone (a redo).
+    undoes = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="undone_by")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    matched = models.PositiveIntegerField(default=0)  # movies looked at
+    changed = models.PositiveIntegerField(default=0)  # movies whose labels it changed
+    unchanged = models.PositiveIntegerField(default=0)  # movies whose labels already matched
+    skipped = models.PositiveIntegerField(default=0)  # movies (partly) left alone: changed since (undo) or gone
+    labels_added = models.PositiveIntegerField(default=0)
+    labels_removed = models.PositiveIntegerField(default=0)
+    # The first SKIPPED_DETAIL_LIMIT skipped movies: [{"movie": id, "title": ..., "genres": [...], "reason": ...}].
+    skipped_detail = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)  # each committed batch moves it
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    SKIPPED_DETAIL_LIMIT = 1000
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display().lower()} #{self.pk}"
+
+    @property
+    def summary(self) -> str:
+        """What it did, in a few words: "add Comedy; remove Drama", "undo of bulk change #3"."""
+        if self.kind == self.Kind.UNDO:
+            return f"undo of {self.undoes}" if self.undoes_id else "undo"
+        parts = [
+            f"add {', '.join(self.add)}" if self.add else "",
+            f"remove {', '.join(self.remove)}" if self.remove else "",
+        ]
+        return "; ".join(p for p in parts if p)
+
+    @property
+    def selection_text(self) -> str:
+        """What it was applied to, in words."""
+        if "ids" in self.selection:
+            n = len(self.selection["ids"])
+            return f"{n} checked movie{'' if n == 1 else 's'}"
+        if "filter" in self.selection:
+            given = {k: v for k, v in self.selection["filter"].items() if v not in ("", None)}
+            if not given:
+                return "the whole catalog"
+            return "all matching " + ", ".join(f"{k}={v}" for k, v in sorted(given.items()))
+        if "change_set" in self.selection:
+            return f"the movies #{self.selection['change_set']} changed"
+        return ""
+
+
 class LabelChange(models.Model):
-    """Append-only history of label changes: who, when, added/removed, why."""
+    """Append-only history of label changes: who, when, added/removed, why (and, for a bulk
+    change or an undo, which change set)."""
 
     class Action(models.TextChoices):
         ADDED = "added", "Added"
@@ -241,11 +315,18 @@ class LabelChange(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="label_changes"
     )
     reason = models.CharField(max_length=500, blank=True)
+    change_set = models.ForeignKey(
+        ChangeSet, null=True, blank=True, on_delete=models.PROTECT, related_name="changes", db_index=False
+    )  # indexed with movie below
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["movie", "-created_at"])]
+        indexes = [
+            models.Index(fields=["movie", "-created_at"]),
+            # an undo walks a change set's rows movie by movie
+            models.Index(fields=["change_set", "movie"], name="labelchange_set_movie_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.genre_id} on {self.movie_id}"

@@ -6,7 +6,10 @@ catalog logic and expose two hooks (``extend_movies`` / ``extend_context``); ml.
 subclasses them to add the model filters ("model disagrees", "model unsure") and the
 production model's score bars, and genreweb/urls.py routes "/" and "/movies/<id>/" to those
 subclasses. RelabelView likewise has a ``labels_changed`` hook (ml refreshes the review
-queues). The catalog-only insight page is routed from catalog/urls.py.
+queues). The bulk change, undo and export views take their movies from a ``browse_view``
+(``CatalogView.filtered_movies``: the same "matching this filter" as the page) and have the
+same hooks; ml subclasses them too. The catalog-only insight page and the change-set history
+are routed from catalog/urls.py.
 """
 
 from __future__ import annotations
@@ -18,22 +21,25 @@ from django.contrib import messages
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
-from django.http import FileResponse, Http404, HttpResponseRedirect
+from django.db.models import Prefetch, QuerySet
+from django.http import FileResponse, Http404, HttpResponseRedirect, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
-from base.permissions import ReaderMixin, is_staff, labeler_required, reader_required
+from base.permissions import ReaderMixin, is_labeler, is_staff, labeler_required, reader_required
 
-from .forms import CatalogFilterForm, RelabelForm
+from .bulk import BulkError, NotUndoable, apply_bulk, undo_change_set
+from .export import LabelExport
+from .forms import BulkLabelForm, CatalogFilterForm, RelabelForm
 from .images import POSTER_CONTENT_TYPES
 from .importers import registry
 from .insight import catalog_insight
 from .labels import StaleLabels, set_labels
-from .models import Genre, LabelChange, Movie, MovieGenre, Poster
+from .models import ChangeSet, Genre, LabelChange, Movie, MovieGenre, Poster
 
 PAGE_SIZE_GRID = 48
 PAGE_SIZE_LIST = 100
@@ -109,12 +115,24 @@ class CatalogView(ReaderMixin, TemplateView):
         """Hook for subclasses: context for the shown page of movies."""
         return {}
 
+    def filtered_movies(self, params) -> tuple[CatalogFilterForm, QuerySet[Movie]]:
+        """The page's filter form and the movies it matches, for ``params`` (the page's query,
+        or the filter a bulk change or an export was given): one definition of "matching
+        this filter", with the subclasses' ``extend_movies``."""
+        form = CatalogFilterForm(params or None)
+        form.is_valid()
+        return form, self.extend_movies(form.filter(labelled_movies()), form)
+
+    @staticmethod
+    def genre_choices(form: CatalogFilterForm) -> list[Genre]:
+        """The genres, read once for the filter's select and the bulk bar's."""
+        genres = list(Genre.objects.all())
+        form.fields["genre"].choices = [("", form.fields["genre"].empty_label)] + [(g.slug, g.name) for g in genres]
+        return genres
+
     def get_context_data(self, **kwargs):
         ctx = super().get_context_data(**kwargs)
-        form = CatalogFilterForm(self.request.GET or None)
-        form.is_valid()
-        movies = form.filter(labelled_movies())
-        movies = self.extend_movies(movies, form)
+        form, movies = self.filtered_movies(self.request.GET)
         view_mode = (form.cleaned_data.get("view") if form.is_bound else None) or "grid"
         paginator = KeysFirstPaginator(movies, PAGE_SIZE_GRID if view_mode == "grid" else PAGE_SIZE_LIST)
         page = paginator.get_page(self.request.GET.get("page"))
@@ -138,6 +156,9 @@ class CatalogView(ReaderMixin, TemplateView):
             catalog_empty=catalog_empty,
             devset=devset,
             query_without_page=params.urlencode(),
+            filter_query=filter_query(self.request.GET).urlencode(),
+            can_bulk_edit=is_labeler(self.request.user),
+            all_genres=self.genre_choices(form),
             **self.extend_context(page_movies),
         )
         return ctx
@@ -241,3 +262,189 @@ class RelabelView(View):
 def insight_page(request):
     """Data insight: genre distribution, co-occurrence (clustered), overview lengths, share by year."""
     return render(request, "catalog/insight.html", {"insight": catalog_insight()})
+
+
+# --- bulk changes, their undo, the change-set history, export ---------------------------------
+
+# Query parameters that are not part of a filter (where the page is, how it is shown).
+NOT_FILTER_PARAMS = ("page", "view", "sort")
+
+
+def filter_query(params) -> QueryDict:
+    """The filter part of a page's query (what "all matching this filter" means)."""
+    query = params.copy()
+    for name in NOT_FILTER_PARAMS:
+        query.pop(name, None)
+    return query
+
+
+class BulkLabelView(View):
+    """Add or remove one genre on the checked movies or on all movies matching the page's
+    filter, in one change set (catalog.bulk). Without ``confirmed`` it answers with a page
+    asking to confirm, with the count (the catalog page asks in a dialog first); confirmed,
+    it applies the change and shows the change set, with its Undo button."""
+
+    http_method_names = ["post"]
+    browse_view = CatalogView
+
+    def labels_changed(self, movie_ids: list[int]) -> None:
+        """Hook: called after each batch of movies whose labels changed. Default: nothing."""
+
+    @method_decorator(labeler_required)
+    def post(self, request):
+        form = BulkLabelForm(request.POST)
+        back = reverse("home")
+        if not form.is_valid():
+            messages.error(
+                request,
+                "Nothing changed: " + "; ".join(f"{field}: {' '.join(errs)}" for field, errs in form.errors.items()),
+            )
+            return HttpResponseRedirect(f"{back}?{request.POST.get('filter', '')}")
+        data = form.cleaned_data
+        back = f"{back}?{data['filter']}"
+        if data["scope"] == "filter":
+            params = filter_query(QueryDict(data["filter"]))
+            page = self.browse_view()
+            page.setup(request)
+            filter_form, movies = page.filtered_movies(params)
+            if filter_form.errors:
+                messages.error(request, "Nothing changed: the filter is not valid.")
+                return HttpResponseRedirect(back)
+            selection = {"filter": {key: params.get(key) for key in params}}
+        else:
+            movies = Movie.objects.filter(pk__in=data["ids"])
+            selection = {"ids": sorted(data["ids"])}
+        genre, adding = data["genre"], data["action"] == "add"
+        if not data["confirmed"]:
+            return render(
+                request,
+                "catalog/bulk_confirm.html",
+                {"form": form, "count": movies.count(), "genre": genre, "adding": adding, "back": back},
+            )
+        try:
+            change_set = apply_bulk(
+                movies,
+                add=[genre] if adding else [],
+                remove=[] if adding else [genre],
+                user=request.user,
+                description=data["description"],
+                selection=selection,
+                on_changed=self.labels_changed,
+            )
+        except BulkError as exc:
+            messages.error(request, f"Nothing changed: {exc}")
+            return HttpResponseRedirect(back)
+        verb = "Added" if adding else "Removed"
+        messages.success(
+            request,
+            f"{verb} {genre.name} {'to' if adding else 'from'} {change_set.changed} movie"
+            f"{'' if change_set.changed == 1 else 's'}; {change_set.unchanged} already "
+            f"{'had it' if adding else 'did not have it'}.",
+        )
+        return HttpResponseRedirect(reverse("catalog:change-set", args=[change_set.pk]) + f"?back={_quote(back)}")
+
+
+def _quote(url: str) -> str:
+    from urllib.parse import quote
+
+    return quote(url, safe="")
+
+
+class UndoChangeSetView(View):
+    """Undo a change set (one click): a new change set that reverts exactly what it changed,
+    leaving any genre changed since as it is and listing it. A change set already undone (or
+    still running) is refused with the reason (409)."""
+
+    http_method_names = ["post"]
+
+    def labels_changed(self, movie_ids: list[int]) -> None:
+        """Hook: as BulkLabelView.labels_changed."""
+
+    @method_decorator(labeler_required)
+    def post(self, request, pk: int):
+        target = get_object_or_404(ChangeSet, pk=pk)
+        try:
+            undo = undo_change_set(target, user=request.user, on_changed=self.labels_changed)
+        except NotUndoable as exc:
+            messages.error(request, f"Not undone: {exc}")
+            return HttpResponseRedirect(reverse("catalog:change-set", args=[pk]))
+        note = (
+            f"; {undo.skipped} movie{'' if undo.skipped == 1 else 's'} changed since, left as they are"
+            if undo.skipped
+            else ""
+        )
+        messages.success(
+            request, f"Undid {target}: {undo.changed} movie{'' if undo.changed == 1 else 's'} reverted{note}."
+        )
+        return HttpResponseRedirect(reverse("catalog:change-set", args=[undo.pk]))
+
+
+CHANGE_SETS_PER_PAGE = 50
+CHANGES_PER_PAGE = 100
+
+
+@reader_required
+def change_set_list(request):
+    """The history of bulk changes and undos, newest first."""
+    change_sets = ChangeSet.objects.select_related("user", "undoes").prefetch_related("undone_by")
+    page = Paginator(change_sets, CHANGE_SETS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "catalog/change_sets.html", {"page": page, "change_sets": page.object_list})
+
+
+@reader_required
+def change_set_detail(request, pk: int):
+    """One change set: what it was applied to, its counts, the movies it left alone and why,
+    and every label change it made (paged), with the Undo button."""
+    change_set = get_object_or_404(ChangeSet.objects.select_related("user", "undoes"), pk=pk)
+    changes = change_set.changes.select_related("movie", "genre").order_by("movie_id", "genre__name")
+    page = Paginator(changes, CHANGES_PER_PAGE).get_page(request.GET.get("page"))
+    undone_by = change_set.undone_by.exclude(status=ChangeSet.Status.FAILED).order_by("pk").first()
+    back = request.GET.get("back", "")
+    if not url_has_allowed_host_and_scheme(back, {request.get_host()}, request.is_secure()):
+        back = ""
+    return render(
+        request,
+        "catalog/change_set.html",
+        {
+            "change_set": change_set,
+            "page": page,
+            "changes": page.object_list,
+            "undone_by": undone_by,
+            "can_undo": is_labeler(request.user)
+            and undone_by is None
+            and change_set.status != ChangeSet.Status.RUNNING,
+            "back": back,
+            "query_without_page": f"back={_quote(back)}" if back else "",
+        },
+    )
+
+
+EXPORT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+
+
+class ExportView(View):
+    """The current labels with their provenance (catalog.export), streamed as CSV or JSON,
+    for the whole catalog or the movies matching the page's filter (the query string)."""
+
+    http_method_names = ["get", "head"]
+    browse_view = CatalogView
+    exporter = LabelExport
+
+    @method_decorator(reader_required)
+    def get(self, request, fmt: str):
+        if fmt not in EXPORT_TYPES:
+            raise Http404("Export as csv or json.")
+        page = self.browse_view()
+        page.setup(request)
+        _form, movies = page.filtered_movies(filter_query(request.GET))
+        return export_response(self.exporter(movies), fmt)
+
+
+def export_response(export: LabelExport, fmt: str) -> StreamingHttpResponse:
+    """A streamed download of ``export`` as ``fmt`` (csv or json); the pages and the API share it."""
+    chunks = export.csv_chunks() if fmt == "csv" else export.json_chunks()
+    response = StreamingHttpResponse(chunks, content_type=EXPORT_TYPES[fmt])
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    response["Content-Disposition"] = f'attachment; filename="genreweb-labels-{stamp}.{fmt}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -10,13 +10,14 @@ from rest_framework.routers import DefaultRouter
 
 from base.auth import TokenView
 from catalog.api import GenreViewSet
-from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
+from ml.api import ChangeSetViewSet, ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
 from webhooks.api import DeliveryViewSet, EndpointViewSet
 from workers.api import JobViewSet
 
 router = DefaultRouter()
 router.register("genres", GenreViewSet, basename="genre")
 router.register("movies", MovieViewSet, basename="movie")
+router.register("change-sets", ChangeSetViewSet, basename="changeset")
 router.register("jobs", JobViewSet, basename="job")
 router.register("model-versions", ModelVersionViewSet, basename="modelversion")
 router.register("predictions", PredictionViewSet, basename="prediction")

@@ -370,6 +370,8 @@ SPECTACULAR_SETTINGS = {
         "PosterStatusEnum": "catalog.models.Poster.Status",
         "LabelOriginEnum": "catalog.models.LabelOrigin",
         "LabelSetOriginEnum": "catalog.models.LABEL_SET_ORIGINS",
+        "ChangeSetKindEnum": "catalog.models.ChangeSet.Kind",
+        "KindEnum": "workers.kinds.kind_choices",  # job kinds (the table; a callable)
     },
 }
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import GenericAPIView
@@ -299,31 +299,50 @@ class PredictView(GenericAPIView):
         return Response(rounded(result))
 
 
-class MovieViewSet(catalog_api.MovieViewSet):
-    """Catalog movies plus the production model: ``model=disagrees|unsure`` filters and a
-    review-queue refresh after label changes."""
+MODEL_FILTER_PARAMETER = OpenApiParameter(
+    "model",
+    str,
+    enum=list(OPINIONS),
+    description="movies where the production model disagrees with the labels / is unsure",
+)
 
-    @extend_schema(
-        parameters=catalog_api.MOVIE_FILTER_PARAMETERS
-        + [
-            OpenApiParameter(
-                "model",
-                str,
-                enum=list(OPINIONS),
-                description="movies where the production model disagrees with the labels / is unsure",
-            ),
-        ]
-    )
+
+def filter_by_model_opinion(movies, params):
+    """The ``model`` filter of the movie list, its export and bulk change sets."""
+    wanted = params.get("model")
+    if not wanted:
+        return movies
+    if wanted not in OPINIONS:
+        raise serializers.ValidationError({"model": f"Must be {' or '.join(OPINIONS)}."})
+    return filter_movies_by_opinion(movies, wanted, production_version())
+
+
+@extend_schema_view(
+    export_csv=extend_schema(parameters=[*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER]),
+    export_json=extend_schema(parameters=[*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER]),
+)
+class MovieViewSet(catalog_api.MovieViewSet):
+    """Catalog movies plus the production model: ``model=disagrees|unsure`` filters (list and
+    export) and a review-queue refresh after label changes."""
+
+    @extend_schema(parameters=[*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER])
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
     def filter_movies(self, movies, params):
-        wanted = params.get("model")
-        if not wanted:
-            return movies
-        if wanted not in OPINIONS:
-            raise serializers.ValidationError({"model": f"Must be {' or '.join(OPINIONS)}."})
-        return filter_movies_by_opinion(movies, wanted, production_version())
+        return filter_by_model_opinion(movies, params)
 
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
+
+
+class ChangeSetViewSet(catalog_api.ChangeSetViewSet):
+    """Bulk change sets whose filter may use the ``model`` opinion too; queues refreshed."""
+
+    filter_params = catalog_api.ChangeSetViewSet.filter_params | {"model"}
+
+    def filter_movies(self, movies, params):
+        return filter_by_model_opinion(movies, params)
+
+    def labels_changed(self, movie_ids):
+        refresh_disagreements(movie_ids)

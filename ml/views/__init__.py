@@ -8,16 +8,19 @@
 What pages and the API share lives in ml.services (review: queues and the opinion filter).
 """
 
-from .catalog_pages import BrowseView, MovieWithScoresView, RelabelView
+from .catalog_pages import BrowseView, BulkLabelView, ExportView, MovieWithScoresView, RelabelView, UndoChangeSetView
 from .predict import predict_page
 from .reports import model_compare, model_detail, model_list, plot_png, promote_view
 from .review import ReviewItemView, accept_suggestion, review_list
 
 __all__ = [
     "BrowseView",
+    "BulkLabelView",
+    "ExportView",
     "MovieWithScoresView",
     "RelabelView",
     "ReviewItemView",
+    "UndoChangeSetView",
     "accept_suggestion",
     "model_compare",
     "model_detail",

@@ -2,12 +2,14 @@
 opinion (scores, the model filter, review-queue refresh after a label change).
 
 They render ml/ templates that extend the catalog ones and fill the blocks those leave empty.
+The bulk change, undo and export views use the extended browse filter and refresh the queues.
 """
 
 from __future__ import annotations
 
 from django import forms
 
+from catalog import views as catalog_views
 from catalog.views import CatalogView, MovieView
 from catalog.views import RelabelView as CatalogRelabelView
 
@@ -46,7 +48,8 @@ class BrowseView(CatalogView):
 
     def extend_movies(self, movies, filter_form):
         self.version = production_version()
-        self.model_form = ModelFilterForm(self.request.GET or None)
+        # the filter's own parameters (the page's query, or a bulk change's / an export's)
+        self.model_form = ModelFilterForm(filter_form.data or None)
         wanted = self.model_form.cleaned_data.get("model") if self.model_form.is_valid() else ""
         if wanted and self.version is None:
             self.note = "No production model yet, so the model filter matches nothing."
@@ -95,3 +98,24 @@ class RelabelView(CatalogRelabelView):
 
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
+
+
+class BulkLabelView(catalog_views.BulkLabelView):
+    """Bulk changes over the browse page's filter, model filter included; queues refreshed."""
+
+    browse_view = BrowseView
+
+    def labels_changed(self, movie_ids):
+        refresh_disagreements(movie_ids)
+
+
+class UndoChangeSetView(catalog_views.UndoChangeSetView):
+    def labels_changed(self, movie_ids):
+        refresh_disagreements(movie_ids)
+
+
+class ExportView(catalog_views.ExportView):
+    """Export of the browse page's filter, model filter included. (The review records'
+    "reviewed" column: set ``exporter`` to a catalog.export.LabelExport subclass.)"""
+
+    browse_view = BrowseView

@@ -1,0 +1,148 @@
+"""Real headless Chromium (Debian chromium + Playwright) against the live server: bulk-add a
+genre to a filtered set with the keyboard (the dialog shows the count), see it applied,
+undo it, and download the CSV export of the filter."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from catalog.models import ChangeSet, Genre, Movie
+from tests.factories import PASSWORD, make_movie, make_user
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+@pytest.fixture
+def page(chromium_path, live_server, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls between browser steps
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+        tab = context.new_page()
+        tab.set_default_timeout(45_000)
+        yield tab
+        context.close()
+        browser.close()
+
+
+@pytest.fixture
+def catalog(db):
+    make_user("lena")
+    Genre.objects.create(name="Comedy")
+    return {
+        "old": make_movie(title="Old Drama", source_id="a", genres=["Drama"], year=1970),
+        "new": make_movie(title="New Drama", source_id="b", genres=["Drama"], year=2012),
+        "newer": make_movie(title="Newer Drama", source_id="c", genres=["Drama"], year=2019),
+        "horror": make_movie(title="Late Horror", source_id="d", genres=["Horror"], year=2018),
+    }
+
+
+def names(movie) -> set[str]:
+    return set(Movie.objects.get(pk=movie.pk).labels.values_list("genre__name", flat=True))
+
+
+def log_in(page, live_server) -> None:
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("input[name=username]", "lena")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, catalog):
+    log_in(page, live_server)
+    # filter the catalog: dramas from 2000 on
+    page.select_option("#filters select[name=genre]", "drama")
+    page.fill("#filters input[name=year_min]", "2000")
+    page.click("#filters button[type=submit]")
+    page.wait_for_url("**year_min=2000**")
+    assert set(page.locator(".card .title").all_inner_texts()) == {"New Drama", "Newer Drama"}
+
+    # the bulk bar, by keyboard: all matching this filter, add Comedy, Apply, the dialog, Enter
+    page.focus("#scope-filter")
+    page.keyboard.press("Space")
+    assert page.is_checked("#scope-filter")
+    page.focus("#bulk select[name=action]")
+    page.select_option("#bulk select[name=action]", "add")
+    page.select_option("#bulk select[name=genre]", "comedy")
+    page.focus("#bulk-apply")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#bulk-dialog[open]")
+    assert "Add Comedy to 2 movies (all matching this filter)" in page.inner_text("#bulk-question")
+    assert page.evaluate("document.activeElement.id") == "bulk-confirm"
+    assert not ChangeSet.objects.exists()  # nothing happens before the confirmation
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#undo-button")
+    assert "Added Comedy to 2 movies; 0 already had it." in page.inner_text(".messages")
+    assert names(catalog["new"]) == {"Drama", "Comedy"} and names(catalog["newer"]) == {"Drama", "Comedy"}
+    assert names(catalog["old"]) == {"Drama"} and names(catalog["horror"]) == {"Horror"}
+
+    # back on the filtered catalog the cards show it
+    page.click("text=Back to the catalog")
+    page.wait_for_url("**year_min=2000**")
+    chips = page.locator(".card").filter(has_text="New Drama").locator(".chip").all_inner_texts()
+    assert "Comedy" in chips
+
+    # export the filter as CSV: a real download
+    with page.expect_download() as download_info:
+        page.click("#export-csv")
+    download = download_info.value
+    assert download.suggested_filename.endswith(".csv")
+    rows = list(csv.DictReader(io.StringIO(open(download.path(), encoding="utf-8").read())))
+    assert sorted((r["title"], r["genres"], r["last_changed_by"]) for r in rows) == [
+        ("New Drama", "Comedy|Drama", "lena"),
+        ("Newer Drama", "Comedy|Drama", "lena"),
+    ]
+    change_set = ChangeSet.objects.get()
+    assert {r["last_change_set"] for r in rows} == {str(change_set.pk)}
+
+    # undo from the history page (reachable from the nav), confirming the browser's question
+    page.click("nav >> text=Changes")
+    page.click(f"#change-sets >> text=#{change_set.pk}")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.focus("#undo-button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".msg.success >> text=reverted")
+    assert "2 movies reverted" in page.inner_text(".messages")
+    assert names(catalog["new"]) == {"Drama"} and names(catalog["newer"]) == {"Drama"}
+    undo = ChangeSet.objects.get(undoes=change_set)
+    assert f"Undo of #{change_set.pk}" in page.inner_text("#change-set-summary").replace("\n", " ")
+    assert undo.changed == 2
+
+
+def test_check_one_movie_and_remove_a_genre(page, live_server, catalog):
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/?view=list")
+    page.focus(f"input.pick[value='{catalog['old'].pk}']")
+    page.keyboard.press("Space")
+    assert page.inner_text("#checked-count") == "1"
+    page.select_option("#bulk select[name=action]", "remove")
+    page.select_option("#bulk select[name=genre]", "drama")
+    page.click("#bulk-apply")
+    page.wait_for_selector("#bulk-dialog[open]")
+    assert "Remove Drama from 1 movie?" in page.inner_text("#bulk-question")
+    page.click("#bulk-cancel")  # cancel: nothing happens
+    assert not ChangeSet.objects.exists()
+    page.click("#select-page")  # select all on this page: 4
+    assert page.inner_text("#checked-count") == "4"
+    page.click("#select-page")
+    page.check(f"input.pick[value='{catalog['old'].pk}']")
+    page.click("#bulk-apply")
+    page.click("#bulk-confirm")
+    page.wait_for_selector("#undo-button")
+    assert names(catalog["old"]) == set() and names(catalog["new"]) == {"Drama"}
