@@ -110,7 +110,7 @@ def write_labels(
     if isinstance(result, StaleLabels):
         raise result
     _copy_label_state(locked, movie)
-    if origin != LabelOrigin.IMPORTED and change_set is None and (result.added or result.removed):
+    if origin != LabelOrigin.IMPORTED and change_set is None and result.changed:
         # One event per person's change, sent once the outermost transaction commits
         # (base.events). A bulk change set raises one labels.bulk_changed when it ends instead.
         events.emit(
@@ -121,7 +121,7 @@ def write_labels(
                 "label_version": result.version,
                 "added": result.added,
                 "removed": result.removed,
-                "genres": result.genre_names,
+                "genres": [mg.genre.name for mg in result.labels],
                 "origin": origin,
                 "user": events.username(user),
                 "reason": reason,

@@ -11,8 +11,9 @@ import pytest
 from django.utils import timezone
 
 from base import events
+from catalog.bulk import apply_bulk
 from catalog.labels import write_labels
-from catalog.models import Genre, LabelOrigin
+from catalog.models import Genre, LabelOrigin, Movie
 from tests.factories import make_movie
 from webhooks import delivery, signing, targets
 from webhooks.models import Delivery, Endpoint
@@ -74,6 +75,24 @@ def test_a_persons_label_change_becomes_one_delivery_per_subscribed_active_endpo
         "user": "sam",
         "reason": "it is a drama",
     }
+
+
+def test_a_bulk_change_raises_one_bulk_event_not_one_per_movie(
+    loopback_allowed, published, django_capture_on_commit_callbacks, staff
+):
+    per_movie = endpoint_for("http://127.0.0.1:9/a")
+    bulk = endpoint_for("http://127.0.0.1:9/b", events_=[events.LABELS_BULK_CHANGED])
+    movies = [make_movie(title=f"Film {i}", source_id=str(i), genres=["Crime"]) for i in range(3)]
+    drama, _ = Genre.objects.get_or_create(name="Drama")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        change_set = apply_bulk(Movie.objects.filter(pk__in=[m.pk for m in movies]), add=[drama], user=staff)
+    assert not Delivery.objects.filter(endpoint=per_movie).exists()
+    (sent,) = Delivery.objects.filter(endpoint=bulk)
+    data = sent.payload["data"]
+    assert sent.payload["event"] == "labels.bulk_changed"
+    assert data["change_set"] == change_set.pk and data["kind"] == "bulk" and data["status"] == "succeeded"
+    assert (data["changed"], data["add"], data["user"]) == (3, ["Drama"], "sam")
 
 
 def test_imports_and_rolled_back_changes_raise_no_event(
