@@ -52,6 +52,9 @@ class JobKind:
     # Running it twice does no harm: its task is acks_late + reject_on_worker_lost (a message
     # whose worker died is delivered again), and the sweep re-queues it when its worker is lost.
     idempotent: bool = False
+    # Sharded kinds (batch predict, embed catalog): what one shard runs over its movie ids,
+    # ``work(params, movie_ids, progress) -> rows written`` (workers.sharding runs the shards).
+    shard_work: str | Callable | None = None
     # Fields of the queue-job form this kind uses (the page hides the others).
     form_fields: tuple[str, ...] = ()
     description: str = ""
@@ -73,6 +76,9 @@ class JobKind:
     def runner(self) -> Callable:
         return _resolve(self.run)
 
+    def shard_runner(self) -> Callable:
+        return _resolve(self.shard_work)
+
 
 def _resolve(target):
     if callable(target):
@@ -81,7 +87,7 @@ def _resolve(target):
     return getattr(importlib.import_module(module), name)
 
 
-IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN = (
+IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN, EMBED = (
     "import",
     "preprocess",
     "snapshot",
@@ -89,6 +95,7 @@ IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN = (
     "evaluate",
     "predict",
     "retrain",
+    "embed_catalog",
 )
 
 KINDS: dict[str, JobKind] = {}
@@ -122,6 +129,11 @@ def unregister(name: str) -> None:
 
 def get(name: str) -> JobKind:
     return KINDS[name]
+
+
+def sharded_kinds() -> list[str]:
+    """Kinds whose work runs in JobShard rows (workers.sharding)."""
+    return [kind.name for kind in KINDS.values() if kind.shard_work is not None]
 
 
 def kind_choices() -> list[tuple[str, str]]:
@@ -188,6 +200,15 @@ def predict_param_errors(params: dict, errors: dict) -> None:
     from ml.services.params import predict_param_errors
 
     predict_param_errors(params, errors)
+    int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
+
+
+def embed_param_errors(params: dict, errors: dict) -> None:
+    """Which encoders, config and movies (ml's embedding service), and the shard size."""
+    from base.params import int_field
+    from ml.services.params import embed_param_errors
+
+    embed_param_errors(params, errors)
     int_field(params, "shard_size", errors, minimum=1, maximum=MAX_SHARD_SIZE)
 
 
@@ -259,6 +280,7 @@ for _kind in (
         "Batch predict",
         validate="workers.kinds:predict_param_errors",
         run="workers.sharding:start_batch_predict",
+        shard_work="workers.sharding:predict_shard_movies",
         # The fan-out only: each shard is a workers.predict_shard task (workers.sharding limits).
         hard_time_limit_s=10 * 60,
         # Splitting into shards again finds the first split; predictions upsert.
@@ -266,6 +288,20 @@ for _kind in (
         form_fields=("model_version_id",),
         description="model_version_id, optional movie_ids, shard_size",
         task_name="workers.start_batch_predict",
+    ),
+    JobKind(
+        EMBED,
+        "Embed catalog (fill the embedding store)",
+        validate="workers.kinds:embed_param_errors",
+        run="workers.sharding:start_batch_predict",
+        shard_work="workers.sharding:embed_shard_movies",
+        # The fan-out runs on the default queue like batch predict's; its shards are
+        # workers.predict_shard tasks on the gpu queue.
+        hard_time_limit_s=10 * 60,
+        # Stored vectors are skipped: running it twice encodes nothing twice.
+        idempotent=True,
+        description="optional encoders ([text, image]), config (a frozen preset), movie_ids, shard_size",
+        task_name="workers.start_embed_catalog",
     ),
     JobKind(
         RETRAIN,

@@ -67,3 +67,23 @@ def predict_param_errors(params: dict, errors: dict) -> None:
     version_id = int_field(params, "model_version_id", errors, required=True, minimum=1)
     must_exist(ModelVersion, version_id, "model_version_id", errors)
     id_list_field(params, "movie_ids", errors)
+
+
+EMBED_ENCODERS = ("text", "image")
+
+
+def embed_param_errors(params: dict, errors: dict) -> None:
+    """Check an embed_catalog job's JSON arguments: optional ``encoders`` (a list of "text" and/or
+    "image"), optional ``config`` (whose frozen encoders to fill for), optional ``movie_ids``."""
+    encoders = params.get("encoders")
+    if encoders is not None and (
+        not isinstance(encoders, list) or not encoders or any(e not in EMBED_ENCODERS for e in encoders)
+    ):
+        errors["encoders"] = f"Must be a non-empty list of {' and/or '.join(EMBED_ENCODERS)}."
+    config_errors(params, errors, required=False)
+    if "config" in params and "config" not in errors:
+        from ml.engine.registry import get_config
+
+        if get_config(params["config"]).train_mode != "frozen":
+            errors["config"] = "Must be a frozen-encoder config (its encoders' vectors are what the store holds)."
+    id_list_field(params, "movie_ids", errors)
