@@ -135,6 +135,10 @@ def fit(
             for k, used in (("text", frozen_text), ("image", image_family))
             if used
         }
+        # Feature extraction may draw random numbers (a DataLoader seeds its workers from the
+        # global generator) only when something was missing from the store: reseed, so a warm
+        # and a cold run train the same model.
+        seed_everything(config.seed)
         text_dim = train_arrays["text_feat"].shape[1] if "text_feat" in train_arrays else 0
         image_dim = train_arrays["image_feat"].shape[1] if "image_feat" in train_arrays else 0
     else:
