@@ -92,6 +92,19 @@ class FolderStore:
             os.replace(tmp, path)
 
 
+def stored_modalities(config) -> tuple[str, ...]:
+    """Which of "text"/"image" a config's vectors come from a store for: frozen pretrained
+    encoders (featurisers such as TF-IDF and trained-from-scratch encoders have none)."""
+    from .families import encoder
+
+    if config.train_mode != "frozen":
+        return ()
+    names = (("text", config.text_encoder), ("image", config.image_encoder))
+    return tuple(
+        which for which, name in names if name != "none" and encoder(name).pretrained and not encoder(name).featuriser
+    )
+
+
 def resolve_store(store: EmbeddingStore | None = None, cache_dir: str | os.PathLike | None = None):
     """``store`` itself, or a FolderStore over ``cache_dir`` (the engine's shorthand), or None."""
     if store is not None and cache_dir is not None:

@@ -64,10 +64,11 @@ def embedding_config(config=None):
     """The frozen-encoder ModelConfig embed_catalog fills the store for (default: the
     GENREWEB_EMBED_CONFIG preset)."""
     from ml.engine.registry import get_config
+    from ml.engine.store import stored_modalities
 
     config = get_config(config if config is not None else settings.GENREWEB_EMBED_CONFIG)
-    if config.train_mode != "frozen":
-        raise ValueError(f"{config.name} is not a frozen-encoder config; its encoders' vectors are not stored")
+    if not stored_modalities(config):
+        raise ValueError(f"{config.name} has no frozen pretrained encoder: none of its features are stored")
     return config
 
 
@@ -81,12 +82,6 @@ class EmbedResult:
     spaces: dict[str, str] = field(default_factory=dict)
 
 
-def _frozen_text(config) -> bool:
-    from ml.engine.families import encoder
-
-    return config.has_text and not encoder(config.text_encoder).featuriser
-
-
 def embed_movies(
     movie_ids: Sequence[int],
     *,
@@ -98,6 +93,7 @@ def embed_movies(
     """Store the vectors of these movies' overviews and poster derivatives that are not stored
     yet (resumable: a re-run encodes nothing); progress moves per encoder batch."""
     from ml.engine.features import FrozenFeatures
+    from ml.engine.store import stored_modalities
     from ml.engine.train import select_device
     from ml.engine.trained import auto_num_workers
 
@@ -108,8 +104,7 @@ def embed_movies(
     frozen = FrozenFeatures(
         config, device, store=embedding_store(), log=logger.info, image_limits=engine_image_limits()
     )
-    wanted = [w for w in ("text", "image") if w in encoders]
-    wanted = [w for w in wanted if (w == "text" and _frozen_text(config)) or (w == "image" and config.has_image)]
+    wanted = [w for w in stored_modalities(config) if w in encoders]
     result = EmbedResult(spaces={w: frozen.space(w) for w in wanted})
     movie_ids = list(dict.fromkeys(int(m) for m in movie_ids))
     total = max(len(movie_ids), 1)
@@ -158,27 +153,22 @@ def spaces_in_use() -> tuple[set[str], set[str]]:
     from ml.engine.config import ModelConfig
     from ml.engine.families import encoder
     from ml.engine.features import encoder_space
+    from ml.engine.store import stored_modalities
 
     configs = [embedding_config()]
     for raw in ModelVersion.objects.values_list("config", flat=True):
         try:
-            config = ModelConfig.from_dict(raw)
-        except (ValueError, TypeError):  # a family this installation lacks: keep nothing for it
+            configs.append(ModelConfig.from_dict(raw))
+        except (ValueError, TypeError):  # a family this installation lacks: nothing to keep for it
             continue
-        if config.train_mode == "frozen":
-            configs.append(config)
     spaces, prefixes = set(), set()
     for config in configs:
-        for which, name in (("text", config.text_encoder), ("image", config.image_encoder)):
-            if name == "none":
-                continue
-            family = encoder(name)
-            if family.featuriser or not family.pretrained:
-                continue
+        for which in stored_modalities(config):
+            family = encoder(config.text_encoder if which == "text" else config.image_encoder)
             if family.identity is None:
                 prefixes.add(f"{family.name}-")
-                continue
-            spaces.update(encoder_space(config, which, device) for device in DEVICE_TYPES)
+            else:
+                spaces.update(encoder_space(config, which, device) for device in DEVICE_TYPES)
     return spaces, prefixes
 
 

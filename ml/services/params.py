@@ -83,7 +83,8 @@ def embed_param_errors(params: dict, errors: dict) -> None:
     config_errors(params, errors, required=False)
     if "config" in params and "config" not in errors:
         from ml.engine.registry import get_config
+        from ml.engine.store import stored_modalities
 
-        if get_config(params["config"]).train_mode != "frozen":
-            errors["config"] = "Must be a frozen-encoder config (its encoders' vectors are what the store holds)."
+        if not stored_modalities(get_config(params["config"])):
+            errors["config"] = "Must be a config with a frozen pretrained encoder (their vectors are what is stored)."
     id_list_field(params, "movie_ids", errors)

@@ -20,7 +20,6 @@ from tests.factories import genre_poster
 from tests.ml.store_encoders import (
     BUILDS,
     CONFIG,
-    IMAGE,
     TEXT,
     LetterCounts,
     no_encoder_builds,
