@@ -19,7 +19,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from base.progress import Progress
@@ -121,28 +121,24 @@ class ShardProgress:
 
 
 def _shard_fraction(job_id: int) -> tuple[float, int, int]:
-    """(fraction of the job's movies done, shards done, shards in all): finished shards count
-    whole, running ones by their own progress, weighted by their movie counts."""
-    rows = JobShard.objects.filter(job_id=job_id).values_list("status", "progress", "movie_ids")
+    """(fraction of the job done, shards done, shards in all): finished shards count whole,
+    running ones by their own progress (shards are of one size but the last; two aggregate
+    queries, whatever the number of shards)."""
     finished = (JobShard.Status.SUCCEEDED, JobShard.Status.FAILED, JobShard.Status.CANCELLED)
-    movies = done_movies = 0.0
-    shards = shards_done = 0
-    for status, progress, movie_ids in rows:
-        size = max(len(movie_ids), 1)
-        shards += 1
-        movies += size
-        if status in finished:
-            shards_done += 1
-            done_movies += size
-        elif status == JobShard.Status.RUNNING:
-            done_movies += size * progress
-    return (done_movies / movies if movies else 1.0), shards_done, shards
+    totals = JobShard.objects.filter(job_id=job_id).aggregate(
+        shards=Count("pk"),
+        done=Count("pk", filter=Q(status__in=finished)),
+        running=Sum("progress", filter=Q(status=JobShard.Status.RUNNING)),
+    )
+    shards, done = totals["shards"], totals["done"]
+    fraction = (done + (totals["running"] or 0.0)) / shards if shards else 1.0
+    return min(1.0, fraction), done, shards
 
 
 def _move_job_progress(job_id: int) -> None:
     fraction, done, total = _shard_fraction(job_id)
     now = timezone.now()
-    step = f"{done}/{total} shards done, {100 * fraction:.0f}% of the movies"
+    step = f"{done}/{total} shards done, {100 * fraction:.0f}% of the work"
     Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
         progress=round(100 * fraction, 2), step=step, heartbeat_at=now
     )
