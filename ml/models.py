@@ -381,3 +381,29 @@ class Prediction(models.Model):
 
     def __str__(self) -> str:
         return f"{self.movie_id} by {self.model_version_id}: {', '.join(self.predicted)}"
+
+
+# --- Embedding store -----------------------------------------------------------------
+
+
+class Embedding(models.Model):
+    """One frozen-encoder vector: (space, digest) -> float16 bytes, shared by every worker.
+
+    ``space`` names the encoder identity (family, pretrained weights identity, output settings,
+    device type: ml.engine.features); ``digest`` is the sha256 of the overview text or the
+    poster derivative's bytes, so a changed overview or poster is a new row, never a stale
+    vector. Filled by training, evaluation, prediction and ``embed_catalog``; rows no movie or
+    kept encoder uses any more are removed by ``prune_embeddings`` (ml.services.embeddings).
+    """
+
+    space = models.CharField(max_length=200)
+    digest = models.CharField(max_length=64)
+    dim = models.PositiveIntegerField()
+    vector = models.BinaryField(help_text="float16, little-endian, dim values")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["space", "digest"], name="embedding_unique_space_digest")]
+
+    def __str__(self) -> str:
+        return f"{self.space} {self.digest[:12]} ({self.dim}-d)"

@@ -101,6 +101,7 @@ def _copy_shards_for_retry(old: Job, new: Job) -> None:
                 status=JobShard.Status.SUCCEEDED if done else JobShard.Status.QUEUED,
                 predictions_written=shard.predictions_written if done else 0,
                 reused=done,
+                progress=1.0 if done else 0.0,
                 duration_s=shard.duration_s if done else None,
             )
         )

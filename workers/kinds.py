@@ -58,6 +58,9 @@ class JobKind:
     # Running it twice does no harm: its task is acks_late + reject_on_worker_lost (a message
     # whose worker died is delivered again), and the sweep re-queues it when its worker is lost.
     idempotent: bool = False
+    # Sharded kinds (batch predict, embed catalog): what one shard runs over its movie ids,
+    # ``work(params, movie_ids, progress) -> rows written`` (workers.sharding runs the shards).
+    shard_work: str | Callable | None = None
     description: str = ""  # help shown with the kind in the form
     task_name: str = field(default="")
 
@@ -86,6 +89,9 @@ class JobKind:
     def runner(self) -> Callable:
         return _resolve(self.run)
 
+    def shard_runner(self) -> Callable:
+        return _resolve(self.shard_work)
+
 
 def _resolve(target):
     if not isinstance(target, str):
@@ -94,7 +100,7 @@ def _resolve(target):
     return getattr(importlib.import_module(module), name)
 
 
-IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN = (
+IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN, EMBED = (
     "import",
     "preprocess",
     "snapshot",
@@ -102,6 +108,7 @@ IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN = (
     "evaluate",
     "predict",
     "retrain",
+    "embed_catalog",
 )
 
 KINDS: dict[str, JobKind] = {}
@@ -135,6 +142,11 @@ def unregister(name: str) -> None:
 
 def get(name: str) -> JobKind:
     return KINDS[name]
+
+
+def sharded_kinds() -> list[str]:
+    """Kinds whose work runs in JobShard rows (workers.sharding)."""
+    return [kind.name for kind in KINDS.values() if kind.shard_work is not None]
 
 
 def kind_choices() -> list[tuple[str, str]]:
@@ -213,6 +225,14 @@ def predict_params():
     return ParamSchema((*PREDICT_PARAMS, _shard_size()))
 
 
+def embed_params():
+    """Which encoders, config and movies (ml's embedding service), and the shard size."""
+    from base.params import ParamSchema
+    from ml.services.params import EMBED_PARAMS
+
+    return ParamSchema((*EMBED_PARAMS, _shard_size()))
+
+
 def retrain_params():
     """A config (ml's training service), snapshot options (ml's snapshot service), shard_size."""
     from base.params import Param, ParamSchema
@@ -273,12 +293,27 @@ for _kind in (
         "Batch predict",
         params="workers.kinds:predict_params",
         run="workers.sharding:start_batch_predict",
+        shard_work="workers.sharding:predict_shard_movies",
         # The fan-out only: each shard is a workers.predict_shard task (workers.sharding limits).
         hard_time_limit_s=10 * 60,
         # Splitting into shards again finds the first split; predictions upsert.
         idempotent=True,
         description="Store a model version's predictions for the catalog, in shards.",
         task_name="workers.start_batch_predict",
+    ),
+    JobKind(
+        EMBED,
+        "Embed catalog (fill the embedding store)",
+        params="workers.kinds:embed_params",
+        run="workers.sharding:start_batch_predict",
+        shard_work="workers.sharding:embed_shard_movies",
+        # The fan-out runs on the default queue like batch predict's; its shards are
+        # workers.predict_shard tasks on the gpu queue.
+        hard_time_limit_s=10 * 60,
+        # Stored vectors are skipped: running it twice encodes nothing twice.
+        idempotent=True,
+        description="Fill the embedding store with every movie's frozen encoder vectors, in shards.",
+        task_name="workers.start_embed_catalog",
     ),
     JobKind(
         RETRAIN,

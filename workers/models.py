@@ -80,6 +80,16 @@ class Job(models.Model):
             return (self.finished_at - self.started_at).total_seconds()
         return None
 
+    def eta_s(self, now=None) -> float | None:
+        """Seconds left at the pace so far (elapsed since start x remaining / done); None when
+        the job is not running or has not moved yet."""
+        from django.utils import timezone
+
+        if self.status != self.Status.RUNNING or not self.started_at or not 0 < self.progress < 100:
+            return None
+        elapsed = ((now or timezone.now()) - self.started_at).total_seconds()
+        return max(0.0, elapsed * (100 - self.progress) / self.progress)
+
 
 class JobShard(models.Model):
     """One slice of a batch-prediction job: a fixed list of movie ids, run by one task."""
@@ -90,7 +100,9 @@ class JobShard(models.Model):
     index = models.PositiveIntegerField()
     movie_ids = models.JSONField(default=list)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
-    predictions_written = models.PositiveIntegerField(default=0)
+    predictions_written = models.PositiveIntegerField(default=0)  # rows the shard wrote (predictions, vectors)
+    # 0..1 of this shard's movies done, moved per batch while it runs (the job's progress sums it).
+    progress = models.FloatField(default=0.0)
     # Deliveries of this shard's message; >1 means redelivery (worker lost, sweep, retry).
     attempts = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)

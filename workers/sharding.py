@@ -1,7 +1,8 @@
-"""Batch prediction over shards: the fan-out job splits the movies ml chooses into JobShard rows
-and sends one ``workers.predict_shard`` task per shard; each shard predicts its movies (an
-idempotent upsert) and the job's bookkeeping counts shard rows, so progress, failures and
-retries are exact even when a worker dies and a shard message is delivered twice.
+"""Sharded jobs (batch predict, embed catalog): the fan-out job splits the movies ml chooses into
+JobShard rows and sends one ``workers.predict_shard`` task per shard; each shard runs its kind's
+``shard_work`` over its movies (idempotent: predictions upsert, stored vectors are skipped) and
+the job's bookkeeping counts shard rows, so progress, failures and retries are exact even when a
+worker dies and a shard message is delivered twice. Progress moves per batch inside a shard.
 
 Shard tasks are ``acks_late`` + ``reject_on_worker_lost`` (idempotent), and the sweep re-sends
 a running shard whose heartbeat stopped.
@@ -18,12 +19,13 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from base.progress import Progress
 from base.runs import storable_text
 
+from . import kinds
 from .lifecycle import (
     MAX_TRANSIENT_RETRIES,
     TRANSIENT_ERRORS,
@@ -97,22 +99,75 @@ def start_batch_predict(job: Job, progress: Progress) -> None:
 
 
 class ShardProgress:
-    """Inside a shard: raise JobCancelled between batches once the job is cancelled."""
+    """Inside a shard, per batch (at most every ``min_interval`` s): record the shard's
+    fraction, move the job's progress by it (so a job of few large shards does not sit at 0 %),
+    and raise JobCancelled once the job is cancelled."""
 
-    def __init__(self, job_id: int, min_interval: float = 1.0):
-        self.job_id, self.min_interval, self.last = job_id, min_interval, time.monotonic()
+    def __init__(self, job_id: int, shard_id: int | None = None, min_interval: float = 1.0):
+        self.job_id, self.shard_id, self.min_interval = job_id, shard_id, min_interval
+        self.last = time.monotonic()
 
     def __call__(self, message: str, fraction: float) -> None:
-        if time.monotonic() - self.last >= self.min_interval:
-            self.last = time.monotonic()
-            if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
-                raise JobCancelled(f"job #{self.job_id} was cancelled")
+        if time.monotonic() - self.last < self.min_interval:
+            return
+        self.last = time.monotonic()
+        if self.shard_id is not None:
+            JobShard.objects.filter(pk=self.shard_id, status=JobShard.Status.RUNNING).update(
+                progress=round(max(0.0, min(1.0, fraction)), 4)
+            )
+            _move_job_progress(self.job_id)
+        if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+            raise JobCancelled(f"job #{self.job_id} was cancelled")
 
 
-def _run_predictions(model_version_id: int, movie_ids: list[int], progress) -> int:
+def _shard_fraction(job_id: int) -> tuple[float, int, int]:
+    """(fraction of the job done, shards done, shards in all): finished shards count whole,
+    running ones by their own progress (shards are of one size but the last; two aggregate
+    queries, whatever the number of shards)."""
+    finished = (JobShard.Status.SUCCEEDED, JobShard.Status.FAILED, JobShard.Status.CANCELLED)
+    totals = JobShard.objects.filter(job_id=job_id).aggregate(
+        shards=Count("pk"),
+        done=Count("pk", filter=Q(status__in=finished)),
+        running=Sum("progress", filter=Q(status=JobShard.Status.RUNNING)),
+    )
+    shards, done = totals["shards"], totals["done"]
+    fraction = (done + (totals["running"] or 0.0)) / shards if shards else 1.0
+    return min(1.0, fraction), done, shards
+
+
+def _move_job_progress(job_id: int) -> None:
+    fraction, done, total = _shard_fraction(job_id)
+    now = timezone.now()
+    step = f"{done}/{total} shards done, {100 * fraction:.0f}% of the work"
+    Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+        progress=round(100 * fraction, 2), step=step, heartbeat_at=now
+    )
+    parent_id = Job.objects.filter(pk=job_id).values_list("parent_id", flat=True).first()
+    if parent_id:
+        Job.objects.filter(pk=parent_id, status=Job.Status.RUNNING).update(
+            progress=round(90 + 10 * fraction, 2), step=f"batch predict (job #{job_id}): {step}", heartbeat_at=now
+        )
+
+
+def _run_shard_work(kind: str, params: dict, movie_ids: list[int], progress) -> int:
+    return kinds.get(kind).shard_runner()(params, movie_ids, progress)
+
+
+def predict_shard_movies(params: dict, movie_ids: list[int], progress) -> int:
+    """The predict kind's shard work: predictions upserted, rows written."""
     from ml.services.inference import predict_movies
 
-    return predict_movies(model_version_id, movie_ids, progress=progress)
+    return predict_movies(params["model_version_id"], movie_ids, progress=progress)
+
+
+def embed_shard_movies(params: dict, movie_ids: list[int], progress) -> int:
+    """The embed_catalog kind's shard work: vectors not stored yet computed and stored; how many."""
+    from ml.services.embeddings import embed_movies
+
+    result = embed_movies(
+        movie_ids, config=params.get("config"), encoders=params.get("encoders") or ("text", "image"), progress=progress
+    )
+    return result.texts_encoded + result.posters_encoded
 
 
 def run_shard(task, job_id: int, shard_id: int):
@@ -152,7 +207,7 @@ def run_shard(task, job_id: int, shard_id: int):
     outcome: dict[str, Any]
     try:
         with heartbeat_ticker(task, job_id, shard_id):
-            written = _run_predictions(job.params["model_version_id"], shard.movie_ids, ShardProgress(job_id))
+            written = _run_shard_work(job.kind, job.params, shard.movie_ids, ShardProgress(job_id, shard_id))
         outcome = {"status": JobShard.Status.SUCCEEDED, "predictions_written": written, "error": ""}
     except JobCancelled:
         outcome = {"status": JobShard.Status.CANCELLED, "error": ""}
@@ -178,6 +233,7 @@ def run_shard(task, job_id: int, shard_id: int):
         finished_at=timezone.now(),
         heartbeat_at=timezone.now(),
         duration_s=round(time.monotonic() - started, 3),
+        progress=1.0,
         **outcome,
     )
     account_shards(job_id)
@@ -185,7 +241,8 @@ def run_shard(task, job_id: int, shard_id: int):
 
 
 def account_shards(job_id: int) -> None:
-    """Progress = fraction of shards done; when none is left, finish the job with totals.
+    """Progress = fraction of the movies done (running shards by their own progress); when no
+    shard is left, finish the job with totals.
 
     Counting rows in the database (not a chord callback) works the same on every broker and
     stays right when a shard message is delivered twice.
@@ -199,7 +256,7 @@ def account_shards(job_id: int) -> None:
         done = sum(
             counts.get(s, 0) for s in (JobShard.Status.SUCCEEDED, JobShard.Status.FAILED, JobShard.Status.CANCELLED)
         )
-        fraction = done / total if total else 1.0
+        fraction = _shard_fraction(job_id)[0] if done < total else 1.0
         now = timezone.now()
         step = f"{done}/{total} shards done"
         Job.objects.filter(pk=job_id).update(progress=round(100 * fraction, 2), step=step, heartbeat_at=now)
@@ -216,8 +273,9 @@ def account_shards(job_id: int) -> None:
     movies_done = sum(
         len(ids) for ids in shards.filter(status=JobShard.Status.SUCCEEDED).values_list("movie_ids", flat=True)
     )
+    predict = job.kind == kinds.PREDICT
     result = {
-        "model_version_id": job.params["model_version_id"],
+        **({"model_version_id": job.params["model_version_id"]} if predict else {}),
         "shards_total": total,
         "shards_succeeded": counts.get(JobShard.Status.SUCCEEDED, 0),
         "shards_reused": shards.filter(reused=True).count(),
@@ -225,8 +283,8 @@ def account_shards(job_id: int) -> None:
             {"index": f["index"], "error": f["error"].splitlines()[0] if f["error"] else ""} for f in failed
         ],
         "shards_cancelled": counts.get(JobShard.Status.CANCELLED, 0),
-        "movies_predicted": movies_done,
-        "predictions_written": written,
+        ("movies_predicted" if predict else "movies_embedded"): movies_done,
+        ("predictions_written" if predict else "vectors_written"): written,
         "redelivered_shards": shards.filter(attempts__gt=1).count(),
         "elapsed_s": round(elapsed, 3) if elapsed is not None else None,
         "movies_per_s": round(movies_done / elapsed, 1) if elapsed else None,
@@ -243,6 +301,5 @@ def account_shards(job_id: int) -> None:
     elif counts.get(JobShard.Status.CANCELLED) or job.cancel_requested:
         finish_job(job_id, Job.Status.CANCELLED, result=result, step="cancelled")
     else:
-        finish_job(
-            job_id, Job.Status.SUCCEEDED, result=result, step=f"{movies_done} movies predicted in {total} shard(s)"
-        )
+        verb = "predicted" if predict else "embedded"
+        finish_job(job_id, Job.Status.SUCCEEDED, result=result, step=f"{movies_done} movies {verb} in {total} shard(s)")

@@ -106,7 +106,7 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
             _send_job_message(job.pk, kinds.get(job.kind).task_name, job.celery_task_id)
             report.requeued_jobs.append(job.pk)
 
-    running_predict = Q(job__status=Job.Status.RUNNING, job__kind=kinds.PREDICT)
+    running_predict = Q(job__status=Job.Status.RUNNING, job__kind__in=kinds.sharded_kinds())
     stale_pending = JobShard.objects.filter(
         running_predict, job__cancel_requested=False, status=JobShard.Status.QUEUED
     ).filter(Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, job__heartbeat_at__lt=cutoff))

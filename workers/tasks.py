@@ -56,7 +56,8 @@ for _kind in list(kinds.KINDS.values()):
     soft_time_limit=SHARD_SOFT_LIMIT_S,
 )
 def predict_shard(self, job_id: int, shard_id: int):
-    """Predict one shard's movies (idempotent upsert), then update the job's bookkeeping."""
+    """Run one shard of a sharded job (batch predict, embed catalog; idempotent), then update
+    the job's bookkeeping."""
     return run_shard(self, job_id, shard_id)
 
 

@@ -24,6 +24,21 @@ from .models import Job
 from .summary import result_summary
 
 
+def _round_or_none(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def eta_text(seconds: float | None) -> str:
+    """ "about 3 min left" (empty when there is no estimate)."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"about {max(1, round(seconds))} s left"
+    if seconds < 3600:
+        return f"about {round(seconds / 60)} min left"
+    return f"about {seconds / 3600:.1f} h left"
+
+
 def job_json(job: Job) -> dict:
     return {
         "id": job.pk,
@@ -32,6 +47,8 @@ def job_json(job: Job) -> dict:
         "status_display": job.get_status_display(),
         "progress": round(job.progress, 1),
         "step": job.step,
+        "eta_s": _round_or_none(job.eta_s()),
+        "eta": eta_text(job.eta_s()),
         "finished": job.is_finished,
         "error": job.error,
         "log_tail": job.log[-50:],
@@ -76,7 +93,7 @@ def job_list(request):
 @reader_required
 def job_detail(request, pk: int):
     job = get_object_or_404(Job.objects.select_related("requested_by", "parent", "retry_of"), pk=pk)
-    shards = job.shards.all() if job.kind == kinds.PREDICT else []
+    shards = job.shards.all() if job.kind in kinds.sharded_kinds() else []
     return render(
         request,
         "workers/job.html",
@@ -85,6 +102,7 @@ def job_detail(request, pk: int):
             "shards": shards,
             "children": job.children.all(),
             "summary": result_summary(job.result, request.user),
+            "eta": eta_text(job.eta_s()),
         },
     )
 

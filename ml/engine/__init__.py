@@ -16,7 +16,7 @@ The contract with the Django side (ml.services) - names and signatures kept stab
   ``ml.engine.builtin_families``.
 - ``ml.engine.registry.PRESETS`` (named configs for every family) and
   ``get_config(name | dict | {"preset": name, **overrides}) -> ModelConfig``.
-- ``ml.engine.train.fit(config, genres, train, val, *, device=None, cache_dir=None,
+- ``ml.engine.train.fit(config, genres, train, val, *, device=None, store=None, cache_dir=None,
   checkpoint_dir=None, progress=None, log=None) -> TrainedModel``. ``progress(message,
   fraction)`` may raise to cancel; the checkpoint of the last finished epoch then lets a
   later call with the same ``checkpoint_dir`` resume. CUDA is used when present unless
@@ -26,14 +26,16 @@ The contract with the Django side (ml.services) - names and signatures kept stab
   ``predict_proba(examples, batch_size=64, progress=None) -> float32 [n, G]``,
   ``predict(examples) -> (probs, decisions)`` with per-genre thresholds and at least the
   top genre per movie, ``save(directory) -> {"files": [...], "sha256": ...}``.
-- ``ml.engine.artifact.load_model(directory, device=None, cache_dir=None, log=None)``:
+- ``ml.engine.artifact.load_model(directory, device=None, store=None, cache_dir=None, log=None)``:
   bit-identical predictions to the saved model on the same device.
 - ``ml.engine.metrics.evaluate``, ``ml.engine.thresholds.tune_thresholds/apply_thresholds``
   and ``ml.engine.split.iterative_stratified_split`` (pure numpy).
 - ``ml.engine.benchmark``: the devset benchmark behind ``manage.py benchmark_models``.
 
 Frozen mode: pretrained encoders (MiniLM, EfficientNet-Lite0, ResNet with locally cached
-weights) run once per text/poster, their features are cached on disk under ``cache_dir``
-(keyed by encoder weights fingerprint + settings + content hash) and only the fusion head
-trains. Finetune mode trains encoders and head end to end with train-time augmentation.
+weights) run once per text/poster: their vectors go to an embedding store
+(``ml.engine.store``: ``get_many(space, digests)`` / ``put_many(space, vectors)``; a
+``FolderStore`` under ``cache_dir`` on its own, the shared database store in genreweb), keyed
+by the encoder's space (family + pretrained identity + output settings + device type,
+computed without loading it) and the content hash, and only the fusion head trains. Finetune mode trains encoders and head end to end with train-time augmentation.
 """

@@ -54,7 +54,9 @@ def _frozen_encoder_records(model: TrainedModel) -> dict:
         if name == "none" or encoder(name).featuriser:
             continue
         family = encoder(name)
-        record = {"name": name, "fingerprint": model.encoder_fingerprints.get(which)}
+        # {"fingerprint", "fingerprint_of"}: a hash of the identity below (checked without loading
+        # the encoder) or, for a family without an identity, of its loaded weights.
+        record = {"name": name, **(model.encoder_fingerprints.get(which) or {})}
         if family.identity is not None:
             record.update(family.identity())
         records[which] = record
@@ -117,8 +119,11 @@ def load_model(
     cache_dir: str | None = None,
     log=None,
     image_limits: ImageLimits | None = None,
+    store=None,
 ) -> TrainedModel:
-    """The saved model; posters it is asked about are decoded under ``image_limits``."""
+    """The saved model; posters it is asked about are decoded under ``image_limits``; frozen
+    features come from ``store`` first (an ml.engine.store.EmbeddingStore, or a FolderStore
+    over ``cache_dir``), and only what is missing there runs the encoder."""
     from .train import select_device
 
     directory = Path(directory)
@@ -167,9 +172,12 @@ def load_model(
             f"{directory}: weights do not fit the config (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
     model.to(device).eval()
-    parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits)
+    parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits, store=store)
     records = document.get("frozen_encoders", {})
-    fingerprints = {k: v.get("fingerprint") for k, v in records.items()}
+    fingerprints = {
+        k: {"fingerprint": v.get("fingerprint"), "fingerprint_of": v.get("fingerprint_of", "weights")}
+        for k, v in records.items()
+    }
     trained = TrainedModel(
         config,
         genres,
@@ -182,13 +190,13 @@ def load_model(
         encoder_fingerprints=fingerprints,
     )
     if parts.frozen is not None:
-        parts.frozen.expected_fingerprints = fingerprints
+        parts.frozen.expect(fingerprints)
     return trained
 
 
 def _check_identities(directory, records: dict) -> None:
     """Refuse a frozen artifact whose pretrained weights file differs from the installed one
-    (the weights fingerprint is checked again when the encoder runs)."""
+    (the recorded fingerprint is checked again when features are first read or computed)."""
     for which, record in records.items():
         family = encoder(record["name"])
         recorded = record.get("weights_sha256")

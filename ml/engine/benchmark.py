@@ -185,7 +185,7 @@ def _run_model(name: str, data_dir, min_genre_count, seed, cache_dir, device, ov
     # Throughput from raw overview + poster file, no feature cache, encoders already loaded.
     sample = parts["test"][: THROUGHPUT_SAMPLE["cuda" if model.device.startswith("cuda") else "cpu"]]
     if model.parts.frozen is not None:
-        model.parts.frozen.cache_dir = None
+        model.parts.frozen.store = None
     model.predict_proba(sample[:8])
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -336,8 +336,7 @@ def run_benchmark(
             for enc in (cfg.text_encoder, cfg.image_encoder):
                 if enc in feature_times:
                     cold += feature_times[enc]["seconds"]
-            # fit() from a warm cache: reading features, loading the encoder to check its
-            # fingerprint, training the head and tuning thresholds.
+            # fit() from a warm cache: reading features, training the head and tuning thresholds.
             row["head_s"] = row["fit_s"]
             row["train_total_s"] = cold + row["fit_s"]
         else:
@@ -516,7 +515,7 @@ def _write_files(results, out_dir: Path, genres, rare, counts, parts, feature_ti
                 for k, v in feature_times.items()
             )
             + ". `train_total_s` of a frozen model = its encoders' cold extraction + head training; "
-            "`head_s` = the whole fit() from cached features (cache reads, encoder fingerprint check, head training, threshold tuning).",
+            "`head_s` = the whole fit() from cached features (cache reads, head training, threshold tuning).",
             "",
         ]
     lines += [

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 @dataclass
 class Example:
     """One movie as the engine sees it. ``image`` is a local path, raw bytes or None (no
-    poster); ``labels`` are genre indices (empty for inference)."""
+    poster); ``labels`` are genre indices (empty for inference). ``image_digest``, when known,
+    is the sha256 of the image's bytes (the catalog's derivative checksum): frozen features
+    found in the embedding store under it never read the file."""
 
     key: str
     text: str
     image: str | bytes | None = None
     labels: list[int] = field(default_factory=list)
+    image_digest: str | None = None
 
 
 class ImageLoadError(ValueError):

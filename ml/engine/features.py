@@ -1,17 +1,17 @@
-"""Frozen-encoder features with an on-disk cache.
+"""Frozen-encoder features through an embedding store (``ml.engine.store``).
 
-The cache is keyed by the encoder's fingerprint (a hash of its weights plus the settings
-that change its output: image size, flip averaging, token limit, device type) and by the
-content hash of each text or image's bytes, so a head can be retrained in seconds and a
-changed poster or overview is never served stale features.
+Each vector is stored under its encoder's *space* (family name, pretrained weights identity,
+the settings that change its output: image size, flip averaging, token limit, and the device
+type) and the content hash of the text or image bytes, so a head can be retrained and a
+catalog re-predicted without running an encoder, and a changed poster or overview is never
+served a stale vector. The space of a family with a recorded identity (package, version,
+weights sha256) is computed without loading the encoder.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
-from pathlib import Path
+import json
 
 import numpy as np
 import torch
@@ -21,6 +21,11 @@ from .contracts import Example, ImageLimits
 from .data import content_hash, decode_image, image_bytes
 from .encoders import autocast
 from .families import encoder
+from .store import EmbeddingStore, resolve_store, stored_form
+
+# What an artifact's "fingerprint" of a frozen encoder is a hash of: its pretrained identity
+# (computed without loading it) or, for families without one, its loaded weights.
+IDENTITY, WEIGHTS = "identity", "weights"
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -31,32 +36,25 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-class FeatureCache:
-    def __init__(self, root: str | os.PathLike | None, encoder_key: str):
-        self.dir = Path(root) / encoder_key if root else None
+def identity_fingerprint(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
-    def _path(self, digest: str) -> Path:
-        return self.dir / digest[:2] / f"{digest}.npy"
 
-    def get(self, digest: str) -> np.ndarray | None:
-        if self.dir is None:
-            return None
-        path = self._path(digest)
-        try:
-            return np.load(path)
-        except (OSError, ValueError):
-            return None
+def space_name(family, fingerprint: str, config, device_type: str) -> str:
+    return f"{family.name}-{fingerprint}-{family.cache_settings(config)}-{device_type}"
 
-    def put(self, digest: str, vector: np.ndarray) -> None:
-        if self.dir is None:
-            return
-        path = self._path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename so a killed run never leaves a truncated entry.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, vector)
-        os.replace(tmp, path)
+
+def encoder_space(config, which: str, device_type: str) -> str | None:
+    """The store space of ``config``'s frozen ``which`` ("text"/"image") encoder on a device
+    type, without loading it; None when the family has no identity (its space needs its weights)
+    or is not a frozen pretrained encoder."""
+    name = config.text_encoder if which == "text" else config.image_encoder
+    if name == "none":
+        return None
+    family = encoder(name)
+    if family.featuriser or not family.pretrained or family.identity is None:
+        return None
+    return space_name(family, identity_fingerprint(family.identity()), config, device_type)
 
 
 class _ImageDataset(Dataset):
@@ -74,14 +72,21 @@ class _ImageDataset(Dataset):
 
 
 class FrozenFeatures:
-    """Runs a frozen pretrained encoder over examples, through the cache."""
+    """Runs a frozen pretrained encoder over examples, reading the store first and writing
+    what it computed (one read per call, one write per encoder batch)."""
 
     def __init__(
-        self, config, device: str, cache_dir: str | None = None, log=None, image_limits: ImageLimits | None = None
+        self,
+        config,
+        device: str,
+        cache_dir: str | None = None,
+        log=None,
+        image_limits: ImageLimits | None = None,
+        store: EmbeddingStore | None = None,
     ):
         self.config = config
         self.device = device
-        self.cache_dir = cache_dir
+        self.store = resolve_store(store, cache_dir)
         self.log = log or (lambda line: None)
         self.image_limits = image_limits or ImageLimits()
         self.families = {
@@ -89,85 +94,150 @@ class FrozenFeatures:
             "image": encoder(config.image_encoder) if config.has_image else None,
         }
         self._encoders: dict[str, torch.nn.Module] = {}
-        self._keys: dict[str, tuple[str, str]] = {}  # which -> (cache key, weights fingerprint)
-        # Set by load_model: the weights fingerprints the saved head was trained on.
-        self.expected_fingerprints: dict[str, str | None] = {}
+        self._fingerprints: dict[str, tuple[str, str]] = {}  # which -> (kind, fingerprint)
+        # Set by load_model (``expect``): the frozen-encoder records of the saved head.
+        self.expected: dict[str, dict] = {}
+        # Vectors this object had to compute (not found in the store), per encoder.
+        self.encoded = {"text": 0, "image": 0}
 
-    # -- encoders (loaded on first use; a head-only retrain from cache never loads them
-    #    unless some example is missing from the cache)
+    def expect(self, records: dict) -> None:
+        """The artifact's frozen-encoder records ({which: {"fingerprint", "fingerprint_of", ...}});
+        a different installed encoder is refused when its space or weights are first needed."""
+        self.expected = {k: dict(v) for k, v in (records or {}).items()}
+        self._fingerprints.clear()
+
+    # -- encoders (loaded on first use: a retrain or re-predict from a warm store never loads them)
     def encoder(self, which: str) -> torch.nn.Module:
         if which not in self._encoders:
             enc = self.families[which].build(
                 self.config, fitted=None, device=self.device, pretrained=True, log=self.log
             )
-            self._encoders[which] = enc.to(self.device).eval().requires_grad_(False)
+            enc = enc.to(self.device).eval().requires_grad_(False)
+            record = self.expected.get(which) or {}
+            if record.get("fingerprint") and record.get("fingerprint_of", WEIGHTS) == WEIGHTS:
+                self._refuse_if_different(which, module_fingerprint(enc), record["fingerprint"])
+            self._encoders[which] = enc
         return self._encoders[which]
 
+    def _refuse_if_different(self, which: str, found: str, expected: str) -> None:
+        if found != expected:
+            raise ValueError(
+                f"the installed {which} encoder (fingerprint {found}) differs from the one this model "
+                f"was trained on ({expected}); install the same encoder package version or retrain"
+            )
+
+    def fingerprint_record(self, which: str) -> dict:
+        """What an artifact records: {"fingerprint": ..., "fingerprint_of": "identity"|"weights"}."""
+        kind, found = self._fingerprint(which)
+        return {"fingerprint": found, "fingerprint_of": kind}
+
     def fingerprint(self, which: str) -> str:
-        return self._cache_key(which)[1]
+        return self._fingerprint(which)[1]
 
-    def _key(self, which: str) -> str:
-        return self._cache_key(which)[0]
-
-    def _cache_key(self, which: str) -> tuple[str, str]:
-        if which not in self._keys:
+    def _fingerprint(self, which: str) -> tuple[str, str]:
+        if which not in self._fingerprints:
             family = self.families[which]
-            dev = torch.device(self.device).type
-            found = module_fingerprint(self.encoder(which))
-            self._keys[which] = (f"{family.name}-{found}-{family.cache_settings(self.config)}-{dev}", found)
-            expected = self.expected_fingerprints.get(which)
-            if expected and expected != found:
-                raise ValueError(
-                    f"the installed {which} encoder (weights fingerprint {found}) differs from the one this model "
-                    f"was trained on ({expected}); install the same encoder package version or retrain"
-                )
-        return self._keys[which]
+            if family.identity is not None:
+                kind, found = IDENTITY, identity_fingerprint(family.identity())
+            else:  # no recorded identity: the loaded weights are the identity
+                kind, found = WEIGHTS, module_fingerprint(self.encoder(which))
+            record = self.expected.get(which) or {}
+            if record.get("fingerprint") and record.get("fingerprint_of", WEIGHTS) == kind:
+                self._refuse_if_different(which, found, record["fingerprint"])
+            self._fingerprints[which] = (kind, found)
+        return self._fingerprints[which]
+
+    def space(self, which: str) -> str:
+        """The store space of this encoder: family, fingerprint, output settings, device type."""
+        return space_name(self.families[which], self.fingerprint(which), self.config, torch.device(self.device).type)
+
+    def _dim(self, which: str, found: dict) -> int:
+        family = self.families[which]
+        if family.dim is not None:
+            return family.dim(self.config)
+        if found:
+            return len(next(iter(found.values())))
+        return self.encoder(which).dim
+
+    def _read(self, which: str, digests) -> dict[str, np.ndarray]:
+        space = self.space(which)  # also refuses an encoder other than the one a loaded model expects
+        wanted = [d for d in dict.fromkeys(digests) if d is not None]
+        if self.store is None or not wanted:
+            return {}
+        return self.store.get_many(space, wanted)
+
+    def _write(self, which: str, vectors: dict[str, np.ndarray]) -> None:
+        if self.store is not None and vectors:
+            self.store.put_many(self.space(which), vectors)
 
     def text(self, examples: list[Example], batch_size: int = 128, progress=None) -> np.ndarray:
-        cache = FeatureCache(self.cache_dir, self._key("text"))
         digests = [content_hash(ex.text) for ex in examples]
-        out: list[np.ndarray | None] = [cache.get(d) for d in digests]
+        found = self._read("text", digests)
+        out: list[np.ndarray | None] = [found.get(d) for d in digests]
         # Longest first, so each batch pads to a similar length (much less wasted compute).
         todo = sorted((i for i, v in enumerate(out) if v is None), key=lambda i: -len(examples[i].text))
         if todo:
             enc = self.encoder("text")
             self.log(f"text features: encoding {len(todo)} texts ({len(examples) - len(todo)} cached)")
+            self.encoded["text"] += len(todo)
             for start in range(0, len(todo), batch_size):
                 idx = todo[start : start + batch_size]
                 feats = enc.prepare([examples[i].text for i in idx])
                 feats = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in feats.items()}
                 with torch.inference_mode():
                     vecs = enc(feats).float().cpu().numpy()
+                fresh = {}
                 for i, v in zip(idx, vecs, strict=False):
-                    out[i] = v
-                    cache.put(digests[i], v)
+                    out[i] = fresh[digests[i]] = stored_form(v)
+                self._write("text", fresh)
                 if progress:
                     progress("text features", min(1.0, (start + len(idx)) / len(todo)))
+        elif progress:
+            progress("text features", 1.0)
         if not out:
-            return np.zeros((0, self.families["text"].dim(self.config)), np.float32)
+            return np.zeros((0, self._dim("text", found)), np.float32)
         return np.stack(out).astype(np.float32)
 
     def image(
         self, examples: list[Example], batch_size: int = 64, num_workers: int = 0, progress=None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (features [n, d], has_image [n] bool); missing posters get zero rows."""
-        enc = self.encoder("image")
-        cache = FeatureCache(self.cache_dir, self._key("image"))
-        raw = [image_bytes(ex, self.image_limits) for ex in examples]
-        has = np.array([r is not None for r in raw], dtype=bool)
-        digests = [content_hash(r) if r is not None else None for r in raw]
-        out = np.zeros((len(examples), enc.dim), dtype=np.float32)
+        """Returns (features [n, d], has_image [n] bool); missing posters get zero rows.
+
+        An example's ``image_digest`` (the catalog's derivative checksum) spares reading its
+        file; only posters missing from the store are read and encoded.
+        """
+        raw: dict[int, bytes] = {}
+        digests: list[str | None] = []
+        for i, ex in enumerate(examples):
+            if ex.image is None:
+                digests.append(None)
+            elif ex.image_digest:
+                digests.append(ex.image_digest)
+            else:
+                raw[i] = image_bytes(ex, self.image_limits)
+                digests.append(content_hash(raw[i]))
+        has = np.array([d is not None for d in digests], dtype=bool)
+        found = self._read("image", digests)
+        out = np.zeros((len(examples), self._dim("image", found)), dtype=np.float32)
         todo = []
         for i, d in enumerate(digests):
             if d is None:
                 continue
-            cached = cache.get(d)
-            if cached is None:
-                todo.append(i)
+            if d in found:
+                out[i] = found[d]
             else:
-                out[i] = cached
+                todo.append(i)
+        for i in todo:
+            if i not in raw:
+                raw[i] = image_bytes(examples[i], self.image_limits)
+                actual = content_hash(raw[i])
+                if actual != digests[i]:  # the recorded checksum is stale: store under the content's own
+                    self.log(f"image features: {examples[i].key}: the poster's checksum differs from its bytes")
+                    digests[i] = actual
         if todo:
+            enc = self.encoder("image")
             self.log(f"image features: encoding {len(todo)} posters ({int(has.sum()) - len(todo)} cached)")
+            self.encoded["image"] += len(todo)
             cuda = torch.device(self.device).type == "cuda"
             loader = DataLoader(
                 _ImageDataset(
@@ -189,11 +259,14 @@ class FrozenFeatures:
                         # mean of both views is a steadier description.
                         vecs = (vecs + enc(torch.flip(images, dims=[3])).float()) / 2
                 vecs = vecs.cpu().numpy()
+                fresh = {}
                 for j, v in enumerate(vecs):
                     i = todo[done + j]
-                    out[i] = v
-                    cache.put(digests[i], v)
+                    out[i] = fresh[digests[i]] = stored_form(v)
+                self._write("image", fresh)
                 done += len(vecs)
                 if progress:
                     progress("image features", done / len(todo))
+        elif progress:
+            progress("image features", 1.0)
         return out, has

@@ -84,12 +84,16 @@ def fit(
     *,
     device: str | None = None,
     cache_dir: str | None = None,
+    store=None,
     checkpoint_dir: str | None = None,
     progress: Callable[[str, float], None] | None = None,
     log: Callable[[str], None] | None = None,
     image_limits: ImageLimits | None = None,
 ) -> TrainedModel:
-    """Train ``config``; posters are decoded under ``image_limits`` (default ImageLimits())."""
+    """Train ``config``; posters are decoded under ``image_limits`` (default ImageLimits()).
+
+    Frozen features are read from and written to ``store`` (an ml.engine.store.EmbeddingStore;
+    ``cache_dir`` is shorthand for a FolderStore there): with a warm store no encoder runs."""
     config = get_config(config)
     log = log or (lambda line: None)
     report = progress or (lambda message, fraction: None)
@@ -115,20 +119,26 @@ def fit(
     text_state = None
     if text_family is not None and text_family.fit is not None:
         text_state = text_family.fit(config, [ex.text for ex in train], log)
-    parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits)
+    parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits, store=store)
     # Frozen features of network encoders are cached and standardised; featurisers' are not.
     frozen_text = text_family is not None and not text_family.featuriser
 
     frozen = config.train_mode == "frozen"
-    fingerprints: dict[str, str] = {}
+    fingerprints: dict[str, dict] = {}
     if frozen:
         t0 = time.perf_counter()
         train_arrays = parts.frozen_arrays(train, progress=lambda m, f: report(f"{m} (train)", 0.25 * f))
         val_arrays = parts.frozen_arrays(val, progress=lambda m, f: report(f"{m} (val)", 0.25 + 0.05 * f))
         timings["features_s"] = time.perf_counter() - t0
         fingerprints = {
-            k: parts.frozen.fingerprint(k) for k, used in (("text", frozen_text), ("image", image_family)) if used
+            k: parts.frozen.fingerprint_record(k)
+            for k, used in (("text", frozen_text), ("image", image_family))
+            if used
         }
+        # Feature extraction may draw random numbers (a DataLoader seeds its workers from the
+        # global generator) only when something was missing from the store: reseed, so a warm
+        # and a cold run train the same model.
+        seed_everything(config.seed)
         text_dim = train_arrays["text_feat"].shape[1] if "text_feat" in train_arrays else 0
         image_dim = train_arrays["image_feat"].shape[1] if "image_feat" in train_arrays else 0
     else:

@@ -67,8 +67,9 @@ class _RawDataset(Dataset):
 
 class InputParts:
     """What turns examples into network inputs: the text encoder's fitted state (a
-    vocabulary, a TF-IDF vectoriser, or None), the frozen feature extractor, the image
-    limits posters are decoded under."""
+    vocabulary, a TF-IDF vectoriser, or None), the frozen feature extractor (reading and
+    writing ``store``, an ``ml.engine.store.EmbeddingStore``, or a FolderStore over
+    ``cache_dir``), the image limits posters are decoded under."""
 
     def __init__(
         self,
@@ -78,6 +79,7 @@ class InputParts:
         cache_dir: str | None = None,
         log=None,
         image_limits: ImageLimits | None = None,
+        store=None,
     ):
         self.config = config
         self.text_family = encoder(config.text_encoder) if config.has_text else None
@@ -86,7 +88,7 @@ class InputParts:
         self.device = device
         self.image_limits = image_limits or ImageLimits()
         self.frozen = (
-            FrozenFeatures(config, device, cache_dir=cache_dir, log=log, image_limits=self.image_limits)
+            FrozenFeatures(config, device, cache_dir=cache_dir, log=log, image_limits=self.image_limits, store=store)
             if config.train_mode == "frozen"
             else None
         )

@@ -113,19 +113,27 @@ def snapshot_examples(
             text = overviews[movie_id] or ""
             if text_checksum and text_checksum != overview_checksum(text):
                 data.text_changed += 1
-            image = None
+            image = digest = None
             if poster_checksum:  # the snapshot had a poster for this movie
                 current = posters.get(movie_id)
                 if current is None:
                     data.poster_changed += 1
                 else:
                     name, checksum = current
-                    image = read_image(name)
+                    image, digest = read_image(name), checksum or None
                     if image is None or (
                         checksum and not poster_checksum.startswith("name:") and checksum != poster_checksum
                     ):
                         data.poster_changed += 1
-            data.examples[split].append(Example(key=str(movie_id), text=text, image=image, labels=list(labels)))
+            data.examples[split].append(
+                Example(
+                    key=str(movie_id),
+                    text=text,
+                    image=image,
+                    labels=list(labels),
+                    image_digest=digest if image is not None else None,
+                )
+            )
         report(progress, f"Loaded {start + len(chunk)} of {len(members)} examples", (start + len(chunk)) / len(members))
     if data.missing_movies:
         data.notes.append(f"{data.missing_movies} movie(s) of the snapshot no longer exist and were skipped")
@@ -146,11 +154,19 @@ def movie_examples(movie_ids: Sequence[int]) -> list[Example]:
     for movie_id in movie_ids:
         if movie_id not in rows:
             continue
-        name = posters.get(movie_id, ("", ""))[0]
+        name, checksum = posters.get(movie_id, ("", ""))
         image = read_image(name)
         if name and image is None:
             logger.warning(
                 "movie %s: poster derivative %s is missing from storage; predicting from text", movie_id, name
             )
-        examples.append(Example(key=str(movie_id), text=rows[movie_id] or "", image=image))
+        examples.append(
+            Example(
+                key=str(movie_id),
+                text=rows[movie_id] or "",
+                image=image,
+                # the derivative's sha256: a vector stored under it is used without reading the file
+                image_digest=(checksum or None) if image is not None else None,
+            )
+        )
     return examples

@@ -17,6 +17,7 @@ from ml.engine.contracts import Example
 from ml.models import ModelVersion, Prediction
 
 from .data import engine_image_limits, movie_examples
+from .embeddings import embedding_store
 from .registry import local_artifact_dir, require_production_version
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,13 @@ def get_predictor(model_version_id: int):
         from ml.engine.artifact import load_model  # torch import only when a model is needed
 
         version = ModelVersion.objects.get(pk=model_version_id)
-        model = load_model(str(local_artifact_dir(version)), device=None, image_limits=engine_image_limits())
+        # Frozen features come from the shared embedding store first: a warm store runs no encoder.
+        model = load_model(
+            str(local_artifact_dir(version)),
+            device=None,
+            image_limits=engine_image_limits(),
+            store=embedding_store(),
+        )
         _predictors[key] = model
         while len(_predictors) > max(1, PREDICTOR_CACHE_SIZE):
             _predictors.popitem(last=False)

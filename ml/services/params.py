@@ -165,3 +165,58 @@ def train_param_errors(params: dict, errors: dict) -> None:
 def evaluate_param_errors(params: dict, errors: dict) -> None:
     """Check ``evaluate_model`` arguments given as JSON: ``model_version_id``, optional ``snapshot_id``."""
     EVALUATE_PARAMS.clean(params, errors)
+
+
+EMBED_ENCODERS = ("text", "image")
+
+
+def _encoders_check(params: dict, errors: dict) -> None:
+    """``encoders``: a list of "text" and/or "image" (the form sends "text, image")."""
+    value = params.get("encoders")
+    if value in (None, "", []):
+        params.pop("encoders", None)
+        return
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not value or any(e not in EMBED_ENCODERS for e in value):
+        errors["encoders"] = f"Must be a non-empty list of {' and/or '.join(EMBED_ENCODERS)}."
+        return
+    params["encoders"] = value
+
+
+def _frozen_config_check(params: dict, errors: dict) -> None:
+    config_errors(params, errors, required=False)
+    if params.get("config") not in (None, "") and "config" not in errors:
+        from ml.engine.registry import get_config
+        from ml.engine.store import stored_modalities
+
+        if not stored_modalities(get_config(params["config"])):
+            errors["config"] = "Must be a config with a frozen pretrained encoder (their vectors are what is stored)."
+    elif params.get("config") == "":
+        params.pop("config")
+
+
+EMBED_PARAMS = (
+    Param(
+        "encoders",
+        "text",
+        default="text, image",
+        check=_encoders_check,
+        help="Which encoders to fill the store for: text, image or both.",
+    ),
+    Param(
+        "config",
+        "choice",
+        label="model family preset",
+        choices=preset_choices,
+        check=_frozen_config_check,
+        blank_label="GENREWEB_EMBED_CONFIG",
+        help="Whose frozen encoders to fill for (empty: GENREWEB_EMBED_CONFIG).",
+    ),
+    Param("movie_ids", "ids", label="only these movie ids", help="Comma-separated ids (empty: every movie)."),
+)
+
+
+def embed_param_errors(params: dict, errors: dict) -> None:
+    """Check an embed_catalog job's JSON arguments: optional ``encoders``, ``config``, ``movie_ids``."""
+    ParamSchema(EMBED_PARAMS).clean(params, errors)

@@ -22,6 +22,7 @@ from base.progress import Progress, report, scaled
 from ml.models import DatasetSnapshot, ModelVersion, TrainingRun
 
 from .data import engine_image_limits, snapshot_examples
+from .embeddings import embedding_store
 from .evaluation import record_evaluation, score_examples
 from .registry import files_checksum, store_artifact
 
@@ -157,7 +158,7 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
             train,
             val,
             device=None,
-            cache_dir=str(Path(settings.GENREWEB_ML_CACHE_DIR) / "features"),
+            store=embedding_store(),
             checkpoint_dir=str(checkpoint_dir),
             progress=scaled(watched, 0.05, 0.85),
             log=log,

@@ -20,6 +20,8 @@ window.GenrewebJobs = (function () {
       } catch (err) { setTimeout(tick, POLL_MS * 3); return; }  // transient: back off, keep polling
       setBar(document.getElementById("job-progress"), job.progress);
       document.getElementById("job-percent").textContent = Math.round(job.progress);
+      const eta = document.getElementById("job-eta");
+      if (eta) eta.textContent = job.eta ? "· " + job.eta : "";
       const status = document.getElementById("job-status");
       status.textContent = job.status_display;
       status.className = "status " + job.status;

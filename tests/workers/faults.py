@@ -45,16 +45,16 @@ class FaultsConfig(AppConfig):
         import catalog.importers
         from workers import sharding
 
-        predictions = sharding._run_predictions
+        shard_work = sharding._run_shard_work
         run_import = catalog.importers.run_import
 
-        def faulty_predictions(model_version_id, movie_ids, progress):
+        def faulty_shard_work(kind, params, movie_ids, progress):
             faults = current_faults()
             if faults.get("shard_delay_s"):
                 time.sleep(float(faults["shard_delay_s"]))
             if faults.get("fail_movie_id") in movie_ids:
                 raise RuntimeError(f"injected failure (test fault: a shard with movie {faults['fail_movie_id']})")
-            return predictions(model_version_id, movie_ids, progress)
+            return shard_work(kind, params, movie_ids, progress)
 
         def slow_import(source, params, *, progress=None, **kwargs):
             delay = float(current_faults().get("import_progress_delay_s") or 0)
@@ -67,5 +67,5 @@ class FaultsConfig(AppConfig):
 
             return run_import(source, params, progress=progress, **kwargs)
 
-        sharding._run_predictions = faulty_predictions
+        sharding._run_shard_work = faulty_shard_work
         catalog.importers.run_import = slow_import

@@ -180,6 +180,8 @@ def test_the_built_in_kinds_keep_their_tasks_queues_and_limits():
         "evaluate": ("workers.run_evaluate", "gpu", 3600, False),
         "predict": ("workers.start_batch_predict", "default", 600, True),
         "retrain": ("workers.run_retrain", "gpu", 7 * 3600, False),
+        # a fan-out like predict's; its shards are workers.predict_shard tasks on the gpu queue
+        "embed_catalog": ("workers.start_embed_catalog", "default", 600, True),
     }
     found = {}
     for name, kind in kinds.KINDS.items():
