@@ -13,6 +13,10 @@ import shutil
 import pytest
 from django.conf import settings
 
+# Fixtures every app's tests share: users per role, clients, the small ``world`` catalog with a
+# promoted model (tests/fixtures.py); the headless Chromium ``page`` (tests/browser.py).
+pytest_plugins = ["tests.fixtures", "tests.browser"]
+
 REQUIRE_SERVICES = os.environ.get("GENREWEB_REQUIRE_SERVICES") == "1"
 
 # Test runs that share one Redis server each get their own database number, so their

@@ -152,7 +152,7 @@ def test_person_curated_labels_survive_reimport(tmp_path, make_image):
 def test_a_person_saving_after_the_batch_was_read_keeps_the_labels(tmp_path, make_image, monkeypatch):
     """The writer reads a batch's movies before writing them; a person's save landing in
     between is seen under the row lock and kept (deterministic form of the Postgres race in
-    tests/web/test_label_races.py)."""
+    tests/catalog/test_label_races.py)."""
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run_import("csv", {"path": str(folder)})
     movie = Movie.objects.get(tmdb_id=49026)

@@ -8,7 +8,7 @@ replaying its LabelChange history in order must give exactly its current labels 
 
 GENREWEB_LABEL_RACE_TRIALS sets the trials per scenario (default 20); each scenario prints
 its trials, lost count and time, e.g.
-``pytest tests/web/test_label_races.py -s`` -> ``label race add/add: 20 trials, 0 lost, 9.0 s``.
+``pytest tests/catalog/test_label_races.py -s`` -> ``label race add/add: 20 trials, 0 lost, 9.0 s``.
 """
 
 from __future__ import annotations
