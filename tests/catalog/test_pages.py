@@ -1,15 +1,13 @@
-"""Server-rendered pages: roles, catalog filters and query counts, movie page and relabel,
-review queues, model reports, predict validation, jobs pages."""
+"""Catalog pages: roles, catalog filters and query counts, the movie page and relabel, insight
+(model pages: tests/ml/test_pages.py; jobs pages: tests/workers/test_pages.py)."""
 
 from __future__ import annotations
 
 import pytest
-from django.conf import settings
 from django.urls import reverse
 
-from catalog.models import LabelChange, LabelOrigin, Movie, MovieGenre
+from catalog.models import Genre, LabelChange, LabelOrigin, Movie, MovieGenre
 from ml.models import ModelAlias, Prediction
-from workers.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -219,201 +217,21 @@ def test_insight_page(labeler_client, world):
     assert sum(row["count"] for row in insight["length_hist"]) == 5
 
 
-def test_review_queue_ranked_with_counts(labeler_client, world):
-    response = labeler_client.get(reverse("ml:review", args=["disagrees"]))
-    titles = [p.movie.title for p in response.context["page"].object_list]
-    assert titles == ["Laugh Track", "Night Shift"] or titles == ["Night Shift", "Laugh Track"]
-    disagreements = [p.disagreement for p in response.context["page"].object_list]
-    assert disagreements == sorted(disagreements, reverse=True)
-    assert response.context["page"].paginator.count == 2
-    unsure = labeler_client.get(reverse("ml:review", args=["unsure"]))
-    assert [p.movie.title for p in unsure.context["page"].object_list] == ["Edge Case"]
-    assert labeler_client.get(reverse("ml:review", args=["nonsense"])).status_code == 404
-
-
-def test_accept_suggestion_in_one_action_keeps_the_place(labeler_client, labeler, world):
-    first = labeler_client.get(reverse("ml:review_item", args=["disagrees", 1]))
-    nav = first.context["queue_nav"]
-    assert (nav["position"], nav["total"], nav["prev"]) == (1, 2, None)
-    prediction = nav["prediction"]
-    response = labeler_client.post(reverse("ml:accept", args=[prediction.pk]), {"next": nav["here"]})
-    assert response.status_code == 302 and response["Location"] == nav["here"]
-    movie = prediction.movie
-    changes = LabelChange.objects.filter(movie=movie, origin=LabelOrigin.SUGGESTION)
-    assert changes.count() == len(prediction.suggested_add) + len(prediction.suggested_remove)
-    assert all(c.user == labeler for c in changes)
-    # The same position now shows the other movie, one left.
-    after = labeler_client.get(nav["here"])
-    assert after.context["queue_nav"]["total"] == 1
-    assert after.context["movie"].pk != movie.pk
-
-
-def test_accepting_the_last_item_returns_to_the_empty_queue(labeler_client, world):
-    for _ in range(2):
-        nav = labeler_client.get(reverse("ml:review_item", args=["disagrees", 1])).context["queue_nav"]
-        labeler_client.post(reverse("ml:accept", args=[nav["prediction"].pk]), {"next": nav["here"]})
-    response = labeler_client.get(nav["here"], follow=True)
-    assert response.redirect_chain[-1][0] == reverse("ml:review", args=["disagrees"])
-    assert "Nothing left to review" in response.content.decode()
-
-
-def test_accept_single_genre_of_a_suggestion(labeler_client, world):
-    prediction = Prediction.objects.get(movie=world["movies"]["Night Shift"])
-    assert prediction.suggested_remove == ["Comedy"]
-    labeler_client.post(reverse("ml:accept", args=[prediction.pk]), {"genre": "Comedy"})
-    assert list(prediction.movie.labels.values_list("genre__name", flat=True)) == ["Horror"]
-    response = labeler_client.post(reverse("ml:accept", args=[prediction.pk]), {"genre": "Drama"}, follow=True)
-    assert "not part of this suggestion" in response.content.decode()
-
-
-def test_review_item_navigation(labeler_client, world):
-    second = labeler_client.get(reverse("ml:review_item", args=["disagrees", 2]))
-    nav = second.context["queue_nav"]
-    assert nav["prev"].endswith("/1/") and nav["next"] is None
-    # Past the end clamps to the last item instead of failing.
-    assert labeler_client.get(reverse("ml:review_item", args=["disagrees", 9])).context["queue_nav"]["position"] == 2
-
-
-def test_models_pages_and_plots(labeler_client, world):
-    version = world["version"]
-    listing = labeler_client.get(reverse("ml:models"))
-    assert listing.status_code == 200 and "tiny v1" in listing.content.decode()
-    detail = labeler_client.get(reverse("ml:model", args=[version.pk]))
-    html = detail.content.decode()
-    assert detail.status_code == 200 and "production" in html
-    assert [r.genre for r in detail.context["genre_rows"]] == sorted(["Action", "Comedy", "Drama", "Horror", "Romance"])
-    assert 'id="promote"' not in html  # labelers cannot promote
-    for kind in ("f1", "pr", "confusion", "calibration", "training"):
-        response = labeler_client.get(reverse("ml:plot", args=[version.pk, kind]))
-        assert response.status_code == 200 and response["Content-Type"] == "image/png"
-        assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
-    assert labeler_client.get(reverse("ml:plot", args=[version.pk, "nope"])).status_code == 404
-
-
-def test_plots_follow_a_re_evaluation(labeler_client, world):
-    version, evaluation = world["version"], world["evaluation"]
-    url = reverse("ml:plot", args=[version.pk, "calibration"])
-    first = labeler_client.get(url).content
-    assert labeler_client.get(url).content == first  # cached
-    evaluation.metrics = {**evaluation.metrics, "ece": 0.2}
-    evaluation.curves = {**evaluation.curves, "calibration": {**evaluation.curves["calibration"], "ece": 0.2}}
-    evaluation.save()  # re-evaluating updates the row in place
-    assert labeler_client.get(url).content != first
-
-
-def test_compare_two_versions(labeler_client, world):
-    from ml.models import ModelVersion
-
-    a = world["version"]
-    b = ModelVersion.objects.create(
-        name="tiny v2",
-        snapshot=a.snapshot,
-        genres=a.genres,
-        thresholds=a.thresholds,
-        artifact_path="models/none2",
-        checksum="d" * 64,
+def test_insight_with_1500_genres_stays_bounded(labeler_client, world, settings, django_assert_max_num_queries):
+    settings.GENREWEB_INSIGHT_MAX_GENRES = 30
+    genres = Genre.objects.bulk_create([Genre(name=f"Garbage {i:04d}", slug=f"garbage-{i:04d}") for i in range(1500)])
+    movies = list(Movie.objects.all())
+    MovieGenre.objects.bulk_create(
+        [MovieGenre(movie=movies[i % len(movies)], genre=genre) for i, genre in enumerate(genres)]
     )
-    response = labeler_client.get(reverse("ml:compare") + f"?a={a.pk}&b={b.pk}")
+    with django_assert_max_num_queries(25):
+        response = labeler_client.get("/insight/")
     assert response.status_code == 200
-    assert response.context["headline"][0]["a"] == 0.7 and response.context["headline"][0]["b"] is None
-    assert labeler_client.get(reverse("ml:compare") + "?a=x").status_code == 302
-
-
-def test_promote_is_staff_only(labeler_client, client, staff, world):
-    from ml.models import ModelVersion
-    from ml.services.registry import production_version
-
-    a = world["version"]
-    b = ModelVersion.objects.create(
-        name="tiny v2",
-        snapshot=a.snapshot,
-        genres=a.genres,
-        thresholds=a.thresholds,
-        artifact_path="models/none2",
-        checksum="d" * 64,
-    )
-    assert labeler_client.post(reverse("ml:promote", args=[b.pk])).status_code == 403
-    assert production_version() == a
-    client.force_login(staff)
-    assert client.post(reverse("ml:promote", args=[b.pk])).status_code == 302
-    assert production_version() == b
-
-
-def test_predict_page_rejects_non_images(labeler_client, world):
-    from django.core.files.uploadedfile import SimpleUploadedFile
-
-    response = labeler_client.post(
-        reverse("ml:predict"),
-        {
-            "overview": "",
-            "poster": SimpleUploadedFile("x.jpg", b"not an image at all", content_type="image/jpeg"),
-        },
-    )
-    assert response.status_code == 200
-    assert "Not a usable image" in str(response.context["form"].errors["poster"])
-    empty = labeler_client.post(reverse("ml:predict"), {"overview": "  "})
-    assert "Give an overview, a poster, or both." in str(empty.context["form"].non_field_errors())
-
-
-def test_predict_page_with_a_missing_artifact_says_so(labeler_client, world):
-    response = labeler_client.post(reverse("ml:predict"), {"overview": "a ghost story"}, follow=True)
-    assert response.status_code == 200
-    page = response.content.decode()
-    assert "cannot be used" in page and str(settings.MEDIA_ROOT) not in page  # no server paths
-
-
-def test_jobs_page_roles(labeler_client, world):
-    response = labeler_client.get(reverse("workers:jobs"))
-    assert response.status_code == 200 and response.context["form"] is None
-    assert labeler_client.post(reverse("workers:jobs"), {"kind": "preprocess"}).status_code == 403
-    assert not Job.objects.exists()
-
-
-def test_staff_queues_a_job_and_sees_its_status(staff_client, django_capture_on_commit_callbacks, world, monkeypatch):
-    sent = []
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: sent.append(args))
-    with django_capture_on_commit_callbacks(execute=True):
-        response = staff_client.post(reverse("workers:jobs"), {"kind": "preprocess"})
-    job = Job.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("workers:job", args=[job.pk])
-    assert sent and sent[0][0] == job.pk
-    status = staff_client.get(reverse("workers:status", args=[job.pk])).json()
-    assert (status["status"], status["progress"], status["finished"]) == ("queued", 0.0, False)
-    detail = staff_client.get(reverse("workers:job", args=[job.pk]))
-    assert 'id="job-progress"' in detail.content.decode()
-    many = staff_client.get(reverse("workers:statuses") + f"?ids={job.pk},abc").json()
-    assert [j["id"] for j in many["jobs"]] == [job.pk]
-
-
-def test_queue_form_reports_parameter_errors(staff_client, world):
-    response = staff_client.post(reverse("workers:jobs"), {"kind": "import", "source": "csv", "path": "/no/such/dir"})
-    assert response.status_code == 200
-    # Outside GENREWEB_IMPORT_ROOTS: refused without saying whether it exists.
-    assert "outside the import folders" in str(response.context["form"].errors["path"])
-    train = staff_client.post(reverse("workers:jobs"), {"kind": "train", "config": "tfidf-linear"})
-    assert "snapshot_id" in train.context["form"].errors
-    assert not Job.objects.exists()
-
-
-def test_queue_evaluate_defaults_to_the_production_model(staff_client, world, monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
-    staff_client.post(reverse("workers:jobs"), {"kind": "evaluate"})
-    assert Job.objects.get().params["model_version_id"] == world["version"].pk
-
-
-def test_cancel_and_retry_from_the_page(staff_client, labeler_client, world, monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
-    monkeypatch.setattr("workers.jobs._revoke", lambda ids: None)
-    from workers.jobs import enqueue
-
-    job = enqueue("preprocess", {}, None)
-    assert labeler_client.post(reverse("workers:cancel", args=[job.pk])).status_code == 403
-    staff_client.post(reverse("workers:cancel", args=[job.pk]))
-    job.refresh_from_db()
-    assert job.status == Job.Status.CANCELLED
-    response = staff_client.post(reverse("workers:retry", args=[job.pk]))
-    retried = Job.objects.exclude(pk=job.pk).get()
-    assert retried.retry_of == job and response["Location"] == reverse("workers:job", args=[retried.pk])
-    # A queued job cannot be retried; the page says why.
-    again = staff_client.post(reverse("workers:retry", args=[retried.pk]), follow=True)
-    assert "can be retried" in again.content.decode()
+    insight = response.context["insight"]
+    assert insight["total_genres"] == 1505 and insight["shown_genres"] == 30
+    assert len(insight["distribution"]) == 30
+    assert len(insight["heatmap"]["labels"]) == 30 and len(insight["heatmap"]["cells"]) == 30 * 30
+    assert len(insight["share_rows"]) == 30
+    # The most used genres are the ones shown.
+    assert {"Drama", "Comedy"} <= {row["genre"].name for row in insight["distribution"]}
+    assert b"the 30 most used of 1,505 genres" in response.content
