@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_jobs_create_is_staff_only(api_clients, world, monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: None)
     payload = {"kind": "preprocess", "params": {}}
     assert api_clients["anonymous"].post("/api/jobs/", payload, format="json").status_code == 401
     assert api_clients["labeler"].post("/api/jobs/", payload, format="json").status_code == 403
@@ -35,8 +35,8 @@ def test_jobs_validation_errors_name_the_field(api_clients, world):
 
 
 def test_job_cancel_and_retry(api_clients, world, monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
-    monkeypatch.setattr("workers.jobs._revoke", lambda ids: None)
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: None)
+    monkeypatch.setattr("workers.jobs.revoke_tasks", lambda ids: None)
     job_id = api_clients["staff"].post("/api/jobs/", {"kind": "preprocess"}, format="json").json()["id"]
     assert api_clients["labeler"].post(f"/api/jobs/{job_id}/cancel/").status_code == 403
     response = api_clients["staff"].post(f"/api/jobs/{job_id}/cancel/")

@@ -89,7 +89,7 @@ def test_a_registered_kind_is_offered_by_the_form_and_the_api(word_count_kind, c
     fields = page.context["kind_fields"]
     assert fields["wordcount"] == [] and fields["train"] == ["snapshot_id", "config"]
     assert 'id="kind-fields"' in page.content.decode()
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         created = client.post(
             "/api/jobs/", {"kind": "wordcount", "params": {"text": "a b"}}, content_type="application/json"
         )

@@ -19,7 +19,7 @@ def test_jobs_page_roles(labeler_client, world):
 
 def test_staff_queues_a_job_and_sees_its_status(staff_client, django_capture_on_commit_callbacks, world, monkeypatch):
     sent = []
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: sent.append(args))
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: sent.append(args))
     with django_capture_on_commit_callbacks(execute=True):
         response = staff_client.post(reverse("workers:jobs"), {"kind": "preprocess"})
     job = Job.objects.get()
@@ -44,14 +44,14 @@ def test_queue_form_reports_parameter_errors(staff_client, world):
 
 
 def test_queue_evaluate_defaults_to_the_production_model(staff_client, world, monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: None)
     staff_client.post(reverse("workers:jobs"), {"kind": "evaluate"})
     assert Job.objects.get().params["model_version_id"] == world["version"].pk
 
 
 def test_cancel_and_retry_from_the_page(staff_client, labeler_client, world, monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
-    monkeypatch.setattr("workers.jobs._revoke", lambda ids: None)
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: None)
+    monkeypatch.setattr("workers.jobs.revoke_tasks", lambda ids: None)
     from workers.jobs import enqueue
 
     job = enqueue("preprocess", {}, None)
