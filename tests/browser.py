@@ -18,21 +18,31 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
-def page(chromium_path, live_server, monkeypatch):
+@pytest.fixture(scope="module")
+def chromium():
+    """One Chromium per test module (its launch and exit cost seconds); each test gets a fresh
+    context (cookies, storage) from it. Module, not session: while Playwright runs, this
+    thread has a running event loop, which must not outlive the browser tests."""
     from playwright.sync_api import sync_playwright
+
+    from tests.conftest import _chromium_path
 
     # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
     # between browser steps are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        tab = context.new_page()
-        tab.set_default_timeout(45_000)  # generous: CI boxes can be busy
-        yield tab
-        context.close()
+    with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        browser = playwright.chromium.launch(executable_path=_chromium_path(), args=CHROMIUM_ARGS)
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(chromium, live_server):
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(45_000)  # generous: CI boxes can be busy
+    yield tab
+    context.close()
 
 
 def log_in(page, live_server, username: str) -> None:

@@ -76,7 +76,9 @@ def start_worker(tmp_path, faults):
 
     yield start
     for worker in workers:
-        worker.stop()
+        # The test is over: SIGKILL (a warm shutdown waits for a task that may sleep on a fault).
+        worker.kill()
+        worker.stop()  # closes the log
 
 
 # Fault tests keep Redis's production visibility timeout (8 h): lost work must come back
