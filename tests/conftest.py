@@ -93,6 +93,25 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
+@pytest.fixture(autouse=True)
+def _redis_restart_guard(request, tmp_path_factory):
+    """A test marked ``restarts_redis`` restarts this machine's Redis server. Under pytest-xdist
+    the other test processes must not use Redis meanwhile: every test holds a shared lock, that
+    test an exclusive one (a file lock in the run's temp root, common to all its processes)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not settings.CELERY_BROKER_URL.startswith("redis"):
+        yield
+        return
+    import fcntl
+
+    exclusive = request.node.get_closest_marker("restarts_redis") is not None
+    with open(tmp_path_factory.getbasetemp().parent / "redis-restart.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture
 def chromium_path():
     return _chromium_path()
