@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from tests.factories import PASSWORD
@@ -18,6 +21,10 @@ CHROMIUM_ARGS = [
 ]
 
 
+def chromium_executable() -> str | None:
+    return os.environ.get("GENREWEB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
 @pytest.fixture(scope="module")
 def chromium():
     """One Chromium per test module (its launch and exit cost seconds); each test gets a fresh
@@ -25,13 +32,11 @@ def chromium():
     thread has a running event loop, which must not outlive the browser tests."""
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import _chromium_path
-
     # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
     # between browser steps are still plain synchronous code.
     with pytest.MonkeyPatch.context() as patch, sync_playwright() as playwright:
         patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-        browser = playwright.chromium.launch(executable_path=_chromium_path(), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium_executable(), args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

@@ -8,7 +8,6 @@ any such skip fails the run, so CI always exercises the real services.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 from django.conf import settings
@@ -42,16 +41,14 @@ if not os.environ.get("GENREWEB_CACHE_URL"):
 _service_skips: list[str] = []
 
 
-def _chromium_path() -> str | None:
-    return os.environ.get("GENREWEB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def service_skip_reason(marker: str) -> str | None:
     if marker == "postgres" and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         return "needs PostgreSQL: set DATABASE_URL=postgres://..."
     if marker in {"redis", "worker"} and not settings.CELERY_BROKER_URL.startswith("redis"):
         return "needs Redis: set CELERY_BROKER_URL=redis://..."
-    if marker == "browser" and not _chromium_path():
+    from tests.browser import chromium_executable  # a plugin module: imported once pytest loads it
+
+    if marker == "browser" and not chromium_executable():
         return "needs Debian chromium (apt-get install chromium)"
     return None
 
@@ -110,11 +107,6 @@ def _redis_restart_guard(request, tmp_path_factory):
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-@pytest.fixture
-def chromium_path():
-    return _chromium_path()
 
 
 @pytest.fixture(scope="session", autouse=True)
