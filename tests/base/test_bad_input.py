@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from workers.models import Job
-
 pytestmark = pytest.mark.django_db
 
 
@@ -37,21 +35,6 @@ def test_nul_in_form_encoded_label_write_is_a_400(api_clients, world):
     )
     assert response.status_code == 400
     assert response.json() == {"add": {"0": ["Null characters (U+0000) are not allowed."]}}
-
-
-def test_nul_in_job_params_is_a_400(api_clients, world):
-    before = Job.objects.count()
-    for body in (
-        {"kind": "import", "params": {"source": "csv", "path": "/tmp/a\u0000b"}},
-        {"kind": "snapshot", "params": {"name": "x\u0000"}},
-        {"kind": "snapshot", "params": {"k\u0000": 1}},
-    ):
-        response = api_clients["staff"].post("/api/jobs/", body, format="json")
-        assert response.status_code == 400, response.content[:300]
-    # The same through a form field (the JSON arrives as text, not through the JSON parser).
-    response = api_clients["staff"].post("/api/jobs/", {"kind": "snapshot", "params": '{"name": "x\\u0000"}'})
-    assert response.status_code == 400 and "params" in response.json()
-    assert Job.objects.count() == before
 
 
 def test_json_body_nested_too_deeply_is_a_400(api_clients, world):

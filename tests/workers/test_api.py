@@ -45,3 +45,18 @@ def test_job_cancel_and_retry(api_clients, world, monkeypatch):
     assert api_clients["labeler"].post(f"/api/jobs/{job_id}/retry/").status_code == 403
     retried = api_clients["staff"].post(f"/api/jobs/{job_id}/retry/")
     assert retried.status_code == 201 and retried.json()["retry_of"] == job_id
+
+
+def test_nul_in_job_params_is_a_400(api_clients, world):
+    before = Job.objects.count()
+    for body in (
+        {"kind": "import", "params": {"source": "csv", "path": "/tmp/a\u0000b"}},
+        {"kind": "snapshot", "params": {"name": "x\u0000"}},
+        {"kind": "snapshot", "params": {"k\u0000": 1}},
+    ):
+        response = api_clients["staff"].post("/api/jobs/", body, format="json")
+        assert response.status_code == 400, response.content[:300]
+    # The same through a form field (the JSON arrives as text, not through the JSON parser).
+    response = api_clients["staff"].post("/api/jobs/", {"kind": "snapshot", "params": '{"name": "x\\u0000"}'})
+    assert response.status_code == 400 and "params" in response.json()
+    assert Job.objects.count() == before
