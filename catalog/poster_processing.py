@@ -97,7 +97,7 @@ def run_poster_pass(posters, opts: PosterSettings, report: Progress) -> PosterCo
         # Decode and write files first, then all row updates in one short transaction: one
         # commit per batch instead of per poster, and the database is locked only briefly.
         pending = [update for poster in batch if (update := _process_one_poster(poster, opts, counts))]
-        _apply_poster_updates(pending, counts)
+        apply_poster_updates(pending, counts)
         done = min(start + POSTER_BATCH_SIZE, len(poster_ids))
         report(
             f"Posters {done}/{counts.total} ({counts.changed} changed, {counts.skipped_unchanged} already done)",
@@ -198,7 +198,10 @@ def _process_one_poster(poster: Poster, opts: PosterSettings, counts: PosterCoun
     )
 
 
-def _apply_poster_updates(pending: list[_PosterUpdate], counts: PosterCounts) -> None:
+def apply_poster_updates(pending: list[_PosterUpdate], counts: PosterCounts) -> None:
+    """Write a batch of computed poster updates in one transaction, each guarded on the files
+    it was computed from: a poster another run changed since is left to that run (counted as
+    a lost race, our new derivative deleted)."""
     if not pending:
         return
     now = timezone.now()

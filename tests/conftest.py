@@ -8,10 +8,13 @@ any such skip fails the run, so CI always exercises the real services.
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 from django.conf import settings
+
+# Fixtures every app's tests share: users per role, clients, the small ``world`` catalog with a
+# promoted model (tests/fixtures.py); the headless Chromium ``page`` (tests/browser.py).
+pytest_plugins = ["tests.fixtures", "tests.browser"]
 
 REQUIRE_SERVICES = os.environ.get("GENREWEB_REQUIRE_SERVICES") == "1"
 
@@ -38,16 +41,14 @@ if not os.environ.get("GENREWEB_CACHE_URL"):
 _service_skips: list[str] = []
 
 
-def _chromium_path() -> str | None:
-    return os.environ.get("GENREWEB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
 def service_skip_reason(marker: str) -> str | None:
     if marker == "postgres" and settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         return "needs PostgreSQL: set DATABASE_URL=postgres://..."
     if marker in {"redis", "worker"} and not settings.CELERY_BROKER_URL.startswith("redis"):
         return "needs Redis: set CELERY_BROKER_URL=redis://..."
-    if marker == "browser" and not _chromium_path():
+    from tests.browser import chromium_executable  # a plugin module: imported once pytest loads it
+
+    if marker == "browser" and not chromium_executable():
         return "needs Debian chromium (apt-get install chromium)"
     return None
 
@@ -89,9 +90,23 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
 
 
-@pytest.fixture
-def chromium_path():
-    return _chromium_path()
+@pytest.fixture(autouse=True)
+def _redis_restart_guard(request, tmp_path_factory):
+    """A test marked ``restarts_redis`` restarts this machine's Redis server. Under pytest-xdist
+    the other test processes must not use Redis meanwhile: every test holds a shared lock, that
+    test an exclusive one (a file lock in the run's temp root, common to all its processes)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not settings.CELERY_BROKER_URL.startswith("redis"):
+        yield
+        return
+    import fcntl
+
+    exclusive = request.node.get_closest_marker("restarts_redis") is not None
+    with open(tmp_path_factory.getbasetemp().parent / "redis-restart.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -52,7 +52,7 @@ def broker_message_ids() -> set[str] | None:
         if url.startswith(("redis://", "rediss://")):
             return _redis_message_ids(current_app)
         if url.startswith("filesystem://"):
-            return _filesystem_message_ids(current_app)
+            return filesystem_message_ids(current_app)
     except Exception as exc:
         logger.warning("could not inspect the broker: %s", exc)
     return None
@@ -87,7 +87,8 @@ def _redis_message_ids(app) -> set[str]:
     return ids
 
 
-def _filesystem_message_ids(app) -> set[str]:
+def filesystem_message_ids(app) -> set[str]:
+    """Task ids of the messages waiting in the filesystem broker's folder (half-written ones skipped)."""
     folder = Path((app.conf.broker_transport_options or {}).get("data_folder_in", ""))
     ids: set[str] = set()
     for path in folder.glob("*.msg"):

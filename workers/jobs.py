@@ -42,9 +42,10 @@ def task_named(task_name: str):
     return current_app.tasks[task_name]
 
 
-def _send_job_message(job_id: int, task_name: str, task_id: str) -> bool:
-    """Send the job's Celery message (``broker.publish``: bounded, no retry); on failure leave
-    the job queued for the stale sweep."""
+def send_job_message(job_id: int, task_name: str, task_id: str) -> bool:
+    """Send the job's Celery message (``broker.publish``: bounded, no retry, because this runs
+    in web requests, which must not hang while the broker is down); on failure leave the job
+    queued for the stale sweep."""
     try:
         broker.publish(task_named(task_name), args=[job_id], task_id=task_id)
         return True
@@ -57,7 +58,7 @@ def _send_job_message(job_id: int, task_name: str, task_id: str) -> bool:
 def _schedule_send(job: Job) -> None:
     task_name = kinds.get(job.kind).task_name
     job_id, task_id = job.pk, job.celery_task_id
-    transaction.on_commit(lambda: _send_job_message(job_id, task_name, task_id))
+    transaction.on_commit(lambda: send_job_message(job_id, task_name, task_id))
 
 
 def enqueue(
@@ -108,7 +109,7 @@ def _copy_shards_for_retry(old: Job, new: Job) -> None:
     JobShard.objects.bulk_create(shards)
 
 
-def _revoke(task_ids: list[str]) -> None:
+def revoke_tasks(task_ids: list[str]) -> None:
     """Best effort: the task itself also refuses to run a job/shard that is no longer wanted."""
     from celery import current_app
 
@@ -152,7 +153,7 @@ def cancel(job: Job, user=None) -> Job:
     for child in locked.children.exclude(status__in=Job.FINISHED):
         cancel(child, user)
     _end_cancelled_if_nobody_runs_it(locked.pk)
-    transaction.on_commit(lambda: _revoke(revoke_ids))
+    transaction.on_commit(lambda: revoke_tasks(revoke_ids))
     locked.refresh_from_db()
     return locked
 

@@ -149,7 +149,7 @@ def _move_job_progress(job_id: int) -> None:
         )
 
 
-def _run_shard_work(kind: str, params: dict, movie_ids: list[int], progress) -> int:
+def run_shard_work(kind: str, params: dict, movie_ids: list[int], progress) -> int:
     return kinds.get(kind).shard_runner()(params, movie_ids, progress)
 
 
@@ -207,7 +207,7 @@ def run_shard(task, job_id: int, shard_id: int):
     outcome: dict[str, Any]
     try:
         with heartbeat_ticker(task, job_id, shard_id):
-            written = _run_shard_work(job.kind, job.params, shard.movie_ids, ShardProgress(job_id, shard_id))
+            written = run_shard_work(job.kind, job.params, shard.movie_ids, ShardProgress(job_id, shard_id))
         outcome = {"status": JobShard.Status.SUCCEEDED, "predictions_written": written, "error": ""}
     except JobCancelled:
         outcome = {"status": JobShard.Status.CANCELLED, "error": ""}

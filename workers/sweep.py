@@ -80,7 +80,7 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
       (idempotent); every other running job with no heartbeat and no live shard or child job
       is failed ("worker lost"), or ends cancelled when that was asked.
     """
-    from .jobs import _send_job_message
+    from .jobs import send_job_message
     from .sharding import account_shards
 
     grace_s = settings.GENREWEB_REQUEUE_GRACE_S if grace_s is None else grace_s
@@ -103,7 +103,7 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
         if claimed:
             job.refresh_from_db()
             append_log(job.pk, "message lost from the broker; re-sent by the stale-job sweep")
-            _send_job_message(job.pk, kinds.get(job.kind).task_name, job.celery_task_id)
+            send_job_message(job.pk, kinds.get(job.kind).task_name, job.celery_task_id)
             report.requeued_jobs.append(job.pk)
 
     running_predict = Q(job__status=Job.Status.RUNNING, job__kind__in=kinds.sharded_kinds())
@@ -168,7 +168,7 @@ def requeue_stale_jobs(grace_s: float | None = None, *, dry_run: bool = False) -
             ):
                 job.refresh_from_db()
                 append_log(job.pk, "its worker was lost; re-queued (this kind is idempotent)")
-                _send_job_message(job.pk, kinds.get(job.kind).task_name, job.celery_task_id)
+                send_job_message(job.pk, kinds.get(job.kind).task_name, job.celery_task_id)
                 report.requeued_jobs.append(job.pk)
             continue
         still_silent = lambda j: j.status == Job.Status.RUNNING and _silent(j, lost_cutoff)  # noqa: E731

@@ -198,7 +198,7 @@ class MovieWriter:
                 wanted_genres[rec.row] = None if rec.genres is None else self.genres.resolve(rec.genres, rec.row)
             except (IntegrityError, DataError) as exc:
                 wanted_genres[rec.row] = exc
-        existing = _Lookup.prefetch(records)
+        existing = ExistingMovies.prefetch(records)
         with delete_new_files_on_error(), transaction.atomic():
             for rec in records:
                 genres = wanted_genres[rec.row]
@@ -207,7 +207,7 @@ class MovieWriter:
                     continue
                 self._write_row(rec, genres, existing)
 
-    def _write_row(self, rec: MovieRecord, genres: list[Genre] | None, existing: _Lookup) -> None:
+    def _write_row(self, rec: MovieRecord, genres: list[Genre] | None, existing: ExistingMovies) -> None:
         for attempt in (1, 2):
             try:
                 with delete_new_files_on_error(), transaction.atomic():
@@ -218,7 +218,7 @@ class MovieWriter:
             except (IntegrityError, DataError) as exc:
                 if attempt == 1 and isinstance(exc, IntegrityError):
                     # Most likely a concurrent import inserted the same movie: look again.
-                    existing = _Lookup.fresh()
+                    existing = ExistingMovies.fresh()
                     continue
                 self.skip(rec.row, f"database refused the row: {exc}".strip()[:300], rec.where)
                 return
@@ -226,7 +226,7 @@ class MovieWriter:
             self.run.posters_stored += int(stored)
             return
 
-    def _upsert(self, rec: MovieRecord, genres: list[Genre] | None, existing: _Lookup) -> tuple[str, bool]:
+    def _upsert(self, rec: MovieRecord, genres: list[Genre] | None, existing: ExistingMovies) -> tuple[str, bool]:
         movie = existing.find(rec)
         values = _field_values(rec)
         created = movie is None
@@ -289,7 +289,7 @@ def _field_values(rec: MovieRecord) -> dict[str, Any]:
     return values
 
 
-class _Lookup:
+class ExistingMovies:
     """Existing movies for a batch, fetched in one query, plus their current label ids."""
 
     def __init__(self, movies: Iterable[Movie] | None) -> None:
@@ -315,7 +315,7 @@ class _Lookup:
             self.by_source[(movie.source, movie.source_id)] = movie
 
     @classmethod
-    def prefetch(cls, records: list[MovieRecord]) -> _Lookup:
+    def prefetch(cls, records: list[MovieRecord]) -> ExistingMovies:
         query = Q(pk__in=[])
         tmdb_ids = [r.tmdb_id for r in records if r.tmdb_id is not None]
         imdb_ids = [r.imdb_id for r in records if r.imdb_id]
@@ -332,7 +332,7 @@ class _Lookup:
         return cls(Movie.objects.filter(query))
 
     @classmethod
-    def fresh(cls) -> _Lookup:
+    def fresh(cls) -> ExistingMovies:
         lookup = cls([])
         lookup.prefetched = False
         return lookup

@@ -134,7 +134,7 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _precompute_features(data_dir, min_genre_count, seed, cache_dir, device, encoder: str, threads=None) -> dict:
+def precompute_features(data_dir, min_genre_count, seed, cache_dir, device, encoder: str, threads=None) -> dict:
     """Cold extraction of one frozen encoder's features for train+val (what fit would do)."""
     _set_threads(threads)
     from .registry import get_config
@@ -180,7 +180,7 @@ def _run_model(name: str, data_dir, min_genre_count, seed, cache_dir, device, ov
     decisions = apply_thresholds(test_probs, model.thresholds, min_one=True)
     y_test = labels_matrix(parts["test"], len(genres))
     metrics = evaluate(y_test, test_probs, decisions, genres)
-    by_source = _metrics_by_source(data_dir, parts["test"], y_test, test_probs, decisions, genres)
+    by_source = metrics_by_source(data_dir, parts["test"], y_test, test_probs, decisions, genres)
 
     # Throughput from raw overview + poster file, no feature cache, encoders already loaded.
     sample = parts["test"][: THROUGHPUT_SAMPLE["cuda" if model.device.startswith("cuda") else "cpu"]]
@@ -215,7 +215,7 @@ def _run_model(name: str, data_dir, min_genre_count, seed, cache_dir, device, ov
     }
 
 
-def _metrics_by_source(data_dir, test, y_test, probs, decisions, genres) -> dict:
+def metrics_by_source(data_dir, test, y_test, probs, decisions, genres) -> dict:
     """Test metrics per data source: a check that a model does not only fit one source's style."""
     rows, _ = load_devset(data_dir)
     source = {r["id"]: r["source"] for r in rows}
@@ -310,7 +310,7 @@ def run_benchmark(
         if encoder in needed:
             key = f"{encoder}/{device}/seed{seed}/min{min_genre_count}"
             print(f"extracting {encoder} features...", flush=True)
-            info = call(_precompute_features, data_dir, min_genre_count, seed, cache_dir, device, encoder, threads)
+            info = call(precompute_features, data_dir, min_genre_count, seed, cache_dir, device, encoder, threads)
             if info["cached"] == 0:
                 recorded[key] = {**info, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
                 cold_file.write_text(json.dumps(recorded, indent=1))

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from base.progress import Progress, report, scaled
+
 from .config import ModelConfig
 from .contracts import Example, ImageLimits
 from .data import labels_matrix
@@ -86,7 +88,7 @@ def fit(
     cache_dir: str | None = None,
     store=None,
     checkpoint_dir: str | None = None,
-    progress: Callable[[str, float], None] | None = None,
+    progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     image_limits: ImageLimits | None = None,
 ) -> TrainedModel:
@@ -96,7 +98,6 @@ def fit(
     ``cache_dir`` is shorthand for a FolderStore there): with a warm store no encoder runs."""
     config = get_config(config)
     log = log or (lambda line: None)
-    report = progress or (lambda message, fraction: None)
     if not genres:
         raise ValueError("fit needs at least one genre")
     if not train or not val:
@@ -127,8 +128,8 @@ def fit(
     fingerprints: dict[str, dict] = {}
     if frozen:
         t0 = time.perf_counter()
-        train_arrays = parts.frozen_arrays(train, progress=lambda m, f: report(f"{m} (train)", 0.25 * f))
-        val_arrays = parts.frozen_arrays(val, progress=lambda m, f: report(f"{m} (val)", 0.25 + 0.05 * f))
+        train_arrays = parts.frozen_arrays(train, progress=scaled(_labelled(progress, "train"), 0.0, 0.25))
+        val_arrays = parts.frozen_arrays(val, progress=scaled(_labelled(progress, "val"), 0.25, 0.30))
         timings["features_s"] = time.perf_counter() - t0
         fingerprints = {
             k: parts.frozen.fingerprint_record(k)
@@ -238,6 +239,7 @@ def fit(
             count += len(target)
             base = 0.3 if frozen else 0.0
             report(
+                progress,
                 f"epoch {epoch + 1}/{config.epochs}",
                 base + (0.95 - base) * (epoch + (step + 1) / max(n_batches, 1)) / config.epochs,
             )
@@ -292,7 +294,7 @@ def fit(
         model.load_state_dict(best_state)
     timings["train_s"] = time.perf_counter() - t_train
 
-    report("tuning thresholds", 0.96)
+    report(progress, "tuning thresholds", 0.96)
     trained = TrainedModel(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
     )
@@ -308,8 +310,15 @@ def fit(
     log(
         f"done in {timings['total_s']:.1f}s; best epoch {best_epoch}, val micro-F1 ({config.early_stop_thresholds} thresholds): {best_f1:.4f}"
     )
-    report("done", 1.0)
+    report(progress, "done", 1.0)
     return trained
+
+
+def _labelled(progress: Progress | None, part: str) -> Progress | None:
+    """``progress`` with `` (part)`` appended to each message (train / val features)."""
+    if progress is None:
+        return None
+    return lambda message, fraction: progress(f"{message} ({part})", fraction)
 
 
 def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from base.progress import Progress, scaled
 
 from .config import ModelConfig
 from .contracts import Example, ImageLimits
@@ -16,8 +16,6 @@ from .families import encoder
 from .features import FrozenFeatures
 from .model import GenreModel
 from .thresholds import apply_thresholds
-
-Progress = Callable[[str, float], None]
 
 
 def auto_num_workers(config: ModelConfig, device: str) -> int:
@@ -105,8 +103,7 @@ class InputParts:
         frozen_text = text is not None and not text.featuriser
         if progress and frozen_text and cfg.has_image:
             # Text then images, each on its own half, so a job's progress never goes backwards.
-            text_progress = lambda message, f: progress(message, 0.5 * f)  # noqa: E731
-            image_progress = lambda message, f: progress(message, 0.5 + 0.5 * f)  # noqa: E731
+            text_progress, image_progress = scaled(progress, 0.0, 0.5), scaled(progress, 0.5, 1.0)
         if text is not None and text.featuriser:
             arrays["text_feat"] = self.text_state.transform([ex.text for ex in examples])
         elif frozen_text:

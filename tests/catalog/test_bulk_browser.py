@@ -10,34 +10,10 @@ import io
 import pytest
 
 from catalog.models import ChangeSet, Genre, Movie
-from tests.factories import PASSWORD, make_movie, make_user
+from tests.browser import log_in as shared_log_in
+from tests.factories import make_movie, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
-
-
-@pytest.fixture
-def page(chromium_path, live_server, monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls between browser steps
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        tab = context.new_page()
-        tab.set_default_timeout(45_000)
-        yield tab
-        context.close()
-        browser.close()
 
 
 @pytest.fixture
@@ -57,11 +33,7 @@ def names(movie) -> set[str]:
 
 
 def log_in(page, live_server) -> None:
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("input[name=username]", "lena")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    shared_log_in(page, live_server, "lena")
 
 
 def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, catalog):

@@ -152,18 +152,18 @@ def test_person_curated_labels_survive_reimport(tmp_path, make_image):
 def test_a_person_saving_after_the_batch_was_read_keeps_the_labels(tmp_path, make_image, monkeypatch):
     """The writer reads a batch's movies before writing them; a person's save landing in
     between is seen under the row lock and kept (deterministic form of the Postgres race in
-    tests/web/test_label_races.py)."""
+    tests/catalog/test_label_races.py)."""
     folder = write_folder(tmp_path / "set", THREE, make_image)
     run_import("csv", {"path": str(folder)})
     movie = Movie.objects.get(tmdb_id=49026)
-    real_prefetch = import_writer._Lookup.prefetch.__func__
+    real_prefetch = import_writer.ExistingMovies.prefetch.__func__
 
     def prefetch_then_a_person_saves(cls, records):
         lookup = real_prefetch(cls, records)
         set_labels(movie, [Genre.objects.get(name="Drama")], origin=LabelOrigin.PERSON, reason="by hand")
         return lookup
 
-    monkeypatch.setattr(import_writer._Lookup, "prefetch", classmethod(prefetch_then_a_person_saves))
+    monkeypatch.setattr(import_writer.ExistingMovies, "prefetch", classmethod(prefetch_then_a_person_saves))
     write_folder(
         folder, THREE[:2] + [devset_row(49026, "The Dark Knight Rises", "Action|Horror", year="2012")], make_image
     )

@@ -160,7 +160,7 @@ def test_the_queue_form_offers_the_source_and_checks_its_params(
     jsonl_source, movies_jsonl, staff_client, monkeypatch, tmp_path, django_capture_on_commit_callbacks
 ):
     sent = []
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: sent.append(args))
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: sent.append(args))
     page = staff_client.get(reverse("workers:jobs"))
     assert ("jsonl", "JSON lines file") in page.context["form"].fields["import-source"].choices
     assert '<option value="jsonl">JSON lines file</option>' in page.content.decode()

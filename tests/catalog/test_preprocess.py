@@ -442,14 +442,14 @@ def test_concurrent_run_that_finished_first_wins(movie_with_poster, make_image, 
     from catalog import poster_processing
 
     _, poster = movie_with_poster(make_image(300, 450))
-    real_apply = poster_processing._apply_poster_updates
+    real_apply = poster_processing.apply_poster_updates
 
     def other_run_finishes_first(pending, counts):
-        monkeypatch.setattr(poster_processing, "_apply_poster_updates", real_apply)
+        monkeypatch.setattr(poster_processing, "apply_poster_updates", real_apply)
         preprocess_posters()  # the "other" run, on the same poster
         real_apply(pending, counts)
 
-    monkeypatch.setattr(poster_processing, "_apply_poster_updates", other_run_finishes_first)
+    monkeypatch.setattr(poster_processing, "apply_poster_updates", other_run_finishes_first)
     summary = preprocess_posters()
     poster.refresh_from_db()
     assert summary["posters"]["changed"] == 0  # our update lost the race

@@ -130,7 +130,7 @@ def test_metrics_by_source_scores_each_source_on_its_own_genres(devset):
     decisions[kaggle] = ~decisions[kaggle]
     probs[kaggle] = 1 - probs[kaggle]
 
-    by_source = benchmark._metrics_by_source(devset, movies, y, probs, decisions, genres)
+    by_source = benchmark.metrics_by_source(devset, movies, y, probs, decisions, genres)
     assert set(by_source) == {"kaggle", "tmdb"}
     assert by_source["kaggle"]["n"] == 30 and by_source["tmdb"]["n"] == 30
     assert by_source["tmdb"]["micro_f1"] == 1.0 and by_source["tmdb"]["roc_auc_macro"] == 1.0
@@ -140,7 +140,7 @@ def test_metrics_by_source_scores_each_source_on_its_own_genres(devset):
 @pytest.mark.slow
 def test_feature_extraction_benchmark_encodes_then_serves_from_cache(devset, tmp_path):
     cache = str(tmp_path / "cache")
-    first = benchmark._precompute_features(devset, 3, 0, cache, "cpu", "efficientnet_lite0", threads=1)
+    first = benchmark.precompute_features(devset, 3, 0, cache, "cpu", "efficientnet_lite0", threads=1)
     assert first["encoder"] == "efficientnet_lite0" and first["n"] > 0 and first["cached"] < first["n"]
-    again = benchmark._precompute_features(devset, 3, 0, cache, "cpu", "efficientnet_lite0", threads=1)
+    again = benchmark.precompute_features(devset, 3, 0, cache, "cpu", "efficientnet_lite0", threads=1)
     assert again["cached"] == again["n"]

@@ -122,7 +122,7 @@ def test_job_finished_and_model_promoted_are_raised(
     from workers.models import Job
 
     endpoint_for("http://127.0.0.1:9/a", events_=[events.JOB_FINISHED, events.MODEL_PROMOTED])
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         job = enqueue("preprocess", {})
     with django_capture_on_commit_callbacks(execute=True):
         assert finish_job(job.pk, Job.Status.FAILED, error="disk full\nmore")

@@ -1,7 +1,8 @@
 """Faults that tests inject into a real worker process (never loaded in production).
 
 A worker started with ``DJANGO_SETTINGS_MODULE=tests.workers.worker_settings`` installs this
-app; its ``ready()`` wraps two service calls so that a test can make them slow or fail, on
+app; its ``ready()`` wraps two public service calls (``ml.services.inference.predict_movies``,
+``catalog.importers.run_import``) so that a test can make them slow or fail, on
 command, through a JSON file (``GENREWEB_TEST_FAULTS_FILE``) the test rewrites while the
 worker runs (``set_faults``). Read at every call:
 
@@ -43,18 +44,18 @@ class FaultsConfig(AppConfig):
 
     def ready(self) -> None:
         import catalog.importers
-        from workers import sharding
+        from ml.services import inference
 
-        shard_work = sharding._run_shard_work
+        predictions = inference.predict_movies
         run_import = catalog.importers.run_import
 
-        def faulty_shard_work(kind, params, movie_ids, progress):
+        def faulty_predictions(model_version_id, movie_ids, **kwargs):
             faults = current_faults()
             if faults.get("shard_delay_s"):
                 time.sleep(float(faults["shard_delay_s"]))
             if faults.get("fail_movie_id") in movie_ids:
                 raise RuntimeError(f"injected failure (test fault: a shard with movie {faults['fail_movie_id']})")
-            return shard_work(kind, params, movie_ids, progress)
+            return predictions(model_version_id, movie_ids, **kwargs)
 
         def slow_import(source, params, *, progress=None, **kwargs):
             delay = float(current_faults().get("import_progress_delay_s") or 0)
@@ -67,5 +68,5 @@ class FaultsConfig(AppConfig):
 
             return run_import(source, params, progress=progress, **kwargs)
 
-        sharding._run_shard_work = faulty_shard_work
+        inference.predict_movies = faulty_predictions  # the shard task looks it up at each call
         catalog.importers.run_import = slow_import

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
+from tests.browser import log_in
 from tests.factories import make_user
-from tests.web.test_browser import log_in, page  # noqa: F401  (the shared Chromium page fixture)
 from workers.models import Job
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def staff(db, monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)  # no broker needed
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: None)  # no broker needed
     return make_user("sam", staff=True)
 
 

@@ -35,7 +35,7 @@ def devset(roots, tmp_path):
 
 @pytest.fixture
 def clients(monkeypatch):
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: None)
     staff, labeler = Client(), Client()
     staff.force_login(make_user("sam", staff=True))
     labeler.force_login(make_user("lena"))

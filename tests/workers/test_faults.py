@@ -76,7 +76,9 @@ def start_worker(tmp_path, faults):
 
     yield start
     for worker in workers:
-        worker.stop()
+        # The test is over: SIGKILL (a warm shutdown waits for a task that may sleep on a fault).
+        worker.kill()
+        worker.stop()  # closes the log
 
 
 # Fault tests keep Redis's production visibility timeout (8 h): lost work must come back
@@ -307,6 +309,7 @@ def _restart_redis() -> float:
 
 
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="needs this machine's redis-server to restart it")
+@pytest.mark.restarts_redis  # other test processes keep off Redis meanwhile (tests/conftest.py)
 def test_redis_restarted_while_jobs_are_queued(start_worker, csv_folder):
     folder = str(csv_folder(5))
     # The sweep runs every 2 s in the worker and treats messages missing for 3 s as lost.

@@ -58,7 +58,7 @@ def test_one_secrets_list_and_one_masking_function():
 
 
 def test_a_job_cancelled_while_queued_keeps_no_credentials(django_capture_on_commit_callbacks):
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         with django_capture_on_commit_callbacks(execute=True):
             job = enqueue("import", {"source": "tmdb", "api_key": "SECRET-TMDB-KEY", "limit": 5})
     assert Job.objects.get(pk=job.pk).params["api_key"] == "SECRET-TMDB-KEY"  # needed while queued
@@ -191,7 +191,7 @@ def test_cancel_ends_a_running_job_at_once_when_nobody_runs_it_and_retry_works_a
     job = _running(silent_for_s=600)
     cancelled = cancel(job)
     assert cancelled.status == "cancelled" and cancelled.finished_at
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         again = retry(cancelled)
     assert again.status == "queued" and again.retry_of_id == job.pk
 

@@ -31,7 +31,7 @@ def staff_client(client):
 @pytest.fixture
 def sent(monkeypatch):
     messages = []
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: messages.append(args))
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: messages.append(args))
     return messages
 
 

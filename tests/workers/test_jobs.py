@@ -81,7 +81,7 @@ def test_valid_params_are_cleaned(tmp_path):
 
 def test_enqueue_creates_a_queued_job_and_sends_only_after_commit(django_capture_on_commit_callbacks):
     user = get_user_model().objects.create_user("staff", password="x")
-    with mock.patch("workers.jobs._send_job_message") as send:
+    with mock.patch("workers.jobs.send_job_message") as send:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             job = enqueue("snapshot", {"seed": 3}, user)
         assert send.call_count == 0  # nothing sent before the transaction commits
@@ -95,7 +95,7 @@ def test_enqueue_creates_a_queued_job_and_sends_only_after_commit(django_capture
 
 
 def test_gpu_kinds_go_to_the_gpu_queue(django_capture_on_commit_callbacks):
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         assert enqueue("retrain", {"config": "tfidf-linear"}).queue == "gpu"
 
 
@@ -114,7 +114,7 @@ def test_a_broker_that_is_down_leaves_the_job_queued_for_the_sweep(django_captur
 def test_anonymous_user_is_recorded_as_nobody(django_capture_on_commit_callbacks):
     from django.contrib.auth.models import AnonymousUser
 
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         assert enqueue("snapshot", {}, AnonymousUser()).requested_by is None
 
 
@@ -122,7 +122,7 @@ def test_anonymous_user_is_recorded_as_nobody(django_capture_on_commit_callbacks
 
 
 def _queued(kind="snapshot", params=None) -> Job:
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         return enqueue(kind, params or {})
 
 
@@ -134,7 +134,7 @@ def test_a_job_is_claimed_once():
 
 def test_cancel_a_queued_job_marks_it_and_the_task_refuses_it():
     job = _queued()
-    with mock.patch("workers.jobs._revoke"):
+    with mock.patch("workers.jobs.revoke_tasks"):
         cancelled = cancel(job)
     assert cancelled.status == "cancelled" and cancelled.finished_at
     assert claim_job(job.pk) is None
@@ -184,7 +184,7 @@ def test_retry_refuses_unfinished_jobs_and_copies_params():
         retry(job)
     Job.objects.filter(pk=job.pk).update(status="failed")
     job.refresh_from_db()
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         again = retry(job)
     assert again.pk != job.pk and again.retry_of == job
     assert again.params == {"seed": 5} and again.status == "queued"
@@ -222,11 +222,11 @@ def test_transient_database_errors_are_retried_with_backoff(eager_celery, django
 
     calls = []
 
-    def flaky(options, user, progress):
+    def flaky(**options):
         calls.append(1)
         raise OperationalError("server closed the connection unexpectedly")
 
-    with mock.patch("workers.runners._build_snapshot", side_effect=flaky):
+    with mock.patch("ml.services.snapshots.build_snapshot", side_effect=flaky):
         with django_capture_on_commit_callbacks(execute=True):
             job = enqueue("snapshot", {})
     job.refresh_from_db()
@@ -248,7 +248,7 @@ def test_sweep_resends_queued_jobs_whose_message_vanished(settings):
     in_broker.refresh_from_db()
     with (
         mock.patch("workers.broker.broker_message_ids", return_value={in_broker.celery_task_id}),
-        mock.patch("workers.jobs._send_job_message") as send,
+        mock.patch("workers.jobs.send_job_message") as send,
     ):
         assert requeue_stale_jobs(grace_s=60, dry_run=True).requeued_jobs == [lost.pk]
         send.assert_not_called()
@@ -278,7 +278,7 @@ def test_requeue_stale_jobs_command(capsys):
     Job.objects.filter(pk=job.pk).update(enqueued_at=timezone.now() - timedelta(hours=1))
     with (
         mock.patch("workers.broker.broker_message_ids", return_value=set()),
-        mock.patch("workers.jobs._send_job_message"),
+        mock.patch("workers.jobs.send_job_message"),
     ):
         call_command("requeue_stale_jobs", "--grace", "60", "--dry-run")
         assert Job.objects.get(pk=job.pk).enqueued_at < timezone.now() - timedelta(minutes=30)
@@ -322,7 +322,7 @@ def test_filesystem_broker_messages_are_found_by_task_id(tmp_path):
     (tmp_path / "3_c.gpu.msg").write_text("{not json")  # half-written or taken: ignored
     app = mock.Mock()
     app.conf.broker_transport_options = {"data_folder_in": str(tmp_path)}
-    assert broker._filesystem_message_ids(app) == {"task-1", "task-2"}
+    assert broker.filesystem_message_ids(app) == {"task-1", "task-2"}
 
 
 def test_benchmark_command_refuses_unusable_setups(settings):

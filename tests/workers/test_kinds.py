@@ -108,7 +108,7 @@ def test_a_registered_kind_is_offered_by_the_form_and_the_api(word_count_kind, c
         and "checked" in html.split('name="wordcount-lower"')[0][-200:] + (html.split('name="wordcount-lower"')[1][:80])
     )
     sent = []
-    monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: sent.append(args))
+    monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: sent.append(args))
     refused = client.post("/jobs/", {"kind": "wordcount", "wordcount-text": "  ", "wordcount-min_length": "0"})
     assert refused.status_code == 200 and not Job.objects.exists()
     form = refused.context["form"]
@@ -121,7 +121,7 @@ def test_a_registered_kind_is_offered_by_the_form_and_the_api(word_count_kind, c
     assert queued.status_code == 302 and job.params == {"text": "a bb ccc", "min_length": 2, "lower": True}
 
     # The API takes the same parameters through the same schema.
-    with mock.patch("workers.jobs._send_job_message"):
+    with mock.patch("workers.jobs.send_job_message"):
         created = client.post(
             "/api/jobs/", {"kind": "wordcount", "params": {"text": "a b"}}, content_type="application/json"
         )
@@ -147,7 +147,7 @@ def test_a_kind_without_a_schema_is_one_json_field_of_the_form(client, django_us
         staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
         client.force_login(staff)
         assert 'name="echo-params"' in client.get("/jobs/").content.decode()
-        monkeypatch.setattr("workers.jobs._send_job_message", lambda *args: None)
+        monkeypatch.setattr("workers.jobs.send_job_message", lambda *args: None)
         refused = client.post("/jobs/", {"kind": "echo", "echo-params": '{"text": " "}'})
         assert refused.context["form"].errors["echo-params"] == ["text: Must be some text."]
         client.post("/jobs/", {"kind": "echo", "echo-params": '{"text": "hi"}'})

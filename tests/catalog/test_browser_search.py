@@ -7,13 +7,14 @@ import re
 
 import pytest
 
-from .test_browser import card_titles, log_in, page  # noqa: F401  (the shared Chromium page fixture)
+from tests.browser import card_titles, log_in
+
 from .test_search_pages import big_catalog  # noqa: F401  (named movies + 330 fillers)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def first_card(page) -> str:  # noqa: F811
+def first_card(page) -> str:
     return page.locator(".card .title").first.inner_text()
 
 

@@ -1,27 +1,23 @@
-"""Issue 8, "nobody gets what is not theirs": tokens, login attempts, predict limits.
+"""Issue 8, "nobody gets what is not theirs": tokens and login attempts (the predict limits:
+tests/ml/test_predict_limits.py).
 
 - API tokens can be revoked by their owner and stop working after GENREWEB_TOKEN_TTL_HOURS;
   the "My account" page shows, creates and revokes them.
 - Failed logins are throttled per username and per client IP, without locking out others.
-- The HTML predict page shares the API's "predict" rate.
-- Ad-hoc prediction uploads have their own, lower pixel limit, checked before decoding.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
-from rest_framework.throttling import SimpleRateThrottle
 
-from tests.factories import PASSWORD, api_client_for, image_bytes
+from tests.factories import PASSWORD
 
 # --- tokens ----------------------------------------------------------------------------------
 
@@ -106,33 +102,3 @@ def test_failed_logins_are_throttled_per_address(labeler, staff, settings):
         login(sprayer, f"user{n}", "guess")
     assert login(sprayer, "sam", PASSWORD).status_code == 429
     assert login(Client(REMOTE_ADDR="198.51.100.3"), "sam", PASSWORD).status_code == 302
-
-
-# --- predict limits ----------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_the_predict_page_shares_the_api_predict_rate(labeler_client, labeler, world, monkeypatch):
-    monkeypatch.setitem(SimpleRateThrottle.THROTTLE_RATES, "predict", "3/min")
-    codes = [labeler_client.post(reverse("ml:predict"), {"overview": "a ghost story"}).status_code for _ in range(3)]
-    assert 429 not in codes
-    assert labeler_client.post(reverse("ml:predict"), {"overview": "again"}).status_code == 429
-    # Same counters as the API: no way around the limit through the other door.
-    assert api_client_for(labeler).post("/api/predict/", {"overview": "x"}, format="json").status_code == 429
-
-
-@pytest.mark.django_db
-@pytest.mark.slow  # decodes a 40-megapixel upload
-def test_prediction_uploads_have_their_own_pixel_limit(labeler_client, labeler, world, settings):
-    settings.GENREWEB_UPLOAD_MAX_PIXELS = 12_000_000
-    data = image_bytes(8000, 5000, colour=(200, 30, 30), fmt="PNG")  # 40 megapixels in ~150 KB: seconds to decode
-    api = api_client_for(labeler)
-    started = time.process_time()
-    response = api.post(
-        "/api/predict/", {"poster": SimpleUploadedFile("big.png", data, "image/png")}, format="multipart"
-    )
-    spent = time.process_time() - started
-    assert response.status_code in (400, 413) and "12,000,000" in str(response.json()["poster"])
-    page = labeler_client.post(reverse("ml:predict"), {"poster": SimpleUploadedFile("big.png", data, "image/png")})
-    assert "12,000,000" in str(page.context["form"].errors["poster"])
-    assert spent < 1.0, f"rejected from the header, without decoding ({spent:.2f} s CPU)"

@@ -7,12 +7,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .test_browser import log_in, page  # noqa: F401  (the shared Chromium page fixture)
+from tests.browser import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def block_non_local_requests(page) -> list[str]:  # noqa: F811
+def block_non_local_requests(page) -> list[str]:
     """Aborts every request to a host other than the live server's; returns the blocked URLs."""
     blocked: list[str] = []
 
@@ -28,7 +28,7 @@ def block_non_local_requests(page) -> list[str]:  # noqa: F811
     return blocked
 
 
-def test_api_docs_render_the_operations_offline(page, live_server, labeler):  # noqa: F811
+def test_api_docs_render_the_operations_offline(page, live_server, labeler):
     blocked = block_non_local_requests(page)
     log_in(page, live_server, "lena")
     page.goto(f"{live_server.url}/api/docs/")
@@ -40,7 +40,7 @@ def test_api_docs_render_the_operations_offline(page, live_server, labeler):  # 
     assert blocked == []
 
 
-def answer_next_dialog(page, accept: bool) -> list[str]:  # noqa: F811
+def answer_next_dialog(page, accept: bool) -> list[str]:
     """Answers the next confirm() and returns the list its question lands in."""
     questions: list[str] = []
 
@@ -52,7 +52,7 @@ def answer_next_dialog(page, accept: bool) -> list[str]:  # noqa: F811
     return questions
 
 
-def test_cancel_job_asks_first(page, live_server, staff):  # noqa: F811
+def test_cancel_job_asks_first(page, live_server, staff):
     from workers.models import Job
 
     job = Job.objects.create(kind="preprocess", requested_by=staff, celery_task_id="browser-test")
@@ -73,7 +73,7 @@ def test_cancel_job_asks_first(page, live_server, staff):  # noqa: F811
     assert page.text_content("#job-status").strip() == "Cancelled"
 
 
-def test_promote_asks_first(page, live_server, staff, world):  # noqa: F811
+def test_promote_asks_first(page, live_server, staff, world):
     from ml.models import ModelVersion
     from ml.services.registry import production_version
 

@@ -1,5 +1,6 @@
-"""Web/API fixtures: users per role, and a tiny catalog with a promoted model version,
-its evaluation and predictions. Everything is generated here (no real data)."""
+"""Shared fixtures (a plugin loaded by tests/conftest.py): users per role and their clients,
+and a tiny catalog with a promoted model version, its evaluation and predictions. Everything
+is generated here (no real data)."""
 
 from __future__ import annotations
 
