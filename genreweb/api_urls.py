@@ -10,8 +10,15 @@ from rest_framework.routers import DefaultRouter
 
 from base.auth import TokenView
 from catalog.api import GenreViewSet
-from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
-from workers.api import JobViewSet
+from ml.api import (
+    LabelIssueViewSet,
+    LabelReviewViewSet,
+    ModelVersionViewSet,
+    MovieViewSet,
+    PredictionViewSet,
+    PredictView,
+)
+from workers.api import AuditRunViewSet, JobViewSet
 
 router = DefaultRouter()
 router.register("genres", GenreViewSet, basename="genre")
@@ -19,6 +26,9 @@ router.register("movies", MovieViewSet, basename="movie")
 router.register("jobs", JobViewSet, basename="job")
 router.register("model-versions", ModelVersionViewSet, basename="modelversion")
 router.register("predictions", PredictionViewSet, basename="prediction")
+router.register("audits", AuditRunViewSet, basename="auditrun")
+router.register("label-issues", LabelIssueViewSet, basename="labelissue")
+router.register("reviews", LabelReviewViewSet, basename="labelreview")
 
 urlpatterns = [
     path("predict/", PredictView.as_view(), name="api-predict"),

@@ -90,6 +90,7 @@ IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN = (
     "predict",
     "retrain",
 )
+AUDIT_LABELS = "audit_labels"
 
 KINDS: dict[str, JobKind] = {}
 
@@ -276,6 +277,16 @@ for _kind in (
         hard_time_limit_s=7 * HOUR,
         form_fields=("config",),
         description="config, optional snapshot options, shard_size",
+    ),
+    JobKind(
+        AUDIT_LABELS,
+        "Audit labels (out-of-fold label issues)",
+        validate="ml.services.audit:audit_param_errors",
+        run="workers.runners:run_audit_labels",
+        queue=GPU_QUEUE,
+        hard_time_limit_s=2 * HOUR,
+        form_fields=("config",),
+        description="optional config (a frozen-encoder preset), folds (default 5), seed",
     ),
 ):
     register(_kind)

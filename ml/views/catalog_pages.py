@@ -12,9 +12,19 @@ from catalog.views import CatalogView, MovieView
 from catalog.views import RelabelView as CatalogRelabelView
 
 from ..models import ModelVersion, Prediction
+from ..services.audit import refresh_issues
 from ..services.inference import refresh_disagreements
 from ..services.registry import production_version
-from ..services.review import OPINIONS, filter_movies_by_opinion, is_unsure
+from ..services.review import AUDIT_QUEUES, OPINIONS, filter_movies_by_opinion, filter_movies_by_queue, is_unsure
+
+# The catalog's audit filter (?audit=...): membership of an audit queue, the same query the
+# review queues and the API use. "errors" is the "label issues" filter.
+AUDIT_FILTER_CHOICES = [
+    ("", "any audit result"),
+    ("errors", "label issues"),
+    ("unlabeled", "unlabeled, with suggestions"),
+    ("uncertain", "model unsure (audit)"),
+]
 
 
 def score_rows(prediction: Prediction, version: ModelVersion, label_names: set[str]) -> list[dict]:
@@ -39,6 +49,7 @@ class ModelFilterForm(forms.Form):
         required=False,
         choices=[("", "any model opinion"), *((o, f"model {o}") for o in OPINIONS)],
     )
+    audit = forms.ChoiceField(required=False, choices=AUDIT_FILTER_CHOICES)
 
 
 class BrowseView(CatalogView):
@@ -47,7 +58,11 @@ class BrowseView(CatalogView):
     def extend_movies(self, movies, filter_form):
         self.version = production_version()
         self.model_form = ModelFilterForm(self.request.GET or None)
-        wanted = self.model_form.cleaned_data.get("model") if self.model_form.is_valid() else ""
+        valid = self.model_form.is_valid()
+        wanted = self.model_form.cleaned_data.get("model") if valid else ""
+        queue = self.model_form.cleaned_data.get("audit") if valid else ""
+        if queue in AUDIT_QUEUES:
+            movies = filter_movies_by_queue(movies, queue)
         if wanted and self.version is None:
             self.note = "No production model yet, so the model filter matches nothing."
             return movies.none()
@@ -95,3 +110,4 @@ class RelabelView(CatalogRelabelView):
 
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
+        refresh_issues([movie.pk])
