@@ -29,7 +29,7 @@ Progress = Callable[[str, float], None]
 MISSING, WRONG = "missing", "wrong"
 # L2 strengths tried for the logistic head; the one with the best out-of-fold log loss on
 # the given labels wins (no knowledge of which labels are wrong is used).
-DEFAULT_L2_GRID = (3e-3, 1e-2, 3e-2)
+DEFAULT_L2_GRID = (1e-4, 1e-3, 1e-2)
 # L2 of the weights from a movie's other labels to each genre's logit (see fit_head).
 LABEL_L2 = 1e-3
 
@@ -66,8 +66,8 @@ class AuditResult:
 
 def assign_folds(y: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     """Fold index per row, stratified on each row's rarest label: movies are ordered by the
-    frequency of their rarest genre (shuffled within) and dealt round-robin, so every
-    genre, rare ones included, is spread evenly over the folds."""
+    frequency of their rarest genre, then by label set (shuffled within) and dealt
+    round-robin, so every genre, rare ones included, is spread evenly over the folds."""
     y = np.asarray(y, dtype=bool)
     n = len(y)
     if folds < 2:
@@ -77,7 +77,10 @@ def assign_folds(y: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     counts = y.sum(axis=0)
     rarest = np.where(y.any(axis=1), np.where(y, counts[None, :], np.inf).min(axis=1), np.inf)
-    order = np.lexsort((rng.random(n), rarest))
+    # within a stratum, movies with the same label set sit together, so dealing round-robin
+    # also spreads their other genres
+    signature = np.unique(y, axis=0, return_inverse=True)[1].ravel() if n else np.zeros(0)
+    order = np.lexsort((rng.random(n), signature, rarest))
     out = np.empty(n, dtype=np.int64)
     out[order] = np.arange(n) % folds
     # rotate so fold sizes do not always favour fold 0 for the commonest stratum
