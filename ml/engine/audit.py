@@ -29,7 +29,7 @@ Progress = Callable[[str, float], None]
 MISSING, WRONG = "missing", "wrong"
 # L2 strengths tried for the logistic head; the one with the best out-of-fold log loss on
 # the given labels wins (no knowledge of which labels are wrong is used).
-DEFAULT_L2_GRID = (1e-4, 1e-3, 1e-2)
+DEFAULT_L2_GRID = (1e-3, 1e-2, 3e-2)
 # L2 of the weights from a movie's other labels to each genre's logit (see fit_head).
 LABEL_L2 = 1e-3
 
@@ -56,6 +56,7 @@ class AuditResult:
     flagged: np.ndarray  # [n, k] bool: a label issue found by confident learning (labeled movies only)
     quality: np.ndarray  # [n, k] cleanlab per-class label quality (0 = surely wrong .. 1 = surely right)
     uncertainty: np.ndarray  # [n] expected number of wrong genre decisions at the thresholds
+    disagrees: np.ndarray = None  # [n, k] bool: labeled movie whose thresholded decision differs from the label
     l2: float = 0.0
     timings: dict = field(default_factory=dict)
 
@@ -265,6 +266,7 @@ def audit(
     thresholds = tune_thresholds(y[labeled], probs[labeled])
     report("confident learning", 0.92)
     flagged, quality = find_issues(y, probs, labeled, thresholds)
+    disagrees = ((probs >= np.asarray(thresholds)[None, :]) != y) & labeled[:, None]
     timings["issues_s"] = time.perf_counter() - t1
     report("audit done", 1.0)
     return AuditResult(
@@ -276,6 +278,7 @@ def audit(
         flagged=flagged,
         quality=quality,
         uncertainty=expected_errors(probs, thresholds),
+        disagrees=disagrees,
         l2=l2,
         timings=timings,
     )
@@ -284,23 +287,25 @@ def audit(
 def ranked_pairs(result: AuditResult, y: np.ndarray) -> np.ndarray:
     """Every (row, genre) of a labeled movie, most likely wrong first: [m, 2] indices.
 
-    Flagged issues come first (by quality, lowest first), then all other pairs by quality, so
-    the whole ranking can be scored (precision at k, PR-AUC)."""
+    The likely-label-errors queue's pairs come first (lowest label quality first, the queue's
+    order), then every other pair by quality, so the whole ranking can be scored."""
     rows = np.flatnonzero(result.labeled)
     r, c = np.meshgrid(rows, np.arange(len(result.genres)), indexing="ij")
     r, c = r.ravel(), c.ravel()
     q = result.quality[r, c]
-    f = result.flagged[r, c]
+    f = queue_issues(result)[r, c]
     order = np.lexsort((c, r, q, ~f))
     return np.stack([r[order], c[order]], axis=1)
 
 
-# The "likely label errors" queue holds a flagged issue only where the model gives the
-# current label at most this much probability (cleanlab's self-confidence quality): the
-# flagged set alone covers over half of a noisy catalog such as the devset.
+# The "likely label errors" queue holds a (movie, genre) whose out-of-fold decision
+# disagrees with the label and whose label quality (cleanlab's per-class self-confidence:
+# the probability the model gives the current label) is at most this. Confident learning's
+# flagged set alone covers over half of a noisy catalog such as the devset; on a small or
+# very clean catalog its rounded noise-rate estimate can leave a 1 % label unflagged.
 QUEUE_MAX_QUALITY = 0.05
 
 
 def queue_issues(result: AuditResult, max_quality: float = QUEUE_MAX_QUALITY) -> np.ndarray:
-    """[n, k] bool: the flagged issues confident enough for the likely-label-errors queue."""
-    return result.flagged & (result.quality <= max_quality)
+    """[n, k] bool: the issues confident enough for the likely-label-errors queue."""
+    return result.disagrees & (result.quality <= max_quality)

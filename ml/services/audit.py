@@ -63,6 +63,9 @@ DEFAULT_FOLDS = 5
 # A movie whose label set a person reviewed comes back to "likely label errors" only when a
 # later audit flags it this confidently (cleanlab quality of the reviewed label at most this).
 REVIEWED_RETURN_MAX_QUALITY = 0.01
+# Label quality at most this puts a disagreeing (movie, genre) in "likely label errors"
+# (ml.engine.audit.QUEUE_MAX_QUALITY; chosen so the devset queue holds under 10 %).
+QUEUE_MAX_QUALITY = 0.05
 BATCH = 1000
 
 
@@ -173,7 +176,7 @@ def run_audit(
         timings["audit_s"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
         report(progress, "storing issues", 0.9)
-        counts = _store(run, ids, versions, genres, y, result, queue_issues(result))
+        counts = _store(run, ids, versions, genres, y, result, queue_issues(result, QUEUE_MAX_QUALITY))
         timings["store_s"] = round(time.perf_counter() - mark, 3)
         run.counts = {**counts, "l2": result.l2}
         run.genres = names

@@ -90,6 +90,7 @@ def test_no_movie_is_scored_by_a_head_that_saw_it(monkeypatch):
     assert probs.shape == y.shape and ((probs >= 0) & (probs <= 1)).all()
 
 
+@pytest.mark.slow
 def test_planted_errors_are_found_and_ranked_first():
     x, y = synthetic()
     noisy, planted = plant(y)
@@ -111,6 +112,7 @@ def test_planted_errors_are_found_and_ranked_first():
         assert above == (not noisy[r, c])
 
 
+@pytest.mark.slow
 def test_clean_labels_give_few_issues():
     x, y = synthetic(seed=5)
     result = engine_audit.audit(x, y, y.any(axis=1), GENRES, folds=5)

@@ -162,10 +162,12 @@ class Command(BaseCommand):
         for cutoff in sorted({0.02, QUEUE_MAX_QUALITY, 0.1, 0.2}):
             queued = queue_issues(result, cutoff)
             hit = {(int(r), int(c)) for r, c in np.argwhere(queued)} & truth
+            also_flagged = int((queued & result.flagged).sum())
             self.stdout.write(
                 f"queue at quality <= {cutoff:g}{' (default)' if cutoff == QUEUE_MAX_QUALITY else ''}: "
                 f"{int(queued.sum())} issues on {int(queued.any(axis=1).sum())} movies "
-                f"({queued.any(axis=1).mean():.1%}), {len(hit)} injected ({len(hit) / max(int(queued.sum()), 1):.3f})"
+                f"({queued.any(axis=1).mean():.1%}), {len(hit)} injected ({len(hit) / max(int(queued.sum()), 1):.3f}); "
+                f"{also_flagged} also flagged by confident learning"
             )
         per_genre = Counter(genres[c] for _, c in found)
         injected_genre = Counter(genres[c] for _, c in truth)
