@@ -354,6 +354,10 @@ SPECTACULAR_SETTINGS = {
         "PosterStatusEnum": "catalog.models.Poster.Status",
         "LabelOriginEnum": "catalog.models.LabelOrigin",
         "LabelSetOriginEnum": "catalog.models.LABEL_SET_ORIGINS",
+        "JobKindEnum": "workers.kinds.kind_choices",
+        "LabelIssueKindEnum": "ml.models.LabelIssue.Kind",
+        "LabelIssueResolutionEnum": "ml.models.LabelIssue.Resolution",
+        "ReviewVerdictEnum": "ml.models.LabelReview.Verdict",
     },
 }
 

@@ -125,6 +125,7 @@ def test_the_built_in_kinds_keep_their_tasks_queues_and_limits():
         "evaluate": ("workers.run_evaluate", "gpu", 3600, False),
         "predict": ("workers.start_batch_predict", "default", 600, True),
         "retrain": ("workers.run_retrain", "gpu", 7 * 3600, False),
+        "audit_labels": ("workers.run_audit_labels", "gpu", 2 * 3600, False),
     }
     found = {}
     for name, kind in kinds.KINDS.items():
