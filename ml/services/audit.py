@@ -61,11 +61,14 @@ def _frozen_features(config, examples, *, cache_dir: str | None = None, progress
 DEFAULT_CONFIG = "minilm+effnet-logreg"
 DEFAULT_FOLDS = 5
 # A movie whose label set a person reviewed comes back to "likely label errors" only when a
-# later audit flags it this confidently (cleanlab quality of the reviewed label at most this).
-REVIEWED_RETURN_MAX_QUALITY = 0.01
-# Label quality at most this puts a disagreeing (movie, genre) in "likely label errors"
-# (ml.engine.audit.QUEUE_MAX_QUALITY; chosen so the devset queue holds under 10 %).
-QUEUE_MAX_QUALITY = 0.05
+# later audit contradicts that set with high confidence: a queued genre with a margin of at
+# least this, and stronger by REVIEWED_RETURN_GAIN than the evidence the reviewer saw (an
+# audit that repeats what was dismissed agrees with the review).
+REVIEWED_RETURN_MIN_MARGIN = 0.9
+REVIEWED_RETURN_GAIN = 0.05
+# A flagged (movie, genre) with at least this margin is in "likely label errors"
+# (ml.engine.audit.QUEUE_MIN_MARGIN; chosen so the devset queue holds under 10 %).
+QUEUE_MIN_MARGIN = 0.6
 BATCH = 1000
 
 
@@ -176,7 +179,7 @@ def run_audit(
         timings["audit_s"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
         report(progress, "storing issues", 0.9)
-        counts = _store(run, ids, versions, genres, y, result, queue_issues(result, QUEUE_MAX_QUALITY))
+        counts = _store(run, ids, versions, genres, y, result, queue_issues(result, QUEUE_MIN_MARGIN))
         timings["store_s"] = round(time.perf_counter() - mark, 3)
         run.counts = {**counts, "l2": result.l2}
         run.genres = names
@@ -223,6 +226,13 @@ def _covering_reviews(ids, versions) -> dict[int, LabelReview]:
 def _store(run, ids, versions, genres, y, result, queued) -> dict:
     decisions = result.probs >= result.thresholds[None, :]
     covered = _covering_reviews(ids, versions)
+    seen = {  # the evidence each covering review was made against
+        (i.movie_id, i.genre_id, i.kind): i.margin
+        for i in LabelIssue.objects.filter(
+            movie_id__in=list(covered), audit_id__in={r.audit_id for r in covered.values() if r.audit_id}
+        ).only("movie_id", "genre_id", "kind", "margin", "audit_id")
+        if covered[i.movie_id].audit_id == i.audit_id
+    }
     now = timezone.now()
     scores, issues = [], []
     per_genre: dict[str, int] = {}
@@ -242,7 +252,13 @@ def _store(run, ids, versions, genres, y, result, queued) -> dict:
             kind = LabelIssue.Kind.WRONG if y[i, j] else LabelIssue.Kind.MISSING
             in_queue = bool(queued[i, j])
             review = covered.get(pk)
-            resolved = review is not None and not (in_queue and result.quality[i, j] <= REVIEWED_RETURN_MAX_QUALITY)
+            margin = float(result.margin[i, j])
+            contradicts = (
+                in_queue
+                and margin >= REVIEWED_RETURN_MIN_MARGIN
+                and margin >= seen.get((pk, genres[j].pk, kind), -1.0) + REVIEWED_RETURN_GAIN
+            )
+            resolved = review is not None and not contradicts
             if in_queue:
                 per_genre[genres[j].name] = per_genre.get(genres[j].name, 0) + 1
             issues.append(
@@ -254,6 +270,7 @@ def _store(run, ids, versions, genres, y, result, queued) -> dict:
                     flagged=bool(result.flagged[i, j]),
                     queued=in_queue,
                     quality=float(result.quality[i, j]),
+                    margin=float(result.margin[i, j]),
                     probability=float(row[j]),
                     threshold=float(result.thresholds[j]),
                     resolution=LabelIssue.Resolution.REVIEWED if resolved else "",

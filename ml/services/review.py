@@ -114,7 +114,7 @@ def queue_issues(queue: str, audit) -> QuerySet:
 
 def audit_queue_movies(queue: str, audit=None) -> QuerySet:
     """Movies in an audit queue, in queue order; none before the first audit."""
-    from django.db.models import Max, Min
+    from django.db.models import Max
 
     from catalog.models import Movie
     from ml.models import AuditScore, LabelIssue, LabelReview
@@ -128,13 +128,14 @@ def audit_queue_movies(queue: str, audit=None) -> QuerySet:
         open_issues = LabelIssue.objects.filter(audit=audit, queued=True, resolution="", movie=OuterRef("pk"))
         return (
             Movie.objects.filter(Exists(open_issues))
+            .annotate(flagged=Exists(open_issues.filter(flagged=True)))
             .annotate(
-                worst=Min(
-                    "label_issues__quality",
+                worst=Max(
+                    "label_issues__margin",
                     filter=models_q(label_issues__audit=audit, label_issues__queued=True, label_issues__resolution=""),
                 )
             )
-            .order_by("worst", "pk")
+            .order_by("-flagged", "-worst", "pk")
         )
     if queue == "unlabeled":
         open_issues = LabelIssue.objects.filter(audit=audit, resolution="", movie=OuterRef("pk"))

@@ -50,9 +50,6 @@ def fake_features(monkeypatch):
         return features_for(examples)
 
     monkeypatch.setattr(audit_service, "_frozen_features", frozen)
-    # a 170-movie catalog is regularised harder than the devset: its clear errors score a
-    # little above the devset's cut-off
-    monkeypatch.setattr(audit_service, "QUEUE_MAX_QUALITY", 0.1)
     return calls
 
 
@@ -108,7 +105,7 @@ def test_audit_run_records_and_finds_the_planted_errors(catalog, fake_features, 
     assert set(queue_titles("unlabeled")) == {"New 0", "New 1"}
     issue = LabelIssue.objects.get(audit=run, movie=catalog["Missing Drama"], genre__name="Drama")
     assert issue.evidence().startswith("missing: Drama 0.") and "(threshold 0." in issue.evidence()
-    assert issue.queued and issue.probability >= issue.threshold and issue.quality <= 0.1
+    assert issue.queued and issue.probability >= issue.threshold and issue.margin >= audit_service.QUEUE_MIN_MARGIN
     new_issue = LabelIssue.objects.get(audit=run, movie=catalog["New 0"])
     assert new_issue.genre.name == "Horror" and new_issue.kind == "missing" and not new_issue.queued
 
@@ -212,10 +209,7 @@ def test_labels_are_right_leaves_and_does_not_return_on_an_agreeing_audit(catalo
     # a re-audit on the same labels agrees (same issue, not more confident than the return cutoff)
     second = audit_service.run_audit(folds=4)
     issue = LabelIssue.objects.get(audit=second, movie=extra, genre__name="Action")
-    if issue.quality > audit_service.REVIEWED_RETURN_MAX_QUALITY:
-        assert issue.resolution == "reviewed" and "Extra Action" not in queue_titles("errors")
-    else:  # contradicted with high confidence: it comes back
-        assert "Extra Action" in queue_titles("errors")
+    assert issue.queued and issue.resolution == "reviewed" and "Extra Action" not in queue_titles("errors")
     # others are still there
     assert "Missing Drama" in queue_titles("errors")
 
@@ -224,11 +218,15 @@ def test_a_reviewed_movie_returns_when_a_later_audit_is_very_sure(catalog, fake_
     audit_service.run_audit(folds=4)
     extra = catalog["Extra Action"]
     _act(client_for(people["labeler"]), "errors", extra, action="confirm")
-    monkeypatch.setattr(audit_service, "REVIEWED_RETURN_MAX_QUALITY", 1.0)  # every queued issue is "very sure"
+    # the same evidence again agrees with the review
+    audit_service.run_audit(folds=4)
+    assert "Extra Action" not in queue_titles("errors")
+    monkeypatch.setattr(audit_service, "REVIEWED_RETURN_MIN_MARGIN", 0.0)  # every queued issue is "very sure"
+    monkeypatch.setattr(audit_service, "REVIEWED_RETURN_GAIN", -1.0)  # and stronger than what was seen
     audit_service.run_audit(folds=4)
     assert "Extra Action" in queue_titles("errors")
     # labels changed since the review: the review no longer covers the set either
-    monkeypatch.setattr(audit_service, "REVIEWED_RETURN_MAX_QUALITY", 0.0)
+    monkeypatch.setattr(audit_service, "REVIEWED_RETURN_MIN_MARGIN", 2.0)
     audit_service.run_audit(folds=4)
     assert "Extra Action" not in queue_titles("errors")
     set_labels(extra, [Genre.objects.get(name="Comedy"), Genre.objects.get(name="Action")], origin=LabelOrigin.PERSON)

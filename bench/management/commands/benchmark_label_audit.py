@@ -18,7 +18,7 @@ from collections import Counter
 import numpy as np
 from django.core.management.base import BaseCommand
 
-from ml.engine.audit import MISSING, QUEUE_MAX_QUALITY, WRONG, audit, queue_issues, ranked_pairs
+from ml.engine.audit import MISSING, QUEUE_MIN_MARGIN, WRONG, audit, queue_issues, ranked_pairs
 from ml.engine.contracts import Example
 from ml.engine.data import labels_matrix
 
@@ -136,7 +136,12 @@ class Command(BaseCommand):
         )
         audit_s = time.perf_counter() - t1
         truth = set(injected)
-        figures = {"audit (out-of-fold + cleanlab)": ranking_figures(ranked_pairs(result, noisy), truth)}
+        figures = {
+            "audit (out-of-fold, cleanlab flags, margin order)": ranking_figures(ranked_pairs(result, noisy), truth)
+        }
+        quality_order = np.argsort(np.where(result.labeled[:, None], result.quality, np.inf).ravel(), kind="stable")
+        rows, cols = np.divmod(quality_order[: int(result.labeled.sum()) * len(genres)], len(genres))
+        figures["audit, cleanlab quality order"] = ranking_figures(np.stack([rows, cols], axis=1), truth)
         if not opts["no_baseline"]:
             t2 = time.perf_counter()
             order = todays_ranking(config, genres, examples, noisy, x, cache_dir, opts["seed"])
@@ -159,15 +164,14 @@ class Command(BaseCommand):
             f"{len(found & truth)} of them injected (precision {len(found & truth) / max(len(found), 1):.3f}, "
             f"recall {len(found & truth) / max(len(truth), 1):.3f}); L2 {result.l2:g}"
         )
-        for cutoff in sorted({0.02, QUEUE_MAX_QUALITY, 0.1, 0.2}):
+        for cutoff in sorted({0.4, 0.5, QUEUE_MIN_MARGIN, 0.7, 0.8}):
             queued = queue_issues(result, cutoff)
             hit = {(int(r), int(c)) for r, c in np.argwhere(queued)} & truth
-            also_flagged = int((queued & result.flagged).sum())
+
             self.stdout.write(
-                f"queue at quality <= {cutoff:g}{' (default)' if cutoff == QUEUE_MAX_QUALITY else ''}: "
+                f"queue at margin >= {cutoff:g}{' (default)' if cutoff == QUEUE_MIN_MARGIN else ''}: "
                 f"{int(queued.sum())} issues on {int(queued.any(axis=1).sum())} movies "
-                f"({queued.any(axis=1).mean():.1%}), {len(hit)} injected ({len(hit) / max(int(queued.sum()), 1):.3f}); "
-                f"{also_flagged} also flagged by confident learning"
+                f"({queued.any(axis=1).mean():.1%}), {len(hit)} injected ({len(hit) / max(int(queued.sum()), 1):.3f})"
             )
         per_genre = Counter(genres[c] for _, c in found)
         injected_genre = Counter(genres[c] for _, c in truth)
