@@ -320,7 +320,7 @@ def ranked_pairs(result: AuditResult, y: np.ndarray) -> np.ndarray:
 # half of a noisy catalog such as the devset, and on a small clean catalog its rounded
 # noise-rate estimate can miss a clear error; the margin cut-off keeps the devset queue
 # under 10 %.
-QUEUE_MIN_MARGIN = 0.6
+QUEUE_MIN_MARGIN = 0.8
 
 
 def queue_issues(result: AuditResult, min_margin: float = QUEUE_MIN_MARGIN) -> np.ndarray:

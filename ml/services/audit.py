@@ -68,7 +68,7 @@ REVIEWED_RETURN_MIN_MARGIN = 0.9
 REVIEWED_RETURN_GAIN = 0.05
 # A flagged (movie, genre) with at least this margin is in "likely label errors"
 # (ml.engine.audit.QUEUE_MIN_MARGIN; chosen so the devset queue holds under 10 %).
-QUEUE_MIN_MARGIN = 0.6
+QUEUE_MIN_MARGIN = 0.8
 BATCH = 1000
 
 

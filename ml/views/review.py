@@ -167,7 +167,9 @@ def _audit_items(queue: str, audit, movies):
     for issue in queue_issues(queue, audit).filter(movie__in=[m.pk for m in movies]).select_related("genre"):
         by_movie.setdefault(issue.movie_id, []).append(issue)
     for movie in movies:
-        issues = sorted(by_movie.get(movie.pk, []), key=lambda i: (not i.queued, not i.flagged, -i.margin, i.genre.name))
+        issues = sorted(
+            by_movie.get(movie.pk, []), key=lambda i: (not i.queued, not i.flagged, -i.margin, i.genre.name)
+        )
         movie.suggestions = issues
         movie.add_suggestions = [i for i in issues if i.kind == LabelIssue.Kind.MISSING]
         movie.remove_suggestions = [i for i in issues if i.kind == LabelIssue.Kind.WRONG]

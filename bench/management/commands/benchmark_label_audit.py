@@ -164,7 +164,7 @@ class Command(BaseCommand):
             f"{len(found & truth)} of them injected (precision {len(found & truth) / max(len(found), 1):.3f}, "
             f"recall {len(found & truth) / max(len(truth), 1):.3f}); L2 {result.l2:g}"
         )
-        for cutoff in sorted({0.4, 0.5, QUEUE_MIN_MARGIN, 0.7, 0.8}):
+        for cutoff in sorted({0.6, 0.7, QUEUE_MIN_MARGIN, 0.9}):
             queued = queue_issues(result, cutoff)
             hit = {(int(r), int(c)) for r, c in np.argwhere(queued)} & truth
 
@@ -173,22 +173,31 @@ class Command(BaseCommand):
                 f"{int(queued.sum())} issues on {int(queued.any(axis=1).sum())} movies "
                 f"({queued.any(axis=1).mean():.1%}), {len(hit)} injected ({len(hit) / max(int(queued.sum()), 1):.3f})"
             )
-        per_genre = Counter(genres[c] for _, c in found)
+        per_genre = Counter(genres[c] for _, c in np.argwhere(queue_issues(result)))
         injected_genre = Counter(genres[c] for _, c in truth)
         counts = y.sum(axis=0)
         self.stdout.write(
-            "per genre (labels / injected / flagged): "
+            "per genre (labels / injected / in the queue): "
             + ", ".join(f"{g} {int(counts[j])}/{injected_genre[g]}/{per_genre[g]}" for j, g in enumerate(genres))
         )
-        unsure = int((result.uncertainty >= 1.0).sum())
-        self.stdout.write(f"model unsure (expected wrong genre decisions >= 1): {unsure} movies")
+        from ml.services.review import UNSURE_MIN_EXPECTED_ERRORS
+
+        for cutoff in sorted({2.0, UNSURE_MIN_EXPECTED_ERRORS, 4.0}):
+            unsure = int((result.uncertainty >= cutoff).sum())
+            self.stdout.write(
+                f"model unsure at expected wrong genre decisions >= {cutoff:g}"
+                f"{' (default)' if cutoff == UNSURE_MIN_EXPECTED_ERRORS else ''}: {unsure} movies ({unsure / len(examples):.1%})"
+            )
         self.stdout.write(
             f"wall time: features {features_s:.1f}s, audit {audit_s:.1f}s "
             f"(cross-fit {result.timings['cross_fit_s']:.1f}s, confident learning {result.timings['issues_s']:.1f}s)"
             + (f", today's ranking {baseline_s:.1f}s" if not opts["no_baseline"] else "")
         )
-        if len(figures) == 2:
-            a, b = figures.values()
+        if not opts["no_baseline"]:
+            a, b = (
+                figures["audit (out-of-fold, cleanlab flags, margin order)"],
+                figures["today (in-sample disagreement)"],
+            )
             ratio = a["pr_auc"] / max(b["pr_auc"], 1e-9)
             self.stdout.write(
                 f"targets: p@100 {a['p@100']:.3f} (>= {TARGET_P100}), PR-AUC {a['pr_auc']:.3f} (>= {TARGET_PR_AUC}), "
