@@ -348,3 +348,18 @@ def test_api_permissions_and_schema(catalog, fake_features, people):
     schema = staff.get("/api/schema/").content.decode()
     for path in ("/api/label-issues/", "/api/reviews/", "/api/audits/"):
         assert path in schema
+
+
+def test_audit_labels_command(catalog, fake_features):
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    call_command("audit_labels", "--folds", "4", stdout=out)
+    text = out.getvalue()
+    assert "in the likely-label-errors queue" in text and "(minilm+effnet-logreg, 4 folds)" in text
+    assert AuditRun.objects.get().folds == 4
+    with pytest.raises(CommandError, match="frozen"):
+        call_command("audit_labels", "--config", "tfidf-linear")
