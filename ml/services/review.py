@@ -336,3 +336,43 @@ def apply_review(
             review = _close_item(movie, user, audit, verdict)
     movie.refresh_from_db(fields=["label_version", "label_source", "missing_genres"])
     return ReviewOutcome(action, added, removed, review, movie.label_version)
+
+
+def review_progress(days: int = 30) -> dict:
+    """The review progress page: reviews and fixes per day and per person, open items per
+    queue, and agreement where two people reviewed the same movie (same label set)."""
+    from django.db.models import Count, Q
+    from django.db.models.functions import TruncDate
+
+    from ml.models import LabelReview
+
+    closing = LabelReview.objects.exclude(verdict=LabelReview.Verdict.SKIPPED)
+    per_day = list(
+        closing.annotate(day=TruncDate("created_at"))
+        .values("day")
+        .annotate(reviewed=Count("id"), fixed=Count("id", filter=Q(verdict=LabelReview.Verdict.FIXED)))
+        .order_by("-day")[:days]
+    )
+    per_person = list(
+        closing.values("user__username")
+        .annotate(reviewed=Count("id"), fixed=Count("id", filter=Q(verdict=LabelReview.Verdict.FIXED)))
+        .order_by("-reviewed", "user__username")
+    )
+    latest: dict[int, dict[int, tuple]] = {}
+    for movie_id, user_id, labels in closing.order_by("created_at", "id").values_list("movie_id", "user_id", "labels"):
+        latest.setdefault(movie_id, {})[user_id] = tuple(sorted(labels))
+    pairs = agreeing = 0
+    for by_user in latest.values():
+        sets = list(by_user.values())
+        for i in range(len(sets)):
+            for j in range(i + 1, len(sets)):
+                pairs += 1
+                agreeing += sets[i] == sets[j]
+    return {
+        "per_day": per_day,
+        "per_person": per_person,
+        "open": {AUDIT_QUEUES[q]: n for q, n in audit_queue_counts().items()},
+        "pairs": pairs,
+        "agreement": agreeing / pairs if pairs else None,
+        "movies_reviewed_twice": sum(1 for by_user in latest.values() if len(by_user) > 1),
+    }

@@ -316,3 +316,10 @@ def _stale(request, queue: str, movie, stale):
         return HttpResponseRedirect(reverse("movie", args=[movie.pk]))
     ctx = view.get_context_data(queue=queue, position=position)
     return render(request, view.template_name, ctx, status=409)
+
+
+@reader_required
+def review_progress_page(request):
+    from ..services.review import review_progress
+
+    return render(request, "ml/review_progress.html", {"progress": review_progress(), "queues": AUDIT_QUEUES})

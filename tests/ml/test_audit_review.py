@@ -363,3 +363,24 @@ def test_audit_labels_command(catalog, fake_features):
     assert AuditRun.objects.get().folds == 4
     with pytest.raises(CommandError, match="frozen"):
         call_command("audit_labels", "--config", "tfidf-linear")
+
+
+def test_review_progress_page(catalog, fake_features, people):
+    audit_service.run_audit(folds=4)
+    lena, otto = client_for(people["labeler"]), client_for(people["other"])
+    extra = catalog["Extra Action"]
+    _act(lena, "errors", extra, action="confirm")
+    _act(otto, "errors", extra, action="confirm")  # agrees with lena (same set)
+    missing = catalog["Missing Drama"]
+    _act(lena, "errors", missing, action="accept_all")
+    _act(otto, "errors", catalog["Wrong Comedy"], action="skip")
+    page = lena.get(reverse("ml:review_progress"))
+    progress = page.context["progress"]
+    assert {r["user__username"]: (r["reviewed"], r["fixed"]) for r in progress["per_person"]} == {
+        "lena": (2, 1),
+        "otto": (1, 0),
+    }
+    assert progress["per_day"][0]["reviewed"] == 3 and progress["per_day"][0]["fixed"] == 1
+    assert progress["pairs"] == 1 and progress["agreement"] == 1.0 and progress["movies_reviewed_twice"] == 1
+    assert progress["open"]["Likely label errors"] == len(queue_titles("errors"))
+    assert "agree in 100 %" in page.content.decode()
