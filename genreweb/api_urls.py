@@ -10,9 +10,17 @@ from rest_framework.routers import DefaultRouter
 
 from base.auth import TokenView
 from catalog.api import GenreViewSet
-from ml.api import ChangeSetViewSet, ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
+from ml.api import (
+    ChangeSetViewSet,
+    LabelIssueViewSet,
+    LabelReviewViewSet,
+    ModelVersionViewSet,
+    MovieViewSet,
+    PredictionViewSet,
+    PredictView,
+)
 from webhooks.api import DeliveryViewSet, EndpointViewSet
-from workers.api import JobViewSet
+from workers.api import AuditRunViewSet, JobViewSet
 
 router = DefaultRouter()
 router.register("genres", GenreViewSet, basename="genre")
@@ -23,6 +31,9 @@ router.register("model-versions", ModelVersionViewSet, basename="modelversion")
 router.register("predictions", PredictionViewSet, basename="prediction")
 router.register("webhooks", EndpointViewSet, basename="webhook")
 router.register("webhook-deliveries", DeliveryViewSet, basename="webhookdelivery")
+router.register("audits", AuditRunViewSet, basename="auditrun")
+router.register("label-issues", LabelIssueViewSet, basename="labelissue")
+router.register("reviews", LabelReviewViewSet, basename="labelreview")
 
 urlpatterns = [
     path("predict/", PredictView.as_view(), name="api-predict"),

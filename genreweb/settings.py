@@ -374,7 +374,10 @@ SPECTACULAR_SETTINGS = {
         "LabelOriginEnum": "catalog.models.LabelOrigin",
         "LabelSetOriginEnum": "catalog.models.LABEL_SET_ORIGINS",
         "ChangeSetKindEnum": "catalog.models.ChangeSet.Kind",
-        "KindEnum": "workers.kinds.kind_choices",  # job kinds (the table; a callable)
+        "JobKindEnum": "workers.kinds.kind_choices",
+        "LabelIssueKindEnum": "ml.models.LabelIssue.Kind",
+        "LabelIssueResolutionEnum": "ml.models.LabelIssue.Resolution",
+        "ReviewVerdictEnum": "ml.models.LabelReview.Verdict",
     },
 }
 

@@ -20,13 +20,19 @@ from base.text_input import JSONParser
 from catalog import api as catalog_api
 from catalog.images import ImageRejected, read_upload
 
-from .models import Evaluation, GenreMetric, ModelVersion, Prediction
+from .models import AuditRun, Evaluation, GenreMetric, LabelIssue, LabelReview, ModelVersion, Prediction
+from .services.audit import refresh_issues
 from .services.inference import refresh_disagreements
 from .services.registry import production_version, promote
 from .services.review import (
+    AUDIT_QUEUES,
     OPINIONS,
+    REVIEW_ACTIONS,
     UNSURE_MIN,
+    ReviewRefused,
+    apply_review,
     filter_movies_by_opinion,
+    filter_movies_by_queue,
     filter_predictions_by_opinion,
     headline_evaluation,
 )
@@ -306,9 +312,22 @@ MODEL_FILTER_PARAMETER = OpenApiParameter(
     description="movies where the production model disagrees with the labels / is unsure",
 )
 
+AUDIT_FILTER_PARAMETER = OpenApiParameter(
+    "audit",
+    str,
+    enum=list(AUDIT_QUEUES),
+    description="movies in a queue of the latest label audit: errors (label issues), unlabeled, uncertain",
+)
+MODEL_PARAMETERS = [*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER, AUDIT_FILTER_PARAMETER]
+
 
 def filter_by_model_opinion(movies, params):
-    """The ``model`` filter of the movie list, its export and bulk change sets."""
+    """The ``model`` and ``audit`` filters of the movie list, its export and bulk change sets."""
+    queue = params.get("audit")
+    if queue:
+        if queue not in AUDIT_QUEUES:
+            raise serializers.ValidationError({"audit": f"Must be {' or '.join(AUDIT_QUEUES)}."})
+        movies = filter_movies_by_queue(movies, queue)
     wanted = params.get("model")
     if not wanted:
         return movies
@@ -318,14 +337,14 @@ def filter_by_model_opinion(movies, params):
 
 
 @extend_schema_view(
-    export_csv=extend_schema(parameters=[*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER]),
-    export_json=extend_schema(parameters=[*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER]),
+    export_csv=extend_schema(parameters=MODEL_PARAMETERS),
+    export_json=extend_schema(parameters=MODEL_PARAMETERS),
 )
 class MovieViewSet(catalog_api.MovieViewSet):
-    """Catalog movies plus the production model: ``model=disagrees|unsure`` filters (list and
-    export) and a review-queue refresh after label changes."""
+    """Catalog movies plus the models: ``model=disagrees|unsure`` and ``audit=<queue>`` filters
+    (list and export) and a review-queue refresh after label changes."""
 
-    @extend_schema(parameters=[*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER])
+    @extend_schema(parameters=MODEL_PARAMETERS)
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
 
@@ -334,15 +353,248 @@ class MovieViewSet(catalog_api.MovieViewSet):
 
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
+        refresh_issues([movie.pk])
 
 
 class ChangeSetViewSet(catalog_api.ChangeSetViewSet):
-    """Bulk change sets whose filter may use the ``model`` opinion too; queues refreshed."""
+    """Bulk change sets whose filter may use the ``model`` and ``audit`` filters too; queues
+    and label issues refreshed after each batch."""
 
-    filter_params = catalog_api.ChangeSetViewSet.filter_params | {"model"}
+    filter_params = catalog_api.ChangeSetViewSet.filter_params | {"model", "audit"}
 
     def filter_movies(self, movies, params):
         return filter_by_model_opinion(movies, params)
 
     def labels_changed(self, movie_ids):
         refresh_disagreements(movie_ids)
+        refresh_issues(movie_ids)
+
+
+# --- Label audit: runs, issues, reviews -------------------------------------------------------
+
+
+class AuditRunSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
+    class Meta:
+        model = AuditRun
+        fields = [
+            "id",
+            "config_name",
+            "folds",
+            "seed",
+            "data_hash",
+            "status",
+            "genres",
+            "thresholds",
+            "counts",
+            "timings",
+            "duration_s",
+            "error",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class AuditRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Label audits, newest first. Staff start one through workers (an audit_labels job):
+    workers.api extends this viewset with ``create``."""
+
+    permission_classes = [IsStaffForWrite]
+    queryset = AuditRun.objects.all()
+    serializer_class = AuditRunSerializer
+
+
+class LabelIssueSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
+    genre = serializers.CharField(source="genre.name", read_only=True)
+    movie_title = serializers.CharField(source="movie.title", read_only=True)
+    evidence = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = LabelIssue
+        fields = [
+            "id",
+            "audit",
+            "movie",
+            "movie_title",
+            "genre",
+            "kind",
+            "flagged",
+            "queued",
+            "quality",
+            "margin",
+            "probability",
+            "threshold",
+            "evidence",
+            "resolution",
+            "resolved_by",
+            "resolved_at",
+        ]
+        read_only_fields = fields
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("audit", int, description="issues of this audit (default: the latest succeeded one)"),
+        OpenApiParameter("movie", int),
+        OpenApiParameter("genre", str, description="genre name"),
+        OpenApiParameter("kind", str, enum=list(LabelIssue.Kind.values)),
+        OpenApiParameter(
+            "queue",
+            str,
+            enum=list(AUDIT_QUEUES),
+            description="only the open suggestions of the movies in an audit queue (latest audit)",
+        ),
+        OpenApiParameter("open", bool, description="only open (true) or only resolved (false) issues"),
+    ]
+)
+class LabelIssueViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Per (movie, genre) label issues of an audit, most likely wrong first (by margin)."""
+
+    permission_classes = [IsLabelerOrAnonymousRead]
+    serializer_class = LabelIssueSerializer
+
+    def get_queryset(self):
+        from .services.audit import latest_audit
+        from .services.review import audit_queue_movies, queue_issues
+
+        issues = LabelIssue.objects.select_related("genre", "movie").order_by("-margin", "id")
+        if self.action != "list":
+            return issues
+        params = self.request.query_params
+        for name in ("audit", "movie"):
+            if params.get(name) and not params[name].isdigit():
+                raise serializers.ValidationError({name: f"Must be an id, got {params[name]!r}."})
+        queue = params.get("queue", "")
+        if queue and queue not in AUDIT_QUEUES:
+            raise serializers.ValidationError({"queue": f"Must be {' or '.join(AUDIT_QUEUES)}."})
+        kind = params.get("kind")
+        if kind and kind not in LabelIssue.Kind.values:
+            raise serializers.ValidationError({"kind": f"Must be {' or '.join(LabelIssue.Kind.values)}."})
+        audit = AuditRun.objects.filter(pk=int(params["audit"])).first() if params.get("audit") else latest_audit()
+        if audit is None:
+            return issues.none()
+        if queue:
+            issues = (
+                queue_issues(queue, audit)
+                .filter(movie__in=audit_queue_movies(queue, audit).values("pk"))
+                .select_related("genre", "movie")
+                .order_by("-margin", "id")
+            )
+        else:
+            issues = issues.filter(audit=audit)
+        if params.get("movie"):
+            issues = issues.filter(movie_id=int(params["movie"]))
+        if params.get("genre"):
+            issues = issues.filter(genre__name=params["genre"])
+        if kind:
+            issues = issues.filter(kind=kind)
+        flag = params.get("open")
+        if flag in ("1", "true"):
+            issues = issues.filter(resolution="")
+        elif flag in ("0", "false"):
+            issues = issues.exclude(resolution="")
+        return issues
+
+
+class LabelReviewSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LabelReview
+        fields = ["id", "movie", "user", "audit", "label_version", "labels", "verdict", "created_at"]
+        read_only_fields = fields
+
+
+class ReviewActionSerializer(serializers.Serializer):
+    movie = serializers.IntegerField(min_value=1)
+    action = serializers.ChoiceField(choices=REVIEW_ACTIONS)
+    queue = serializers.ChoiceField(choices=list(AUDIT_QUEUES), default="errors")
+    label_version = serializers.IntegerField(
+        required=False, allow_null=True, min_value=0, help_text="the label version the reviewer saw (all but skip)"
+    )
+    genre = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=64, help_text="accept / reject: one genre"
+    )
+    genres = serializers.ListField(
+        child=serializers.CharField(max_length=64),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="edit: the new set of genre names",
+    )
+
+
+class ReviewResultSerializer(serializers.Serializer):
+    action = serializers.CharField()
+    added = serializers.ListField(child=serializers.CharField())
+    removed = serializers.ListField(child=serializers.CharField())
+    label_version = serializers.IntegerField()
+    review = LabelReviewSerializer(allow_null=True)
+
+
+@extend_schema(parameters=[OpenApiParameter("movie", int), OpenApiParameter("user", int)])
+class LabelReviewViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Review records; POST performs a review action on an audit-queue item (labelers)."""
+
+    permission_classes = [IsLabelerOrAnonymousRead]
+    serializer_class = LabelReviewSerializer
+
+    def get_queryset(self):
+        reviews = LabelReview.objects.order_by("-created_at", "-id")
+        if self.action != "list":
+            return reviews
+        params = self.request.query_params
+        for name in ("movie", "user"):
+            value = params.get(name)
+            if value:
+                if not value.isdigit():
+                    raise serializers.ValidationError({name: f"Must be an id, got {value!r}."})
+                reviews = reviews.filter(**{f"{name}_id": int(value)})
+        return reviews
+
+    @extend_schema(
+        request=ReviewActionSerializer,
+        responses={200: ReviewResultSerializer, **error_responses(400, 404, 409)},
+    )
+    def create(self, request):
+        from catalog.labels import StaleLabels
+        from catalog.models import Genre, Movie
+
+        data = ReviewActionSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        movie = Movie.objects.filter(pk=v["movie"]).first()
+        if movie is None:
+            return Response({"detail": "No such movie."}, status=status.HTTP_404_NOT_FOUND)
+        genres = None
+        if v["action"] == "edit":
+            names = list(dict.fromkeys(v["genres"] or []))
+            genres = list(Genre.objects.filter(name__in=names))
+            unknown = sorted(set(names) - {g.name for g in genres})
+            if unknown:
+                raise serializers.ValidationError({"genres": f"Unknown genre(s): {', '.join(unknown)}."})
+        try:
+            outcome = apply_review(
+                movie,
+                request.user,
+                v["action"],
+                label_version=v.get("label_version"),
+                queue=v["queue"],
+                genre=v["genre"],
+                genres=genres,
+            )
+        except StaleLabels as stale:
+            return Response(
+                {"detail": str(stale), "labels": stale.genre_names, "label_version": stale.version},
+                status=status.HTTP_409_CONFLICT,
+            )
+        except ReviewRefused as refused:
+            raise serializers.ValidationError({"action": str(refused)}) from refused
+        return Response(
+            {
+                "action": outcome.action,
+                "added": outcome.added,
+                "removed": outcome.removed,
+                "label_version": outcome.label_version,
+                "review": LabelReviewSerializer(outcome.review).data if outcome.review else None,
+            }
+        )

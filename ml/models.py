@@ -407,3 +407,141 @@ class Embedding(models.Model):
 
     def __str__(self) -> str:
         return f"{self.space} {self.digest[:12]} ({self.dim}-d)"
+
+
+# --- Label audit ------------------------------------------------------------------
+
+
+class AuditRun(models.Model):
+    """One out-of-fold label audit of the catalog (ml.services.audit): which preset's frozen
+    features, how many folds, the data it saw (hash over movie ids, labels and label
+    versions), how long it took and what it found. The queues read the latest succeeded one."""
+
+    Status = RunStatus
+
+    config_name = models.CharField(max_length=120)
+    config = models.JSONField(default=dict)
+    folds = models.PositiveSmallIntegerField(default=5)
+    seed = models.IntegerField(default=0)
+    data_hash = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    genres = models.JSONField(default=list)
+    thresholds = models.JSONField(default=list)  # per genre, tuned on the out-of-fold probabilities
+    # labeled, unlabeled, issues, missing, wrong, queued, movies_with_issues, per_genre {name: n}, l2
+    counts = models.JSONField(default=dict, blank=True)
+    timings = models.JSONField(default=dict, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"audit {self.pk} {self.config_name} ({self.status})"
+
+
+class AuditScore(models.Model):
+    """A movie's scores in one audit: out-of-fold for a labeled movie, from the all-labels
+    head for an unlabeled one; ``uncertainty`` is the expected number of wrong genre
+    decisions (ranks "model unsure")."""
+
+    audit = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="scores")
+    movie = models.ForeignKey("catalog.Movie", on_delete=models.CASCADE, related_name="audit_scores")
+    scores = models.JSONField(default=dict)  # {genre: probability}
+    labeled = models.BooleanField(default=True)  # had labels when audited
+    label_version = models.PositiveIntegerField(default=0)  # the movie's label version audited
+    uncertainty = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["audit", "movie"], name="auditscore_unique")]
+        indexes = [models.Index(fields=["audit", "-uncertainty"], name="auditscore_unsure_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.movie_id} in audit {self.audit_id}"
+
+
+class LabelIssue(models.Model):
+    """A (movie, genre) where an audit's out-of-fold score and the label disagree.
+
+    ``kind``: "missing" (scored at or above the genre's threshold, not labeled) or "wrong"
+    (labeled, scored below). ``flagged``: confident learning (cleanlab) calls it a label
+    issue; ``quality``: cleanlab's per-class label quality (0 = the label is surely wrong);
+    ``margin``: how far past its threshold the score sits against the label (the queue order).
+    Unflagged rows are the model's plain suggestions (unlabeled and unsure queues). An issue
+    is open until ``resolution`` is set: relabeled (the labels now agree), rejected (a person
+    kept the label), reviewed (a person confirmed the whole set)."""
+
+    class Kind(models.TextChoices):
+        MISSING = "missing", "probably missing"
+        WRONG = "wrong", "probably wrong"
+
+    class Resolution(models.TextChoices):
+        OPEN = "", "open"
+        RELABELED = "relabeled", "labels changed to agree"
+        REJECTED = "rejected", "suggestion rejected"
+        REVIEWED = "reviewed", "labels confirmed"
+
+    audit = models.ForeignKey(AuditRun, on_delete=models.CASCADE, related_name="issues")
+    movie = models.ForeignKey("catalog.Movie", on_delete=models.CASCADE, related_name="label_issues")
+    genre = models.ForeignKey("catalog.Genre", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    flagged = models.BooleanField(default=False)
+    queued = models.BooleanField(default=False)  # flagged and confident enough for "likely label errors"
+    quality = models.FloatField()
+    # how far past the genre's threshold the score sits against the label (0..1): the issue score
+    margin = models.FloatField(default=0.0)
+    probability = models.FloatField()
+    threshold = models.FloatField()
+    resolution = models.CharField(max_length=12, choices=Resolution.choices, default="", blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-margin", "id"]
+        constraints = [models.UniqueConstraint(fields=["audit", "movie", "genre"], name="labelissue_unique")]
+        indexes = [
+            models.Index(fields=["audit", "queued", "resolution", "-margin"], name="labelissue_queue_idx"),
+            models.Index(fields=["movie", "audit"], name="labelissue_movie_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.movie_id} {self.evidence()}"
+
+    @property
+    def is_open(self) -> bool:
+        return not self.resolution
+
+    def evidence(self) -> str:
+        return f"{self.kind}: {self.genre.name} {self.probability:.2f} (threshold {self.threshold:.2f})"
+
+
+class LabelReview(models.Model):
+    """A person's verdict on a movie's whole label set: who, when, which label version
+    (after their change, if any), against which audit."""
+
+    class Verdict(models.TextChoices):
+        CONFIRMED = "confirmed", "labels are right"
+        FIXED = "fixed", "labels fixed"
+        SKIPPED = "skipped", "skipped"
+
+    movie = models.ForeignKey("catalog.Movie", on_delete=models.CASCADE, related_name="label_reviews")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    audit = models.ForeignKey(AuditRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviews")
+    label_version = models.PositiveIntegerField()
+    labels = models.JSONField(default=list)  # genre names of the reviewed set
+    verdict = models.CharField(max_length=12, choices=Verdict.choices)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["movie", "-created_at"], name="labelreview_movie_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.movie_id} {self.verdict} by {self.user_id} at v{self.label_version}"

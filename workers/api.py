@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from base.permissions import IsStaff, IsStaffForWrite
 from base.schema import error_responses
 from base.text_input import NulFreeJSONField
+from ml import api as ml_api
 
 from . import jobs, kinds
 from .kinds import InvalidJobParams
@@ -134,6 +135,27 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Create
             job = jobs.retry(self.get_object(), request.user)
         except jobs.JobError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except InvalidJobParams as exc:
+            return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class AuditRunCreateSerializer(serializers.Serializer):
+    config = serializers.CharField(required=False, max_length=120, help_text="a frozen-encoder preset")
+    folds = serializers.IntegerField(required=False, min_value=2, max_value=20)
+    seed = serializers.IntegerField(required=False)
+
+
+class AuditRunViewSet(mixins.CreateModelMixin, ml_api.AuditRunViewSet):
+    """ml's label audits plus ``create`` for staff: queues an audit_labels job (the job's
+    result names the AuditRun it stored)."""
+
+    @extend_schema(request=AuditRunCreateSerializer, responses={201: JobDetailSerializer, **error_responses(400)})
+    def create(self, request, *args, **kwargs):
+        data = AuditRunCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = jobs.enqueue(kinds.AUDIT_LABELS, dict(data.validated_data), request.user)
         except InvalidJobParams as exc:
             return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)

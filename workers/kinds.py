@@ -110,6 +110,7 @@ IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN, EMBED = (
     "retrain",
     "embed_catalog",
 )
+AUDIT_LABELS = "audit_labels"
 
 KINDS: dict[str, JobKind] = {}
 
@@ -323,6 +324,16 @@ for _kind in (
         queue=GPU_QUEUE,
         hard_time_limit_s=7 * HOUR,
         description="Snapshot, train and evaluate, then predict every movie with the new version.",
+    ),
+    JobKind(
+        AUDIT_LABELS,
+        "Audit labels (out-of-fold label issues)",
+        params="ml.services.params:AUDIT_PARAMS",
+        validate="ml.services.audit:audit_param_errors",
+        run="workers.runners:run_audit_labels",
+        queue=GPU_QUEUE,
+        hard_time_limit_s=2 * HOUR,
+        description="Score every labeled movie with heads that never saw its labels; find likely label errors.",
     ),
 ):
     register(_kind)

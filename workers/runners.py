@@ -141,3 +141,10 @@ def run_retrain(job: Job, progress: Progress) -> None:
         f"snapshot #{snapshot.pk}, model version #{version_id} evaluated; predicting all movies in job #{child.pk}",
     )
     return None
+
+
+def run_audit_labels(job: Job, progress: Progress) -> dict:
+    from ml.services.audit import run_audit
+
+    run = run_audit(**job.params, user=job.requested_by, progress=progress)
+    return {"audit_id": run.pk, "counts": run.counts, "duration_s": run.duration_s}

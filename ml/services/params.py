@@ -220,3 +220,43 @@ EMBED_PARAMS = (
 def embed_param_errors(params: dict, errors: dict) -> None:
     """Check an embed_catalog job's JSON arguments: optional ``encoders``, ``config``, ``movie_ids``."""
     ParamSchema(EMBED_PARAMS).clean(params, errors)
+
+
+# --- the label audit (ml.services.audit.run_audit) ---------------------------------------
+
+AUDIT_DEFAULT_CONFIG = "minilm+effnet-logreg"
+AUDIT_DEFAULT_FOLDS = 5
+
+
+def frozen_preset_choices() -> list[tuple[str, str]]:
+    """Presets whose encoders are frozen and pretrained (what the audit can cross-fit cheaply)."""
+    from ml.engine.registry import PRESETS
+
+    return [
+        (name, f"{name} — {config.notes}" if config.notes else name)
+        for name, config in PRESETS.items()
+        if config.train_mode == "frozen" and config.text_encoder != "tfidf"
+    ]
+
+
+AUDIT_PARAMS = ParamSchema(
+    (
+        Param(
+            "config",
+            "choice",
+            label="model family preset",
+            choices=frozen_preset_choices,
+            default=AUDIT_DEFAULT_CONFIG,
+            help="A frozen pretrained-encoder preset: its heads are cross-fitted on the stored vectors.",
+        ),
+        Param(
+            "folds",
+            "int",
+            minimum=2,
+            maximum=20,
+            default=AUDIT_DEFAULT_FOLDS,
+            help="Cross-fitting folds: each movie is scored by a head trained on the other folds.",
+        ),
+        Param("seed", "int", default=0, help="Seed of the fold split and the heads."),
+    )
+)

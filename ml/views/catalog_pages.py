@@ -14,9 +14,19 @@ from catalog.views import CatalogView, MovieView
 from catalog.views import RelabelView as CatalogRelabelView
 
 from ..models import ModelVersion, Prediction
+from ..services.audit import refresh_issues
 from ..services.inference import refresh_disagreements
 from ..services.registry import production_version
-from ..services.review import OPINIONS, filter_movies_by_opinion, is_unsure
+from ..services.review import AUDIT_QUEUES, OPINIONS, filter_movies_by_opinion, filter_movies_by_queue, is_unsure
+
+# The catalog's audit filter (?audit=...): membership of an audit queue, the same query the
+# review queues and the API use. "errors" is the "label issues" filter.
+AUDIT_FILTER_CHOICES = [
+    ("", "any audit result"),
+    ("errors", "label issues"),
+    ("unlabeled", "unlabeled, with suggestions"),
+    ("uncertain", "model unsure (audit)"),
+]
 
 
 def score_rows(prediction: Prediction, version: ModelVersion, label_names: set[str]) -> list[dict]:
@@ -41,6 +51,7 @@ class ModelFilterForm(forms.Form):
         required=False,
         choices=[("", "any model opinion"), *((o, f"model {o}") for o in OPINIONS)],
     )
+    audit = forms.ChoiceField(required=False, choices=AUDIT_FILTER_CHOICES)
 
 
 class BrowseView(CatalogView):
@@ -50,7 +61,11 @@ class BrowseView(CatalogView):
         self.version = production_version()
         # the filter's own parameters (the page's query, or a bulk change's / an export's)
         self.model_form = ModelFilterForm(filter_form.data or None)
-        wanted = self.model_form.cleaned_data.get("model") if self.model_form.is_valid() else ""
+        valid = self.model_form.is_valid()
+        wanted = self.model_form.cleaned_data.get("model") if valid else ""
+        queue = self.model_form.cleaned_data.get("audit") if valid else ""
+        if queue in AUDIT_QUEUES:
+            movies = filter_movies_by_queue(movies, queue)
         if wanted and self.version is None:
             self.note = "No production model yet, so the model filter matches nothing."
             return movies.none()
@@ -98,24 +113,31 @@ class RelabelView(CatalogRelabelView):
 
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
+        refresh_issues([movie.pk])
+
+
+def _labels_changed(movie_ids) -> None:
+    refresh_disagreements(movie_ids)
+    refresh_issues(movie_ids)
 
 
 class BulkLabelView(catalog_views.BulkLabelView):
-    """Bulk changes over the browse page's filter, model filter included; queues refreshed."""
+    """Bulk changes over the browse page's filter, model and audit filters included; queues
+    and label issues refreshed after each batch."""
 
     browse_view = BrowseView
 
     def labels_changed(self, movie_ids):
-        refresh_disagreements(movie_ids)
+        _labels_changed(movie_ids)
 
 
 class UndoChangeSetView(catalog_views.UndoChangeSetView):
     def labels_changed(self, movie_ids):
-        refresh_disagreements(movie_ids)
+        _labels_changed(movie_ids)
 
 
 class ExportView(catalog_views.ExportView):
-    """Export of the browse page's filter, model filter included. (The review records'
-    "reviewed" column: set ``exporter`` to a catalog.export.LabelExport subclass.)"""
+    """Export of the browse page's filter, model and audit filters included, with the
+    "reviewed" column from the label reviews (ml.services.export)."""
 
     browse_view = BrowseView
