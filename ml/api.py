@@ -29,6 +29,7 @@ from .services.review import (
     OPINIONS,
     REVIEW_ACTIONS,
     UNSURE_MIN,
+    ReviewedLabelExport,
     ReviewRefused,
     apply_review,
     filter_movies_by_opinion,
@@ -343,6 +344,8 @@ def filter_by_model_opinion(movies, params):
 class MovieViewSet(catalog_api.MovieViewSet):
     """Catalog movies plus the models: ``model=disagrees|unsure`` and ``audit=<queue>`` filters
     (list and export) and a review-queue refresh after label changes."""
+
+    exporter = ReviewedLabelExport
 
     @extend_schema(parameters=MODEL_PARAMETERS)
     def list(self, request, *args, **kwargs):

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, QuerySet
 
+from base import events
+from catalog.export import LabelExport
 from catalog.models import LabelChange, LabelOrigin
 from ml.models import Evaluation, ModelVersion, Prediction
 
@@ -234,7 +236,34 @@ def _close_item(movie, user, audit, verdict: str):
         LabelIssue.objects.filter(audit=audit, movie=current, resolution="").update(
             resolution=LabelIssue.Resolution.REVIEWED, resolved_by=user, resolved_at=timezone.now()
         )
+    if verdict != LabelReview.Verdict.SKIPPED:  # sent once this commits (base.events)
+        events.review_finished(
+            review_id=review.pk,
+            movie_id=current.pk,
+            outcome=verdict,
+            user=user,
+            label_version=current.label_version,
+            genres=labels,
+            audit=audit.pk if audit is not None else None,
+        )
     return review
+
+
+class ReviewedLabelExport(LabelExport):
+    """The catalog's label export with its "reviewed" column filled: a movie's current labels
+    count as reviewed when a person confirmed or fixed exactly this label version."""
+
+    def reviewed(self, movie_ids: list[int]) -> dict[int, bool]:
+        from catalog.models import Movie
+        from ml.models import LabelReview
+
+        versions = dict(Movie.objects.filter(pk__in=movie_ids).values_list("pk", "label_version"))
+        seen = set(
+            LabelReview.objects.filter(movie_id__in=movie_ids)
+            .exclude(verdict=LabelReview.Verdict.SKIPPED)
+            .values_list("movie_id", "label_version")
+        )
+        return {pk: (pk, version) in seen for pk, version in versions.items()}
 
 
 def apply_review(

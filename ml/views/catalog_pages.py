@@ -17,7 +17,14 @@ from ..models import ModelVersion, Prediction
 from ..services.audit import refresh_issues
 from ..services.inference import refresh_disagreements
 from ..services.registry import production_version
-from ..services.review import AUDIT_QUEUES, OPINIONS, filter_movies_by_opinion, filter_movies_by_queue, is_unsure
+from ..services.review import (
+    AUDIT_QUEUES,
+    OPINIONS,
+    ReviewedLabelExport,
+    filter_movies_by_opinion,
+    filter_movies_by_queue,
+    is_unsure,
+)
 
 # The catalog's audit filter (?audit=...): membership of an audit queue, the same query the
 # review queues and the API use. "errors" is the "label issues" filter.
@@ -141,3 +148,4 @@ class ExportView(catalog_views.ExportView):
     "reviewed" column from the label reviews (ml.services.export)."""
 
     browse_view = BrowseView
+    exporter = ReviewedLabelExport

@@ -5,6 +5,8 @@ catalog filter and the API agreeing with the queues, and reviewed movies staying
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from django.test import Client
@@ -384,3 +386,46 @@ def test_review_progress_page(catalog, fake_features, people):
     assert progress["pairs"] == 1 and progress["agreement"] == 1.0 and progress["movies_reviewed_twice"] == 1
     assert progress["open"]["Likely label errors"] == len(queue_titles("errors"))
     assert "agree in 100 %" in page.content.decode()
+
+
+def test_a_confirmed_review_shows_in_the_export_and_raises_review_finished(
+    catalog, fake_features, people, django_capture_on_commit_callbacks
+):
+    from base import events
+
+    audit_service.run_audit(folds=4)
+    client = client_for(people["labeler"])
+    extra = catalog["Extra Action"]
+    raised = []
+
+    def listen(sender, event, data, **kwargs):
+        raised.append((event, data))
+
+    events.event_raised.connect(listen)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            _act(client, "errors", extra, action="confirm")
+    finally:
+        events.event_raised.disconnect(listen)
+    review = LabelReview.objects.get(movie=extra)
+    assert raised == [
+        (
+            "review.finished",
+            {
+                "review": review.pk,
+                "movie": extra.pk,
+                "outcome": "confirmed",
+                "user": "lena",
+                "label_version": review.label_version,
+                "genres": ["Action", "Comedy"],
+                "audit": review.audit_id,
+            },
+        )
+    ]
+    rows = json.loads(b"".join(client.get("/api/movies/export/json/").streaming_content))
+    reviewed = {row["title"]: row["reviewed"] for row in rows}
+    assert reviewed["Extra Action"] is True and reviewed["Missing Drama"] is False
+    # a later change to the labels makes the reviewed set out of date
+    set_labels(extra, [Genre.objects.get(name="Comedy")], origin=LabelOrigin.PERSON, user=people["labeler"])
+    rows = json.loads(b"".join(client.get("/api/movies/export/json/").streaming_content))
+    assert {row["title"]: row["reviewed"] for row in rows}["Extra Action"] is False

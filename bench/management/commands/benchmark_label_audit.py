@@ -106,7 +106,7 @@ class Command(BaseCommand):
     def handle(self, *args, **opts):
         from ml.engine.benchmark import load_devset
         from ml.engine.registry import get_config
-        from ml.services.audit import frozen_features, default_cache_dir
+        from ml.services.audit import default_cache_dir, frozen_features
 
         config = get_config(opts["config"])
         cache_dir = opts["cache_dir"] or default_cache_dir()
