@@ -378,6 +378,8 @@ SPECTACULAR_SETTINGS = {
         "LabelIssueKindEnum": "ml.models.LabelIssue.Kind",
         "LabelIssueResolutionEnum": "ml.models.LabelIssue.Resolution",
         "ReviewVerdictEnum": "ml.models.LabelReview.Verdict",
+        "LabelChangeActionEnum": "catalog.models.LabelChange.Action",
+        "ReviewActionEnum": "ml.services.review.REVIEW_ACTIONS",
     },
 }
 

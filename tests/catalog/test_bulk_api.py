@@ -136,7 +136,7 @@ def test_export_csv_has_provenance_and_follows_the_filter(movies, clients):
         str(bulk["id"]),
         "person",
     )
-    assert new["reviewed"] == ""  # catalog keeps no reviews: not known
+    assert new["reviewed"] == "no"  # the API exports through ml: no person reviewed these labels
     assert "'=HYPERLINK(1)" in by_title  # a formula-looking title cannot run in a spreadsheet
 
     filtered = list(csv.DictReader(io.StringIO(read_stream(api.get("/api/movies/export/csv/?genre=horror")))))
@@ -153,7 +153,7 @@ def test_export_json(movies, clients):
     records = json.loads(read_stream(answer))
     assert [r["title"] for r in records] == ["Old Drama", "New Drama"]  # id order
     new = records[1]
-    assert new["genres"] == ["Drama", "Horror"] and new["reviewed"] is None
+    assert new["genres"] == ["Drama", "Horror"] and new["reviewed"] is False
     assert {(label["genre"], label["source"], label["set_by"]) for label in new["labels"]} == {
         ("Drama", "imported", None),
         ("Horror", "person", "lena"),
