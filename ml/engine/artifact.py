@@ -55,6 +55,8 @@ def _frozen_encoder_records(model: TrainedModel) -> dict:
             continue
         family = encoder(name)
         record = {"name": name, "fingerprint": model.encoder_fingerprints.get(which)}
+        if which == "text":
+            record["precision"] = cfg.text_precision
         if family.identity is not None:
             record.update(family.identity())
         records[which] = record

@@ -8,9 +8,9 @@ changed poster or overview is never served stale features.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -19,16 +19,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from .contracts import Example, ImageLimits
 from .data import content_hash, decode_image, image_bytes
-from .encoders import autocast
+from .encoders import autocast, module_fingerprint
 from .families import encoder
 
 
-def module_fingerprint(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 class FeatureCache:
@@ -70,7 +64,11 @@ class _ImageDataset(Dataset):
 
     def __getitem__(self, i):
         key, data = self.items[i]
-        return self.transform(decode_image(data, key, self.limits))
+        # An eval transform says its output size, so a large JPEG can be draft-decoded.
+        return self.transform(decode_image(data, key, self.limits, target=getattr(self.transform, "size", None)))
+
+
+_SHARED_ENCODERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 class FrozenFeatures:
@@ -97,10 +95,18 @@ class FrozenFeatures:
     #    unless some example is missing from the cache)
     def encoder(self, which: str) -> torch.nn.Module:
         if which not in self._encoders:
-            enc = self.families[which].build(
-                self.config, fitted=None, device=self.device, pretrained=True, log=self.log
-            )
-            self._encoders[which] = enc.to(self.device).eval().requires_grad_(False)
+            family = self.families[which]
+            # One copy per process of each frozen encoder, shared by every model using it
+            # (the predictor cache holds several); freed when no model uses it any more.
+            shared = (family.name, self.device, family.cache_settings(self.config))
+            enc = _SHARED_ENCODERS.get(shared)
+            if enc is None:
+                enc = family.build(self.config, fitted=None, device=self.device, pretrained=True, log=self.log)
+                if not getattr(enc, "cpu_only", False):  # a quantized encoder runs on the CPU
+                    enc = enc.to(self.device)
+                enc = enc.eval().requires_grad_(False)
+                _SHARED_ENCODERS[shared] = enc
+            self._encoders[which] = enc
         return self._encoders[which]
 
     def fingerprint(self, which: str) -> str:
@@ -131,11 +137,12 @@ class FrozenFeatures:
         todo = sorted((i for i, v in enumerate(out) if v is None), key=lambda i: -len(examples[i].text))
         if todo:
             enc = self.encoder("text")
+            run_on = "cpu" if getattr(enc, "cpu_only", False) else self.device
             self.log(f"text features: encoding {len(todo)} texts ({len(examples) - len(todo)} cached)")
             for start in range(0, len(todo), batch_size):
                 idx = todo[start : start + batch_size]
                 feats = enc.prepare([examples[i].text for i in idx])
-                feats = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in feats.items()}
+                feats = {k: v.to(run_on) if torch.is_tensor(v) else v for k, v in feats.items()}
                 with torch.inference_mode():
                     vecs = enc(feats).float().cpu().numpy()
                 for i, v in zip(idx, vecs, strict=False):
