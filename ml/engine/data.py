@@ -119,9 +119,9 @@ class EvalImageTransform:
     def __init__(self, size: int):
         self.size = size
         self._scale = (1.0 / (255.0 * np.asarray(IMAGENET_STD, dtype=np.float32))).reshape(1, 1, 3)
-        self._shift = (np.asarray(IMAGENET_MEAN, dtype=np.float32) / np.asarray(IMAGENET_STD, dtype=np.float32)).reshape(
-            1, 1, 3
-        )
+        self._shift = (
+            np.asarray(IMAGENET_MEAN, dtype=np.float32) / np.asarray(IMAGENET_STD, dtype=np.float32)
+        ).reshape(1, 1, 3)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
         if image.size != (self.size, self.size):

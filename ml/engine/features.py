@@ -23,8 +23,6 @@ from .encoders import autocast, module_fingerprint
 from .families import encoder
 
 
-
-
 class FeatureCache:
     def __init__(self, root: str | os.PathLike | None, encoder_key: str):
         self.dir = Path(root) / encoder_key if root else None
