@@ -93,7 +93,8 @@ class Command(BaseCommand):
 
         def add(label, result):
             rows.append({"path": label, **result})
-            self.stdout.write(f"  {label}: {self._movies_per_s(rows[-1]):.1f} movies/s", ending="\n")
+            # each row as soon as it is measured (a cut-short run still says what it saw)
+            self.stdout.write("  " + self._table(rows).splitlines()[-1])
             self.stdout.flush()
 
         run = engine_bench.speed_in_subprocess
