@@ -4,6 +4,7 @@ Run against a dev server filled with synthetic data, e.g.:
 
     GENREWEB_DATA_DIR=/tmp/demo python manage.py migrate
     GENREWEB_DATA_DIR=/tmp/demo python manage.py seed_synthetic --movies 3000 --posters 12 --predictions
+    GENREWEB_DATA_DIR=/tmp/demo python manage.py audit_labels --config minilm-frozen-text --folds 5
     GENREWEB_DATA_DIR=/tmp/demo python manage.py createsuperuser   # or any staff user
     DEBUG=1 GENREWEB_DATA_DIR=/tmp/demo python manage.py runserver 127.0.0.1:8765
     python docs/take_screenshots.py --base http://127.0.0.1:8765 --user staff --password ...
@@ -34,11 +35,14 @@ CHROMIUM_ARGS = [
 PAGES = [
     ("login", "/accounts/login/", False),
     ("catalog-grid", "/", False),
-    ("catalog-list", "/?view=list&model=disagrees", False),
+    ("catalog-list", "/?view=list&audit=errors", False),
     ("movie", "/movies/{movie}/", True),
-    ("movie-list-unsure", "/?view=list&model=unsure", False),
-    ("review-queue", "/models/review/disagrees/", True),
-    ("review-item", "/models/review/disagrees/1/", True),
+    ("movie-list-unsure", "/?view=list&audit=uncertain", False),
+    ("review-queue", "/models/review/errors/", True),
+    ("review-item", "/models/review/errors/1/", True),
+    ("review-progress", "/models/review/progress/", True),
+    ("change-sets", "/changes/", False),
+    ("webhooks", "/webhooks/", False),
     ("models", "/models/", True),
     ("model-report", "/models/{version}/", True),
     ("insight", "/insight/", True),

@@ -57,6 +57,8 @@ def _frozen_encoder_records(model: TrainedModel) -> dict:
         # {"fingerprint", "fingerprint_of"}: a hash of the identity below (checked without loading
         # the encoder) or, for a family without an identity, of its loaded weights.
         record = {"name": name, **(model.encoder_fingerprints.get(which) or {})}
+        if which == "text":
+            record["precision"] = cfg.text_precision
         if family.identity is not None:
             record.update(family.identity())
         records[which] = record

@@ -245,6 +245,111 @@ def metrics_by_source(data_dir, test, y_test, probs, decisions, genres) -> dict:
     return out
 
 
+# ---------------------------------------------------------------- inference speed
+# One measurement per fresh process (see _in_subprocess), so each row's peak RSS is its own.
+# Models are built and warmed up on a few movies before the clock starts.
+
+
+def speed_examples(data_dir, limit: int) -> list[Example]:
+    """The first ``limit`` devset movies (file order): the same movies for every row."""
+    rows, _ = load_devset(data_dir)
+    return [Example(r["id"], r["text"], r["image"]) for r in rows[:limit]]
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def minimal_loop_speed(data_dir, limit: int, threads=None, batch_size: int = 64) -> dict:
+    """The naive way with the same two encoders: PIL decode, resize to 224, one forward
+    pass each, batches of 64; no project code between the data and the networks."""
+    _set_threads(threads)
+    import torch
+    from PIL import Image
+
+    from .data import IMAGENET_MEAN, IMAGENET_STD
+    from .encoders import EfficientNetLite0Encoder, MiniLMEncoder
+
+    examples = speed_examples(data_dir, limit)
+    text_net = MiniLMEncoder(128).eval()
+    image_net = EfficientNetLite0Encoder().eval()
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
+    paths = [ex.image for ex in examples if ex.image]
+
+    def texts(items):
+        with torch.inference_mode():
+            text_net.st.encode([ex.text for ex in items], batch_size=batch_size)
+
+    def images(items):
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                pixels = [
+                    np.asarray(Image.open(p).convert("RGB").resize((224, 224), Image.BILINEAR))
+                    for p in items[start : start + batch_size]
+                ]
+                batch = (torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).float() - mean) / std
+                image_net(batch)
+
+    texts(examples[:8])
+    images(paths[:8])
+    return {
+        "n": len(examples),
+        "n_images": len(paths),
+        "text_s": _timed(lambda: texts(examples)),
+        "image_s": _timed(lambda: images(paths)),
+        "peak_rss_mb": _peak_rss_mb(),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def project_path_speed(
+    data_dir, limit: int, config: dict, threads=None, warm: bool = False, batch_size: int | None = None
+) -> dict:
+    """The project's frozen-feature path (what TrainedModel.logits runs before the head):
+    cold (no cache) or warm (a feature cache filled by a first, untimed pass)."""
+    _set_threads(threads)
+    import torch
+
+    from .registry import get_config
+    from .trained import InputParts
+
+    cfg = get_config(config)
+    examples = speed_examples(data_dir, limit)
+    cache_dir = tempfile.mkdtemp(prefix="genreweb-speed-cache-") if warm else None
+    try:
+        parts = InputParts(cfg, None, "cpu", cache_dir=cache_dir)
+        kwargs = {"batch_size": batch_size} if batch_size else {}
+        if warm:
+            parts.frozen.text(examples)
+            parts.frozen.image(examples, **kwargs)
+        else:
+            parts.frozen.text(examples[:8])
+            parts.frozen.image(examples[:8], **kwargs)
+        return {
+            "n": len(examples),
+            "n_images": sum(1 for ex in examples if ex.image),
+            "text_s": _timed(lambda: parts.frozen.text(examples)),
+            "image_s": _timed(lambda: parts.frozen.image(examples, **kwargs)),
+            "peak_rss_mb": _peak_rss_mb(),
+            "threads": torch.get_num_threads(),
+        }
+    finally:
+        if cache_dir:
+            import shutil
+
+            shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def speed_in_subprocess(fn, *args, **kwargs) -> dict:
+    """``fn`` in a fresh process: its peak RSS is that measurement's alone."""
+    import functools
+
+    return _in_subprocess(functools.partial(fn, *args, **kwargs))
+
+
 def _in_subprocess(fn, *args):
     # One fresh process per model: peak RSS is that model's alone and no state leaks.
     ctx = multiprocessing.get_context("spawn")

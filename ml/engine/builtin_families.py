@@ -58,7 +58,9 @@ def _rnn_builder(kind: str):
 def _build_minilm(config, *, fitted, device, pretrained, log):
     from .encoders import MiniLMEncoder
 
-    return MiniLMEncoder(config.max_tokens, device=device)
+    # Quantized only as a frozen feature extractor; fine-tuning trains the float weights.
+    precision = config.text_precision if config.train_mode == "frozen" else "float32"
+    return MiniLMEncoder(config.max_tokens, device=device, precision=precision)
 
 
 def _minilm_identity():

@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .config import TEXT_PRECISIONS
+
 # The sentence encoder must never reach for the model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -43,6 +45,37 @@ def file_sha256(path: str) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    """A hash of the module's weights (its float weights for a quantized encoder).
+
+    Computed once per module object: a shared frozen encoder is hashed once per process,
+    not every time a model using it is loaded.
+    """
+    cached = getattr(module, "_weights_fingerprint", None)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    found = digest.hexdigest()[:16]
+    module._weights_fingerprint = found
+    return found
+
+
+def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
+    """int8 dynamic quantization of every Linear layer (weights int8, activations
+    quantized per batch): a CPU-only inference mode. Its vectors are close to but not the
+    float ones, so the precision is part of the encoder's cache key and artifact record."""
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(module, {nn.Linear}, dtype=torch.qint8, inplace=True)
 
 
 # ---------------------------------------------------------------- text
@@ -73,14 +106,22 @@ def minilm_identity() -> dict:
 class MiniLMEncoder(nn.Module):
     """all-MiniLM-L6-v2 (mean-pooled sentence embedding, 384-d) from the offline package."""
 
-    def __init__(self, max_tokens: int = 128, device: str = "cpu"):
+    def __init__(self, max_tokens: int = 128, device: str = "cpu", precision: str = "float32"):
         super().__init__()
         from sentence_transformers import SentenceTransformer
 
-        self.st = SentenceTransformer(str(minilm_path()), device=device)
+        if precision not in TEXT_PRECISIONS:
+            raise ValueError(f"text precision must be one of {', '.join(TEXT_PRECISIONS)}, not {precision!r}")
+        # int8 kernels exist on the CPU only: a quantized encoder stays there whatever the device.
+        self.cpu_only = precision == "int8"
+        self.st = SentenceTransformer(str(minilm_path()), device="cpu" if self.cpu_only else device)
         self.st.max_seq_length = max_tokens
         self.dim = MINILM_DIM
         self.pretrained = True
+        self.precision = precision
+        if self.cpu_only:
+            module_fingerprint(self)  # of the float weights the artifact records
+            quantize_int8(self.st)
 
     def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
         # sentence-transformers 5 renamed tokenize() to preprocess(); accept either.

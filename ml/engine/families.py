@@ -75,7 +75,8 @@ class EncoderFamily:
     def cache_settings(self, config) -> str:
         """The config settings that change a frozen encoder's output (part of its cache key)."""
         if self.modality == "text":
-            return f"t{config.max_tokens}"
+            precision = getattr(config, "text_precision", "float32")
+            return f"t{config.max_tokens}" + ("" if precision == "float32" else f"-{precision}")
         return f"s{config.image_size}-flip{int(config.tta_flip)}"
 
     def image_transforms(self, config, train: bool):

@@ -58,7 +58,8 @@ class _RawDataset(Dataset):
                 item["image"] = torch.zeros(3, cfg.image_size, cfg.image_size)
                 item["has_image"] = False
             else:
-                item["image"] = self.transform(decode_image(data, ex.key, self.parts.image_limits))
+                target = getattr(self.transform, "size", None)  # eval transforms allow draft decoding
+                item["image"] = self.transform(decode_image(data, ex.key, self.parts.image_limits, target=target))
                 item["has_image"] = True
         return item
 

@@ -175,7 +175,7 @@ def test_a_registered_frozen_image_encoder_and_fusion_use_the_cache_and_record_i
     assert "text" not in document["frozen_encoders"], "a featuriser has no pretrained weights to record"
     # the cache key carries the family name, its weights fingerprint and the settings that change its output
     (key,) = [p.name for p in (tmp_path / "cache").iterdir()]
-    assert key == f"meancolour-{record['fingerprint']}-s{config.image_size}-flip1-cpu"
+    assert key == f"meancolour-{record['fingerprint']}-s{config.image_size}-flip{int(config.tta_flip)}-cpu"
 
 
 def test_loading_checks_the_recorded_pretrained_identity(registered, data, tmp_path):
