@@ -83,6 +83,10 @@ def save_model(model: TrainedModel, directory) -> dict:
         "config": cfg.to_dict(),
         "genres": model.genres,
         "thresholds": [float(t) for t in model.thresholds],
+        # per input set ("text": no poster, "image": no text) of a fused model
+        "thresholds_by_inputs": {k: [float(t) for t in v] for k, v in model.thresholds_by_inputs.items()},
+        # per-genre calibration per input set (ml.engine.calibration), applied at predict time
+        "calibration": model.calibration,
         "dims": {
             "text": model.model.text_dim,
             "image": model.model.image_dim,
@@ -180,6 +184,9 @@ def load_model(
         device,
         timings=document.get("timings"),
         encoder_fingerprints=fingerprints,
+        # absent from artifacts written before calibration: raw sigmoid, one threshold set
+        calibration=document.get("calibration") or {},
+        thresholds_by_inputs=document.get("thresholds_by_inputs") or {},
     )
     if parts.frozen is not None:
         parts.frozen.expected_fingerprints = fingerprints

@@ -13,6 +13,7 @@ from typing import Any
 from . import families
 
 TRAIN_MODES = ("frozen", "finetune")
+CALIBRATIONS = ("none", "temperature", "platt")
 
 
 @dataclass
@@ -46,7 +47,27 @@ class ModelConfig:
     ensemble_members: tuple[str, ...] = ("concat", "gated", "late")
     dropout: float = 0.3
     input_dropout: float = 0.1
+    # Training-time modality dropout: the probability that a training example loses one of
+    # its two inputs (text or poster, chosen at random), so a fused head also learns to
+    # predict from either input alone. 0 = off; only used when both encoders are set.
+    modality_dropout: float = 0.0
+    # Per-genre probability calibration fitted on val logits: "none", "temperature"
+    # (one scale per genre) or "platt" (scale + bias per genre). Thresholds are tuned on the
+    # calibrated probabilities.
+    calibration: str = "none"
+    # kNN member: mix the head's probabilities with the label mean of the k nearest training
+    # movies (cosine over the standardised frozen features); the mixing weight is chosen on
+    # val. 0 = off; frozen mode only.
+    knn_k: int = 0
     # text
+    # which of an example's fields the text encoder reads, in this order (ml.engine.inputs)
+    text_fields: tuple[str, ...] = ("overview",)
+    # A local model folder for the "st_folder" text encoder (a sentence-transformers folder)
+    # and a local checkpoint for the "torchvision" image encoder; recorded in the artifact.
+    text_model_path: str | None = None
+    image_model_path: str | None = None
+    # torchvision architecture name of the "torchvision" image encoder (e.g. "resnet50")
+    image_arch: str = "resnet50"
     max_tokens: int = 128
     vocab_size: int = 20000
     min_word_count: int = 2
@@ -106,6 +127,16 @@ class ModelConfig:
             raise ValueError(f"{self.name}: epochs, batch_size and lr must be positive")
         if not 0 <= self.dropout < 1 or not 0 <= self.input_dropout < 1:
             raise ValueError(f"{self.name}: dropout must be in [0, 1)")
+        if not 0 <= self.modality_dropout < 1:
+            raise ValueError(f"{self.name}: modality_dropout must be in [0, 1)")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"{self.name}: calibration must be one of {', '.join(CALIBRATIONS)}")
+        if self.knn_k < 0 or (self.knn_k and self.train_mode != "frozen"):
+            raise ValueError(f"{self.name}: knn_k must be >= 0 and needs train_mode='frozen'")
+        from .inputs import TEXT_FIELDS
+
+        if not self.text_fields or any(f not in TEXT_FIELDS for f in self.text_fields):
+            raise ValueError(f"{self.name}: text_fields must name one or more of {', '.join(TEXT_FIELDS)}")
         if self.image_size < 32:
             raise ValueError(f"{self.name}: image_size must be at least 32 px")
         return self
@@ -128,9 +159,13 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config keys: {', '.join(sorted(unknown))}")
         data = dict(data)
-        if "ensemble_members" in data:  # JSON gives a list
-            data["ensemble_members"] = tuple(data["ensemble_members"])
+        for name in ("ensemble_members", "text_fields"):  # JSON gives a list
+            if name in data and isinstance(data[name], list):
+                data[name] = tuple(data[name])
         return cls(**data).validate()
 
     def replace(self, **changes) -> ModelConfig:
+        for name in ("ensemble_members", "text_fields"):
+            if isinstance(changes.get(name), list):
+                changes[name] = tuple(changes[name])
         return dataclasses.replace(self, **changes).validate()

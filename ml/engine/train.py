@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .calibration import apply_calibration, fit_calibration
 from .config import ModelConfig
 from .contracts import Example, ImageLimits
 from .data import labels_matrix
 from .encoders import autocast
 from .families import encoder
+from .inputs import ALL, IMAGE_ONLY, TEXT_ONLY, compose_text, without
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -114,7 +116,7 @@ def fit(
     image_family = encoder(config.image_encoder) if config.has_image else None
     text_state = None
     if text_family is not None and text_family.fit is not None:
-        text_state = text_family.fit(config, [ex.text for ex in train], log)
+        text_state = text_family.fit(config, [compose_text(ex, config.text_fields) for ex in train], log)
     parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits)
     # Frozen features of network encoders are cached and standardised; featurisers' are not.
     frozen_text = text_family is not None and not text_family.featuriser
@@ -148,7 +150,7 @@ def fit(
         # they are: TF-IDF is already L2-normalised and mostly zeros).
         text_norm = image_norm = None
         if frozen_text:
-            text_norm = _mean_std(train_arrays["text_feat"])
+            text_norm = _mean_std(train_arrays["text_feat"][train_arrays["has_text"]])
         if image_family is not None:
             image_norm = _mean_std(train_arrays["image_feat"][train_arrays["has_image"]])
         model.set_normaliser(text_norm, image_norm)
@@ -282,16 +284,20 @@ def fit(
         model.load_state_dict(best_state)
     timings["train_s"] = time.perf_counter() - t_train
 
-    report("tuning thresholds", 0.96)
+    report("calibrating and tuning thresholds", 0.96)
     trained = TrainedModel(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
     )
-    if frozen:
-        val_logits = _frozen_logits(model, parts, val_arrays, config)
-    else:
-        val_logits = trained.logits(val, batch_size=max(config.batch_size, 64))
-    val_probs = sigmoid(val_logits)
-    trained.thresholds = tune_thresholds(y_val, val_probs)
+    # Per input set ("all"; for a fused model also poster removed / text removed from every
+    # val movie): per-genre calibration on the val logits, then thresholds tuned on the
+    # calibrated val probabilities.
+    calibration, thresholds = {}, {}
+    for name, val_logits in _val_logits_by_inputs(trained, val, val_arrays if frozen else None).items():
+        calibration[name] = fit_calibration(val_logits, y_val, config.calibration)
+        thresholds[name] = tune_thresholds(y_val, apply_calibration(val_logits, calibration[name]))
+    trained.thresholds = thresholds.pop(ALL)
+    trained.thresholds_by_inputs = thresholds
+    trained.calibration = calibration
     timings["total_s"] = time.perf_counter() - started
     trained.timings = timings
     trained.best_epoch = best_epoch
@@ -300,6 +306,26 @@ def fit(
     )
     report("done", 1.0)
     return trained
+
+
+def _val_logits_by_inputs(trained: TrainedModel, val: list[Example], val_arrays: dict | None) -> dict:
+    config, model = trained.config, trained.model
+    batch_size = max(config.batch_size, 64)
+
+    def logits(drop: str | None) -> np.ndarray:
+        if val_arrays is None:  # end to end: run the network on the changed examples
+            return trained.logits(without(val, drop) if drop else val, batch_size=batch_size)
+        arrays = dict(val_arrays)
+        if drop:
+            key = "has_image" if drop == "image" else "has_text"
+            arrays[key] = np.zeros_like(arrays[key])
+        return _frozen_logits(model, trained.parts, arrays, config)
+
+    out = {ALL: logits(None)}
+    if trained.fused:
+        out[TEXT_ONLY] = logits("image")
+        out[IMAGE_ONLY] = logits("text")
+    return out
 
 
 def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
