@@ -10,7 +10,7 @@ from rest_framework.routers import DefaultRouter
 
 from base.auth import TokenView
 from catalog.api import GenreViewSet
-from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView
+from ml.api import ModelVersionViewSet, MovieViewSet, PredictionViewSet, PredictView, PresetListView
 from workers.api import JobViewSet
 
 router = DefaultRouter()
@@ -22,6 +22,7 @@ router.register("predictions", PredictionViewSet, basename="prediction")
 
 urlpatterns = [
     path("predict/", PredictView.as_view(), name="api-predict"),
+    path("model-presets/", PresetListView.as_view(), name="api-model-presets"),
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("", include(router.urls)),
 ]

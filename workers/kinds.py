@@ -192,11 +192,12 @@ def predict_param_errors(params: dict, errors: dict) -> None:
 
 
 def retrain_param_errors(params: dict, errors: dict) -> None:
-    """snapshot options (ml's snapshot service), a config (ml's training service), shard_size."""
+    """snapshot options (ml's snapshot service; its defaults are the benchmark's split), a
+    config (ml's training service; default: the recommended preset), shard_size."""
     from base.params import int_field
     from ml.services.params import config_errors, snapshot_param_errors
 
-    config_errors(params, errors, required=True)
+    config_errors(params, errors, required=False)
     if "snapshot" in params and not isinstance(params["snapshot"], dict):
         errors["snapshot"] = "Must be an object of snapshot options."
     elif "snapshot" in params:
@@ -242,7 +243,7 @@ for _kind in (
         queue=GPU_QUEUE,
         hard_time_limit_s=6 * HOUR,
         form_fields=("snapshot_id", "config"),
-        description="snapshot_id, config",
+        description="snapshot_id, config (default: the recommended preset)",
     ),
     JobKind(
         EVALUATE,
@@ -275,7 +276,7 @@ for _kind in (
         queue=GPU_QUEUE,
         hard_time_limit_s=7 * HOUR,
         form_fields=("config",),
-        description="config, optional snapshot options, shard_size",
+        description="config (default: the recommended preset), optional snapshot options, shard_size",
     ),
 ):
     register(_kind)

@@ -25,10 +25,16 @@ from .summary import result_summary
 
 
 def _preset_choices() -> list[tuple[str, str]]:
-    from ml.engine.registry import PRESETS  # cheap: config dataclasses only, no torch
+    """The presets, the recommended one first and marked (ml.engine.registry.preset_list)."""
+    from ml.engine.registry import preset_list  # cheap: config dataclasses only, no torch
 
     return [
-        (name, f"{name} — {config.notes}" if getattr(config, "notes", "") else name) for name, config in PRESETS.items()
+        (
+            p["name"],
+            ("★ recommended: " if p["recommended"] else "")
+            + (f"{p['name']} — {p['notes']}" if p["notes"] else p["name"]),
+        )
+        for p in preset_list()
     ]
 
 
@@ -68,7 +74,10 @@ class QueueJobForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["source"].choices = import_registry.choices()
-        self.fields["config"].choices = [("", "—")] + _preset_choices()
+        from ml.engine.registry import RECOMMENDED_PRESET
+
+        self.fields["config"].choices = _preset_choices()
+        self.fields["config"].initial = RECOMMENDED_PRESET
         self.fields["model_version_id"].choices = _version_choices()
         self.fields["snapshot_id"].choices = _snapshot_choices()
 

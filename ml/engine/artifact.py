@@ -56,7 +56,7 @@ def _frozen_encoder_records(model: TrainedModel) -> dict:
         family = encoder(name)
         record = {"name": name, "fingerprint": model.encoder_fingerprints.get(which)}
         if family.identity is not None:
-            record.update(family.identity())
+            record.update(family.identity_of(cfg))
         records[which] = record
     return records
 
@@ -150,7 +150,7 @@ def load_model(
             raise ArtifactError(f"{directory}: the {text_family.name} encoder's fitted state ({key}) is missing")
         prefix = f"{key}."
         text_state = text_family.load_fitted(document[key], {k: v for k, v in tensors.items() if k.startswith(prefix)})
-    _check_identities(directory, document.get("frozen_encoders", {}))
+    _check_identities(directory, document.get("frozen_encoders", {}), config)
     # Weights come from the file, so pretrained encoders start empty (no ResNet warning,
     # no wasted load); MiniLM's module is built from its package and then overwritten.
     model = GenreModel(
@@ -193,7 +193,7 @@ def load_model(
     return trained
 
 
-def _check_identities(directory, records: dict) -> None:
+def _check_identities(directory, records: dict, config: ModelConfig) -> None:
     """Refuse a frozen artifact whose pretrained weights file differs from the installed one
     (the weights fingerprint is checked again when the encoder runs)."""
     for which, record in records.items():
@@ -201,10 +201,14 @@ def _check_identities(directory, records: dict) -> None:
         recorded = record.get("weights_sha256")
         if family.identity is None or not recorded:
             continue
-        installed = family.identity().get("weights_sha256")
+        try:
+            identity = family.identity_of(config)
+        except (OSError, RuntimeError) as exc:  # e.g. a local model folder that is gone
+            raise ArtifactError(f"{directory}: the {which} encoder {record['name']} is not available: {exc}") from exc
+        installed = identity.get("weights_sha256")
         if installed != recorded:
             raise ArtifactError(
-                f"{directory}: the installed {which} encoder {record['name']} ({family.identity().get('version')}) "
+                f"{directory}: the installed {which} encoder {record['name']} ({identity.get('version')}) "
                 f"has other weights than the one this model was trained on ({record.get('version')}); "
                 "install the same encoder package version or retrain"
             )

@@ -5,7 +5,7 @@ sigmoid(a * logit + b) with a scale and a bias per genre (it also undoes the upw
 that positive-class loss weights give every genre's scores). Both keep each genre's
 ranking, so ROC AUC is unchanged; thresholds are tuned afterwards on the calibrated
 probabilities. The fit minimises the binary cross-entropy of each genre's column by
-Newton steps, with a small pull towards the identity (a=1, b=0) so that a genre with a
+damped Newton steps, with a small pull towards the identity (a=1, b=0) so that a genre with a
 handful of validation positives cannot end up with an extreme scale.
 """
 
@@ -27,11 +27,18 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def _loss(z, y, a, b, lam) -> float:
+    x = a * z + b
+    # mean BCE with logits, computed stably: log(1 + e^x) - y x
+    return float(np.mean(np.logaddexp(0.0, x) - y * x)) + 0.5 * lam * ((a - 1) ** 2 + b**2)
+
+
 def _fit_column(z: np.ndarray, y: np.ndarray, with_bias: bool) -> tuple[float, float]:
-    """Newton's method on mean BCE(sigmoid(a z + b), y) + prior/n * ((a-1)^2 + b^2) / 2."""
+    """Damped Newton on mean BCE(sigmoid(a z + b), y) + prior/n * ((a-1)^2 + b^2) / 2."""
     n = len(z)
     lam = PRIOR_WEIGHT / max(n, 1)
     a, b = 1.0, 0.0
+    loss = _loss(z, y, a, b, lam)
     for _ in range(NEWTON_STEPS):
         p = _sigmoid(a * z + b)
         r = p - y
@@ -49,8 +56,19 @@ def _fit_column(z: np.ndarray, y: np.ndarray, with_bias: bool) -> tuple[float, f
             db = (h_aa * grad_b - h_ab * grad_a) / det
         else:
             da, db = grad_a / h_aa, 0.0
-        a, b = a - da, b - db
-        if abs(da) < 1e-8 and abs(db) < 1e-8:
+        # Backtracking: take the largest step (1, 1/2, 1/4, ...) that lowers the loss.
+        step = 1.0
+        while step > 1e-6:
+            new_a, new_b = a - step * da, b - step * db
+            new_loss = _loss(z, y, new_a, new_b, lam)
+            if new_loss <= loss:
+                break
+            step /= 2
+        else:
+            break
+        converged = loss - new_loss < 1e-12
+        a, b, loss = new_a, new_b, new_loss
+        if converged:
             break
     if not (np.isfinite(a) and np.isfinite(b)) or a <= 0:
         return 1.0, 0.0  # never invert or break a genre's ranking

@@ -278,6 +278,21 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+# The platform's default model (the job form's and the API's "recommended" preset, the
+# train and retrain jobs' config when none is given): the best preset on the devset's
+# validation split (README "Benchmark: models").
+RECOMMENDED_PRESET = "minilm+effnet-frozen-concat-late"
+
+
+def preset_list() -> list[dict]:
+    """Every preset as plain data, the recommended one first and marked."""
+    names = [RECOMMENDED_PRESET] + [n for n in PRESETS if n != RECOMMENDED_PRESET]
+    return [
+        {"name": n, "notes": PRESETS[n].notes, "recommended": n == RECOMMENDED_PRESET, "config": PRESETS[n].to_dict()}
+        for n in names
+    ]
+
+
 def get_config(name_or_dict: str | dict | ModelConfig) -> ModelConfig:
     """A preset by name, a full config dict, or ``{"preset": name, **overrides}``."""
     if isinstance(name_or_dict, ModelConfig):

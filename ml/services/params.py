@@ -30,17 +30,23 @@ def snapshot_param_errors(params: dict, errors: dict) -> None:
 
 
 def config_errors(params: dict, errors: dict, *, required: bool) -> None:
-    """Check ``params["config"]``: a model config object or a preset name the engine knows."""
+    """Check ``params["config"]``: a model config object or a preset name the engine knows.
+
+    Left out (and not ``required``), it becomes the recommended preset
+    (``ml.engine.registry.RECOMMENDED_PRESET``), written into ``params`` so the job records it.
+    """
+    from ml.engine.registry import RECOMMENDED_PRESET, get_config  # pure config code, no torch
+
     config = params.get("config")
-    if config is None:
+    if config is None or config == "":
         if required:
             errors["config"] = "This field is required: a model config (object) or a preset name (string)."
+        else:
+            params["config"] = RECOMMENDED_PRESET
         return
     if not isinstance(config, (dict, str)) or (isinstance(config, str) and not config.strip()):
         errors["config"] = "Must be a model config object or a preset name."
         return
-    from ml.engine.registry import get_config  # pure config code, no torch
-
     try:
         get_config(config)
     except (ValueError, TypeError) as exc:  # unknown preset, bad field
@@ -48,10 +54,11 @@ def config_errors(params: dict, errors: dict, *, required: bool) -> None:
 
 
 def train_param_errors(params: dict, errors: dict) -> None:
-    """Check ``train_model`` arguments given as JSON: ``snapshot_id`` and ``config``."""
+    """Check ``train_model`` arguments given as JSON: ``snapshot_id`` and ``config`` (default:
+    the recommended preset)."""
     snapshot_id = int_field(params, "snapshot_id", errors, required=True, minimum=1)
     must_exist(DatasetSnapshot, snapshot_id, "snapshot_id", errors)
-    config_errors(params, errors, required=True)
+    config_errors(params, errors, required=False)
 
 
 def evaluate_param_errors(params: dict, errors: dict) -> None:

@@ -14,7 +14,13 @@ from django.db import connection, transaction
 
 from base.progress import Progress, report
 from catalog.models import Movie, MovieGenre, Poster
-from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
+from ml.engine.split import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_MIN_GENRE_COUNT,
+    DEFAULT_SEED,
+    SUBSET_NAMES,
+    iterative_stratified_split,
+)
 from ml.models import DatasetSnapshot, SnapshotMember
 
 from .data import overview_checksum
@@ -83,14 +89,17 @@ def _check_params(seed, fractions, min_genre_count) -> tuple[float, float, float
 def build_snapshot(
     *,
     name: str = "",
-    seed: int = 13,
-    fractions: Sequence[float] = (0.7, 0.15, 0.15),
-    min_genre_count: int = 10,
+    seed: int = DEFAULT_SEED,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    min_genre_count: int = DEFAULT_MIN_GENRE_COUNT,
     keep_rare_genres: bool = False,
     user=None,
     progress: Progress | None = None,
 ) -> DatasetSnapshot:
     """Freeze the current catalog into a snapshot with an iterative-stratified split.
+
+    The defaults are the benchmark's (ml.engine.split: seed 0, 70/15/15, genres with at
+    least 20 movies), so a default snapshot of the devset is the benchmark's split.
 
     Labels are each movie's current label set (a person's edits replace imported labels
     and mark the movie ``label_source=person``; the report counts both kinds). Movies
