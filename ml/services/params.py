@@ -10,6 +10,8 @@ table uses them.
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from base.params import id_list_field, int_field, must_exist
 from ml.models import DatasetSnapshot, ModelVersion
 
@@ -48,9 +50,24 @@ def config_errors(params: dict, errors: dict, *, required: bool) -> None:
         errors["config"] = "Must be a model config object or a preset name."
         return
     try:
-        get_config(config)
+        model_config = get_config(config)
     except (ValueError, TypeError) as exc:  # unknown preset, bad field
         errors["config"] = str(exc)
+        return
+    for name in ("text_model_path", "image_model_path"):
+        value = getattr(model_config, name)
+        if value and not _under_encoder_roots(value):
+            errors["config"] = (
+                f"{name} {value} is outside the local encoder folders (GENREWEB_ENCODER_ROOTS: "
+                f"{':'.join(map(str, settings.GENREWEB_ENCODER_ROOTS)) or 'none configured'})"
+            )
+
+
+def _under_encoder_roots(value: str) -> bool:
+    from pathlib import Path
+
+    resolved = Path(value).expanduser().resolve()
+    return any(resolved == root or resolved.is_relative_to(root) for root in settings.GENREWEB_ENCODER_ROOTS)
 
 
 def train_param_errors(params: dict, errors: dict) -> None:
