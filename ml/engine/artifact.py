@@ -92,6 +92,8 @@ def save_model(model: TrainedModel, directory) -> dict:
             "image": model.model.image_dim,
             # vocabulary size, for readers of the artifact (0 for encoders without one)
             "vocab": len(text_state) if hasattr(text_state, "__len__") else 0,
+            # training movies the kNN member keeps (0: none)
+            "knn_bank": int(model.model.knn.labels.shape[0]) if getattr(model.model, "knn", None) is not None else 0,
         },
         "normaliser": {
             "image_mean": list(IMAGENET_MEAN),
@@ -162,6 +164,7 @@ def load_model(
         device=device,
         pretrained=False,
         log=log,
+        knn_bank=int(dims.get("knn_bank", 0)),
     )
     fitted_prefix = f"{text_family.fitted_key}." if text_family is not None and text_family.fitted_key else None
     state = {k: v for k, v in tensors.items() if not (fitted_prefix and k.startswith(fitted_prefix))}

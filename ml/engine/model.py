@@ -33,6 +33,7 @@ class GenreModel(nn.Module):
         device: str = "cpu",
         pretrained: bool = True,
         log=None,
+        knn_bank: int = 0,
     ):
         super().__init__()
         self.config = config
@@ -68,6 +69,18 @@ class GenreModel(nn.Module):
         self.text_norm = nn.LayerNorm(text_dim) if finetune and text_family and text_family.pretrained else None
         self.image_norm = nn.LayerNorm(image_dim) if finetune and image_family and image_family.pretrained else None
         self.head = fusion(config.fusion).build(text_dim, image_dim, n_genres, config, tuple(config.ensemble_members))
+        # The kNN member (frozen mode): training features and labels, filled by fit().
+        self.knn = None
+        if config.knn_k and knn_bank and not finetune:
+            from .knn import KNNMember
+
+            self.knn = KNNMember(
+                knn_bank,
+                text_dim if config.has_text else 0,
+                image_dim if config.has_image else 0,
+                n_genres,
+                config.knn_k,
+            )
         # Heads written before input masks existed take (text, image) only.
         self._head_takes_present = "present" in inspect.signature(self.head.forward).parameters
 
@@ -122,5 +135,25 @@ class GenreModel(nn.Module):
             # A movie without a poster contributes the average image (zero after standardising).
             image = image * has_image.to(image.dtype).unsqueeze(1)
         if self._head_takes_present and cfg.has_text and cfg.has_image:
-            return self.head(text, image, present=(has_text, has_image))
-        return self.head(text, image)
+            logits, aux = self.head(text, image, present=(has_text, has_image))
+        else:
+            logits, aux = self.head(text, image)
+        if self.knn is not None and not self.training and float(self.knn.alpha) > 0:
+            alpha = self.knn.alpha
+            p = (1 - alpha) * torch.sigmoid(logits.float()) + alpha * self.knn(text, image, has_text, has_image)
+            p = p.clamp(1e-6, 1 - 1e-6)
+            logits = torch.log(p) - torch.log1p(-p)
+        return logits, aux
+
+    def standardised(self, batch: dict) -> tuple:
+        """(text, image, has_text, has_image) as the head sees them in eval mode (frozen mode)."""
+        n = len(batch["index"])
+        ones = torch.ones(n, dtype=torch.bool)
+        has_text = batch.get("has_text", ones).bool()
+        has_image = batch.get("has_image", ones).bool()
+        text = image = None
+        if self.config.has_text:
+            text = (batch["text_feat"] - self.text_mean) / self.text_std * has_text.float().unsqueeze(1)
+        if self.config.has_image:
+            image = (batch["image_feat"] - self.image_mean) / self.image_std * has_image.float().unsqueeze(1)
+        return text, image, has_text, has_image

@@ -144,6 +144,7 @@ def fit(
         text_state=text_state,
         device=device,
         log=log,
+        knn_bank=len(train) if frozen and config.knn_k else 0,
     )
     if frozen:
         # Standardise pretrained features with training statistics (a featuriser's stay as
@@ -284,6 +285,8 @@ def fit(
         model.load_state_dict(best_state)
     timings["train_s"] = time.perf_counter() - t_train
 
+    if model.knn is not None:
+        _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log)
     report("calibrating and tuning thresholds", 0.96)
     trained = TrainedModel(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
@@ -306,6 +309,29 @@ def fit(
     )
     report("done", 1.0)
     return trained
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log) -> None:
+    """Store the training features and labels in the kNN member; choose its weight on val."""
+    from .knn import ALPHA_GRID
+
+    model.eval()
+    with torch.inference_mode():
+        text, image, _, _ = model.standardised(next(parts.frozen_batches(train_arrays, len(y_train))))
+        model.knn.set_bank(text, image, torch.from_numpy(y_train))
+        p_head = sigmoid(_frozen_logits(model, parts, val_arrays, config))  # alpha is still 0
+        p_knn = model.knn(*model.standardised(next(parts.frozen_batches(val_arrays, len(y_val))))).float().cpu().numpy()
+    losses = {a: _log_loss(y_val, (1 - a) * p_head + a * p_knn) for a in ALPHA_GRID}
+    best = min(losses, key=losses.get)
+    model.knn.alpha.fill_(best)
+    log(
+        f"kNN member (k={config.knn_k}): weight {best} chosen on val log-loss ({losses[best]:.4f} vs {losses[0.0]:.4f} without)"
+    )
 
 
 def _val_logits_by_inputs(trained: TrainedModel, val: list[Example], val_arrays: dict | None) -> dict:

@@ -271,3 +271,71 @@ def test_a_calibrated_model_applies_its_calibration_and_survives_save_and_load(m
         p_loaded, apply_calibration(loaded.logits(no_poster), loaded.calibration["text"]), atol=1e-6
     )
     assert loaded.last_input_sets == ["text"] * len(val)
+
+
+# ---------------------------------------------------------------- a local encoder checkpoint
+
+
+@pytest.mark.slow
+def test_a_local_torchvision_checkpoint_is_an_image_encoder_recorded_in_the_artifact(data, tmp_path):
+    import torchvision
+
+    from ml.engine.artifact import ArtifactError
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "my-resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), checkpoint)
+    train, val = data
+    config = get_config(
+        {
+            "preset": "effnet-frozen-image",
+            "image_encoder": "torchvision",
+            "image_arch": "resnet18",
+            "image_model_path": str(checkpoint),
+            "image_size": 32,
+            "epochs": 3,
+            "hidden_dim": 16,
+            "num_workers": 0,
+            "name": "my-resnet18",
+        }
+    )
+    cache = str(tmp_path / "cache")
+    model = fit(config, GENRES, train[:30], val[:12], device="cpu", cache_dir=cache)
+    assert model.parts.frozen.encoder("image").dim == 512
+    model.save(tmp_path / "artifact")
+    record = json.loads((tmp_path / "artifact" / "config.json").read_text())["frozen_encoders"]["image"]
+    assert record["name"] == "torchvision" and record["arch"] == "resnet18"
+    assert record["path"] == str(checkpoint.resolve()) and len(record["weights_sha256"]) == 64
+    loaded = load_model(tmp_path / "artifact", device="cpu", cache_dir=cache)
+    assert np.array_equal(loaded.predict_proba(val[:12]), model.predict_proba(val[:12]))
+    # other weights in that file: the model refuses to load rather than mis-predict
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), checkpoint)
+    from ml.engine.encoders import file_sha256
+
+    file_sha256.cache_clear()
+    with pytest.raises(ArtifactError, match="other weights"):
+        load_model(tmp_path / "artifact", device="cpu")
+
+
+def test_the_knn_member_is_fitted_on_val_and_travels_in_the_artifact(meancolour, data, tmp_path):
+    train, val = data
+    logs = []
+    model = fit(fused_config(knn_k=5, epochs=2, hidden_dim=4), GENRES, train, val, device="cpu", log=logs.append)
+    knn = model.model.knn
+    assert knn is not None and knn.labels.shape == (len(train), len(GENRES))
+    assert any("kNN member (k=5): weight" in line for line in logs)
+    # the neighbours' votes alone name the genre on this data (text and colour both do)
+    text, image, has_text, has_image = model.model.standardised(
+        next(model.parts.frozen_batches(model.parts.frozen_arrays(val), len(val)))
+    )
+    votes = knn(text, image, has_text, has_image).numpy()
+    truth = labels_matrix(val, len(GENRES)).argmax(1)
+    assert (votes.argmax(1) == truth).mean() >= 0.9
+    # a 2-epoch head is weak: mixing in the neighbours lowers val log-loss, so some weight is chosen
+    assert float(knn.alpha) > 0
+    model.save(tmp_path / "artifact")
+    loaded = load_model(tmp_path / "artifact", device="cpu")
+    assert float(loaded.model.knn.alpha) == float(knn.alpha)
+    assert np.array_equal(loaded.predict_proba(val), model.predict_proba(val))
+    with pytest.raises(ValueError, match="knn_k"):
+        get_config({"preset": "minilm-finetune-text", "knn_k": 5})
