@@ -210,7 +210,9 @@ if "GENREWEB_IMPORT_ROOTS" not in os.environ:
 # encoder (text_model_path: a sentence-transformers folder; image_model_path: a torchvision
 # checkpoint). ":"-separated; empty (the default) refuses every such path.
 GENREWEB_ENCODER_ROOTS = [
-    Path(item).expanduser().resolve() for item in os.environ.get("GENREWEB_ENCODER_ROOTS", "").split(":") if item.strip()
+    Path(item).expanduser().resolve()
+    for item in os.environ.get("GENREWEB_ENCODER_ROOTS", "").split(":")
+    if item.strip()
 ]
 GENREWEB_POSTER_MAX_PIXELS = int(os.environ.get("GENREWEB_POSTER_MAX_PIXELS", 40_000_000))
 GENREWEB_POSTER_MIN_SIDE = int(os.environ.get("GENREWEB_POSTER_MIN_SIDE", 64))

@@ -46,6 +46,8 @@ DEFAULT_MODELS = [
     "minilm+effnet-frozen-gated",
     "minilm+effnet-frozen-late",
     "minilm+effnet-frozen-ensemble",
+    "minilm+effnet-frozen-concat-late",
+    "minilm+effnet-frozen-concat-late-knn",
     "bilstm-text",
     "gru-text",
     "smallcnn-image",

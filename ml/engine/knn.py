@@ -1,7 +1,8 @@
 """The kNN member: a non-parametric opinion mixed into a frozen model's probabilities.
 
 For each movie, the k training movies with the most similar standardised frozen features
-(cosine similarity, text and poster averaged over the inputs both movies have) vote with
+(cosine similarity over ``config.knn_inputs``: text, poster or both, averaged over the
+inputs both movies have) vote with
 their labels, weighted by a softmax over the similarities. ``fit`` stores the training
 features and labels as buffers (so the artifact carries them) and chooses the mixing
 weight ``alpha`` on val by log-loss; alpha 0 leaves the head's probabilities as they are.
@@ -31,9 +32,9 @@ class KNNMember(nn.Module):
         self.register_buffer("alpha", torch.zeros(()))
 
     def set_bank(self, text, image, labels) -> None:
-        if text is not None:
+        if text is not None and self.bank_text.shape[1]:
             self.bank_text.copy_(_unit(torch.as_tensor(text, dtype=torch.float32)))
-        if image is not None:
+        if image is not None and self.bank_image.shape[1]:
             self.bank_image.copy_(_unit(torch.as_tensor(image, dtype=torch.float32)))
         self.labels.copy_(torch.as_tensor(labels, dtype=torch.float32))
 
@@ -50,7 +51,13 @@ class KNNMember(nn.Module):
             both = has_image.float().unsqueeze(1) * bank_has_image.float().unsqueeze(0)
             sim = sim + (_unit(image.float()) @ self.bank_image.T) * both
             count = count + both
-        sim = sim / torch.as_tensor(count).clamp(min=1)
+        prior = self.labels.mean(0)
+        if not torch.is_tensor(count):  # none of the compared inputs in this model
+            return prior.expand(len(has_text), -1)
+        sim = sim / count.clamp(min=1)
         top = sim.topk(min(self.k, sim.shape[1]), dim=1)
         weights = torch.softmax(top.values * SIMILARITY_SHARPNESS, dim=1)
-        return (weights.unsqueeze(-1) * self.labels[top.indices]).sum(1)
+        votes = (weights.unsqueeze(-1) * self.labels[top.indices]).sum(1)
+        # A movie without any compared input has no neighbours: the training label rates.
+        alone = count.sum(1) == 0
+        return torch.where(alone.unsqueeze(1), prior.expand_as(votes), votes)

@@ -76,8 +76,8 @@ class GenreModel(nn.Module):
 
             self.knn = KNNMember(
                 knn_bank,
-                text_dim if config.has_text else 0,
-                image_dim if config.has_image else 0,
+                text_dim if config.has_text and "text" in config.knn_inputs else 0,
+                image_dim if config.has_image and "image" in config.knn_inputs else 0,
                 n_genres,
                 config.knn_k,
             )

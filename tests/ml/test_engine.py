@@ -118,6 +118,7 @@ SLOW_FAMILIES = {
     "minilm+effnet-frozen-late": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-ensemble": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-concat-late": {"lr": 1e-2, "image_size": 64},
+    "minilm+effnet-frozen-concat-late-knn": {"lr": 1e-2, "image_size": 64},
     "minilm-finetune-text": {"lr": 1e-2, "encoder_lr": 1e-4, "epochs": 3},
     "effnet-finetune-image": {"lr": 1e-2, "encoder_lr": 1e-3, "image_size": 64, "epochs": 3},
     "minilm+effnet-finetune-gated": {"lr": 1e-2, "encoder_lr": 1e-4, "image_size": 64, "epochs": 3},
@@ -189,8 +190,10 @@ def test_tfidf_learns_the_tiny_task(tiny_data):
 
 
 def test_registry_covers_every_encoder_and_fusion():
-    assert {c.text_encoder for c in PRESETS.values()} == set(encoder_names("text"))
-    assert {c.image_encoder for c in PRESETS.values()} == set(encoder_names("image"))
+    # st_folder / torchvision read a model the user has on disk: no preset can name one
+    # (tests/ml/test_fusion.py trains them).
+    assert {c.text_encoder for c in PRESETS.values()} == set(encoder_names("text")) - {"st_folder"}
+    assert {c.image_encoder for c in PRESETS.values()} == set(encoder_names("image")) - {"torchvision"}
     assert {c.fusion for c in PRESETS.values()} == set(fusion_names())
     assert {c.train_mode for c in PRESETS.values()} == {"frozen", "finetune"}
     assert PRESETS["minilm+effnet-logreg"].fusion == "linear" and PRESETS["minilm+effnet-logreg"].hidden_dim == 0

@@ -153,7 +153,9 @@ def _tag_sources(devset, kaggle_below: int = 20):
     for row in rows:
         number = int(row["id"].split("_")[1]) if row["id"] else 0
         row["text_source"] = (
-            "abdulqadir7391/data/movies_metadata.csv" if number < kaggle_below else "VijayMarripudi/tmdb_3000_movies.csv"
+            "abdulqadir7391/data/movies_metadata.csv"
+            if number < kaggle_below
+            else "VijayMarripudi/tmdb_3000_movies.csv"
         )
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -183,8 +185,12 @@ def test_eval_data_folders_are_scored_and_a_wrong_one_fails_before_training(devs
         writer = csv.DictWriter(handle, fieldnames=["id", "title", "year", "overview", "genres", "poster"])
         writer.writeheader()
         for i, (genre, words) in enumerate(list(GENRE_WORDS.items()) * 4):
-            writer.writerow({"id": f"x{i}", "title": "t", "year": "1999", "overview": words, "genres": genre, "poster": ""})
-        writer.writerow({"id": "x99", "title": "t", "year": "", "overview": "nothing", "genres": "Western", "poster": ""})
+            writer.writerow(
+                {"id": f"x{i}", "title": "t", "year": "1999", "overview": words, "genres": genre, "poster": ""}
+            )
+        writer.writerow(
+            {"id": "x99", "title": "t", "year": "", "overview": "nothing", "genres": "Western", "poster": ""}
+        )
     out = tmp_path / "results"
     rows = benchmark.run_benchmark(
         devset, ["tfidf-linear"], out, min_genre_count=5, isolate=False, device="cpu", eval_data=[extra]

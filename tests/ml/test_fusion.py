@@ -339,3 +339,31 @@ def test_the_knn_member_is_fitted_on_val_and_travels_in_the_artifact(meancolour,
     assert np.array_equal(loaded.predict_proba(val), model.predict_proba(val))
     with pytest.raises(ValueError, match="knn_k"):
         get_config({"preset": "minilm-finetune-text", "knn_k": 5})
+
+
+@pytest.mark.slow
+def test_a_local_sentence_transformers_folder_is_a_text_encoder_recorded_in_the_artifact(data, tmp_path):
+    import shutil
+
+    from ml.engine.encoders import minilm_path
+
+    folder = tmp_path / "my-text-model"
+    shutil.copytree(minilm_path(), folder)  # any sentence-transformers folder would do
+    train, val = data
+    config = get_config(
+        {
+            "preset": "minilm-frozen-text",
+            "text_encoder": "st_folder",
+            "text_model_path": str(folder),
+            "epochs": 2,
+            "hidden_dim": 8,
+            "name": "my-text-model",
+        }
+    )
+    model = fit(config, GENRES, train[:20], val[:10], device="cpu")
+    model.save(tmp_path / "artifact")
+    record = json.loads((tmp_path / "artifact" / "config.json").read_text())["frozen_encoders"]["text"]
+    assert record["name"] == "st_folder" and record["path"] == str(folder.resolve())
+    assert len(record["weights_sha256"]) == 64
+    loaded = load_model(tmp_path / "artifact", device="cpu")
+    assert np.array_equal(loaded.predict_proba(val[:10]), model.predict_proba(val[:10]))
