@@ -6,7 +6,9 @@ that positive-class loss weights give every genre's scores). Both keep each genr
 ranking, so ROC AUC is unchanged; thresholds are tuned afterwards on the calibrated
 probabilities. The fit minimises the binary cross-entropy of each genre's column by
 damped Newton steps, with a small pull towards the identity (a=1, b=0) so that a genre with a
-handful of validation positives cannot end up with an extreme scale.
+handful of validation positives cannot end up with an extreme scale. With fewer than
+``MIN_EXAMPLES`` validation movies nothing is calibrated, and a genre with fewer than
+``MIN_POSITIVES`` positives keeps its raw scores.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("none", "temperature", "platt")
+# Below these, a fit would follow noise: fewer validation examples leave every genre as it
+# is, fewer positives of a genre leave that genre as it is.
+MIN_EXAMPLES = 30
+MIN_POSITIVES = 3
 # Strength of the pull towards a=1, b=0, in units of validation examples.
 PRIOR_WEIGHT = 1.0
 NEWTON_STEPS = 50
@@ -84,10 +90,12 @@ def fit_calibration(logits, y_true, method: str) -> dict:
     if z.shape != y.shape or z.ndim != 2:
         raise ValueError(f"logits and labels must be 2-D arrays of the same shape, got {z.shape} and {y.shape}")
     result = identity(z.shape[1])
-    if method == "none" or len(z) == 0:
+    if method == "none" or len(z) < MIN_EXAMPLES:
         return result
     result["method"] = method
     for j in range(z.shape[1]):
+        if y[:, j].sum() < MIN_POSITIVES:
+            continue
         a, b = _fit_column(np.clip(z[:, j], -30, 30), y[:, j], with_bias=method == "platt")
         result["scale"][j], result["bias"][j] = a, b
     return result

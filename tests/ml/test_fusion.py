@@ -239,9 +239,13 @@ def test_calibration_none_is_the_plain_sigmoid_and_bad_input_is_refused():
         fit_calibration(logits, y, "isotonic-ish")
     with pytest.raises(ValueError):
         fit_calibration(logits, y[:10], "platt")
-    # a genre without positives keeps a sane, ranking-preserving map
-    cal = fit_calibration(logits, np.zeros_like(y), "platt")
-    assert all(a > 0 for a in cal["scale"])
+    # too few movies, or a genre with too few positives, keeps its raw scores
+    assert fit_calibration(logits[:20], y[:20], "platt")["method"] == "none"
+    few = y.copy()
+    few[:, 1] = 0
+    few[0, 1] = 1
+    cal = fit_calibration(logits, few, "platt")
+    assert (cal["scale"][1], cal["bias"][1]) == (1.0, 0.0) and cal["scale"][0] != 1.0
 
 
 def test_a_calibrated_model_applies_its_calibration_and_survives_save_and_load(meancolour, data, tmp_path):

@@ -342,6 +342,8 @@ def test_adhoc_prediction_with_a_trained_model(api_clients, db, settings, tmp_pa
     assert body["model_version"] == run.model_version.pk
     assert body["genres"][0] == "Horror"
     assert {s["genre"] for s in body["scores"]} == {"Horror", "Comedy"}
+    # the TF-IDF model reads text only: the answer says the poster was not used
+    assert body["used_text"] is True and body["used_poster"] is False and body["ignored"] == ["poster"]
 
 
 def test_schema_validates(tmp_path):
