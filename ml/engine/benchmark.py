@@ -305,6 +305,9 @@ def _run_model(
         ):
             probs, dec = model.predict(without(test, drop))
             row["missing"][label] = _summary(y_test, probs, dec, genres)
+            y_val = labels_matrix(parts["val"], len(genres))
+            probs, dec = model.predict(without(parts["val"], drop))
+            row["missing"][f"val_{label}"] = _summary(y_val, probs, dec, genres)
     row["eval_sets"] = {}
     for folder in eval_data:
         examples = load_eval_set(folder, genres)

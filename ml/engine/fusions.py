@@ -147,6 +147,14 @@ class Ensemble(Fusion):
     def forward(self, text, image, present=None):
         # Each member applies its own input dropout.
         outputs = [member(text, image, present) for member in self.members]
-        p = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0)
+        probs = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs])
+        p = probs.mean(0)
+        solo = [i for i, m in enumerate(self.members) if isinstance(m, (Late, OneModality))]
+        if present is not None and solo and len(solo) < len(self.members):
+            # A movie missing an input: only the members that answer from one input alone
+            # (late fusion's per-modality heads) vote; the others were trained on both.
+            partial = ~(present[0] & present[1])
+            if partial.any():
+                p = torch.where(partial.unsqueeze(1), probs[solo].mean(0), p)
         aux = [logits for logits, _ in outputs] + [a for _, extra in outputs for a in extra]
         return _logit(p), aux
