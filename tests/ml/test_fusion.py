@@ -170,6 +170,26 @@ def test_late_fusion_uses_only_the_present_input():
     torch.testing.assert_close(p[0], w * p_text[0] + (1 - w) * p_image[0], atol=1e-5, rtol=0)
 
 
+def test_an_ensemble_answers_a_movie_missing_an_input_with_its_one_input_members():
+    from ml.engine.families import fusion
+
+    torch.manual_seed(0)
+    config = get_config(
+        {"preset": "minilm+effnet-frozen-concat-late", "hidden_dim": 8, "dropout": 0.0, "input_dropout": 0.0}
+    )
+    head = fusion("ensemble").build(3, 2, 4, config, ("concat", "late")).eval()
+    text, image = torch.randn(3, 3), torch.randn(3, 2)
+    image[1] = 0
+    present = (torch.tensor([True, True, False]), torch.tensor([True, False, True]))
+    logits, _ = head(text, image, present=present)
+    concat, late = head.members
+    p_concat = torch.sigmoid(concat(text, image, present)[0])
+    p_late = torch.sigmoid(late(text, image, present)[0])
+    p = torch.sigmoid(logits)
+    torch.testing.assert_close(p[0], (p_concat[0] + p_late[0]) / 2, atol=1e-5, rtol=0)  # both inputs: all vote
+    torch.testing.assert_close(p[1:], p_late[1:], atol=1e-5, rtol=0)  # one input: the late member alone
+
+
 def test_input_sets_and_removing_an_input():
     ex = Example("a", "An overview.", b"img", [0], title="Spectre", year=2015)
     assert without([ex], "image")[0].image is None and without([ex], "image")[0].text == "An overview."
