@@ -18,6 +18,7 @@ from ml.api import (
     MovieViewSet,
     PredictionViewSet,
     PredictView,
+    PresetListView,
 )
 from webhooks.api import DeliveryViewSet, EndpointViewSet
 from workers.api import AuditRunViewSet, JobViewSet
@@ -37,6 +38,7 @@ router.register("reviews", LabelReviewViewSet, basename="labelreview")
 
 urlpatterns = [
     path("predict/", PredictView.as_view(), name="api-predict"),
+    path("model-presets/", PresetListView.as_view(), name="api-model-presets"),
     path("auth/token/", TokenView.as_view(), name="api-token"),
     path("", include(router.urls)),
 ]

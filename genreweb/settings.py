@@ -212,6 +212,15 @@ if "GENREWEB_IMPORT_ROOTS" not in os.environ:
 # holds a movies.csv it is an import root too (catalog.importers.registry.import_roots) and
 # the empty catalog offers staff a one-click import of it; otherwise it changes nothing.
 GENREWEB_DEVSET_DIR = BASE_DIR.parent / "shared" / "data" / "devset"
+
+# Folders a model config given through the web UI, the API or a job may name as a local
+# encoder (text_model_path: a sentence-transformers folder; image_model_path: a torchvision
+# checkpoint). ":"-separated; empty (the default) refuses every such path.
+GENREWEB_ENCODER_ROOTS = [
+    Path(item).expanduser().resolve()
+    for item in os.environ.get("GENREWEB_ENCODER_ROOTS", "").split(":")
+    if item.strip()
+]
 GENREWEB_POSTER_MAX_PIXELS = int(os.environ.get("GENREWEB_POSTER_MAX_PIXELS", 40_000_000))
 GENREWEB_POSTER_MIN_SIDE = int(os.environ.get("GENREWEB_POSTER_MIN_SIDE", 64))
 GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE_SIZE", 224))

@@ -167,6 +167,10 @@ class PredictionSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
 
 class PredictRequestSerializer(serializers.Serializer):
     overview = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
+    title = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, default="", help_text="read by models whose text has titles"
+    )
+    year = serializers.IntegerField(required=False, allow_null=True, default=None, min_value=1800, max_value=2200)
     poster = serializers.FileField(
         required=False,
         allow_null=True,
@@ -208,8 +212,38 @@ class PredictResponseSerializer(serializers.Serializer):
     genres = serializers.ListField(child=serializers.CharField())
     scores = ScoreSerializer(many=True)
     uncertainty = serializers.FloatField()
-    used_text = serializers.BooleanField()
-    used_poster = serializers.BooleanField()
+    used_text = serializers.BooleanField(
+        help_text="the model read a text input (overview, or title/year if it uses them)"
+    )
+    used_poster = serializers.BooleanField(help_text="the model read the poster")
+    inputs = serializers.ChoiceField(
+        choices=["all", "text", "image"],
+        help_text="all: every input the model uses was given; text / image: a text+poster model had only that one "
+        "(its calibration and thresholds for that case were applied)",
+    )
+    ignored = serializers.ListField(child=serializers.CharField(), help_text="given inputs this model does not read")
+    calibrated = serializers.BooleanField(help_text="scores are calibrated probabilities (fitted on validation)")
+
+
+class PresetSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    notes = serializers.CharField()
+    recommended = serializers.BooleanField(help_text="the platform's default (train and retrain jobs without a config)")
+    config = serializers.DictField(help_text="the full model config of the preset")
+
+
+class PresetListView(GenericAPIView):
+    """The model presets a train or retrain job may name, the recommended (default) one first."""
+
+    permission_classes = [IsLabelerOrAnonymousRead]
+    serializer_class = PresetSerializer
+    pagination_class = None
+
+    @extend_schema(responses=PresetSerializer(many=True))
+    def get(self, request):
+        from .engine.registry import preset_list  # config dataclasses only, no torch
+
+        return Response(PresetSerializer(preset_list(), many=True).data)
 
 
 class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -293,7 +327,13 @@ class PredictView(GenericAPIView):
         from .services.inference import predict_raw  # loads torch: only when predicting
 
         try:
-            result = predict_raw(data.validated_data["overview"], data.validated_data["poster"], version)
+            result = predict_raw(
+                data.validated_data["overview"],
+                data.validated_data["poster"],
+                version,
+                title=data.validated_data["title"],
+                year=data.validated_data["year"],
+            )
         except ImageRejected as exc:  # double check inside the service; still a 400, never a 500
             return Response({"poster": [exc.reason]}, status=status.HTTP_400_BAD_REQUEST)
         except (FileNotFoundError, ValueError):  # the version's artifact is missing or damaged

@@ -278,7 +278,7 @@ for _kind in (
         run="workers.runners:run_train",
         queue=GPU_QUEUE,
         hard_time_limit_s=6 * HOUR,
-        description="Train a model family on a snapshot; success makes an evaluated model version.",
+        description="Train a model family on a snapshot (default: the recommended preset); success makes an evaluated model version.",
     ),
     JobKind(
         EVALUATE,

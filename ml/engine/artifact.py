@@ -60,7 +60,7 @@ def _frozen_encoder_records(model: TrainedModel) -> dict:
         if which == "text":
             record["precision"] = cfg.text_precision
         if family.identity is not None:
-            record.update(family.identity())
+            record.update(family.identity_of(cfg))
         records[which] = record
     return records
 
@@ -87,11 +87,17 @@ def save_model(model: TrainedModel, directory) -> dict:
         "config": cfg.to_dict(),
         "genres": model.genres,
         "thresholds": [float(t) for t in model.thresholds],
+        # per input set ("text": no poster, "image": no text) of a fused model
+        "thresholds_by_inputs": {k: [float(t) for t in v] for k, v in model.thresholds_by_inputs.items()},
+        # per-genre calibration per input set (ml.engine.calibration), applied at predict time
+        "calibration": model.calibration,
         "dims": {
             "text": model.model.text_dim,
             "image": model.model.image_dim,
             # vocabulary size, for readers of the artifact (0 for encoders without one)
             "vocab": len(text_state) if hasattr(text_state, "__len__") else 0,
+            # training movies the kNN member keeps (0: none)
+            "knn_bank": int(model.model.knn.labels.shape[0]) if getattr(model.model, "knn", None) is not None else 0,
         },
         "normaliser": {
             "image_mean": list(IMAGENET_MEAN),
@@ -153,7 +159,7 @@ def load_model(
             raise ArtifactError(f"{directory}: the {text_family.name} encoder's fitted state ({key}) is missing")
         prefix = f"{key}."
         text_state = text_family.load_fitted(document[key], {k: v for k, v in tensors.items() if k.startswith(prefix)})
-    _check_identities(directory, document.get("frozen_encoders", {}))
+    _check_identities(directory, document.get("frozen_encoders", {}), config)
     # Weights come from the file, so pretrained encoders start empty (no ResNet warning,
     # no wasted load); MiniLM's module is built from its package and then overwritten.
     model = GenreModel(
@@ -165,6 +171,7 @@ def load_model(
         device=device,
         pretrained=False,
         log=log,
+        knn_bank=int(dims.get("knn_bank", 0)),
     )
     fitted_prefix = f"{text_family.fitted_key}." if text_family is not None and text_family.fitted_key else None
     state = {k: v for k, v in tensors.items() if not (fitted_prefix and k.startswith(fitted_prefix))}
@@ -190,13 +197,16 @@ def load_model(
         device,
         timings=document.get("timings"),
         encoder_fingerprints=fingerprints,
+        # absent from artifacts written before calibration: raw sigmoid, one threshold set
+        calibration=document.get("calibration") or {},
+        thresholds_by_inputs=document.get("thresholds_by_inputs") or {},
     )
     if parts.frozen is not None:
         parts.frozen.expect(fingerprints)
     return trained
 
 
-def _check_identities(directory, records: dict) -> None:
+def _check_identities(directory, records: dict, config: ModelConfig) -> None:
     """Refuse a frozen artifact whose pretrained weights file differs from the installed one
     (the recorded fingerprint is checked again when features are first read or computed)."""
     for which, record in records.items():
@@ -204,10 +214,14 @@ def _check_identities(directory, records: dict) -> None:
         recorded = record.get("weights_sha256")
         if family.identity is None or not recorded:
             continue
-        installed = family.identity().get("weights_sha256")
+        try:
+            identity = family.identity_of(config)
+        except (OSError, RuntimeError) as exc:  # e.g. a local model folder that is gone
+            raise ArtifactError(f"{directory}: the {which} encoder {record['name']} is not available: {exc}") from exc
+        installed = identity.get("weights_sha256")
         if installed != recorded:
             raise ArtifactError(
-                f"{directory}: the installed {which} encoder {record['name']} ({family.identity().get('version')}) "
+                f"{directory}: the installed {which} encoder {record['name']} ({identity.get('version')}) "
                 f"has other weights than the one this model was trained on ({record.get('version')}); "
                 "install the same encoder package version or retrain"
             )

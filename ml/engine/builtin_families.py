@@ -167,6 +167,42 @@ register_encoder(
     )
 )
 
+# ---------------------------------------------------------------- a model the user has on disk
+
+
+def _local(name: str):
+    def call(*args, **kwargs):
+        from . import local_encoders
+
+        return getattr(local_encoders, name)(*args, **kwargs)
+
+    return call
+
+
+register_encoder(
+    EncoderFamily(
+        name="st_folder",
+        modality="text",
+        build=_local("build_st"),
+        pretrained=True,
+        identity=lambda config: _local("st_identity")(config),
+        dim=_local("st_dim"),
+        description="a local sentence-transformers model folder (config text_model_path)",
+    )
+)
+register_encoder(
+    EncoderFamily(
+        name="torchvision",
+        modality="image",
+        build=_local("build_tv"),
+        pretrained=True,
+        identity=lambda config: _local("tv_identity")(config),
+        dim=_local("tv_dim"),
+        description="a torchvision architecture (config image_arch) with weights from a local checkpoint file "
+        "(config image_model_path)",
+    )
+)
+
 # ---------------------------------------------------------------- fusions
 
 

@@ -11,16 +11,20 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Example:
-    """One movie as the engine sees it. ``image`` is a local path, raw bytes or None (no
-    poster); ``labels`` are genre indices (empty for inference). ``image_digest``, when known,
-    is the sha256 of the image's bytes (the catalog's derivative checksum): frozen features
-    found in the embedding store under it never read the file."""
+    """One movie as the engine sees it. ``text`` is the overview ("" for none); ``image`` is
+    a local path, raw bytes or None (no poster); ``labels`` are genre indices (empty for
+    inference). ``image_digest``, when known, is the sha256 of the image's bytes (the
+    catalog's derivative checksum): frozen features found in the embedding store under it
+    never read the file. ``title`` and ``year`` reach the text encoder only when a config's
+    ``text_fields`` name them (ml.engine.inputs)."""
 
     key: str
     text: str
     image: str | bytes | None = None
     labels: list[int] = field(default_factory=list)
     image_digest: str | None = None
+    title: str = ""
+    year: int | None = None
 
 
 class ImageLoadError(ValueError):

@@ -45,9 +45,10 @@ class EncoderFamily:
         Starts from pretrained weights: may be frozen (features computed once and cached
         under ``cache_settings``), trains at ``encoder_lr`` and gets a LayerNorm when
         fine-tuned end to end.
-    identity() -> dict
-        The pretrained weights' identity (package, version, weights sha256) recorded in a
-        frozen artifact and checked when it is loaded.
+    identity() -> dict, or identity(config) -> dict
+        The pretrained weights' identity (package, version, weights sha256; for a local
+        model folder its path too) recorded in a frozen artifact and checked when it is
+        loaded. Families whose weights come from a config setting take the config.
     dim(config) -> int
         Feature size (None where it depends on fitted data, e.g. TF-IDF's vocabulary).
     transforms(config, train) -> callable
@@ -71,6 +72,14 @@ class EncoderFamily:
     def can_freeze(self) -> bool:
         """Usable with train_mode="frozen": pretrained weights to freeze, or a fitted featuriser."""
         return self.pretrained or self.featuriser
+
+    def identity_of(self, config) -> dict | None:
+        """``identity`` for this config (None when the family records none)."""
+        if self.identity is None:
+            return None
+        import inspect
+
+        return self.identity(config) if inspect.signature(self.identity).parameters else self.identity()
 
     def cache_settings(self, config) -> str:
         """The config settings that change a frozen encoder's output (part of its cache key)."""

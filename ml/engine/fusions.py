@@ -1,9 +1,12 @@
 """Fusion heads: (text features, image features) -> genre logits.
 
 Each class is registered as one or more fusion families in ``ml.engine.builtin_families``.
-``forward(text, image)`` returns (logits, auxiliary logits that also get a loss term); a
-modality the config does not use arrives as None. Attribute names are part of the saved
-artifacts' weight names: keep them.
+``forward(text, image, present=None)`` returns (logits, auxiliary logits that also get a
+loss term); a modality the config does not use arrives as None. ``present`` is
+(has_text, has_image), two [n] bool tensors, when the model uses both inputs: an absent
+input arrives as zeros (the training mean after standardisation), and heads that can do
+better with the mask (late fusion uses only the present modality's head) read it.
+Attribute names are part of the saved artifacts' weight names: keep them.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ class Fusion(nn.Module):
         super().__init__()
         self.input_dropout = nn.Dropout(input_dropout)
 
-    def forward(self, text: torch.Tensor | None, image: torch.Tensor | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(
+        self, text: torch.Tensor | None, image: torch.Tensor | None, present=None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if text is not None:
             text = self.input_dropout(text)
         if image is not None:
             image = self.input_dropout(image)
-        return self.combine(text, image)
+        return self.combine(text, image, present)
 
-    def combine(self, text, image):  # pragma: no cover - abstract
+    def combine(self, text, image, present=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -49,7 +54,7 @@ class OneModality(Fusion):
         self.modality = modality
         self.net = mlp(text_dim if modality == "text" else image_dim, hidden, n_genres, dropout)
 
-    def combine(self, text, image):
+    def combine(self, text, image, present=None):
         return self.net(text if self.modality == "text" else image), []
 
 
@@ -65,7 +70,7 @@ class Linear(Fusion):
         super().__init__(input_dropout)
         self.net = nn.Linear(text_dim + image_dim, n_genres)
 
-    def combine(self, text, image):
+    def combine(self, text, image, present=None):
         return self.net(_present(text, image)), []
 
 
@@ -76,7 +81,7 @@ class Concat(Fusion):
         super().__init__(input_dropout)
         self.net = mlp(text_dim + image_dim, hidden, n_genres, dropout)
 
-    def combine(self, text, image):
+    def combine(self, text, image, present=None):
         return self.net(torch.cat([text, image], dim=1)), []
 
 
@@ -95,7 +100,7 @@ class Projected(Fusion):
             self.gate = nn.Linear(text_dim + image_dim, width)
         self.out = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, n_genres))
 
-    def combine(self, text, image):
+    def combine(self, text, image, present=None):
         ht, hi = torch.tanh(self.text_proj(text)), torch.tanh(self.image_proj(image))
         if self.op == "add":
             h = ht + hi
@@ -119,9 +124,13 @@ class Late(Fusion):
         # sigmoid(0) = 0.5: both modalities start with equal say for every genre.
         self.mix = nn.Parameter(torch.zeros(n_genres))
 
-    def combine(self, text, image):
+    def combine(self, text, image, present=None):
         lt, li = self.text_head(text), self.image_head(image)
-        w = torch.sigmoid(self.mix)
+        w = torch.sigmoid(self.mix).expand(len(lt), -1)
+        if present is not None:
+            # An absent input's head has nothing to say: the present one decides alone.
+            has_text, has_image = (m.to(w.dtype).unsqueeze(1) for m in present)
+            w = has_text * (w * has_image + (1 - has_image))
         p = w * torch.sigmoid(lt.float()) + (1 - w) * torch.sigmoid(li.float())
         return _logit(p), [lt, li]
 
@@ -135,9 +144,17 @@ class Ensemble(Fusion):
         super().__init__(input_dropout)
         self.members = nn.ModuleList([fusion(m).build(text_dim, image_dim, n_genres, config) for m in members])
 
-    def forward(self, text, image):
+    def forward(self, text, image, present=None):
         # Each member applies its own input dropout.
-        outputs = [member(text, image) for member in self.members]
-        p = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs]).mean(0)
+        outputs = [member(text, image, present) for member in self.members]
+        probs = torch.stack([torch.sigmoid(logits.float()) for logits, _ in outputs])
+        p = probs.mean(0)
+        solo = [i for i, m in enumerate(self.members) if isinstance(m, (Late, OneModality))]
+        if present is not None and solo and len(solo) < len(self.members):
+            # A movie missing an input: only the members that answer from one input alone
+            # (late fusion's per-modality heads) vote; the others were trained on both.
+            partial = ~(present[0] & present[1])
+            if partial.any():
+                p = torch.where(partial.unsqueeze(1), probs[solo].mean(0), p)
         aux = [logits for logits, _ in outputs] + [a for _, extra in outputs for a in extra]
         return _logit(p), aux

@@ -9,6 +9,8 @@ both modes.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
@@ -31,6 +33,7 @@ class GenreModel(nn.Module):
         device: str = "cpu",
         pretrained: bool = True,
         log=None,
+        knn_bank: int = 0,
     ):
         super().__init__()
         self.config = config
@@ -66,6 +69,20 @@ class GenreModel(nn.Module):
         self.text_norm = nn.LayerNorm(text_dim) if finetune and text_family and text_family.pretrained else None
         self.image_norm = nn.LayerNorm(image_dim) if finetune and image_family and image_family.pretrained else None
         self.head = fusion(config.fusion).build(text_dim, image_dim, n_genres, config, tuple(config.ensemble_members))
+        # The kNN member (frozen mode): training features and labels, filled by fit().
+        self.knn = None
+        if config.knn_k and knn_bank and not finetune:
+            from .knn import KNNMember
+
+            self.knn = KNNMember(
+                knn_bank,
+                text_dim if config.has_text and "text" in config.knn_inputs else 0,
+                image_dim if config.has_image and "image" in config.knn_inputs else 0,
+                n_genres,
+                config.knn_k,
+            )
+        # Heads written before input masks existed take (text, image) only.
+        self._head_takes_present = "present" in inspect.signature(self.head.forward).parameters
 
     def set_normaliser(self, text: tuple | None, image: tuple | None) -> None:
         for stats, prefix in ((text, "text"), (image, "image")):
@@ -84,6 +101,21 @@ class GenreModel(nn.Module):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
         text = image = None
+        cfg = self.config
+        n = len(batch["index"])
+        device = next(iter(v for k, v in batch.items() if torch.is_tensor(v) and k != "index"), batch["index"]).device
+        has_text = batch["has_text"].bool() if "has_text" in batch else torch.ones(n, dtype=torch.bool, device=device)
+        has_image = (
+            batch["has_image"].bool() if "has_image" in batch else torch.ones(n, dtype=torch.bool, device=device)
+        )
+        if self.training and cfg.modality_dropout > 0 and cfg.has_text and cfg.has_image:
+            # Modality dropout: some examples lose their text or their poster (never their
+            # last input), so the head learns to answer from either one alone.
+            drop = torch.rand(n, device=device) < cfg.modality_dropout
+            pick_text = torch.rand(n, device=device) < 0.5
+            both = has_text & has_image
+            has_text = has_text & ~(drop & pick_text & both)
+            has_image = has_image & ~(drop & ~pick_text & both)
         if self.config.has_text:
             if "text_feat" in batch:
                 text = (batch["text_feat"] - self.text_mean) / self.text_std
@@ -91,6 +123,8 @@ class GenreModel(nn.Module):
                 text = self.text_encoder(batch["text_input"])
             if self.text_norm is not None:
                 text = self.text_norm(text)
+            # A movie without text contributes the average text (zero after standardising).
+            text = text * has_text.to(text.dtype).unsqueeze(1)
         if self.config.has_image:
             if "image_feat" in batch:
                 image = (batch["image_feat"] - self.image_mean) / self.image_std
@@ -99,5 +133,27 @@ class GenreModel(nn.Module):
                 if self.image_norm is not None:
                     image = self.image_norm(image)
             # A movie without a poster contributes the average image (zero after standardising).
-            image = image * batch["has_image"].to(image.dtype).unsqueeze(1)
-        return self.head(text, image)
+            image = image * has_image.to(image.dtype).unsqueeze(1)
+        if self._head_takes_present and cfg.has_text and cfg.has_image:
+            logits, aux = self.head(text, image, present=(has_text, has_image))
+        else:
+            logits, aux = self.head(text, image)
+        if self.knn is not None and not self.training and float(self.knn.alpha) > 0:
+            alpha = self.knn.alpha
+            p = (1 - alpha) * torch.sigmoid(logits.float()) + alpha * self.knn(text, image, has_text, has_image)
+            p = p.clamp(1e-6, 1 - 1e-6)
+            logits = torch.log(p) - torch.log1p(-p)
+        return logits, aux
+
+    def standardised(self, batch: dict) -> tuple:
+        """(text, image, has_text, has_image) as the head sees them in eval mode (frozen mode)."""
+        n = len(batch["index"])
+        ones = torch.ones(n, dtype=torch.bool)
+        has_text = batch.get("has_text", ones).bool()
+        has_image = batch.get("has_image", ones).bool()
+        text = image = None
+        if self.config.has_text:
+            text = (batch["text_feat"] - self.text_mean) / self.text_std * has_text.float().unsqueeze(1)
+        if self.config.has_image:
+            image = (batch["image_feat"] - self.image_mean) / self.image_std * has_image.float().unsqueeze(1)
+        return text, image, has_text, has_image

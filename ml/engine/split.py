@@ -12,6 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 SUBSET_NAMES = ("train", "val", "test")
+# The one set of split defaults: the benchmark's split and the platform's dataset snapshots
+# (ml.services.snapshots.build_snapshot) both start from these, so the default training
+# path reproduces the benchmark's setup.
+DEFAULT_SEED = 0
+DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
+# Genres with fewer movies are reported and left out (too few to learn or to score).
+DEFAULT_MIN_GENRE_COUNT = 20
 
 
 def _check_fractions(fractions) -> np.ndarray:

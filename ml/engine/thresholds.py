@@ -45,13 +45,14 @@ def tune_thresholds(y_true, probs, grid=None) -> np.ndarray:
 
 
 def apply_thresholds(probs, thresholds, min_one: bool = True) -> np.ndarray:
-    """Decisions ``probs >= thresholds``; with ``min_one`` every row keeps at least its top genre."""
+    """Decisions ``probs >= thresholds`` (one threshold per genre [G], or per entry [n, G]);
+    with ``min_one`` every row keeps at least its top genre."""
     p = np.asarray(probs)
     if p.ndim != 2:
         raise ValueError(f"probs must be a 2-D [n, genres] array, got shape {p.shape}")
     t = np.asarray(thresholds, dtype=p.dtype if p.dtype.kind == "f" else np.float64)
-    if t.ndim not in (0, 1) or (t.ndim == 1 and t.shape[0] != p.shape[1]):
-        raise ValueError(f"need one threshold per genre ({p.shape[1]}), got shape {t.shape}")
+    if t.ndim not in (0, 1, 2) or (t.ndim == 1 and t.shape[0] != p.shape[1]) or (t.ndim == 2 and t.shape != p.shape):
+        raise ValueError(f"need one threshold per genre ({p.shape[1]}) or one per entry, got shape {t.shape}")
     decisions = p >= t
     if min_one and p.shape[0] and p.shape[1]:
         empty = ~decisions.any(axis=1)

@@ -16,11 +16,13 @@ import torch
 
 from base.progress import Progress, report, scaled
 
+from .calibration import apply_calibration, fit_calibration
 from .config import ModelConfig
 from .contracts import Example, ImageLimits
 from .data import labels_matrix
 from .encoders import autocast
 from .families import encoder
+from .inputs import ALL, IMAGE_ONLY, TEXT_ONLY, compose_text, without
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -119,7 +121,7 @@ def fit(
     image_family = encoder(config.image_encoder) if config.has_image else None
     text_state = None
     if text_family is not None and text_family.fit is not None:
-        text_state = text_family.fit(config, [ex.text for ex in train], log)
+        text_state = text_family.fit(config, [compose_text(ex, config.text_fields) for ex in train], log)
     parts = InputParts(config, text_state, device, cache_dir=cache_dir, log=log, image_limits=image_limits, store=store)
     # Frozen features of network encoders are cached and standardised; featurisers' are not.
     frozen_text = text_family is not None and not text_family.featuriser
@@ -153,13 +155,14 @@ def fit(
         text_state=text_state,
         device=device,
         log=log,
+        knn_bank=len(train) if frozen and config.knn_k else 0,
     )
     if frozen:
         # Standardise pretrained features with training statistics (a featuriser's stay as
         # they are: TF-IDF is already L2-normalised and mostly zeros).
         text_norm = image_norm = None
         if frozen_text:
-            text_norm = _mean_std(train_arrays["text_feat"])
+            text_norm = _mean_std(train_arrays["text_feat"][train_arrays["has_text"]])
         if image_family is not None:
             image_norm = _mean_std(train_arrays["image_feat"][train_arrays["has_image"]])
         model.set_normaliser(text_norm, image_norm)
@@ -294,16 +297,22 @@ def fit(
         model.load_state_dict(best_state)
     timings["train_s"] = time.perf_counter() - t_train
 
-    report(progress, "tuning thresholds", 0.96)
+    if model.knn is not None:
+        _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log)
+    report(progress, "calibrating and tuning thresholds", 0.96)
     trained = TrainedModel(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
     )
-    if frozen:
-        val_logits = _frozen_logits(model, parts, val_arrays, config)
-    else:
-        val_logits = trained.logits(val, batch_size=max(config.batch_size, 64))
-    val_probs = sigmoid(val_logits)
-    trained.thresholds = tune_thresholds(y_val, val_probs)
+    # Per input set ("all"; for a fused model also poster removed / text removed from every
+    # val movie): per-genre calibration on the val logits, then thresholds tuned on the
+    # calibrated val probabilities.
+    calibration, thresholds = {}, {}
+    for name, val_logits in _val_logits_by_inputs(trained, val, val_arrays if frozen else None).items():
+        calibration[name] = fit_calibration(val_logits, y_val, config.calibration)
+        thresholds[name] = tune_thresholds(y_val, apply_calibration(val_logits, calibration[name]))
+    trained.thresholds = thresholds.pop(ALL)
+    trained.thresholds_by_inputs = thresholds
+    trained.calibration = calibration
     timings["total_s"] = time.perf_counter() - started
     trained.timings = timings
     trained.best_epoch = best_epoch
@@ -319,6 +328,49 @@ def _labelled(progress: Progress | None, part: str) -> Progress | None:
     if progress is None:
         return None
     return lambda message, fraction: progress(f"{message} ({part})", fraction)
+
+
+def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log) -> None:
+    """Store the training features and labels in the kNN member; choose its weight on val."""
+    from .knn import ALPHA_GRID
+
+    model.eval()
+    with torch.inference_mode():
+        text, image, _, _ = model.standardised(next(parts.frozen_batches(train_arrays, len(y_train))))
+        model.knn.set_bank(text, image, torch.from_numpy(y_train))
+        p_head = sigmoid(_frozen_logits(model, parts, val_arrays, config))  # alpha is still 0
+        p_knn = model.knn(*model.standardised(next(parts.frozen_batches(val_arrays, len(y_val))))).float().cpu().numpy()
+    losses = {a: _log_loss(y_val, (1 - a) * p_head + a * p_knn) for a in ALPHA_GRID}
+    best = min(losses, key=losses.get)
+    model.knn.alpha.fill_(best)
+    log(
+        f"kNN member (k={config.knn_k}): weight {best} chosen on val log-loss ({losses[best]:.4f} vs {losses[0.0]:.4f} without)"
+    )
+
+
+def _val_logits_by_inputs(trained: TrainedModel, val: list[Example], val_arrays: dict | None) -> dict:
+    config, model = trained.config, trained.model
+    batch_size = max(config.batch_size, 64)
+
+    def logits(drop: str | None) -> np.ndarray:
+        if val_arrays is None:  # end to end: run the network on the changed examples
+            return trained.logits(without(val, drop) if drop else val, batch_size=batch_size)
+        arrays = dict(val_arrays)
+        if drop:
+            key = "has_image" if drop == "image" else "has_text"
+            arrays[key] = np.zeros_like(arrays[key])
+        return _frozen_logits(model, trained.parts, arrays, config)
+
+    out = {ALL: logits(None)}
+    if trained.fused:
+        out[TEXT_ONLY] = logits("image")
+        out[IMAGE_ONLY] = logits("text")
+    return out
 
 
 def _mean_std(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

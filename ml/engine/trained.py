@@ -8,12 +8,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from base.progress import Progress, scaled
 
+from .calibration import apply_calibration
 from .config import ModelConfig
 from .contracts import Example, ImageLimits
 from .data import decode_image, image_bytes
 from .encoders import autocast
 from .families import encoder
 from .features import FrozenFeatures
+from .inputs import ALL, compose_text, input_sets, with_composed_text
 from .model import GenreModel
 from .thresholds import apply_thresholds
 
@@ -48,10 +50,12 @@ class _RawDataset(Dataset):
         item = {"index": i}
         cfg = self.parts.config
         if self.parts.text_family is not None:
+            text = compose_text(ex, cfg.text_fields)
+            item["has_text"] = bool(text.strip())
             if self.parts.text_family.featuriser:
-                item["text_feat"] = self.parts.text_state.transform([ex.text])[0]
+                item["text_feat"] = self.parts.text_state.transform([text])[0]
             else:  # tokenised per batch by the encoder's prepare()
-                item["text"] = ex.text
+                item["text"] = text
         if cfg.has_image:
             data = image_bytes(ex, self.parts.image_limits)
             if data is None:
@@ -102,6 +106,9 @@ class InputParts:
         text_progress = image_progress = progress
         text = self.text_family
         frozen_text = text is not None and not text.featuriser
+        if text is not None:
+            examples = with_composed_text(examples, cfg.text_fields)
+            arrays["has_text"] = np.array([bool(ex.text.strip()) for ex in examples], dtype=bool)
         if progress and frozen_text and cfg.has_image:
             # Text then images, each on its own half, so a job's progress never goes backwards.
             text_progress, image_progress = scaled(progress, 0.0, 0.5), scaled(progress, 0.5, 1.0)
@@ -147,6 +154,8 @@ class InputParts:
         batch: dict = {"index": torch.tensor([it["index"] for it in items])}
         if "text" in items[0]:
             batch["text_input"] = self.text_prepare([it["text"] for it in items])
+        if "has_text" in items[0]:
+            batch["has_text"] = torch.tensor([it["has_text"] for it in items])
         if "text_feat" in items[0]:
             batch["text_feat"] = torch.from_numpy(np.stack([it["text_feat"] for it in items]))
         if "image" in items[0]:
@@ -194,6 +203,8 @@ class TrainedModel:
         device: str,
         timings: dict | None = None,
         encoder_fingerprints: dict | None = None,
+        calibration: dict | None = None,
+        thresholds_by_inputs: dict | None = None,
     ):
         self.config = config
         self.genres = list(genres)
@@ -204,7 +215,33 @@ class TrainedModel:
         self.device = device
         self.timings = timings or {}
         self.encoder_fingerprints = encoder_fingerprints or {}
+        # Per input set (ml.engine.inputs: "all", and "text"/"image" for a fused model with
+        # one input missing): the per-genre calibration fitted on val and the thresholds
+        # tuned on the calibrated val probabilities. ``thresholds`` is the "all" entry.
+        self.calibration = dict(calibration or {})
+        self.thresholds_by_inputs = {
+            k: np.asarray(v, dtype=np.float32) for k, v in (thresholds_by_inputs or {}).items()
+        }
+        self.last_input_sets: list[str] = []
         parts.bind(model)
+
+    @property
+    def fused(self) -> bool:
+        return self.config.has_text and self.config.has_image
+
+    def thresholds_for(self, input_set: str) -> np.ndarray:
+        if input_set == ALL:
+            return self.thresholds
+        found = self.thresholds_by_inputs.get(input_set)
+        return self.thresholds if found is None else found
+
+    def input_sets(self, examples: list[Example]) -> list[str]:
+        """Which inputs each example gives this model ("all", or "text"/"image" when a fused
+        model misses one), decided the way the network sees it."""
+        cfg = self.config
+        has_text = [bool(compose_text(ex, cfg.text_fields).strip()) for ex in examples]
+        has_image = [ex.image is not None for ex in examples]
+        return input_sets(has_text, has_image, self.fused)
 
     def logits(
         self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None, train: bool = False
@@ -232,17 +269,35 @@ class TrainedModel:
                     progress("predicting", done / len(examples))
         return out
 
+    def calibrate(self, logits: np.ndarray, sets: list[str]) -> np.ndarray:
+        """Calibrated probabilities: each row with its input set's calibration."""
+        if not self.calibration:
+            return sigmoid(logits)
+        probs = np.zeros(logits.shape, dtype=np.float32)
+        for name in sorted(set(sets)):
+            rows = np.array([s == name for s in sets], dtype=bool)
+            probs[rows] = apply_calibration(logits[rows], self.calibration.get(name) or self.calibration.get(ALL))
+        return probs
+
+    def decide(self, probs: np.ndarray, sets: list[str]) -> np.ndarray:
+        if set(sets) <= {ALL}:
+            return apply_thresholds(probs, self.thresholds, min_one=True)
+        thresholds = np.stack([self.thresholds_for(s) for s in sets])
+        return apply_thresholds(probs, thresholds, min_one=True)
+
     def predict_proba(
         self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None
     ) -> np.ndarray:
+        """Calibrated genre probabilities [n, G]; ``last_input_sets`` says which inputs each row had."""
         logits = self.logits(examples, batch_size=batch_size, progress=progress)
-        return sigmoid(logits)
+        self.last_input_sets = self.input_sets(examples)
+        return self.calibrate(logits, self.last_input_sets)
 
     def predict(
         self, examples: list[Example], batch_size: int = 64, progress: Progress | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         probs = self.predict_proba(examples, batch_size=batch_size, progress=progress)
-        return probs, apply_thresholds(probs, self.thresholds, min_one=True)
+        return probs, self.decide(probs, self.last_input_sets)
 
     def save(self, directory) -> dict:
         from .artifact import save_model

@@ -221,14 +221,27 @@ def _poster_derivative(poster: bytes) -> bytes:
     return build_derivative(decoded.image, size=settings.GENREWEB_POSTER_DERIVATIVE_SIZE, mode=mode)
 
 
-def predict_raw(overview: str, poster: bytes | None, model_version: ModelVersion | int | None = None) -> dict:
+def predict_raw(
+    overview: str,
+    poster: bytes | None,
+    model_version: ModelVersion | int | None = None,
+    *,
+    title: str = "",
+    year: int | None = None,
+) -> dict:
     """Genres for an overview and/or poster that are not in the catalog.
 
     Uses the production model unless a version (or its id) is given. A poster that is
-    not a usable image raises ``catalog.images.ImageRejected``.
+    not a usable image raises ``catalog.images.ImageRejected``. The result says which
+    inputs the model used (``used_text``, ``used_poster``, ``inputs``: "all", or "text" /
+    "image" when a fused model had only that one) and which given inputs it cannot read
+    (``ignored``, e.g. a poster sent to a text-only model).
     """
+    from ml.engine.inputs import compose_text
+
     overview = (overview or "").strip()
-    if not overview and not poster:
+    title = (title or "").strip()
+    if not overview and not poster and not title:
         raise ValueError("give an overview, a poster, or both")
     if model_version is None:
         version = require_production_version()
@@ -238,9 +251,24 @@ def predict_raw(overview: str, poster: bytes | None, model_version: ModelVersion
         version = ModelVersion.objects.get(pk=model_version)
     image = _poster_derivative(poster) if poster else None
     model = get_predictor(version.pk)
-    probs, decisions = model.predict([Example(key="raw", text=overview, image=image)])
+    example = Example(key="raw", text=overview, image=image, title=title, year=year)
+    probs, decisions = model.predict([example])
+    inputs = model.input_sets([example])[0]
+    config = model.config
+    used_text = config.has_text and bool(compose_text(example, config.text_fields).strip())
+    used_poster = config.has_image and image is not None
+    ignored = [
+        name
+        for name, given, read in (
+            ("overview", bool(overview), config.has_text and "overview" in config.text_fields),
+            ("title", bool(title), config.has_text and "title" in config.text_fields),
+            ("year", year is not None, config.has_text and "year" in config.text_fields),
+            ("poster", image is not None, config.has_image),
+        )
+        if given and not read
+    ]
     genres = list(model.genres)
-    thresholds = np.asarray(model.thresholds, dtype=np.float64)
+    thresholds = np.asarray(model.thresholds_for(inputs), dtype=np.float64)
     fields = prediction_fields(genres, thresholds, probs[0], decisions[0], [])
     ranked = sorted(genres, key=lambda g: -fields["scores"][g])
     return {
@@ -257,6 +285,10 @@ def predict_raw(overview: str, poster: bytes | None, model_version: ModelVersion
             for g in ranked
         ],
         "uncertainty": fields["uncertainty"],
-        "used_text": bool(overview),
-        "used_poster": image is not None,
+        "used_text": used_text,
+        "used_poster": used_poster,
+        "inputs": inputs,
+        "ignored": ignored,
+        "calibrated": bool(getattr(model, "calibration", None))
+        and any(c.get("method", "none") != "none" for c in model.calibration.values()),
     }

@@ -11,12 +11,13 @@ table uses them.
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from base.params import Param, ParamSchema
 
-# build_snapshot's defaults (ml.services.snapshots uses these), prefilled in the job form.
-DEFAULT_SEED = 13
-DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
-DEFAULT_MIN_GENRE_COUNT = 10
+# build_snapshot's defaults, prefilled in the job form: the benchmark's split (ml.engine.split,
+# numpy only), so the platform's default training path reproduces the benchmark's rows.
+from ml.engine.split import DEFAULT_FRACTIONS, DEFAULT_MIN_GENRE_COUNT, DEFAULT_SEED
 
 
 def _fractions_sum(params: dict, errors: dict) -> None:
@@ -73,27 +74,62 @@ def snapshot_param_errors(params: dict, errors: dict) -> None:
 
 
 def preset_choices() -> list[tuple[str, str]]:
-    from ml.engine.registry import PRESETS  # cheap: config dataclasses only, no torch
+    """Every preset, the recommended one first and marked (ml.engine.registry.preset_list)."""
+    from ml.engine.registry import preset_list  # cheap: config dataclasses only, no torch
 
-    return [(name, f"{name} — {config.notes}" if config.notes else name) for name, config in PRESETS.items()]
+    return [
+        (
+            p["name"],
+            ("★ recommended: " if p["recommended"] else "")
+            + (f"{p['name']} — {p['notes']}" if p["notes"] else p["name"]),
+        )
+        for p in preset_list()
+    ]
 
 
-def config_errors(params: dict, errors: dict, *, required: bool = True) -> None:
-    """Check ``params["config"]``: a model config object or a preset name the engine knows."""
+def config_errors(params: dict, errors: dict, *, required: bool = False) -> None:
+    """Check ``params["config"]``: a model config object or a preset name the engine knows.
+
+    Left out (and not ``required``), it becomes the recommended preset
+    (``ml.engine.registry.RECOMMENDED_PRESET``), written into ``params`` so the job records it.
+    """
+    from ml.engine.registry import RECOMMENDED_PRESET, get_config  # pure config code, no torch
+
     config = params.get("config")
-    if config is None:
+    if config is None or config == "":
         if required:
             errors["config"] = "This field is required: a model config (object) or a preset name (string)."
+        else:
+            params["config"] = RECOMMENDED_PRESET
         return
     if not isinstance(config, (dict, str)) or (isinstance(config, str) and not config.strip()):
         errors["config"] = "Must be a model config object or a preset name."
         return
-    from ml.engine.registry import get_config  # pure config code, no torch
-
     try:
-        get_config(config)
+        model_config = get_config(config)
     except (ValueError, TypeError) as exc:  # unknown preset, bad field
         errors["config"] = str(exc)
+        return
+    for name in ("text_model_path", "image_model_path"):
+        value = getattr(model_config, name)
+        if value and not _under_encoder_roots(value):
+            errors["config"] = (
+                f"{name} {value} is outside the local encoder folders (GENREWEB_ENCODER_ROOTS: "
+                f"{':'.join(map(str, settings.GENREWEB_ENCODER_ROOTS)) or 'none configured'})"
+            )
+
+
+def _under_encoder_roots(value: str) -> bool:
+    from pathlib import Path
+
+    resolved = Path(value).expanduser().resolve()
+    return any(resolved == root or resolved.is_relative_to(root) for root in settings.GENREWEB_ENCODER_ROOTS)
+
+
+def recommended_preset() -> str:
+    from ml.engine.registry import RECOMMENDED_PRESET
+
+    return RECOMMENDED_PRESET
 
 
 def _production_version_id() -> int | None:
@@ -109,8 +145,11 @@ CONFIG = Param(
     label="model family preset",
     choices=preset_choices,
     check=config_errors,
-    required=True,
-    help='A preset of ml.engine.registry (the API also takes a config object: {"preset": "gru-text", "epochs": 5}).',
+    default=recommended_preset,
+    help=(
+        "A preset of ml.engine.registry; empty: the recommended one (the API also takes a config object: "
+        '{"preset": "gru-text", "epochs": 5}).'
+    ),
 )
 MODEL_VERSION_ID = Param(
     "model_version_id",
@@ -158,7 +197,8 @@ PREDICT_PARAMS = (
 
 
 def train_param_errors(params: dict, errors: dict) -> None:
-    """Check ``train_model`` arguments given as JSON: ``snapshot_id`` and ``config``."""
+    """Check ``train_model`` arguments given as JSON: ``snapshot_id`` and ``config`` (default:
+    the recommended preset)."""
     TRAIN_PARAMS.clean(params, errors)
 
 
@@ -185,15 +225,16 @@ def _encoders_check(params: dict, errors: dict) -> None:
 
 
 def _frozen_config_check(params: dict, errors: dict) -> None:
-    config_errors(params, errors, required=False)
-    if params.get("config") not in (None, "") and "config" not in errors:
+    if params.get("config") in (None, ""):  # GENREWEB_EMBED_CONFIG
+        params.pop("config", None)
+        return
+    config_errors(params, errors)
+    if "config" not in errors:
         from ml.engine.registry import get_config
         from ml.engine.store import stored_modalities
 
         if not stored_modalities(get_config(params["config"])):
             errors["config"] = "Must be a config with a frozen pretrained encoder (their vectors are what is stored)."
-    elif params.get("config") == "":
-        params.pop("config")
 
 
 EMBED_PARAMS = (

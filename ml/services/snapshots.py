@@ -14,11 +14,16 @@ from django.db import connection, transaction
 
 from base.progress import Progress, report
 from catalog.models import Movie, MovieGenre, Poster
-from ml.engine.split import SUBSET_NAMES, iterative_stratified_split
+from ml.engine.split import (
+    DEFAULT_FRACTIONS,
+    DEFAULT_MIN_GENRE_COUNT,
+    DEFAULT_SEED,
+    SUBSET_NAMES,
+    iterative_stratified_split,
+)
 from ml.models import DatasetSnapshot, SnapshotMember
 
 from .data import overview_checksum
-from .params import DEFAULT_FRACTIONS, DEFAULT_MIN_GENRE_COUNT, DEFAULT_SEED
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +97,9 @@ def build_snapshot(
     progress: Progress | None = None,
 ) -> DatasetSnapshot:
     """Freeze the current catalog into a snapshot with an iterative-stratified split.
+
+    The defaults are the benchmark's (ml.engine.split: seed 0, 70/15/15, genres with at
+    least 20 movies), so a default snapshot of the devset is the benchmark's split.
 
     Labels are each movie's current label set (a person's edits replace imported labels
     and mark the movie ``label_source=person``; the report counts both kinds). Movies

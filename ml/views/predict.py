@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 
 
 class PredictForm(forms.Form):
+    title = forms.CharField(max_length=500, required=False, help_text="read by models whose text has titles")
+    year = forms.IntegerField(min_value=1800, max_value=2200, required=False)
     overview = forms.CharField(widget=forms.Textarea(attrs={"rows": 6}), max_length=10_000, required=False)
     poster = forms.FileField(required=False, help_text="JPEG/PNG/WebP, up to 10 MB")
 
@@ -71,7 +73,13 @@ def predict_page(request):
             from ..services.inference import predict_raw  # loads the engine: only when predicting
 
             try:
-                raw = predict_raw(form.cleaned_data["overview"], form.cleaned_data["poster"], version)
+                raw = predict_raw(
+                    form.cleaned_data["overview"],
+                    form.cleaned_data["poster"],
+                    version,
+                    title=form.cleaned_data.get("title") or "",
+                    year=form.cleaned_data.get("year"),
+                )
             except (FileNotFoundError, ValueError):  # artifact missing or damaged
                 # The reason names server paths: it goes to the log, never to the page.
                 logger.exception("model version %s cannot be used on the predict page", version.pk)

@@ -88,7 +88,7 @@ def test_scores_thresholds_and_metrics_come_out_rounded(world, labeler):
 def test_adhoc_prediction_comes_out_rounded(world, labeler, monkeypatch):
     import ml.services.inference
 
-    def predict_raw(overview, poster, version):  # the model's raw output, as the service returns it
+    def predict_raw(overview, poster, version, **inputs):  # the model's raw output, as the service returns it
         return {
             "model_version": version.pk,
             "model_name": str(version),
@@ -97,6 +97,9 @@ def test_adhoc_prediction_comes_out_rounded(world, labeler, monkeypatch):
             "uncertainty": 1 / 3,
             "used_text": True,
             "used_poster": False,
+            "inputs": "all",
+            "ignored": [],
+            "calibrated": True,
         }
 
     monkeypatch.setattr(ml.services.inference, "predict_raw", predict_raw)

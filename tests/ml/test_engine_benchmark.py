@@ -144,3 +144,81 @@ def test_feature_extraction_benchmark_encodes_then_serves_from_cache(devset, tmp
     assert first["encoder"] == "efficientnet_lite0" and first["n"] > 0 and first["cached"] < first["n"]
     again = benchmark.precompute_features(devset, 3, 0, cache, "cpu", "efficientnet_lite0", threads=1)
     assert again["cached"] == again["n"]
+
+
+def _tag_sources(devset, kaggle_below: int = 20):
+    path = devset / "movies.csv"
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        number = int(row["id"].split("_")[1]) if row["id"] else 0
+        row["text_source"] = (
+            "abdulqadir7391/data/movies_metadata.csv"
+            if number < kaggle_below
+            else "VijayMarripudi/tmdb_3000_movies.csv"
+        )
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_eval_data_takes_one_or_more_folders():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    benchmark.add_arguments(parser)
+    assert parser.parse_args(["--data", "d"]).eval_data == []
+    args = parser.parse_args(["--data", "d", "--eval-data", "a", "b/c", "--source-shift"])
+    assert args.eval_data == ["a", "b/c"] and args.source_shift
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "d", "--eval-data"])
+
+
+def test_eval_data_folders_are_scored_and_a_wrong_one_fails_before_training(devset, tmp_path):
+    with pytest.raises(FileNotFoundError, match="--eval-data"):
+        benchmark.run_benchmark(devset, ["tfidf-linear"], tmp_path / "r", eval_data=[tmp_path / "nothing"])
+    # A second labeled folder: the same shape, another genre the model does not know is ignored.
+    extra = tmp_path / "extra"
+    (extra / "posters").mkdir(parents=True)
+    with open(extra / "movies.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "title", "year", "overview", "genres", "poster"])
+        writer.writeheader()
+        for i, (genre, words) in enumerate(list(GENRE_WORDS.items()) * 4):
+            writer.writerow(
+                {"id": f"x{i}", "title": "t", "year": "1999", "overview": words, "genres": genre, "poster": ""}
+            )
+        writer.writerow(
+            {"id": "x99", "title": "t", "year": "", "overview": "nothing", "genres": "Western", "poster": ""}
+        )
+    out = tmp_path / "results"
+    rows = benchmark.run_benchmark(
+        devset, ["tfidf-linear"], out, min_genre_count=5, isolate=False, device="cpu", eval_data=[extra]
+    )
+    scored = rows[0]["eval_sets"][str(extra)]
+    assert scored["n"] == 12  # the Western-only movie has no genre the model knows
+    assert scored["micro_f1"] >= 0.8
+    md = (out / "benchmark.md").read_text()
+    assert f"| tfidf-linear | {extra} | 12 |" in md
+    assert rows[0]["metrics"]["ece"] is not None and rows[0]["metrics"]["ece_uncalibrated"] is not None
+
+
+def test_source_shift_trains_on_one_source_and_tests_on_the_other(devset, tmp_path):
+    _tag_sources(devset, kaggle_below=20)
+    genres, parts = benchmark.prepare_source_shift(devset, 5, 0)
+    keys = {name: {int(ex.key.split("_")[1]) for ex in part} for name, part in parts.items()}
+    assert keys["test"] == set(range(20))
+    assert keys["train"] | keys["val"] == set(range(20, 60)) and not keys["train"] & keys["val"]
+    assert len(keys["val"]) in range(4, 9)
+    out = tmp_path / "results"
+    rows = benchmark.run_benchmark(
+        devset, ["tfidf-linear"], out, min_genre_count=5, isolate=False, device="cpu", source_shift=True
+    )
+    shifted = [r for r in rows if r["setup"] == "source-shift"]
+    assert [r["model"] for r in shifted] == ["tfidf-linear" + benchmark.SHIFT_SUFFIX]
+    assert shifted[0]["split_sizes"]["test"] == 20
+    md = (out / "benchmark.md").read_text()
+    assert "Source shift inside the devset" in md and f"| tfidf-linear{benchmark.SHIFT_SUFFIX} |" in md
+    # the shift row is not a devset-split row: not in the headline table, not "best"
+    headline = md.split("Best by")[0]
+    assert benchmark.SHIFT_SUFFIX not in headline

@@ -224,7 +224,11 @@ def test_registry_entries_are_checked():
 
 def test_builtin_families_carry_what_the_if_chains_did():
     enc = families.encoder
-    assert {n for n in families.encoder_names("text") if n != "none" and enc(n).can_freeze} == {"tfidf", "minilm"}
+    assert {n for n in families.encoder_names("text") if n != "none" and enc(n).can_freeze} == {
+        "tfidf",
+        "minilm",
+        "st_folder",  # a local sentence-transformers folder
+    }
     assert [n for n in families.encoder_names("image") if n != "none" and not enc(n).pretrained] == ["smallcnn"]
     assert enc("tfidf").featuriser and enc("tfidf").fitted_key == "tfidf"
     assert enc("bilstm").fitted_key == enc("gru").fitted_key == "vocab"

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ml.services.params import DEFAULT_FRACTIONS, DEFAULT_MIN_GENRE_COUNT, DEFAULT_SEED
+from ml.engine.split import DEFAULT_FRACTIONS, DEFAULT_MIN_GENRE_COUNT, DEFAULT_SEED
 from ml.services.snapshots import SnapshotError, build_snapshot
 
 from ._progress import ConsoleProgress
@@ -13,6 +13,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--name", default="")
+        # The defaults are the benchmark's split (ml.engine.split), like build_snapshot's.
         parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
         parser.add_argument(
             "--fractions", type=float, nargs=3, default=DEFAULT_FRACTIONS, metavar=("TRAIN", "VAL", "TEST")
@@ -21,7 +22,7 @@ class Command(BaseCommand):
             "--min-genre-count",
             type=int,
             default=DEFAULT_MIN_GENRE_COUNT,
-            help="genres with fewer eligible movies are reported as rare",
+            help=f"genres with fewer eligible movies are reported as rare (default {DEFAULT_MIN_GENRE_COUNT})",
         )
         parser.add_argument("--keep-rare-genres", action="store_true", help="keep rare genres instead of dropping them")
 

@@ -13,18 +13,24 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--snapshot", type=int, help="snapshot id (default: the newest)")
+        from ml.engine.registry import RECOMMENDED_PRESET  # config dataclasses only, no torch
+
         parser.add_argument(
-            "--config", default="tfidf-linear", help='preset name or JSON, e.g. \'{"preset": "gru-text", "epochs": 5}\''
+            "--config",
+            default=RECOMMENDED_PRESET,
+            help=f'preset name or JSON, e.g. \'{{"preset": "gru-text", "epochs": 5}}\' (default: the recommended '
+            f"preset, {RECOMMENDED_PRESET})",
         )
         parser.add_argument("--list", action="store_true", help="list the presets and exit")
         parser.add_argument("--promote", action="store_true", help="promote the new version to production")
 
     def handle(self, *args, **opts):
-        from ml.engine.registry import PRESETS
-
         if opts["list"]:
-            for name, config in PRESETS.items():
-                self.stdout.write(f"{name:36s} {config.notes}")
+            from ml.engine.registry import preset_list
+
+            for preset in preset_list():
+                mark = " (recommended)" if preset["recommended"] else ""
+                self.stdout.write(f"{preset['name']:36s} {preset['notes']}{mark}")
             return
         config = opts["config"]
         if config.lstrip().startswith("{"):
