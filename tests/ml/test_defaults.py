@@ -44,13 +44,15 @@ def test_a_local_encoder_path_outside_the_configured_folders_is_refused(settings
 
 
 def test_the_job_form_marks_and_preselects_the_recommended_preset(client):
-    from workers.views import QueueJobForm
+    from workers.forms import QueueJobForm
 
     form = QueueJobForm()
-    assert form.fields["config"].initial == RECOMMENDED_PRESET
-    first_value, first_label = form.fields["config"].choices[0]
-    assert first_value == RECOMMENDED_PRESET and "recommended" in first_label
-    assert not any("recommended" in label for value, label in form.fields["config"].choices[1:])
+    for kind in ("train", "retrain"):
+        field = form.fields[f"{kind}-config"]
+        assert field.initial == RECOMMENDED_PRESET
+        choices = [(value, label) for value, label in field.choices if value]  # after the blank one
+        assert choices[0][0] == RECOMMENDED_PRESET and "recommended" in choices[0][1]
+        assert not any("recommended" in label for value, label in choices[1:])
     client.force_login(make_user("boss", staff=True))
     page = client.get("/jobs/").content.decode()
     assert f'<option value="{RECOMMENDED_PRESET}" selected>' in page

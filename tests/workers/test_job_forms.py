@@ -64,10 +64,10 @@ def test_the_prefilled_defaults_are_the_services_defaults(settings):
     settings.GENREWEB_GRAYSCALE_POLICY = "keep"
     form = QueueJobForm()
     service = inspect.signature(build_snapshot).parameters
-    assert form["snapshot-seed"].value() == service["seed"].default == 13
+    assert form["snapshot-seed"].value() == service["seed"].default == 0  # the benchmark split (ml.engine.split)
     assert form["snapshot-fractions"].value() == " ".join(map(str, service["fractions"].default)) == "0.7 0.15 0.15"
-    assert form["snapshot-min_genre_count"].value() == service["min_genre_count"].default == 10
-    assert form["retrain-snapshot.seed"].value() == 13
+    assert form["snapshot-min_genre_count"].value() == service["min_genre_count"].default == 20
+    assert form["retrain-snapshot.seed"].value() == 0
     preprocess = inspect.signature(preprocess_posters).parameters
     assert form["preprocess-dedupe"].value() is preprocess["dedupe"].default is True
     assert form["preprocess-force"].value() is preprocess["force"].default is False
