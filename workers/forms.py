@@ -33,7 +33,7 @@ def _flatten(params: list[Param], prefix: str = "", label: str = ""):
             yield f"{prefix}{param.name}", f"{label}{param.title}", param
 
 
-def _form_field(param: Param, label: str) -> forms.Field:
+def form_field(param: Param, label: str) -> forms.Field:
     """The widget for a parameter. Values stay text: the schema checks them (one set of rules
     and messages for the form and the API); limits only become the widget's min/max."""
     common = {"required": False, "label": label, "help_text": param.help}
@@ -108,7 +108,7 @@ class QueueJobForm(forms.Form):
             else:
                 for path, label, param in _flatten(schema.fields()):
                     name = field_name(kind.name, path)
-                    self.fields[name] = _form_field(param, label)
+                    self.fields[name] = form_field(param, label)
                     self._params[name] = (kind.name, path, param)
                     entry = {"name": name, "required": param.required}
                     if param.when:

@@ -17,7 +17,7 @@ def test_the_table_gives_rates_per_modality_and_the_ratio_to_the_first_row():
         {"path": "project", "n": 10, "n_images": 8, "text_s": 2.0, "image_s": 8.0, "peak_rss_mb": 1000.0},
         {"path": "job", "n": 10, "wall_s": 2.5, "peak_rss_mb": 1100.0},
     ]
-    lines = Command()._table(rows).splitlines()
+    lines = Command().table(rows).splitlines()
     assert lines[0].startswith("| path | movies | movies_per_s")
     assert lines[2] == "| minimal | 10 | 2.0 | 10.0 | 2.0 | 900 | 1.00x |"
     assert lines[3] == "| project | 10 | 1.0 | 5.0 | 1.0 | 1000 | 0.50x |"

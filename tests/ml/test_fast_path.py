@@ -16,6 +16,7 @@ from ml.engine.config import ModelConfig
 from ml.engine.contracts import Example
 from ml.engine.data import EvalImageTransform, decode_image, image_transforms
 from ml.engine.encoders import module_fingerprint, quantize_int8
+from ml.engine.families import EncoderFamily
 from ml.engine.features import FrozenFeatures
 from ml.engine.registry import get_config
 
@@ -90,13 +91,23 @@ class LengthEncoder(nn.Module):
 
 
 def test_length_bucketed_text_batches_come_back_in_example_order():
-    config = get_config({"preset": "minilm-frozen-text"})
-    frozen = FrozenFeatures(config, "cpu")
     fake = LengthEncoder()
-    frozen._encoders["text"] = fake
-    frozen._fingerprints["text"] = ("weights", "test-length-encoder")
-    texts = ["bb", "a" * 9, "c", "dddd", "e" * 7, "ffffff", ""]
-    out = frozen.text([Example(str(i), t) for i, t in enumerate(texts)], batch_size=3)
+    lengths = EncoderFamily(  # a registered test family: the public way to plug an encoder in
+        name="lengths",
+        modality="text",
+        build=lambda config, *, fitted, device, pretrained, log: fake,
+        pretrained=True,
+        identity=lambda: {"package": "tests", "version": "1", "weights_sha256": "cd" * 32},
+        dim=lambda config: 2,
+        description="text length (test family)",
+    )
+    families.register_encoder(lengths)
+    try:
+        config = ModelConfig(text_encoder="lengths", image_encoder="none", fusion="text").validate()
+        texts = ["bb", "a" * 9, "c", "dddd", "e" * 7, "ffffff", ""]
+        out = FrozenFeatures(config, "cpu").text([Example(str(i), t) for i, t in enumerate(texts)], batch_size=3)
+    finally:
+        families.unregister_encoder("lengths")
     expected = np.array([[len(t), ord(t[0]) if t else 0] for t in texts], dtype=np.float32)
     assert np.array_equal(out, expected)
     # batches hold texts of similar length: longest first

@@ -196,7 +196,7 @@ def test_a_prefilled_reference_is_offered_even_when_older_than_the_newest_rows(m
     old = DatasetSnapshot.objects.create(name="old", genres=[], content_hash="1" * 64, n_members=0)
     param = Param("snapshot_id", "ref", model="ml.DatasetSnapshot", default=old.pk)
     monkeypatch.setattr(Param, "choice_list", lambda self: [])  # as if 100 newer snapshots filled the list
-    from workers.forms import _form_field
+    from workers.forms import form_field
 
-    field = _form_field(param, "snapshot")
+    field = form_field(param, "snapshot")
     assert field.initial == str(old.pk) and (str(old.pk), str(old)) in field.choices

@@ -114,7 +114,7 @@ class Command(BaseCommand):
                 if label not in best or self._movies_per_s(result) > self._movies_per_s(best[label]):
                     best[label] = result
                 self.stdout.write(
-                    f"  round {round_no}: " + self._table([best[measures[0][0]], result]).splitlines()[-1]
+                    f"  round {round_no}: " + self.table([best[measures[0][0]], result]).splitlines()[-1]
                 )
                 self.stdout.flush()
         rows = [best[label] for label, _, _ in measures]
@@ -122,7 +122,7 @@ class Command(BaseCommand):
             rows += self._job_rows(model_version, limit, workers, shard_size, timeout)
         else:
             self.stdout.write("  (no --model-version: batch-predict job rows skipped)")
-        table = self._table(rows)
+        table = self.table(rows)
         load = os.getloadavg()
         self.stdout.write(f"load average at the end {load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f}")
         self.stdout.write(table)
@@ -177,7 +177,7 @@ class Command(BaseCommand):
         seconds = row["wall_s"] if "wall_s" in row else row["text_s"] + row["image_s"]
         return row["n"] / seconds if seconds else float("inf")
 
-    def _table(self, rows: list[dict]) -> str:
+    def table(self, rows: list[dict]) -> str:
         base = self._movies_per_s(rows[0])
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
         for row in rows:
