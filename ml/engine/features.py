@@ -47,7 +47,7 @@ def encoder_space(config, which: str, device_type: str) -> str | None:
     family = encoder(name)
     if family.featuriser or not family.pretrained or family.identity is None:
         return None
-    return space_name(family, identity_fingerprint(family.identity()), config, device_type)
+    return space_name(family, identity_fingerprint(family.identity_of(config)), config, device_type)
 
 
 class _ImageDataset(Dataset):
@@ -149,7 +149,7 @@ class FrozenFeatures:
         if which not in self._fingerprints:
             family = self.families[which]
             if family.identity is not None:
-                kind, found = IDENTITY, identity_fingerprint(family.identity())
+                kind, found = IDENTITY, identity_fingerprint(family.identity_of(self.config))
             else:  # no recorded identity: the loaded weights are the identity
                 kind, found = WEIGHTS, module_fingerprint(self.encoder(which))
             record = self.expected.get(which) or {}

@@ -37,9 +37,9 @@ def test_the_form_shows_the_chosen_kinds_options_and_queues_them(page, live_serv
     assert page.locator("fieldset[data-kind=snapshot]").is_visible()
     assert not page.locator("fieldset[data-kind=preprocess]").is_visible()
     # Prefilled with the service's defaults, each with its help.
-    assert field(page, "snapshot-seed").input_value() == "13"
+    assert field(page, "snapshot-seed").input_value() == "0"  # the benchmark split (ml.engine.split)
     assert field(page, "snapshot-fractions").input_value() == "0.7 0.15 0.15"
-    assert field(page, "snapshot-min_genre_count").input_value() == "10"
+    assert field(page, "snapshot-min_genre_count").input_value() == "20"
     assert "Seed of the stratified split" in page.locator("[data-field='snapshot-seed']").inner_text()
 
     page.select_option("select[name=kind]", "preprocess")

@@ -113,9 +113,7 @@ class Command(BaseCommand):
                 result = {"path": label, **run(fn, data, limit, threads=threads, **kwargs)}
                 if label not in best or self._movies_per_s(result) > self._movies_per_s(best[label]):
                     best[label] = result
-                self.stdout.write(
-                    f"  round {round_no}: " + self.table([best[measures[0][0]], result]).splitlines()[-1]
-                )
+                self.stdout.write(f"  round {round_no}: " + self.table([best[measures[0][0]], result]).splitlines()[-1])
                 self.stdout.flush()
         rows = [best[label] for label, _, _ in measures]
         if model_version is not None:
