@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
 PAGES = [
     ("login", "/accounts/login/", False),
     ("catalog-grid", "/", False),
-    ("catalog-list", "/?view=list&audit=errors", False),
+    ("catalog-list", "/?view=list&genre=animation", False),
     ("movie", "/movies/{movie}/", True),
     ("movie-list-unsure", "/?view=list&audit=uncertain", False),
     ("review-queue", "/models/review/errors/", True),
@@ -85,6 +85,7 @@ def main() -> None:
         page.screenshot(path=OUT / "job.png", full_page=True)
         page.goto(f"{args.base}/models/{args.version}/")
         if page.locator("#promote").count():
+            page.once("dialog", lambda dialog: dialog.accept())  # "Promote ... to production?"
             page.click("#promote")
             page.wait_for_selector(".msg.success")
         for name, path, full in PAGES[1:]:

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 
 from base.permissions import reader_required
-from catalog.images import ImageRejected, read_upload
+from catalog.images import ImageRejected, decode_image, read_upload, to_rgb
 
 from ..services.registry import production_version
 
@@ -53,6 +53,24 @@ def _predict_throttle_wait(request) -> float | None:
     return throttle.wait() or 1.0
 
 
+def poster_preview(poster: bytes | None, size=(240, 360)) -> str:
+    """The uploaded poster shown back beside the result, as a small JPEG data URI: nothing is
+    stored or served from a path (the upload was decoded safely in the form already)."""
+    if not poster:
+        return ""
+    import base64
+    import io
+
+    try:
+        image = to_rgb(decode_image(poster).image)
+    except ImageRejected:
+        return ""
+    image.thumbnail(size)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 @reader_required
 def predict_page(request):
     version = production_version()
@@ -89,6 +107,7 @@ def predict_page(request):
                 return render(request, "ml/predict.html", {"form": form, "version": version, "result": None})
             result = {
                 **raw,
+                "poster_preview": poster_preview(form.cleaned_data["poster"]),
                 "rows": [
                     {
                         "genre": s["genre"],
