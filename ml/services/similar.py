@@ -1,0 +1,275 @@
+"""Similar movies: nearest neighbours by cosine over the embedding store's vectors.
+
+``similar_movies(movie, by="text"|"poster"|"fused", k)`` ranks every other movie whose
+current overview (text) or poster derivative (poster) has a stored vector in the embed
+config's space (``embedding_config()``; the space is ``ml.engine.features.encoder_space``,
+never a loaded encoder). ``fused`` is the mean of the two cosine scores, over movies that have
+both. Nothing is encoded here: a movie whose vector is not stored yet raises ``NotEmbedded``
+("run embed_catalog").
+
+Brute force: per process, one float32 matrix per space (rows normalised, one row per movie
+with a vector), built from the ``Embedding`` rows on first use. Each call reads a cheap stamp
+(row count and max id of the space's ``Embedding`` rows; count, max id and last change of
+the movies, and of the posters for the image space) and rebuilds the matrix when it moved, so a
+changed overview or poster is seen. On top of that every neighbour is checked against its
+movie's current digest before it is shown (one query for the k shown), so a vector the stamp
+missed (an overview changed by ``QuerySet.update``) is never used. The query vector is read
+from the table each call, under the movie's current digest.
+
+``near_duplicate_posters(threshold)`` finds poster pairs with cosine >= threshold in the
+image space (the ``flag_near_duplicate_posters`` command sets the catalog flag with it).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db.models import Count, Max
+
+from catalog.models import Movie, Poster
+from ml.models import Embedding
+
+from .embeddings import DEVICE_TYPES, WIRE_DTYPE, embedding_config, text_digest
+
+SIMILAR_BY = ("text", "poster", "fused")
+DEFAULT_K = 10
+MAX_K = 100
+# Cosine of two poster vectors at or above which they count as near-duplicates (the same
+# artwork re-encoded, resized or lightly cropped). NOT tuned on data yet: a conservative start
+# (a JPEG re-encode of one image stays far above it); lower it only after checking the pairs
+# it adds on a validation sample.
+NEAR_DUPLICATE_THRESHOLD = 0.95
+MODALITY = {"text": "text", "poster": "image"}
+
+
+class NotEmbedded(Exception):
+    """The movie (or the catalog) has no stored vector for what was asked; nothing is encoded
+    in a request: run embed_catalog."""
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    movie_id: int
+    title: str
+    year: int | None
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)  # fused: {"text": .., "poster": ..}
+
+
+@dataclass
+class _Space:
+    stamp: tuple
+    movie_ids: np.ndarray  # int64, ascending
+    digests: list[str]  # digest of row i, as it was when built
+    matrix: np.ndarray  # float32 (n, dim), rows of unit length
+
+
+_CACHE: dict[str, _Space] = {}
+_LOCK = threading.Lock()
+
+
+def _spaces(which: str) -> list[str]:
+    """The embed config's spaces for a modality ("text"/"image"), one per device type."""
+    from ml.engine.features import encoder_space
+
+    config = embedding_config()
+    return [s for s in (encoder_space(config, which, device) for device in DEVICE_TYPES) if s]
+
+
+def _pick_space(which: str) -> tuple[str, tuple]:
+    """The space with the most stored rows among the config's device types, and its stamp part."""
+    spaces = _spaces(which)
+    if not spaces:
+        raise NotEmbedded(f"The embedding config has no stored {which} encoder: no {which} neighbours.")
+    rows = {
+        row["space"]: (row["n"], row["top"])
+        for row in Embedding.objects.filter(space__in=spaces).values("space").annotate(n=Count("id"), top=Max("id"))
+    }
+    space = max(spaces, key=lambda s: rows.get(s, (0, 0))[0])
+    return space, rows.get(space, (0, 0))
+
+
+def _catalog_stamp(which: str) -> tuple:
+    model = Movie if which == "text" else Poster
+    stamp = model.objects.aggregate(n=Count("id"), top=Max("id"), changed=Max("updated_at"))
+    return stamp["n"], stamp["top"], stamp["changed"]
+
+
+def _movie_digests(which: str):
+    """(movie id, current digest) of every movie that has one, in id order."""
+    if which == "text":
+        for movie_id, overview in Movie.objects.order_by("id").values_list("id", "overview").iterator(2000):
+            yield movie_id, text_digest(overview)
+    else:
+        rows = Poster.objects.exclude(derivative_checksum="").order_by("movie_id")
+        yield from rows.values_list("movie_id", "derivative_checksum").iterator(2000)
+
+
+def _build(which: str, space: str, stamp: tuple) -> _Space:
+    vectors: dict[str, bytes] = {}
+    for digest, dim, vector in (
+        Embedding.objects.filter(space=space).values_list("digest", "dim", "vector").iterator(2000)
+    ):
+        vector = bytes(vector)
+        if len(vector) == dim * WIRE_DTYPE.itemsize:
+            vectors[digest] = vector
+    ids, digests, rows = [], [], []
+    for movie_id, digest in _movie_digests(which):
+        vector = vectors.get(digest)
+        if vector is not None:
+            ids.append(movie_id)
+            digests.append(digest)
+            rows.append(vector)
+    dims = {len(r) for r in rows}
+    if len(dims) > 1:  # one space, one encoder: a mixed width is a broken row; keep the common one
+        common = max(dims, key=lambda d: sum(len(r) == d for r in rows))
+        keep = [i for i, r in enumerate(rows) if len(r) == common]
+        ids, digests, rows = [ids[i] for i in keep], [digests[i] for i in keep], [rows[i] for i in keep]
+    if rows:
+        matrix = np.frombuffer(b"".join(rows), dtype=WIRE_DTYPE).reshape(len(rows), -1).astype(np.float32)
+    else:
+        matrix = np.zeros((0, 0), dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1) if len(rows) else np.zeros(0, dtype=np.float32)
+    good = norms > 0
+    matrix = matrix[good] / norms[good, None]
+    return _Space(
+        stamp=stamp,
+        movie_ids=np.asarray(ids, dtype=np.int64)[good],
+        digests=[d for d, g in zip(digests, good, strict=True) if g],
+        matrix=np.ascontiguousarray(matrix, dtype=np.float32),
+    )
+
+
+def _space(which: str) -> tuple[str, _Space]:
+    space, rows = _pick_space(which)
+    stamp = (rows, _catalog_stamp(which))
+    with _LOCK:
+        cached = _CACHE.get(space)
+        if cached is None or cached.stamp != stamp:
+            cached = _CACHE[space] = _build(which, space, stamp)
+    return space, cached
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _current_digest(movie: Movie, which: str) -> str | None:
+    if which == "text":
+        return text_digest(movie.overview)
+    checksum = Poster.objects.filter(movie_id=movie.pk).values_list("derivative_checksum", flat=True).first()
+    return checksum or None
+
+
+def _query_vector(movie: Movie, by: str, which: str, space: str) -> np.ndarray:
+    digest = _current_digest(movie, which)
+    if digest is None:
+        raise NotEmbedded(f"{movie} has no preprocessed poster: no poster neighbours.")
+    row = Embedding.objects.filter(space=space, digest=digest).values_list("dim", "vector").first()
+    if row is None or len(bytes(row[1])) != row[0] * WIRE_DTYPE.itemsize:
+        what = "overview" if which == "text" else "poster"
+        raise NotEmbedded(f"The {what} of {movie} has no stored vector yet: run embed_catalog.")
+    vector = np.frombuffer(bytes(row[1]), dtype=WIRE_DTYPE).astype(np.float32)
+    norm = float(np.linalg.norm(vector))
+    if norm == 0:
+        raise NotEmbedded(f"The stored {by} vector of {movie} is all zeros.")
+    return vector / norm
+
+
+def _scores(movie: Movie, by: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, tuple[_Space, np.ndarray]]]:
+    """Movie ids with a score, the score per id, and per part (text/poster) its score array and
+    the space it came from (for checking digests)."""
+    parts = ("text", "poster") if by == "fused" else (by,)
+    per_part = {}
+    for part in parts:
+        which = MODALITY[part]
+        space, cached = _space(which)
+        query = _query_vector(movie, part, which, space)
+        if cached.matrix.shape[1:] != query.shape:
+            raise NotEmbedded(f"The stored {part} vectors have another width than {movie}'s: run embed_catalog.")
+        per_part[part] = (cached, cached.matrix @ query)
+    if by != "fused":
+        cached, scores = per_part[by]
+        return cached.movie_ids, {by: scores}, {by: (cached, np.arange(len(scores)))}
+    (text_space, text_scores), (poster_space, poster_scores) = per_part["text"], per_part["poster"]
+    ids, ti, pi = np.intersect1d(text_space.movie_ids, poster_space.movie_ids, assume_unique=True, return_indices=True)
+    return (
+        ids,
+        {"text": text_scores[ti], "poster": poster_scores[pi]},
+        {"text": (text_space, ti), "poster": (poster_space, pi)},
+    )
+
+
+def similar_movies(movie: Movie, by: str = "text", k: int = DEFAULT_K) -> list[Neighbour]:
+    """The ``k`` movies most like ``movie`` by ``by`` (best first, the movie itself excluded)."""
+    if by not in SIMILAR_BY:
+        raise ValueError(f"by must be one of {', '.join(SIMILAR_BY)}")
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be between 1 and {MAX_K}")
+    ids, part_scores, origins = _scores(movie, by)
+    total = np.mean(np.stack(list(part_scores.values())), axis=0) if part_scores else np.zeros(0)
+    total = np.where(ids == movie.pk, -np.inf, total)
+    wanted = k + 1
+    while True:
+        take = min(wanted, len(ids))
+        top = np.argpartition(-total, take - 1)[:take] if take else np.zeros(0, dtype=np.int64)
+        top = top[np.argsort(-total[top], kind="stable")]
+        top = [i for i in top if np.isfinite(total[i])]
+        found = _checked(top, ids, total, part_scores, origins, k)
+        if len(found) >= k or take >= len(ids):
+            return found
+        wanted *= 4
+
+
+def _checked(top, ids, total, part_scores, origins, k) -> list[Neighbour]:
+    """The candidates whose vectors still match their movie's current overview/poster."""
+    candidate_ids = [int(ids[i]) for i in top]
+    movies = {
+        row["id"]: row
+        for row in Movie.objects.filter(id__in=candidate_ids).values(
+            "id", "title", "year", "overview", "poster__derivative_checksum"
+        )
+    }
+    out = []
+    for i in top:
+        row = movies.get(int(ids[i]))
+        if row is None:
+            continue  # deleted since the matrix was built
+        current = {"text": text_digest(row["overview"]), "poster": row["poster__derivative_checksum"] or None}
+        if any(cached.digests[index[i]] != current[part] for part, (cached, index) in origins.items()):
+            continue  # changed since: its stored vector is not this movie's any more
+        scores = {part: round(float(values[i]), 4) for part, values in part_scores.items()} if len(origins) > 1 else {}
+        out.append(Neighbour(row["id"], row["title"], row["year"], round(float(total[i]), 4), scores))
+        if len(out) == k:
+            break
+    return out
+
+
+# --- near-duplicate posters -------------------------------------------------------------
+
+
+def near_duplicate_posters(threshold: float = NEAR_DUPLICATE_THRESHOLD, block: int = 2048) -> dict[int, int]:
+    """movie id -> the lowest movie id whose poster vector has cosine >= ``threshold`` with
+    its own (in the image space of the embed config). O(n^2) in blocks: minutes at 100k."""
+    if not 0 < threshold <= 1:
+        raise ValueError("threshold must be in (0, 1]")
+    _, cached = _space("image")
+    matrix, ids = cached.matrix, cached.movie_ids
+    out: dict[int, int] = {}
+    for start in range(0, len(ids), block):
+        scores = matrix[start : start + block] @ matrix[: start + block].T  # only earlier (lower id) movies
+        for row in range(scores.shape[0]):
+            i = start + row
+            hits = np.flatnonzero(scores[row, :i] >= threshold - 1e-6)
+            if len(hits):
+                original = int(ids[hits[0]])
+                out[int(ids[i])] = out.get(original, original)  # chains point at the first one
+    return out
+
+
+def poster_vector_count() -> int:
+    """How many movies' current posters have a stored vector (what near_duplicate_posters saw)."""
+    return len(_space("image")[1].movie_ids)
