@@ -9,12 +9,13 @@ both. Nothing is encoded here: a movie whose vector is not stored yet raises ``N
 
 Brute force: per process, one float32 matrix per space (rows normalised, one row per movie
 with a vector), built from the ``Embedding`` rows on first use. Each call reads a cheap stamp
-(row count and max id of the space's ``Embedding`` rows; count, max id and last change of
-the movies, and of the posters for the image space) and rebuilds the matrix when it moved, so a
-changed overview or poster is seen. On top of that every neighbour is checked against its
-movie's current digest before it is shown (one query for the k shown), so a vector the stamp
-missed (an overview changed by ``QuerySet.update``) is never used. The query vector is read
-from the table each call, under the movie's current digest.
+(row count and max id of the space's ``Embedding`` rows; count and max id of the movies, or
+of the posters for the image space) and rebuilds the matrix when it moved: a changed overview
+or poster is seen once embed_catalog has stored its vector (a new row). Label changes and other
+edits cost no rebuild. Every neighbour is checked against its movie's current digest before it
+is shown (one query for the candidates), so a vector the matrix still holds for an overview or
+poster that has changed since is never used. The query vector is read from the table each
+call, under the movie's current digest.
 
 ``near_duplicate_posters(threshold)`` finds poster pairs with cosine >= threshold in the
 image space (the ``flag_near_duplicate_posters`` command sets the catalog flag with it).
@@ -92,9 +93,12 @@ def _pick_space(which: str) -> tuple[str, tuple]:
 
 
 def _catalog_stamp(which: str) -> tuple:
+    """Count and max id of the movies (posters): a new or deleted movie rebuilds the matrix. An
+    edit does not (a label change must not cost a rebuild): its new overview or poster gets a
+    new Embedding row when embedded, which moves the space's part of the stamp."""
     model = Movie if which == "text" else Poster
-    stamp = model.objects.aggregate(n=Count("id"), top=Max("id"), changed=Max("updated_at"))
-    return stamp["n"], stamp["top"], stamp["changed"]
+    stamp = model.objects.aggregate(n=Count("id"), top=Max("id"))
+    return stamp["n"], stamp["top"]
 
 
 def _movie_digests(which: str):
@@ -142,8 +146,9 @@ def _build(which: str, space: str, stamp: tuple) -> _Space:
     )
 
 
-def _space(which: str) -> tuple[str, _Space]:
-    space, rows = _pick_space(which)
+def _space(which: str, space: str | None = None, rows: tuple | None = None) -> tuple[str, _Space]:
+    if space is None:
+        space, rows = _pick_space(which)
     stamp = (rows, _catalog_stamp(which))
     with _LOCK:
         cached = _CACHE.get(space)
@@ -186,8 +191,9 @@ def _scores(movie: Movie, by: str) -> tuple[np.ndarray, dict[str, np.ndarray], d
     per_part = {}
     for part in parts:
         which = MODALITY[part]
-        space, cached = _space(which)
-        query = _query_vector(movie, part, which, space)
+        space, rows = _pick_space(which)
+        query = _query_vector(movie, part, which, space)  # before the matrix: a missing vector costs no build
+        _, cached = _space(which, space, rows)
         if cached.matrix.shape[1:] != query.shape:
             raise NotEmbedded(f"The stored {part} vectors have another width than {movie}'s: run embed_catalog.")
         per_part[part] = (cached, cached.matrix @ query)
