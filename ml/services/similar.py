@@ -9,13 +9,15 @@ both. Nothing is encoded here: a movie whose vector is not stored yet raises ``N
 
 Brute force: per process, one float32 matrix per space (rows normalised, one row per movie
 with a vector), built from the ``Embedding`` rows on first use. Each call reads a cheap stamp
-(row count and max id of the space's ``Embedding`` rows; count and max id of the movies, or
-of the posters for the image space) and rebuilds the matrix when it moved: a changed overview
-or poster is seen once embed_catalog has stored its vector (a new row). Label changes and other
-edits cost no rebuild. Every neighbour is checked against its movie's current digest before it
-is shown (one query for the candidates), so a vector the matrix still holds for an overview or
-poster that has changed since is never used. The query vector is read from the table each
-call, under the movie's current digest.
+(max id of the space's ``Embedding`` rows, by the space + id index, and max id of the movies,
+or of the posters for the image space) and rebuilds the matrix when it moved (at most once per
+``REBUILD_INTERVAL_S``): a changed overview or poster is seen once embed_catalog has stored
+its vector (a new row). Label changes and other edits cost no rebuild. Every neighbour is
+checked against its movie's current digest before it is shown (one query for the
+candidates), so a vector the matrix still holds for an overview or poster that has changed
+since (or a deleted movie) is never used. The query vector is read from the table each call,
+under the movie's current digest, from the first of the config's spaces (this process's device
+type first) that holds it.
 
 ``near_duplicate_posters(threshold)`` finds poster pairs with cosine >= threshold in the
 image space (the ``flag_near_duplicate_posters`` command sets the catalog flag with it).
@@ -24,6 +26,7 @@ image space (the ``flag_near_duplicate_posters`` command sets the catalog flag w
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +46,9 @@ MAX_K = 100
 # it adds on a validation sample.
 NEAR_DUPLICATE_THRESHOLD = 0.95
 MODALITY = {"text": "text", "poster": "image"}
+# A moved stamp rebuilds a matrix at most this often (seconds): during an embed_catalog fill new
+# rows arrive every few seconds, and a 100k-row rebuild takes seconds.
+REBUILD_INTERVAL_S = 30.0
 
 
 class NotEmbedded(Exception):
@@ -62,6 +68,7 @@ class Neighbour:
 @dataclass
 class _Space:
     stamp: tuple
+    built_at: float  # time.monotonic()
     movie_ids: np.ndarray  # int64, ascending
     digests: list[str]  # digest of row i, as it was when built
     matrix: np.ndarray  # float32 (n, dim), rows of unit length
@@ -72,33 +79,28 @@ _LOCK = threading.Lock()
 
 
 def _spaces(which: str) -> list[str]:
-    """The embed config's spaces for a modality ("text"/"image"), one per device type."""
+    """The embed config's spaces for a modality ("text"/"image"): this process's device type
+    first, then the others (vectors filled on a GPU worker serve a CPU-only web server too)."""
     from ml.engine.features import encoder_space
+    from ml.engine.train import select_device
 
     config = embedding_config()
-    return [s for s in (encoder_space(config, which, device) for device in DEVICE_TYPES) if s]
+    here = select_device(None)
+    devices = [here, *(d for d in DEVICE_TYPES if d != here)]
+    return [s for s in (encoder_space(config, which, device) for device in devices) if s]
 
 
-def _pick_space(which: str) -> tuple[str, tuple]:
-    """The space with the most stored rows among the config's device types, and its stamp part."""
-    spaces = _spaces(which)
-    if not spaces:
-        raise NotEmbedded(f"The embedding config has no stored {which} encoder: no {which} neighbours.")
-    rows = {
-        row["space"]: (row["n"], row["top"])
-        for row in Embedding.objects.filter(space__in=spaces).values("space").annotate(n=Count("id"), top=Max("id"))
-    }
-    space = max(spaces, key=lambda s: rows.get(s, (0, 0))[0])
-    return space, rows.get(space, (0, 0))
-
-
-def _catalog_stamp(which: str) -> tuple:
-    """Count and max id of the movies (posters): a new or deleted movie rebuilds the matrix. An
-    edit does not (a label change must not cost a rebuild): its new overview or poster gets a
-    new Embedding row when embedded, which moves the space's part of the stamp."""
+def _stamp(which: str, space: str) -> tuple:
+    """Max id of the space's Embedding rows (index on space + id) and of the movies (posters):
+    a new vector or a new movie moves it; an edit does not (a label change must not cost a
+    rebuild: a changed overview or poster gets a new Embedding row once embedded). Deleted rows
+    (prune_embeddings) and deleted movies need no rebuild: no current movie has their digests,
+    so the digest check drops them."""
     model = Movie if which == "text" else Poster
-    stamp = model.objects.aggregate(n=Count("id"), top=Max("id"))
-    return stamp["n"], stamp["top"]
+    return (
+        Embedding.objects.filter(space=space).aggregate(top=Max("id"))["top"],
+        model.objects.aggregate(top=Max("id"))["top"],
+    )
 
 
 def _movie_digests(which: str):
@@ -140,21 +142,23 @@ def _build(which: str, space: str, stamp: tuple) -> _Space:
     matrix = matrix[good] / norms[good, None]
     return _Space(
         stamp=stamp,
+        built_at=time.monotonic(),
         movie_ids=np.asarray(ids, dtype=np.int64)[good],
         digests=[d for d, g in zip(digests, good, strict=True) if g],
         matrix=np.ascontiguousarray(matrix, dtype=np.float32),
     )
 
 
-def _space(which: str, space: str | None = None, rows: tuple | None = None) -> tuple[str, _Space]:
-    if space is None:
-        space, rows = _pick_space(which)
-    stamp = (rows, _catalog_stamp(which))
+def _space(which: str, space: str) -> _Space:
+    """The cached matrix of a space, rebuilt when its stamp moved, at most once per
+    REBUILD_INTERVAL_S (while embed_catalog fills the store, rows arrive all the time)."""
+    stamp = _stamp(which, space)
     with _LOCK:
         cached = _CACHE.get(space)
-        if cached is None or cached.stamp != stamp:
+        now = time.monotonic()
+        if cached is None or (cached.stamp != stamp and now - cached.built_at >= REBUILD_INTERVAL_S):
             cached = _CACHE[space] = _build(which, space, stamp)
-    return space, cached
+    return cached
 
 
 def clear_cache() -> None:
@@ -169,19 +173,25 @@ def _current_digest(movie: Movie, which: str) -> str | None:
     return checksum or None
 
 
-def _query_vector(movie: Movie, by: str, which: str, space: str) -> np.ndarray:
+def _query_vector(movie: Movie, which: str) -> tuple[str, np.ndarray]:
+    """(space, unit vector) of the movie's current overview or poster: the first of the config's
+    spaces that holds it. NotEmbedded when none does (nothing is encoded here)."""
+    spaces = _spaces(which)
+    what = "overview" if which == "text" else "poster"
+    if not spaces:
+        raise NotEmbedded(f"The embedding config has no stored {what} encoder: no {what} neighbours.")
     digest = _current_digest(movie, which)
     if digest is None:
         raise NotEmbedded(f"{movie} has no preprocessed poster: no poster neighbours.")
-    row = Embedding.objects.filter(space=space, digest=digest).values_list("dim", "vector").first()
-    if row is None or len(bytes(row[1])) != row[0] * WIRE_DTYPE.itemsize:
-        what = "overview" if which == "text" else "poster"
-        raise NotEmbedded(f"The {what} of {movie} has no stored vector yet: run embed_catalog.")
-    vector = np.frombuffer(bytes(row[1]), dtype=WIRE_DTYPE).astype(np.float32)
-    norm = float(np.linalg.norm(vector))
-    if norm == 0:
-        raise NotEmbedded(f"The stored {by} vector of {movie} is all zeros.")
-    return vector / norm
+    for space in spaces:
+        row = Embedding.objects.filter(space=space, digest=digest).values_list("dim", "vector").first()
+        if row is not None and len(bytes(row[1])) == row[0] * WIRE_DTYPE.itemsize:
+            vector = np.frombuffer(bytes(row[1]), dtype=WIRE_DTYPE).astype(np.float32)
+            norm = float(np.linalg.norm(vector))
+            if norm == 0:
+                raise NotEmbedded(f"The stored {what} vector of {movie} is all zeros.")
+            return space, vector / norm
+    raise NotEmbedded(f"The {what} of {movie} has no stored vector yet: run embed_catalog.")
 
 
 def _scores(movie: Movie, by: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, tuple[_Space, np.ndarray]]]:
@@ -191,9 +201,8 @@ def _scores(movie: Movie, by: str) -> tuple[np.ndarray, dict[str, np.ndarray], d
     per_part = {}
     for part in parts:
         which = MODALITY[part]
-        space, rows = _pick_space(which)
-        query = _query_vector(movie, part, which, space)  # before the matrix: a missing vector costs no build
-        _, cached = _space(which, space, rows)
+        space, query = _query_vector(movie, which)  # before the matrix: a missing vector costs no build
+        cached = _space(which, space)
         if cached.matrix.shape[1:] != query.shape:
             raise NotEmbedded(f"The stored {part} vectors have another width than {movie}'s: run embed_catalog.")
         per_part[part] = (cached, cached.matrix @ query)
@@ -262,7 +271,10 @@ def near_duplicate_posters(threshold: float = NEAR_DUPLICATE_THRESHOLD, block: i
     its own (in the image space of the embed config). O(n^2) in blocks: minutes at 100k."""
     if not 0 < threshold <= 1:
         raise ValueError("threshold must be in (0, 1]")
-    _, cached = _space("image")
+    spaces = _spaces("image")
+    if not spaces:
+        raise NotEmbedded("The embedding config has no stored poster encoder.")
+    cached = _space("image", _image_space(spaces))
     matrix, ids = cached.matrix, cached.movie_ids
     out: dict[int, int] = {}
     for start in range(0, len(ids), block):
@@ -278,4 +290,13 @@ def near_duplicate_posters(threshold: float = NEAR_DUPLICATE_THRESHOLD, block: i
 
 def poster_vector_count() -> int:
     """How many movies' current posters have a stored vector (what near_duplicate_posters saw)."""
-    return len(_space("image")[1].movie_ids)
+    spaces = _spaces("image")
+    return len(_space("image", _image_space(spaces)).movie_ids) if spaces else 0
+
+
+def _image_space(spaces: list[str]) -> str:
+    """The image space that holds the most posters' vectors (this device type's on a tie)."""
+    counts = dict(
+        Embedding.objects.filter(space__in=spaces).values("space").annotate(n=Count("id")).values_list("space", "n")
+    )
+    return max(spaces, key=lambda s: counts.get(s, 0))

@@ -20,8 +20,9 @@ from tests.ml.store_encoders import CONFIG, no_encoder_builds, registered_store_
 
 
 @pytest.fixture(autouse=True)
-def spaces(settings):
+def spaces(settings, monkeypatch):
     settings.GENREWEB_EMBED_CONFIG = CONFIG
+    monkeypatch.setattr("ml.services.similar.REBUILD_INTERVAL_S", 0.0)
     clear_cache()
     with registered_store_encoders(), no_encoder_builds():
         config = embedding_config()
@@ -184,3 +185,12 @@ def test_near_duplicate_posters_flag_the_later_copy(films, spaces):
     _put(spaces["image"], poster.derivative_checksum, [0.6, -0.8])
     call_command("flag_near_duplicate_posters", "--threshold", "0.999")
     assert not Movie.objects.filter(poster_duplicate_of__isnull=False).exists()
+
+
+def test_a_moved_stamp_rebuilds_at_most_once_per_interval(films, spaces, monkeypatch):
+    monkeypatch.setattr("ml.services.similar.REBUILD_INTERVAL_S", 1e9)
+    similar_movies(films[0], by="text")
+    late = _movie(8, [1, 0, 0], None, spaces)  # a new movie with a vector: the stamp moved
+    assert late.pk not in _ids(similar_movies(films[0], by="text"))  # the matrix built above still serves
+    monkeypatch.setattr("ml.services.similar.REBUILD_INTERVAL_S", 0.0)
+    assert _ids(similar_movies(films[0], by="text"))[0] == late.pk
