@@ -114,39 +114,36 @@ def _movie_digests(which: str):
 
 
 def _build(which: str, space: str, stamp: tuple) -> _Space:
+    """The space's matrix: one float32 unit row per movie whose current digest has a vector
+    (filled row by row into one array: peak memory about the float16 rows plus the matrix)."""
     vectors: dict[str, bytes] = {}
-    for digest, dim, vector in (
-        Embedding.objects.filter(space=space).values_list("digest", "dim", "vector").iterator(2000)
-    ):
+    widths: dict[int, int] = {}
+    rows = Embedding.objects.filter(space=space).values_list("digest", "dim", "vector")
+    for digest, dim, vector in rows.iterator(2000):
         vector = bytes(vector)
         if len(vector) == dim * WIRE_DTYPE.itemsize:
             vectors[digest] = vector
-    ids, digests, rows = [], [], []
+            widths[dim] = widths.get(dim, 0) + 1
+    # One space, one encoder: a row of another width is broken; keep the common width.
+    dim = max(widths, key=widths.get) if widths else 0
+    ids, digests = [], []
     for movie_id, digest in _movie_digests(which):
         vector = vectors.get(digest)
-        if vector is not None:
+        if vector is not None and len(vector) == dim * WIRE_DTYPE.itemsize:
             ids.append(movie_id)
             digests.append(digest)
-            rows.append(vector)
-    dims = {len(r) for r in rows}
-    if len(dims) > 1:  # one space, one encoder: a mixed width is a broken row; keep the common one
-        common = max(dims, key=lambda d: sum(len(r) == d for r in rows))
-        keep = [i for i, r in enumerate(rows) if len(r) == common]
-        ids, digests, rows = [ids[i] for i in keep], [digests[i] for i in keep], [rows[i] for i in keep]
-    if rows:
-        matrix = np.frombuffer(b"".join(rows), dtype=WIRE_DTYPE).reshape(len(rows), -1).astype(np.float32)
-    else:
-        matrix = np.zeros((0, 0), dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1) if len(rows) else np.zeros(0, dtype=np.float32)
+    matrix = np.empty((len(ids), dim), dtype=np.float32)
+    for row, digest in enumerate(digests):
+        matrix[row] = np.frombuffer(vectors[digest], dtype=WIRE_DTYPE)
+    del vectors
+    norms = np.linalg.norm(matrix, axis=1)
     good = norms > 0
-    matrix = matrix[good] / norms[good, None]
-    return _Space(
-        stamp=stamp,
-        built_at=time.monotonic(),
-        movie_ids=np.asarray(ids, dtype=np.int64)[good],
-        digests=[d for d, g in zip(digests, good, strict=True) if g],
-        matrix=np.ascontiguousarray(matrix, dtype=np.float32),
-    )
+    matrix /= np.where(good, norms, 1.0)[:, None]
+    movie_ids = np.asarray(ids, dtype=np.int64)
+    if not good.all():
+        matrix, movie_ids = matrix[good], movie_ids[good]
+        digests = [d for d, g in zip(digests, good, strict=True) if g]
+    return _Space(stamp=stamp, built_at=time.monotonic(), movie_ids=movie_ids, digests=digests, matrix=matrix)
 
 
 def _space(which: str, space: str) -> _Space:
