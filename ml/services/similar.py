@@ -84,7 +84,10 @@ def _spaces(which: str) -> list[str]:
     from ml.engine.features import encoder_space
     from ml.engine.train import select_device
 
-    config = embedding_config()
+    try:
+        config = embedding_config()
+    except (KeyError, ValueError):  # no (frozen) embed config: nothing is stored to compare
+        return []
     here = select_device(None)
     devices = [here, *(d for d in DEVICE_TYPES if d != here)]
     return [s for s in (encoder_space(config, which, device) for device in devices) if s]

@@ -194,3 +194,11 @@ def test_a_moved_stamp_rebuilds_at_most_once_per_interval(films, spaces, monkeyp
     assert late.pk not in _ids(similar_movies(films[0], by="text"))  # the matrix built above still serves
     monkeypatch.setattr("ml.services.similar.REBUILD_INTERVAL_S", 0.0)
     assert _ids(similar_movies(films[0], by="text"))[0] == late.pk
+
+
+def test_an_embed_config_without_stored_encoders_says_so(films, settings, client, labeler):
+    settings.GENREWEB_EMBED_CONFIG = "tfidf-linear"
+    with pytest.raises(NotEmbedded, match="no stored overview encoder"):
+        similar_movies(films[0], by="text")
+    client.force_login(labeler)
+    assert "no stored overview encoder" in client.get(f"/movies/{films[0].pk}/").content.decode()
