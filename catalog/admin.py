@@ -112,6 +112,21 @@ class DuplicateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class PosterDuplicateFilter(admin.SimpleListFilter):
+    title = "near-duplicate poster"
+    parameter_name = "poster_duplicate"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Poster like an earlier movie's"), ("no", "No")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(poster_duplicate_of__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(poster_duplicate_of__isnull=True)
+        return queryset
+
+
 # --- genres ------------------------------------------------------------------------------
 
 
@@ -227,6 +242,7 @@ class MovieAdmin(admin.ModelAdmin):
         "missing_genres",
         "excluded_from_training",
         DuplicateFilter,
+        PosterDuplicateFilter,
         ("genres", admin.RelatedOnlyFieldListFilter),
     )
     search_fields = ("title", "original_title", "imdb_id", "=tmdb_id", "source_id")
@@ -241,6 +257,7 @@ class MovieAdmin(admin.ModelAdmin):
         "missing_overview",
         "missing_genres",
         "duplicate_of",
+        "poster_duplicate_of",
         "excluded_from_training",
         "exclusion_reason",
         "created_at",
@@ -270,7 +287,7 @@ class MovieAdmin(admin.ModelAdmin):
                     "poster_details",
                     ("missing_overview", "missing_genres"),
                     ("excluded_from_training", "exclusion_reason"),
-                    "duplicate_of",
+                    ("duplicate_of", "poster_duplicate_of"),
                 )
             },
         ),

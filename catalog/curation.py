@@ -5,6 +5,12 @@ normalised title + year; the lowest id is the original) and ``excluded_from_trai
 its reason (duplicate, outside the year filter, grayscale poster under the ``exclude``
 policy). These fields are owned here: every run recomputes them from its parameters, and
 writes only what changed. ``catalog.preprocessing`` runs this pass after the posters.
+
+``poster_duplicate_of`` (a near-duplicate poster: the same artwork as an earlier movie's) needs
+poster vectors, which live in ml: ml's ``flag_near_duplicate_posters`` finds the pairs and
+writes them with ``set_poster_duplicates``, the one writer of that field. It is a flag for
+review (admin filter "near-duplicate poster"), not a reason to exclude: reused key art of a
+franchise or a placeholder poster is no duplicate movie.
 """
 
 from __future__ import annotations
@@ -127,3 +133,27 @@ def run_movie_pass(movies, *, grayscale_policy: str, min_year, max_year, dedupe:
         without_poster=Count("id", filter=Q(poster__isnull=True)),
     )
     return {"total": len(movie_ids), "changed": changed, "unchanged": unchanged, **flags}
+
+
+def set_poster_duplicates(duplicates: dict[int, int], *, movie_ids=None) -> dict:
+    """Make ``poster_duplicate_of`` equal ``duplicates`` (movie id -> earlier movie id) over
+    ``movie_ids`` (default: every movie): set the new ones, clear the rest; writes only changes.
+    Pairs naming a movie that does not exist (any more) or itself are left out."""
+    movies = Movie.objects.all() if movie_ids is None else Movie.objects.filter(id__in=list(movie_ids))
+    named = sorted({m for pair in duplicates.items() for m in pair})
+    existing = set()
+    for start in range(0, len(named), MOVIE_BATCH_SIZE):  # under SQLite's bound-variable limit
+        chunk = named[start : start + MOVIE_BATCH_SIZE]
+        existing.update(Movie.objects.filter(id__in=chunk).values_list("id", flat=True))
+    duplicates = {m: o for m, o in duplicates.items() if m != o and m in existing and o in existing}
+    current = dict(movies.filter(poster_duplicate_of__isnull=False).values_list("id", "poster_duplicate_of"))
+    to_clear = [movie_id for movie_id in current if movie_id not in duplicates]
+    now = timezone.now()
+    rows = [Movie(id=m, poster_duplicate_of_id=o, updated_at=now) for m, o in duplicates.items() if current.get(m) != o]
+    with transaction.atomic():
+        for start in range(0, len(to_clear), MOVIE_BATCH_SIZE):
+            Movie.objects.filter(id__in=to_clear[start : start + MOVIE_BATCH_SIZE]).update(
+                poster_duplicate_of=None, updated_at=now
+            )
+        Movie.objects.bulk_update(rows, ["poster_duplicate_of", "updated_at"], batch_size=MOVIE_BATCH_SIZE)
+    return {"flagged": len(duplicates), "set": len(rows), "cleared": len(to_clear)}

@@ -91,6 +91,11 @@ class Movie(models.Model):
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
     )
+    # Set by catalog.curation.set_poster_duplicates (ml's flag_near_duplicate_posters: poster
+    # vectors at cosine >= a threshold); a flag for review, not an exclusion.
+    poster_duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="poster_duplicates"
+    )
     excluded_from_training = models.BooleanField(default=False, db_index=True)
     exclusion_reason = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

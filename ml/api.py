@@ -37,6 +37,7 @@ from .services.review import (
     filter_predictions_by_opinion,
     headline_evaluation,
 )
+from .services.similar import DEFAULT_K, MAX_K, SIMILAR_BY, NotEmbedded, similar_movies
 
 logger = logging.getLogger(__name__)
 
@@ -377,6 +378,30 @@ def filter_by_model_opinion(movies, params):
     return filter_movies_by_opinion(movies, wanted, production_version())
 
 
+class SimilarQuerySerializer(serializers.Serializer):
+    by = serializers.ChoiceField(
+        choices=SIMILAR_BY, default="text", help_text="text (overview), poster, or fused (mean of both cosines)"
+    )
+    k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=DEFAULT_K, help_text="how many neighbours")
+
+
+class NeighbourSerializer(serializers.Serializer):
+    movie_id = serializers.IntegerField()
+    title = serializers.CharField()
+    year = serializers.IntegerField(allow_null=True)
+    score = serializers.FloatField(help_text="cosine similarity (fused: the mean of the text and poster cosines)")
+    scores = serializers.DictField(
+        child=serializers.FloatField(), help_text="fused only: the text and poster cosines; empty otherwise"
+    )
+
+
+class SimilarResponseSerializer(serializers.Serializer):
+    movie = serializers.IntegerField()
+    by = serializers.CharField()
+    k = serializers.IntegerField()
+    results = NeighbourSerializer(many=True, help_text="best first; the movie itself is never in it")
+
+
 @extend_schema_view(
     export_csv=extend_schema(parameters=MODEL_PARAMETERS),
     export_json=extend_schema(parameters=MODEL_PARAMETERS),
@@ -397,6 +422,27 @@ class MovieViewSet(catalog_api.MovieViewSet):
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
         refresh_issues([movie.pk])
+
+    @extend_schema(
+        parameters=[SimilarQuerySerializer],
+        responses={200: SimilarResponseSerializer, **error_responses(409)},
+        description="Readers (labelers; anonymous too when anonymous reading is on). The k movies nearest to "
+        "this one by cosine over the embedding store's vectors: by its overview (text), its poster, or the "
+        "mean of both scores (fused; movies with both vectors). 409 when this movie's vector is not stored "
+        "yet (run embed_catalog): nothing is encoded in a request.",
+    )
+    @action(detail=True, methods=["get"], serializer_class=SimilarResponseSerializer)
+    def similar(self, request, pk=None):
+        query = SimilarQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        movie = self.get_object()
+        by, k = query.validated_data["by"], query.validated_data["k"]
+        try:
+            neighbours = similar_movies(movie, by=by, k=k)
+        except NotEmbedded as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        body = {"movie": movie.pk, "by": by, "k": k, "results": [vars(n) for n in neighbours]}
+        return Response(SimilarResponseSerializer(body).data)
 
 
 class ChangeSetViewSet(catalog_api.ChangeSetViewSet):

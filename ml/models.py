@@ -404,6 +404,8 @@ class Embedding(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["space", "digest"], name="embedding_unique_space_digest")]
+        # The newest row of a space in one index probe: ml.services.similar's cache stamp.
+        indexes = [models.Index(fields=["space", "id"], name="embedding_space_id_idx")]
 
     def __str__(self) -> str:
         return f"{self.space} {self.digest[:12]} ({self.dim}-d)"

@@ -25,6 +25,7 @@ from ..services.review import (
     filter_movies_by_queue,
     is_unsure,
 )
+from ..services.similar import SIMILAR_BY, NotEmbedded, similar_movies
 
 # The catalog's audit filter (?audit=...): membership of an audit queue, the same query the
 # review queues and the API use. "errors" is the "label issues" filter.
@@ -97,10 +98,16 @@ class BrowseView(CatalogView):
         }
 
 
+SIMILAR_ON_PAGE = 8
+
+
 class MovieWithScoresView(MovieView):
     template_name = "ml/movie.html"
 
     def extend_context(self, movie):
+        return {**self.score_context(movie), **self.similar_context(movie)}
+
+    def score_context(self, movie):
         version = production_version()
         if version is None:
             return {"score_note": "No production model yet: train one and promote it on the Models page."}
@@ -113,6 +120,22 @@ class MovieWithScoresView(MovieView):
             "score_version": str(version),
             "prediction": prediction,
         }
+
+    def similar_context(self, movie):
+        """The "Similar movies" panel: ?similar=text|poster|fused chooses (default text)."""
+        by = self.request.GET.get("similar", "text")
+        if by not in SIMILAR_BY:
+            by = "text"
+        query = self.request.GET.copy()
+        choices = []
+        for choice, label in zip(SIMILAR_BY, ("by overview", "by poster", "both"), strict=True):
+            query["similar"] = choice
+            choices.append({"by": choice, "label": label, "query": query.urlencode(), "active": choice == by})
+        try:
+            neighbours, note = similar_movies(movie, by=by, k=SIMILAR_ON_PAGE), ""
+        except NotEmbedded as exc:
+            neighbours, note = [], str(exc)
+        return {"similar": {"by": by, "choices": choices, "neighbours": neighbours, "note": note}}
 
 
 class RelabelView(CatalogRelabelView):

@@ -455,3 +455,21 @@ def test_concurrent_run_that_finished_first_wins(movie_with_poster, make_image, 
     assert summary["posters"]["changed"] == 0  # our update lost the race
     derived = [name for name in default_storage.listdir(os.path.dirname(poster.derivative.name))[1]]
     assert derived == [os.path.basename(poster.derivative.name)]  # our copy was cleaned up
+
+
+def test_set_poster_duplicates_sets_clears_and_preprocessing_keeps_it():
+    from catalog.curation import set_poster_duplicates
+
+    a, b, c = (Movie.objects.create(title=f"P{i}", overview="x", source_id=f"pd{i}") for i in range(3))
+    result = set_poster_duplicates({b.pk: a.pk, c.pk: c.pk, 10**9: a.pk})  # self and unknown ids ignored
+    assert result == {"flagged": 1, "set": 1, "cleared": 0}
+    assert dict(Movie.objects.exclude(poster_duplicate_of=None).values_list("id", "poster_duplicate_of")) == {
+        b.pk: a.pk
+    }
+    assert set_poster_duplicates({b.pk: a.pk})["set"] == 0  # unchanged: nothing written
+    preprocess_posters()  # the title/year pass does not own this flag
+    assert Movie.objects.get(pk=b.pk).poster_duplicate_of_id == a.pk
+    assert set_poster_duplicates({c.pk: a.pk}) == {"flagged": 1, "set": 1, "cleared": 1}
+    assert dict(Movie.objects.exclude(poster_duplicate_of=None).values_list("id", "poster_duplicate_of")) == {
+        c.pk: a.pk
+    }

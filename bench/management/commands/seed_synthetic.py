@@ -6,10 +6,16 @@ quality figures. Rows go in with bulk_create in batches, one transaction per bat
 progress printed per batch.
 
     python manage.py seed_synthetic --movies 100000 --posters 40 --predictions
+    python manage.py seed_synthetic --movies 100000 --posters 40 --embeddings   # similar-movies latency
+
+``--embeddings`` also fills the embedding store with random unit vectors (float16) in the embed
+config's text space for every new movie and, with ``--posters``, in its image space under a
+synthetic derivative checksum per poster: for latency figures only, never for quality.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 import time
@@ -22,7 +28,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from catalog.models import MANUAL_SOURCE, Genre, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
-from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, Prediction, TrainingRun
+from ml.models import DatasetSnapshot, Embedding, Evaluation, GenreMetric, ModelVersion, Prediction, TrainingRun
+from ml.services.embeddings import text_digest
 from ml.services.inference import prediction_fields
 from ml.services.registry import promote
 
@@ -110,6 +117,12 @@ class Command(BaseCommand):
             help="also create a synthetic model version (promoted to production) with "
             "an evaluation and a prediction for every new movie",
         )
+        parser.add_argument(
+            "--embeddings",
+            action="store_true",
+            help="also store a random vector per new movie's overview (and poster, with --posters) in the "
+            "embed config's spaces (for the similar-movies latency benchmark)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source-prefix", default="syn", help="source_id prefix")
 
@@ -124,6 +137,8 @@ class Command(BaseCommand):
         prefix = f"{opts['source_prefix']}-{uuid.uuid4().hex[:8]}"  # unique per run: reruns add, never clash
         started = time.monotonic()
         version = self._model_version(genres) if opts["predictions"] else None
+        self.spaces = self._embedding_spaces() if opts["embeddings"] else {}
+        self.vectors = np.random.default_rng(opts["seed"])
         created = 0
         while created < n:
             size = min(batch, n - created)
@@ -195,9 +210,46 @@ class Command(BaseCommand):
                 posters.append(Poster(movie=movie, original=name, status=Poster.Status.PENDING))
         MovieGenre.objects.bulk_create(labels, batch_size=5000)
         LabelChange.objects.bulk_create(history, batch_size=5000)
+        if self.spaces:
+            self._embeddings(movies, posters, prefix)
         Poster.objects.bulk_create(posters, batch_size=5000)
         if version is not None:
             self._predictions(rng, genres, version, movies, label_sets)
+
+    # --- synthetic embeddings (latency only) ---------------------------------------------
+
+    def _embedding_spaces(self) -> dict[str, tuple[str, int]]:
+        """{"text"/"image": (space, dim)} of the embed config, without loading an encoder."""
+        from ml.engine.families import encoder
+        from ml.engine.features import encoder_space
+        from ml.services.embeddings import embedding_config
+
+        config = embedding_config()
+        out = {}
+        for which, name in (("text", config.text_encoder), ("image", config.image_encoder)):
+            space = encoder_space(config, which, "cpu")
+            if space:
+                out[which] = (space, int(encoder(name).dim(config)))
+        return out
+
+    def _random_rows(self, which: str, digests: list[str]) -> list[Embedding]:
+        space, dim = self.spaces[which]
+        values = self.vectors.standard_normal((len(digests), dim), dtype=np.float32)
+        values /= np.linalg.norm(values, axis=1, keepdims=True)
+        values = values.astype("<f2")
+        return [
+            Embedding(space=space, digest=d, dim=dim, vector=v.tobytes()) for d, v in zip(digests, values, strict=True)
+        ]
+
+    def _embeddings(self, movies, posters, prefix) -> None:
+        rows = []
+        if "text" in self.spaces:
+            rows += self._random_rows("text", sorted({text_digest(m.overview) for m in movies}))
+        if "image" in self.spaces and posters:
+            for poster in posters:  # a synthetic derivative checksum, so each poster has its own vector
+                poster.derivative_checksum = hashlib.sha256(f"{prefix}-poster-{poster.movie_id}".encode()).hexdigest()
+            rows += self._random_rows("image", [p.derivative_checksum for p in posters])
+        Embedding.objects.bulk_create(rows, batch_size=1000, ignore_conflicts=True)
 
     # --- the synthetic model --------------------------------------------------------------
 
