@@ -99,7 +99,7 @@ def main() -> None:
             print("saved", OUT / f"{name}.png")
         # Predict: an overview and a generated poster, answered by the production model.
         poster = OUT.parent / "predict-poster.tmp.jpg"
-        Image.new("RGB", (200, 300), (30, 30, 40)).save(poster, "JPEG")
+        Image.new("RGB", (200, 300), (120, 20, 30)).save(poster, "JPEG")
         page.goto(args.base + "/models/predict/")
         page.fill(
             "textarea[name=overview]",
