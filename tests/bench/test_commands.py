@@ -61,6 +61,8 @@ PAGES = [
     "review queue: disagrees",
     "review queue: unsure",
     "review item",
+    "review queue: likely label errors",
+    "review queue: model unsure (audit)",
     "API movie list",
     "API movie list, genre filter",
 ]

@@ -13,24 +13,14 @@ DATABASE_URL points at. Fill a separate database first, e.g.:
 from __future__ import annotations
 
 import random
-import statistics
-import time
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
+from bench.latency import TARGET_P95_MS, latency_table, measure
 from catalog.models import Genre, Movie
-
-TARGET_P95_MS = 200.0
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 class Command(BaseCommand):
@@ -70,6 +60,8 @@ class Command(BaseCommand):
             ("review queue: disagrees", lambda: "/models/review/disagrees/"),
             ("review queue: unsure", lambda: "/models/review/unsure/"),
             ("review item", lambda: f"/models/review/disagrees/{rng.randint(1, 200)}/"),
+            ("review queue: likely label errors", lambda: "/models/review/errors/"),
+            ("review queue: model unsure (audit)", lambda: "/models/review/uncertain/"),
             ("API movie list", lambda: "/api/movies/"),
             ("API movie list, genre filter", lambda: f"/api/movies/?genre={genre.slug if genre else ''}"),
         ]
@@ -78,37 +70,18 @@ class Command(BaseCommand):
         )
         rows = []
         for name, make_url in cases:
-            for _ in range(opts["warmup"]):
-                self._get(client, make_url())
-            timings, queries = [], []
-            for _ in range(n):
-                url = make_url()
-                with CaptureQueriesContext(connection) as captured:
-                    started = time.perf_counter()
-                    self._get(client, url)
-                    timings.append(1000 * (time.perf_counter() - started))
-                queries.append(len(captured))
-            row = (name, statistics.median(timings), percentile(timings, 0.95), max(timings), max(queries))
+            row = (name, *measure(client, make_url, n, opts["warmup"]))
             rows.append(row)
             self.stdout.write(
                 f"  {name:<36} p50 {row[1]:7.1f} ms  p95 {row[2]:7.1f} ms  max {row[3]:7.1f} ms  queries {row[4]}"
             )
-        table = ["| page | p50 ms | p95 ms | max ms | queries |", "|---|---:|---:|---:|---:|"]
-        table += [f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]} |" for r in rows]
-        slow = [r[0] for r in rows if r[2] > TARGET_P95_MS]
+        table, slow = latency_table(rows, "page", TARGET_P95_MS)
         verdict = f"p95 target {TARGET_P95_MS:.0f} ms: " + (
             "met by every page" if not slow else "missed by " + ", ".join(slow)
         )
-        self.stdout.write("\n".join(table) + "\n" + verdict)
+        self.stdout.write(table + "\n" + verdict)
         if opts["output"]:
             with open(opts["output"], "w") as handle:
                 handle.write(
-                    f"{total:,} movies on {connection.vendor}, {n} requests per page\n\n"
-                    + "\n".join(table)
-                    + f"\n\n{verdict}\n"
+                    f"{total:,} movies on {connection.vendor}, {n} requests per page\n\n" + table + f"\n\n{verdict}\n"
                 )
-
-    def _get(self, client: Client, url: str) -> None:
-        response = client.get(url)
-        if response.status_code != 200:
-            raise CommandError(f"GET {url} answered {response.status_code}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from bench.latency import percentile
 from catalog.forms import CatalogFilterForm
 from catalog.models import Movie
 
@@ -46,11 +47,6 @@ def search_ids(query: str, limit: int) -> tuple[list[int], int, float]:
 
 def rank_of(movie_id: int, ids: list[int]) -> int | None:
     return ids.index(movie_id) + 1 if movie_id in ids else None
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def csv_candidates(folder: str) -> list[tuple[int, str]]:

@@ -11,19 +11,16 @@ labeler, against whatever DATABASE_URL points at. Vectors may be synthetic (late
 from __future__ import annotations
 
 import random
-import statistics
 import time
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 
+from bench.latency import TARGET_P95_MS, get_ok, latency_table, measure
 from catalog.models import Movie, Poster
 from ml.services.similar import clear_cache
-
-from .benchmark_pages import TARGET_P95_MS, percentile
 
 
 class Command(BaseCommand):
@@ -66,7 +63,7 @@ class Command(BaseCommand):
         rows = []
         for _name, by in cases:
             started = time.perf_counter()
-            self._get(client, f"/api/movies/{ids[0]}/similar/?by={by}&k={opts['k']}")
+            get_ok(client, f"/api/movies/{ids[0]}/similar/?by={by}&k={opts['k']}")
             self.stdout.write(
                 f"  first call by {by} (builds the matrix): {1000 * (time.perf_counter() - started):.0f} ms"
             )
@@ -77,31 +74,14 @@ class Command(BaseCommand):
                 movie = rng.choice(ids)
                 return f"/movies/{movie}/" if by == "page" else f"/api/movies/{movie}/similar/?by={by}&k={opts['k']}"
 
-            for _ in range(opts["warmup"]):
-                self._get(client, url())
-            timings, queries = [], []
-            for _ in range(n):
-                target = url()
-                with CaptureQueriesContext(connection) as captured:
-                    started = time.perf_counter()
-                    self._get(client, target)
-                    timings.append(1000 * (time.perf_counter() - started))
-                queries.append(len(captured))
-            row = (name, statistics.median(timings), percentile(timings, 0.95), max(timings), max(queries))
+            row = (name, *measure(client, url, n, opts["warmup"]))
             rows.append(row)
             self.stdout.write(
                 f"  {name:<30} p50 {row[1]:7.1f} ms  p95 {row[2]:7.1f} ms  max {row[3]:7.1f} ms  queries {row[4]}"
             )
-        table = ["| case | p50 ms | p95 ms | max ms | queries |", "|---|---:|---:|---:|---:|"]
-        table += [f"| {r[0]} | {r[1]:.1f} | {r[2]:.1f} | {r[3]:.1f} | {r[4]} |" for r in rows]
-        slow = [r[0] for r in rows if r[2] > TARGET_P95_MS]
+        table, slow = latency_table(rows, "case", TARGET_P95_MS)
         self.stdout.write(
-            "\n".join(table)
+            table
             + f"\np95 target {TARGET_P95_MS:.0f} ms: "
             + ("met by every case" if not slow else "missed by " + ", ".join(slow))
         )
-
-    def _get(self, client: Client, url: str) -> None:
-        response = client.get(url)
-        if response.status_code != 200:
-            raise CommandError(f"GET {url} answered {response.status_code}: {response.content[:200]!r}")
