@@ -293,7 +293,7 @@ for _kind in (
         PREDICT,
         "Batch predict",
         params="workers.kinds:predict_params",
-        run="workers.sharding:start_batch_predict",
+        run="workers.sharding:start_sharded_job",
         shard_work="workers.sharding:predict_shard_movies",
         # The fan-out only: each shard is a workers.predict_shard task (workers.sharding limits).
         hard_time_limit_s=10 * 60,
@@ -306,7 +306,7 @@ for _kind in (
         EMBED,
         "Embed catalog (fill the embedding store)",
         params="workers.kinds:embed_params",
-        run="workers.sharding:start_batch_predict",
+        run="workers.sharding:start_sharded_job",
         shard_work="workers.sharding:embed_shard_movies",
         # The fan-out runs on the default queue like batch predict's; its shards are
         # workers.predict_shard tasks on the gpu queue.

@@ -83,8 +83,9 @@ def dispatch_pending_shards(job: Job) -> int:
     return len(pending)
 
 
-def start_batch_predict(job: Job, progress: Progress) -> None:
-    """The predict kind's run: split into shards and send one task per pending shard."""
+def start_sharded_job(job: Job, progress: Progress) -> None:
+    """The run of every sharded kind (batch predict, embed catalog): split the movies into
+    shards and send one task per pending shard; each shard runs the kind's ``shard_work``."""
     _create_shards(job)
     total = JobShard.objects.filter(job=job).count()
     sent = dispatch_pending_shards(job)

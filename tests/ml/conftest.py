@@ -10,6 +10,22 @@ from tests.factories import GENRE_WORDS, genre_poster, make_poster
 from tests.factories import make_movie as build_movie
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models on a 2-core box run much faster single-threaded (and two xdist processes
+    do not fight over the cores). Only when the module loaded torch: nothing is imported here."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def make_movie(db):
     """Factory: a movie with imported labels and (optionally) a processed poster derivative."""

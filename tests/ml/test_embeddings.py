@@ -9,7 +9,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from django.core.files.base import ContentFile
 from django.core.management import call_command
 
@@ -36,14 +35,6 @@ def store_encoders(settings):
     with registered_store_encoders() as builds:
         yield builds
     clear_predictor_cache()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _replace_poster(movie_id: int, data: bytes) -> None:

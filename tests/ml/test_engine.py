@@ -42,15 +42,6 @@ WORDS = [
 COLOURS = [(220, 40, 30), (240, 150, 200), (20, 20, 30)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core box are much faster single-threaded.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def poster(colour, seed) -> bytes:
     return image_bytes(40, 60, colour=colour, noise=25, seed=seed)
 

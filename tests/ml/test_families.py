@@ -102,15 +102,6 @@ SUM = FusionFamily(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models on a shared 2-core box are much faster single-threaded.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def registered():
     for family in (CHARBAG, MEANCOLOUR):

@@ -19,42 +19,26 @@ from ml.engine.encoders import module_fingerprint, quantize_int8
 from ml.engine.families import EncoderFamily
 from ml.engine.features import FrozenFeatures
 from ml.engine.registry import get_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _jpeg(width: int, height: int, mode: str = "RGB") -> bytes:
-    rng = np.random.default_rng(0)
-    shape = (height, width, 3) if mode == "RGB" else (height, width)
-    buffer = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode).save(buffer, "JPEG")
-    return buffer.getvalue()
-
+from tests.factories import image_bytes
 
 # ---------------------------------------------------------------- decoding
 
 
 def test_draft_decoding_reduces_a_large_jpeg_but_never_below_the_target():
-    data = _jpeg(1000, 1500)
+    data = image_bytes(1000, 1500)
     assert decode_image(data).size == (1000, 1500)
     image = decode_image(data, target=224)
     # 1/4 scale keeps both sides >= 224; 1/8 would make the width 125
     assert image.size == (250, 375) and image.mode == "RGB"
-    assert decode_image(_jpeg(600, 900), target=224).size == (300, 450)
+    assert decode_image(image_bytes(600, 900), target=224).size == (300, 450)
 
 
 def test_draft_decoding_keeps_small_posters_and_other_formats_as_they_are():
-    assert decode_image(_jpeg(200, 300), target=224).size == (200, 300)  # the devset's posters
+    assert decode_image(image_bytes(200, 300), target=224).size == (200, 300)  # the devset's posters
     png = io.BytesIO()
     Image.new("RGB", (1000, 1000), "red").save(png, "PNG")
     assert decode_image(png.getvalue(), target=224).size == (1000, 1000)
-    gray = decode_image(_jpeg(1000, 1000, mode="L"), target=224)
+    gray = decode_image(image_bytes(1000, 1000, mode="L"), target=224)
     assert gray.mode == "RGB" and gray.size == (250, 250)
 
 
@@ -63,7 +47,7 @@ def test_the_eval_transform_equals_torchvision_resize_totensor_normalize():
 
     from ml.engine.data import IMAGENET_MEAN, IMAGENET_STD
 
-    image = decode_image(_jpeg(200, 300))
+    image = decode_image(image_bytes(200, 300))
     reference = T.Compose([T.Resize((64, 64)), T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)])(image)
     ours = image_transforms(64, train=False)(image)
     assert isinstance(image_transforms(64, train=False), EvalImageTransform)

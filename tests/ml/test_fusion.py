@@ -31,14 +31,6 @@ WORDS = [["gun", "chase", "explosion"], ["love", "kiss", "wedding"], ["ghost", "
 COLOURS = [(230, 30, 30), (30, 230, 30), (30, 30, 230)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def meancolour():
     families.register_encoder(MEANCOLOUR)
