@@ -18,8 +18,8 @@ from safetensors.torch import load_file, save_file
 from .config import ModelConfig
 from .contracts import ImageLimits
 from .data import IMAGENET_MEAN, IMAGENET_STD
-from .encoders import package_version
 from .families import encoder, fitted_keys
+from .identity import package_version
 from .model import GenreModel
 from .trained import InputParts, TrainedModel
 

@@ -64,7 +64,7 @@ def _build_minilm(config, *, fitted, device, pretrained, log):
 
 
 def _minilm_identity():
-    from .encoders import minilm_identity
+    from .identity import minilm_identity
 
     return minilm_identity()
 
@@ -130,7 +130,7 @@ def _build_efficientnet(config, *, fitted, device, pretrained, log):
 
 
 def _efficientnet_identity():
-    from .encoders import efficientnet_identity
+    from .identity import efficientnet_identity
 
     return efficientnet_identity()
 

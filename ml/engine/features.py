@@ -10,8 +10,6 @@ weights sha256) is computed without loading the encoder.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import weakref
 
 import numpy as np
@@ -22,32 +20,12 @@ from .contracts import Example, ImageLimits
 from .data import content_hash, decode_image, image_bytes
 from .encoders import autocast, module_fingerprint
 from .families import encoder
+from .identity import identity_fingerprint, space_name
 from .store import EmbeddingStore, resolve_store, stored_form
 
 # What an artifact's "fingerprint" of a frozen encoder is a hash of: its pretrained identity
 # (computed without loading it) or, for families without one, its loaded weights.
 IDENTITY, WEIGHTS = "identity", "weights"
-
-
-def identity_fingerprint(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def space_name(family, fingerprint: str, config, device_type: str) -> str:
-    return f"{family.name}-{fingerprint}-{family.cache_settings(config)}-{device_type}"
-
-
-def encoder_space(config, which: str, device_type: str) -> str | None:
-    """The store space of ``config``'s frozen ``which`` ("text"/"image") encoder on a device
-    type, without loading it; None when the family has no identity (its space needs its weights)
-    or is not a frozen pretrained encoder."""
-    name = config.text_encoder if which == "text" else config.image_encoder
-    if name == "none":
-        return None
-    family = encoder(name)
-    if family.featuriser or not family.pretrained or family.identity is None:
-        return None
-    return space_name(family, identity_fingerprint(family.identity_of(config)), config, device_type)
 
 
 class _ImageDataset(Dataset):

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .encoders import file_sha256, package_version
+from .identity import file_sha256, package_version
 
 ST_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 

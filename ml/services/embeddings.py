@@ -152,7 +152,7 @@ def spaces_in_use() -> tuple[set[str], set[str]]:
     a space only its loaded weights tell, so all its spaces are kept (the prefix)."""
     from ml.engine.config import ModelConfig
     from ml.engine.families import encoder
-    from ml.engine.features import encoder_space
+    from ml.engine.identity import encoder_space
     from ml.engine.store import stored_modalities
 
     configs = [embedding_config()]

@@ -2,7 +2,7 @@
 
 ``similar_movies(movie, by="text"|"poster"|"fused", k)`` ranks every other movie whose
 current overview (text) or poster derivative (poster) has a stored vector in the embed
-config's space (``embedding_config()``; the space is ``ml.engine.features.encoder_space``,
+config's space (``embedding_config()``; the space is ``ml.engine.identity.encoder_space``,
 never a loaded encoder). ``fused`` is the mean of the two cosine scores, over movies that have
 both. Nothing is encoded here: a movie whose vector is not stored yet raises ``NotEmbedded``
 ("run embed_catalog").
@@ -81,14 +81,18 @@ _LOCK = threading.Lock()
 def _spaces(which: str) -> list[str]:
     """The embed config's spaces for a modality ("text"/"image"): this process's device type
     first, then the others (vectors filled on a GPU worker serve a CPU-only web server too)."""
-    from ml.engine.features import encoder_space
-    from ml.engine.train import select_device
+    import sys
+
+    from ml.engine.identity import encoder_space  # torch-free: a web process stays light
 
     try:
         config = embedding_config()
     except (KeyError, ValueError):  # no (frozen) embed config: nothing is stored to compare
         return []
-    here = select_device(None)
+    # This process's device type, without importing torch for it: a process that has not
+    # loaded torch runs nothing on a GPU (every device type is tried anyway, this one first).
+    torch = sys.modules.get("torch")
+    here = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
     devices = [here, *(d for d in DEVICE_TYPES if d != here)]
     return [s for s in (encoder_space(config, which, device) for device in devices) if s]
 

@@ -149,7 +149,7 @@ def test_benchmark_search_reports_hit_rates_and_latency_per_seed(tmp_path):
 
 
 def test_seed_synthetic_embeddings_and_benchmark_similar(settings):
-    from ml.engine.features import encoder_space
+    from ml.engine.identity import encoder_space
     from ml.models import Embedding
     from ml.services.embeddings import embedding_config
     from ml.services.similar import clear_cache, similar_movies

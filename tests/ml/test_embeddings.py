@@ -216,7 +216,7 @@ def test_embed_catalog_command_fills_per_encoder_and_resumes(store_encoders, mak
 
 @pytest.mark.django_db
 def test_prune_embeddings_reclaims_stale_digests_and_unused_spaces(store_encoders, make_movie):
-    from ml.engine.features import encoder_space
+    from ml.engine.identity import encoder_space
     from ml.services.embeddings import embed_movies, embedding_config, embedding_store
 
     movies = [make_movie(("Drama",)) for _ in range(3)]

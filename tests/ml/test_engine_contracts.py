@@ -38,6 +38,22 @@ def test_building_examples_and_snapshots_does_not_import_torch():
     assert result.stdout.strip() == "[]", f"torch was imported: {result.stdout[:300]}"
 
 
+def test_naming_embedding_spaces_does_not_import_torch():
+    # The similar-movies panel and API name the store's spaces in a web process.
+    code = (
+        "import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'genreweb.settings_test'); "
+        "import django; django.setup(); "
+        "import ml.services.similar; from ml.engine.identity import encoder_space; "
+        "from ml.engine.registry import get_config; config = get_config('minilm+effnet-frozen-concat-late'); "
+        "spaces = [encoder_space(config, which, 'cpu') for which in ('text', 'image')]; "
+        "assert all(spaces) and spaces[0].startswith('minilm-'), spaces; "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"torch was imported: {result.stdout[:300]}"
+
+
 def test_engine_data_still_exports_the_contract_types():
     from ml.engine import data
 

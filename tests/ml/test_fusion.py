@@ -326,7 +326,7 @@ def test_a_local_torchvision_checkpoint_is_an_image_encoder_recorded_in_the_arti
     assert np.array_equal(loaded.predict_proba(val[:12]), model.predict_proba(val[:12]))
     # other weights in that file: the model refuses to load rather than mis-predict
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), checkpoint)
-    from ml.engine.encoders import file_sha256
+    from ml.engine.identity import file_sha256
 
     file_sha256.cache_clear()
     with pytest.raises(ArtifactError, match="other weights"):
@@ -361,7 +361,7 @@ def test_the_knn_member_is_fitted_on_val_and_travels_in_the_artifact(meancolour,
 def test_a_local_sentence_transformers_folder_is_a_text_encoder_recorded_in_the_artifact(data, tmp_path):
     import shutil
 
-    from ml.engine.encoders import minilm_path
+    from ml.engine.identity import minilm_path
 
     folder = tmp_path / "my-text-model"
     shutil.copytree(minilm_path(), folder)  # any sentence-transformers folder would do

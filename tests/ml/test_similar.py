@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 
 from catalog.models import Movie, Poster
-from ml.engine.features import encoder_space
+from ml.engine.identity import encoder_space
 from ml.models import Embedding
 from ml.services.embeddings import embedding_config, text_digest
 from ml.services.similar import NotEmbedded, clear_cache, near_duplicate_posters, similar_movies

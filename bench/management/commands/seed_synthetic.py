@@ -221,7 +221,7 @@ class Command(BaseCommand):
     def _embedding_spaces(self) -> dict[str, tuple[str, int]]:
         """{"text"/"image": (space, dim)} of the embed config, without loading an encoder."""
         from ml.engine.families import encoder
-        from ml.engine.features import encoder_space
+        from ml.engine.identity import encoder_space
         from ml.services.embeddings import embedding_config
 
         config = embedding_config()

