@@ -270,13 +270,13 @@ AUDIT_DEFAULT_FOLDS = 5
 
 
 def frozen_preset_choices() -> list[tuple[str, str]]:
-    """Presets whose encoders are frozen and pretrained (what the audit can cross-fit cheaply)."""
+    """``preset_choices`` whose encoders are frozen and pretrained (what the audit can cross-fit cheaply)."""
     from ml.engine.registry import PRESETS
 
     return [
-        (name, f"{name} — {config.notes}" if config.notes else name)
-        for name, config in PRESETS.items()
-        if config.train_mode == "frozen" and config.text_encoder != "tfidf"
+        (name, label)
+        for name, label in preset_choices()
+        if PRESETS[name].train_mode == "frozen" and PRESETS[name].text_encoder != "tfidf"
     ]
 
 
