@@ -315,6 +315,8 @@ GENREWEB_WEBHOOK_ALLOWED_NETWORKS = os.environ.get("GENREWEB_WEBHOOK_ALLOWED_NET
 GENREWEB_WEBHOOK_TIMEOUT_S = float(os.environ.get("GENREWEB_WEBHOOK_TIMEOUT_S", 5))
 GENREWEB_WEBHOOK_MAX_ATTEMPTS = int(os.environ.get("GENREWEB_WEBHOOK_MAX_ATTEMPTS", 5))
 GENREWEB_WEBHOOK_RETRY_BASE_S = float(os.environ.get("GENREWEB_WEBHOOK_RETRY_BASE_S", 30))
+# Succeeded and failed deliveries older than this are deleted by the workers' sweep (0: keep all).
+GENREWEB_WEBHOOK_RETENTION_DAYS = float(os.environ.get("GENREWEB_WEBHOOK_RETENTION_DAYS", 30))
 
 # --- Cache (throttles) -------------------------------------------------------
 # Throttle counters must be shared by every web process: the database cache by default

@@ -15,3 +15,4 @@ class WebhooksConfig(AppConfig):
         # Deliveries whose message was lost (broker down at enqueue, worker killed) go out
         # again from the workers' periodic stale sweep.
         register_sweep("webhook deliveries", delivery.send_due)
+        register_sweep("webhook delivery retention", delivery.prune_finished)

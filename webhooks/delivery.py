@@ -12,6 +12,8 @@
 - A 2xx answer: succeeded. Anything else (3xx included) or a network error: attempt again after
   ``backoff_s(attempts)``, until GENREWEB_WEBHOOK_MAX_ATTEMPTS attempts; then failed. A URL that
   the address policy (``targets``) now refuses fails at once.
+- Finished deliveries are kept GENREWEB_WEBHOOK_RETENTION_DAYS (``prune_finished``, also on
+  the sweep), so the log does not grow without bound.
 The endpoint's secret is read only to sign; it is never logged nor stored on the delivery.
 """
 
@@ -130,6 +132,24 @@ def send_due(limit: int = 500) -> list[int]:
     )
     publish_all(due, force=True)
     return due
+
+
+def prune_finished(limit: int = 1000) -> int:
+    """The sweep's other part: delete succeeded and failed deliveries finished more than
+    GENREWEB_WEBHOOK_RETENTION_DAYS ago (0 keeps them all), at most ``limit`` a sweep so one
+    sweep never holds a long delete; pending ones are never pruned. Returns how many went."""
+    days = settings.GENREWEB_WEBHOOK_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=days)
+    old = list(
+        Delivery.objects.filter(
+            status__in=(Delivery.Status.SUCCEEDED, Delivery.Status.FAILED), finished_at__lt=cutoff
+        ).values_list("pk", flat=True)[:limit]
+    )
+    if old:
+        Delivery.objects.filter(pk__in=old).delete()
+    return len(old)
 
 
 PING = "ping"  # not a domain event: sent only on request, to check a receiver

@@ -97,7 +97,11 @@ class Delivery(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="webhooks_delivery_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="webhooks_delivery_due"),
+            # the retention sweep's delete (delivery.prune_finished)
+            models.Index(fields=["finished_at"], name="webhooks_delivery_finished"),
+        ]
         verbose_name_plural = "deliveries"
 
     def __str__(self) -> str:

@@ -362,3 +362,33 @@ def test_a_name_that_now_resolves_to_a_metadata_address_is_refused(loopback_allo
     assert delivery.attempt(sent.pk) == Delivery.Status.FAILED
     sent.refresh_from_db()
     assert "link-local" in sent.last_error and receiver.received == []
+
+
+def test_finished_deliveries_past_the_retention_are_pruned_and_pending_ones_never(settings):
+    settings.GENREWEB_WEBHOOK_RETENTION_DAYS = 30
+    endpoint = endpoint_for("https://example.org/hook")
+    old = timezone.now() - timezone.timedelta(days=31)
+    recent = timezone.now() - timezone.timedelta(days=29)
+    rows = {}
+    for name, status, finished in [
+        ("old_ok", Delivery.Status.SUCCEEDED, old),
+        ("old_failed", Delivery.Status.FAILED, old),
+        ("recent_ok", Delivery.Status.SUCCEEDED, recent),
+        ("old_pending", Delivery.Status.PENDING, None),
+    ]:
+        rows[name] = pending_delivery(endpoint)
+        Delivery.objects.filter(pk=rows[name].pk).update(status=status, finished_at=finished, created_at=old)
+
+    assert delivery.prune_finished() == 2
+    assert set(Delivery.objects.values_list("pk", flat=True)) == {rows["recent_ok"].pk, rows["old_pending"].pk}
+
+    settings.GENREWEB_WEBHOOK_RETENTION_DAYS = 0  # keep everything
+    Delivery.objects.filter(pk=rows["recent_ok"].pk).update(finished_at=old)
+    assert delivery.prune_finished() == 0
+    assert Delivery.objects.count() == 2
+
+
+def test_the_retention_prune_runs_on_the_workers_sweep():
+    from workers.sweep import EXTRA_SWEEPS
+
+    assert EXTRA_SWEEPS["webhook delivery retention"] is delivery.prune_finished
