@@ -375,6 +375,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Movies, genre labels, jobs, model versions and predictions.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Deny by default: the schema and its docs pages map every operation, so only a signed-in
+    # user (session or token) reads them.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

@@ -90,9 +90,9 @@ def test_a_new_page_is_a_guarded_view_a_route_and_a_template(page_template, clie
 
 # Paths an anonymous visitor may open (prefix match); everything else must redirect to the login
 # page, or answer 401/403 (the API), or 404/405 (a route that needs an object or a POST).
-# The OpenAPI schema and its docs pages describe the API (no data) and are public as configured
-# (drf-spectacular's default); the data endpoints they describe are not.
-PUBLIC = ("/accounts/login/", "/accounts/logout/", "/healthz", "/admin/", "/api/schema/", "/api/docs/", "/api/redoc/")
+# The OpenAPI schema and its docs pages (/api/schema/, /api/docs/, /api/redoc/) are not public:
+# they need a signed-in user like the data endpoints they describe.
+PUBLIC = ("/accounts/login/", "/accounts/logout/", "/healthz", "/admin/")
 
 
 def concrete_paths(patterns, prefix: str = ""):

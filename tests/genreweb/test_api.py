@@ -58,9 +58,10 @@ def test_schema_validates(tmp_path):
         assert path in schema
 
 
-def test_schema_and_docs_are_served(labeler_client):
-    assert labeler_client.get("/api/schema/").status_code == 200
-    assert labeler_client.get("/api/docs/").status_code == 200
+def test_schema_and_docs_are_served_to_signed_in_users_only(labeler_client, client):
+    for path in ("/api/schema/", "/api/docs/", "/api/redoc/"):
+        assert labeler_client.get(path).status_code == 200
+        assert client.get(path).status_code in (401, 403), path
 
 
 def test_schema_documents_label_versions_and_the_409():
