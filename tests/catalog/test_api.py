@@ -22,20 +22,15 @@ def test_movie_list_filters_and_shape(api_clients, world, django_assert_max_num_
     assert {"id", "title", "year", "labels", "poster", "label_source", "label_version"} <= set(first)
     assert first["label_version"] == 1  # one imported label set
     assert first["poster"]["status"] == "ok" and first["poster"]["url"].startswith("http://testserver/media/")
-    assert {m["title"] for m in api.get("/api/movies/?model=disagrees").json()["results"]} == {
-        "Laugh Track",
-        "Night Shift",
-    }
-    assert {m["title"] for m in api.get("/api/movies/?model=unsure").json()["results"]} == {"Edge Case"}
     assert api.get("/api/movies/?q=quiet").json()["count"] == 1
 
 
 def test_movie_list_validation_errors_name_the_parameter(api_clients, world):
-    response = api_clients["labeler"].get("/api/movies/?year_min=soon&genre=nope&model=maybe")
+    response = api_clients["labeler"].get("/api/movies/?year_min=soon&genre=nope&audit=maybe")
     assert response.status_code == 400
     assert {"year_min", "genre"} <= set(response.json())
-    response = api_clients["labeler"].get("/api/movies/?model=maybe")
-    assert response.status_code == 400 and "model" in response.json()
+    response = api_clients["labeler"].get("/api/movies/?audit=maybe")
+    assert response.status_code == 400 and "audit" in response.json()
 
 
 def test_movie_detail_has_history(api_clients, world):
