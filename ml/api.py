@@ -534,7 +534,9 @@ class LabelIssueSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
             "queue",
             str,
             enum=list(AUDIT_QUEUES),
-            description="only the open suggestions of the movies in an audit queue (latest audit)",
+            description="only the open suggestions of the movies in an audit queue (latest audit; the same "
+            "movies as /api/movies/?audit=, where a movie of the model-unsure batch may have no suggestion). "
+            "The removed in-sample queues (disagrees, unsure) are not accepted.",
         ),
         OpenApiParameter("open", bool, description="only open (true) or only resolved (false) issues"),
     ]

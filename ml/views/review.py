@@ -90,11 +90,17 @@ def review_list(request, queue: str):
             "audit": audit,
             "page": page,
             "query_without_page": "",
-            "unsure": dict(zip(("limit", "floor"), unsure_cut(audit), strict=True))
-            if queue == "uncertain" and audit
-            else None,
+            "unsure": _unsure_context(audit) if queue == "uncertain" else None,
         },
     )
+
+
+def _unsure_context(audit) -> dict | None:
+    """The "model unsure" batch's limits, as the list page explains them."""
+    if audit is None:
+        return None
+    limit, floor = unsure_cut(audit)
+    return {"limit": limit, "floor": floor}
 
 
 class ReviewItemView(MovieWithScoresView):

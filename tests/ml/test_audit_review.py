@@ -350,6 +350,9 @@ def test_model_unsure_is_one_small_batch_per_audit(catalog, fake_features, peopl
     _act(client, "uncertain", first, action="confirm")
     _act(client, "uncertain", second, action="skip")  # a skip is no answer: it stays
     assert queue_titles("uncertain") == by_uncertainty[1:4]  # the batch shrinks: a finish line
+    page = client.get(reverse("ml:review", args=["uncertain"]))
+    assert page.context["page"].paginator.count == 3
+    assert "batch of at most 4 unlabeled or never-reviewed movies" in page.content.decode()
     # the floor: only movies the model expects to get at least that many decisions wrong
     scores = dict(AuditScore.objects.filter(audit=run).values_list("movie__title", "uncertainty"))
     settings.GENREWEB_UNSURE_MIN_EXPECTED_ERRORS = scores[by_uncertainty[2]]

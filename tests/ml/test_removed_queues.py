@@ -102,9 +102,16 @@ def test_the_movies_api_refuses_the_removed_model_filter(api_clients, world, url
     assert "removed" in message and "audit=errors" in message and "audit=uncertain" in message
 
 
-def test_the_movies_api_still_names_an_unknown_audit_queue(api_clients, world):
+def test_the_apis_still_name_an_unknown_audit_queue(api_clients, world):
     response = api_clients["labeler"].get("/api/movies/?audit=disagrees")
     assert response.status_code == 400 and "errors" in str(response.json()["audit"])
+    for old in review.REPLACED_QUEUES:
+        response = api_clients["labeler"].get(f"/api/label-issues/?queue={old}")
+        assert response.status_code == 400 and "uncertain" in str(response.json()["queue"])
+        response = api_clients["labeler"].post(
+            "/api/reviews/", {"movie": world["movies"]["Laugh Track"].pk, "action": "skip", "queue": old}, format="json"
+        )
+        assert response.status_code == 400 and "queue" in response.json()
 
 
 @pytest.mark.parametrize("query", ["disagrees=true", "unsure=1", "disagrees=0"])
