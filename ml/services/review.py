@@ -50,8 +50,8 @@ REPLACED_QUEUES = {"disagrees": "errors", "unsure": "uncertain"}
 
 
 def unsure_limits(scored: int) -> tuple[int, float]:
-    """ "Model unsure"'s cut-off for an audit that scored ``scored`` movies: (at most this many
-    movies, each expecting at least this many wrong genre decisions).
+    """The "model unsure" queue's cut-off for an audit that scored ``scored`` movies: (at most
+    this many movies, each expecting at least this many wrong genre decisions).
 
     Active learning asks a person where an answer teaches the model most, and a team can
     answer a batch, not a fifth of the catalog: the queue is one batch per audit, the

@@ -56,7 +56,7 @@ def test_labels_put_and_patch_are_audited(api_clients, labeler, world):
     assert [label["genre"] for label in response.json()["labels"]] == ["Comedy", "Romance"]
     change = LabelChange.objects.get(movie=movie, origin="person")
     assert (change.user, change.reason, change.genre.name) == (labeler, "romcom", "Romance")
-    assert not Prediction.objects.get(movie=movie).disagrees  # queue refreshed
+    assert not Prediction.objects.get(movie=movie).disagrees  # the prediction refreshed
     response = api.patch(url, {"remove": ["Comedy"], "add": ["Drama"]}, format="json")
     assert response.status_code == 200
     assert set(MovieGenre.objects.filter(movie=movie).values_list("genre__name", flat=True)) == {"Drama", "Romance"}

@@ -138,7 +138,7 @@ def test_relabel_is_atomic_and_audited_and_refreshes_the_queue(labeler_client, l
     )
     movie.refresh_from_db()
     assert movie.label_source == LabelOrigin.PERSON
-    assert not Prediction.objects.get(movie=movie).disagrees  # the queue reflects the new labels
+    assert not Prediction.objects.get(movie=movie).disagrees  # the prediction reflects the new labels
     html = response.content.decode()
     assert "it is a romcom" in html and "lena" in html
 
