@@ -4,7 +4,7 @@ Labels change only through catalog.labels (set_labels/change_labels; bulk change
 their undo through catalog.bulk), so every API change leaves the same audit trail as the web
 page. ``/api/movies/export/csv|json/`` stream the labels with provenance (catalog.export). ``MovieViewSet.labels_changed`` and
 ``filter_movies`` are hooks: ml.api extends this viewset (and ChangeSetViewSet, whose ``filter_movies``,
-``filter_params`` and ``labels_changed`` are the same hooks) with the model filters and the
+``filter_params`` and ``labels_changed`` are the same hooks) with the label-audit filter and the
 review-queue refresh, and genreweb/api_urls.py registers those subclasses (catalog never
 imports ml).
 """
@@ -347,7 +347,7 @@ class MovieViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         return super().list(request, *args, **kwargs)
 
     def filter_movies(self, movies, params):
-        """Hook for subclasses (ml adds model filters). Default: unchanged."""
+        """Hook for subclasses (ml adds the label-audit filter). Default: unchanged."""
         return movies
 
     # The export's "reviewed" column comes from this class (catalog.export.LabelExport.reviewed).
@@ -560,7 +560,7 @@ class ChangeSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
         return ChangeSet.objects.select_related("user").prefetch_related("undone_by")
 
     def filter_movies(self, movies, params):
-        """Hook for subclasses (ml adds model filters). Default: unchanged."""
+        """Hook for subclasses (ml adds the label-audit filter). Default: unchanged."""
         return movies
 
     def labels_changed(self, movie_ids: list[int]) -> None:

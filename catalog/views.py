@@ -3,8 +3,8 @@
 Dependency direction is genreweb -> workers -> ml -> catalog, so nothing here imports ml.
 The browse and movie pages are *composed*: CatalogView and MovieView below hold all the
 catalog logic and expose two hooks (``extend_movies`` / ``extend_context``); ml.views
-subclasses them to add the model filters ("model disagrees", "model unsure") and the
-production model's score bars, and genreweb/urls.py routes "/" and "/movies/<id>/" to those
+subclasses them to add the label-audit filter (?audit=: "label issues", "model unsure", ...)
+and the production model's score bars, and genreweb/urls.py routes "/" and "/movies/<id>/" to those
 subclasses. RelabelView likewise has a ``labels_changed`` hook (ml refreshes the review
 queues). The bulk change, undo and export views take their movies from a ``browse_view``
 (``CatalogView.filtered_movies``: the same "matching this filter" as the page) and have the

@@ -229,6 +229,12 @@ GENREWEB_POSTER_DERIVATIVE_SIZE = int(os.environ.get("GENREWEB_POSTER_DERIVATIVE
 GENREWEB_MAX_NEW_GENRES = int(os.environ.get("GENREWEB_MAX_NEW_GENRES", 50))
 # Genres shown in the insight page's co-occurrence heatmap and share table (the most used).
 GENREWEB_INSIGHT_MAX_GENRES = int(os.environ.get("GENREWEB_INSIGHT_MAX_GENRES", 30))
+# The "model unsure" review queue: one batch per label audit, the movies whose audit scores
+# expect the most wrong genre decisions: at most this many, at most this share of the
+# audited movies, and each expecting at least this many wrong decisions (ml.services.review).
+GENREWEB_UNSURE_BATCH = int(os.environ.get("GENREWEB_UNSURE_BATCH", 100))
+GENREWEB_UNSURE_SHARE = float(os.environ.get("GENREWEB_UNSURE_SHARE", 0.05))
+GENREWEB_UNSURE_MIN_EXPECTED_ERRORS = float(os.environ.get("GENREWEB_UNSURE_MIN_EXPECTED_ERRORS", 1.0))
 # keep | convert | exclude
 GENREWEB_GRAYSCALE_POLICY = os.environ.get("GENREWEB_GRAYSCALE_POLICY", "convert")
 TMDB_API_KEY = os.environ.get("TMDB_API_KEY", "")

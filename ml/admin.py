@@ -159,7 +159,7 @@ class GenreMetricAdmin(ReadOnlyAdmin):
 @admin.register(Prediction)
 class PredictionAdmin(ReadOnlyAdmin):
     list_display = ("movie", "model_version", "top_genre", "top_score", "uncertainty", "disagrees", "updated_at")
-    list_filter = ("disagrees", "model_version")
+    list_filter = ("model_version",)
     search_fields = ("movie__title", "=movie__id")
     raw_id_fields = ("movie", "model_version")
     list_select_related = ("movie", "model_version")

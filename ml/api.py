@@ -1,6 +1,7 @@
 """ML REST API: model versions (list/detail/promote), predictions (per movie / per version),
-ad-hoc prediction (overview + poster upload, throttled), and the catalog movie endpoints
-extended with the production model (filters ``model=disagrees|unsure``, queue refresh)."""
+ad-hoc prediction (overview + poster upload, throttled), the catalog movie endpoints
+extended with the models (the label-audit filter ``audit=<queue>``, queue refresh), and the
+label audit's runs, issues and reviews."""
 
 from __future__ import annotations
 
@@ -26,15 +27,12 @@ from .services.inference import refresh_disagreements
 from .services.registry import production_version, promote
 from .services.review import (
     AUDIT_QUEUES,
-    OPINIONS,
+    REPLACED_QUEUES,
     REVIEW_ACTIONS,
-    UNSURE_MIN,
     ReviewedLabelExport,
     ReviewRefused,
     apply_review,
-    filter_movies_by_opinion,
     filter_movies_by_queue,
-    filter_predictions_by_opinion,
     headline_evaluation,
 )
 from .services.similar import DEFAULT_K, MAX_K, SIMILAR_BY, NotEmbedded, similar_movies
@@ -266,13 +264,23 @@ class ModelVersionViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ModelVersionSerializer(version, context={"production_id": version.pk}).data)
 
 
+def replaced_filter_error(name: str) -> str:
+    """What a request using a removed in-sample filter is told (400): what replaces it."""
+    instead = " or ".join(f"audit={new} (was {old})" for old, new in REPLACED_QUEUES.items())
+    return (
+        f"The {name} filter was removed: it was the production model judging the labels it was trained on. "
+        f"Use the label audit's queues instead: /api/movies/?{instead}, or /api/label-issues/?queue=."
+    )
+
+
 @extend_schema(
     parameters=[
         OpenApiParameter("movie", int, description="predictions for this movie (all versions)"),
         OpenApiParameter("model_version", int, description="predictions of this model version"),
-        OpenApiParameter("disagrees", bool),
-        OpenApiParameter("unsure", bool, description=f"uncertainty >= {UNSURE_MIN}"),
-    ]
+    ],
+    description="Readers. Stored predictions; filter by movie and/or model version (at least one for a list). "
+    "The former ``disagrees`` / ``unsure`` filters are removed and answer 400: the label audit's queues "
+    "replace them (``/api/movies/?audit=``, ``/api/label-issues/?queue=``).",
 )
 class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Stored predictions; filter by movie and/or model version (at least one for a list)."""
@@ -295,11 +303,11 @@ class PredictionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
                 predictions = predictions.filter(**{f"{name}_id": int(value)})
         if not (params.get("movie") or params.get("model_version")):
             errors["movie"] = "Give movie and/or model_version."
+        for name in REPLACED_QUEUES:  # ?disagrees=1, ?unsure=1: removed, never silently ignored
+            if name in params:
+                errors[name] = replaced_filter_error(name)
         if errors:
             raise serializers.ValidationError(errors)
-        for opinion in OPINIONS:  # ?disagrees=1, ?unsure=1
-            if params.get(opinion) in ("1", "true"):
-                predictions = filter_predictions_by_opinion(predictions, opinion)
         return predictions
 
 
@@ -347,35 +355,29 @@ class PredictView(GenericAPIView):
         return Response(rounded(result))
 
 
-MODEL_FILTER_PARAMETER = OpenApiParameter(
-    "model",
-    str,
-    enum=list(OPINIONS),
-    description="movies where the production model disagrees with the labels / is unsure",
-)
-
 AUDIT_FILTER_PARAMETER = OpenApiParameter(
     "audit",
     str,
     enum=list(AUDIT_QUEUES),
-    description="movies in a queue of the latest label audit: errors (label issues), unlabeled, uncertain",
+    description="movies in a queue of the latest label audit, as the review pages and /api/label-issues/?queue= "
+    "count them: errors (likely label errors), unlabeled (no genres, with suggestions), uncertain (model unsure: "
+    "this audit's batch of never-reviewed movies where a person's answer teaches the model most). The former "
+    "model=disagrees|unsure filter is removed and answers 400 (audit=errors and audit=uncertain replace it).",
 )
-MODEL_PARAMETERS = [*catalog_api.MOVIE_FILTER_PARAMETERS, MODEL_FILTER_PARAMETER, AUDIT_FILTER_PARAMETER]
+MODEL_PARAMETERS = [*catalog_api.MOVIE_FILTER_PARAMETERS, AUDIT_FILTER_PARAMETER]
 
 
-def filter_by_model_opinion(movies, params):
-    """The ``model`` and ``audit`` filters of the movie list, its export and bulk change sets."""
+def filter_by_audit_queue(movies, params):
+    """The ``audit`` filter of the movie list, its export and bulk change sets; the removed
+    ``model`` filter is refused (400), never ignored (that would mean "every movie")."""
+    if "model" in params:
+        raise serializers.ValidationError({"model": replaced_filter_error("model")})
     queue = params.get("audit")
     if queue:
         if queue not in AUDIT_QUEUES:
             raise serializers.ValidationError({"audit": f"Must be {' or '.join(AUDIT_QUEUES)}."})
         movies = filter_movies_by_queue(movies, queue)
-    wanted = params.get("model")
-    if not wanted:
-        return movies
-    if wanted not in OPINIONS:
-        raise serializers.ValidationError({"model": f"Must be {' or '.join(OPINIONS)}."})
-    return filter_movies_by_opinion(movies, wanted, production_version())
+    return movies
 
 
 class SimilarQuerySerializer(serializers.Serializer):
@@ -407,8 +409,8 @@ class SimilarResponseSerializer(serializers.Serializer):
     export_json=extend_schema(parameters=MODEL_PARAMETERS),
 )
 class MovieViewSet(catalog_api.MovieViewSet):
-    """Catalog movies plus the models: ``model=disagrees|unsure`` and ``audit=<queue>`` filters
-    (list and export) and a review-queue refresh after label changes."""
+    """Catalog movies plus the models: the ``audit=<queue>`` filter (list and export) and a
+    review-queue refresh after label changes."""
 
     exporter = ReviewedLabelExport
 
@@ -417,7 +419,7 @@ class MovieViewSet(catalog_api.MovieViewSet):
         return super().list(request, *args, **kwargs)
 
     def filter_movies(self, movies, params):
-        return filter_by_model_opinion(movies, params)
+        return filter_by_audit_queue(movies, params)
 
     def labels_changed(self, movie):
         refresh_disagreements([movie.pk])
@@ -446,13 +448,13 @@ class MovieViewSet(catalog_api.MovieViewSet):
 
 
 class ChangeSetViewSet(catalog_api.ChangeSetViewSet):
-    """Bulk change sets whose filter may use the ``model`` and ``audit`` filters too; queues
-    and label issues refreshed after each batch."""
+    """Bulk change sets whose filter may use the ``audit`` filter too; queues and label
+    issues refreshed after each batch."""
 
-    filter_params = catalog_api.ChangeSetViewSet.filter_params | {"model", "audit"}
+    filter_params = catalog_api.ChangeSetViewSet.filter_params | {"audit"}
 
     def filter_movies(self, movies, params):
-        return filter_by_model_opinion(movies, params)
+        return filter_by_audit_queue(movies, params)
 
     def labels_changed(self, movie_ids):
         refresh_disagreements(movie_ids)
@@ -532,7 +534,9 @@ class LabelIssueSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
             "queue",
             str,
             enum=list(AUDIT_QUEUES),
-            description="only the open suggestions of the movies in an audit queue (latest audit)",
+            description="only the open suggestions of the movies in an audit queue (latest audit; the same "
+            "movies as /api/movies/?audit=, where a movie of the model-unsure batch may have no suggestion). "
+            "The removed in-sample queues (disagrees, unsure) are not accepted.",
         ),
         OpenApiParameter("open", bool, description="only open (true) or only resolved (false) issues"),
     ]

@@ -348,9 +348,11 @@ class GenreMetric(models.Model):
 class Prediction(models.Model):
     """A model version's output for a movie; one row per (movie, model version).
 
-    ``uncertainty`` (0..1, 1 = some genre sits right on its threshold) ranks the
-    "model unsure" queue; ``disagrees`` + ``disagreement`` (0..1, how far past the
-    threshold the most confident disagreeing genre is) rank the "model disagrees" queue.
+    ``uncertainty`` (0..1, 1 = some genre sits right on its threshold), ``disagrees`` and
+    ``disagreement`` (0..1, how far past the threshold the most confident disagreeing genre
+    is) are data on the prediction (the catalog's badge, the API); they are in-sample (the
+    model judging labels it was trained on), so no review queue or filter is built on them:
+    the queues read the out-of-fold label audit (AuditScore, LabelIssue).
     ``labels_at_prediction`` records the labels the comparison was made against.
     """
 

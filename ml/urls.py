@@ -13,6 +13,5 @@ urlpatterns = [
     path("review/<str:queue>/", review.review_list, name="review"),
     path("review/<str:queue>/<int:position>/", review.ReviewItemView.as_view(), name="review_item"),
     path("review/<str:queue>/movies/<int:pk>/act/", review.review_act, name="review_act"),
-    path("suggestions/<int:pk>/accept/", review.accept_suggestion, name="accept"),
     path("predict/", predict.predict_page, name="predict"),
 ]

@@ -1,76 +1,27 @@
-"""Review queues and the model-opinion filter: what pages and the API both ask of predictions.
+"""Review queues: what pages and the API both ask of the latest label audit.
 
-One definition of "the model disagrees" / "the model is unsure" for the browse page, the
-movies API, the predictions API and the review queues.
+One definition of each label-audit queue ("likely label errors", "unlabeled movies", "model
+unsure") for the review pages, the catalog filter (?audit=), the movies API (?audit=) and
+the label-issues API (?queue=), plus the review actions that work them. The earlier
+in-sample queues (the production model judging the labels it was trained on) are gone:
+``REPLACED_QUEUES`` maps their names to the audit queues that replace them.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import Exists, OuterRef, QuerySet
 
 from base import events
 from catalog.export import LabelExport
-from catalog.models import LabelChange, LabelOrigin
-from ml.models import Evaluation, ModelVersion, Prediction
-
-# A prediction counts as "unsure" from this uncertainty on (1 = a genre sits exactly on its
-# threshold, 0 = every genre far from it); the review queue ranks everything above it.
-UNSURE_MIN = 0.8
-QUEUES = {
-    "disagrees": "Model disagrees with the label",
-    "unsure": "Model unsure",
-}
-# The model-opinion filters a movie list accepts (?model=...): the queue names.
-OPINIONS = tuple(QUEUES)
+from ml.models import Evaluation, ModelVersion
 
 
 class UnknownQueue(ValueError):
-    """Not one of QUEUES."""
-
-
-def filter_movies_by_opinion(movies: QuerySet, opinion: str, version: ModelVersion | None) -> QuerySet:
-    """Movies on which ``version`` holds ``opinion`` ("disagrees" or "unsure"); none without a
-    version. An empty opinion filters nothing."""
-    if not opinion:
-        return movies
-    if opinion not in OPINIONS:
-        raise UnknownQueue(opinion)
-    if version is None:
-        return movies.none()
-    if opinion == "disagrees":
-        return movies.filter(predictions__model_version=version, predictions__disagrees=True)
-    return movies.filter(predictions__model_version=version, predictions__uncertainty__gte=UNSURE_MIN)
-
-
-def filter_predictions_by_opinion(predictions: QuerySet, opinion: str) -> QuerySet:
-    """Predictions holding ``opinion``; an empty opinion filters nothing."""
-    if not opinion:
-        return predictions
-    if opinion not in OPINIONS:
-        raise UnknownQueue(opinion)
-    if opinion == "disagrees":
-        return predictions.filter(disagrees=True)
-    return predictions.filter(uncertainty__gte=UNSURE_MIN)
-
-
-def is_unsure(prediction: Prediction) -> bool:
-    return prediction.uncertainty >= UNSURE_MIN
-
-
-def queue_predictions(queue: str, version: ModelVersion) -> QuerySet:
-    """Predictions of ``version`` in a review queue, best first, minus movies whose labels a
-    person changed after the prediction was made (those have been reviewed)."""
-    predictions = filter_predictions_by_opinion(Prediction.objects.filter(model_version=version), queue)
-    if queue == "disagrees":
-        predictions = predictions.order_by("-disagreement", "id")
-    else:
-        predictions = predictions.order_by("-uncertainty", "id")
-    reviewed = LabelChange.objects.filter(movie=OuterRef("movie_id"), created_at__gte=OuterRef("updated_at")).exclude(
-        origin=LabelOrigin.IMPORTED
-    )
-    return predictions.exclude(Exists(reviewed))
+    """Not one of AUDIT_QUEUES."""
 
 
 def headline_evaluation(version: ModelVersion, split: str | None = None) -> Evaluation | None:
@@ -92,10 +43,35 @@ AUDIT_QUEUES = {
     "unlabeled": "Unlabeled movies",
     "uncertain": "Model unsure",
 }
-# "Model unsure" holds unlabeled or never-reviewed movies whose audit scores expect at least
-# this many of the movie's genre decisions to be wrong (sum over genres of the chance that
-# the thresholded decision is wrong): the movies a person's answer would teach the model most.
-UNSURE_MIN_EXPECTED_ERRORS = 3.0
+# The removed in-sample queues (the production model judging the labels it was trained on;
+# also the removed ``?model=`` filter's values) and the audit queue that replaces each: old
+# bookmarks redirect there, and the API's refusal of the old filters names it.
+REPLACED_QUEUES = {"disagrees": "errors", "unsure": "uncertain"}
+
+
+def unsure_limits(scored: int) -> tuple[int, float]:
+    """The "model unsure" queue's cut-off for an audit that scored ``scored`` movies: (at most
+    this many movies, each expecting at least this many wrong genre decisions).
+
+    Active learning asks a person where an answer teaches the model most, and a team can
+    answer a batch, not a fifth of the catalog: the queue is one batch per audit, the
+    GENREWEB_UNSURE_BATCH movies (default 100, and at most GENREWEB_UNSURE_SHARE of the
+    audited movies, default 5 %) whose audit scores expect the most wrong genre decisions.
+    The floor (GENREWEB_UNSURE_MIN_EXPECTED_ERRORS, default 1) keeps out movies where the
+    model expects its thresholded genre set to be right as it stands: on a catalog the model
+    already knows well the batch is smaller, down to empty. Reviewed movies leave the batch
+    and are not replaced, so it has a finish line; the next audit (trained on the answers)
+    draws the next batch."""
+    cap = min(settings.GENREWEB_UNSURE_BATCH, math.ceil(settings.GENREWEB_UNSURE_SHARE * scored))
+    return max(cap, 0), settings.GENREWEB_UNSURE_MIN_EXPECTED_ERRORS
+
+
+def unsure_cut(audit) -> tuple[int, float]:
+    """unsure_limits for ``audit`` (the movies it scored)."""
+    from ml.models import AuditScore
+
+    scored = (audit.counts or {}).get("movies") or AuditScore.objects.filter(audit=audit).count()
+    return unsure_limits(scored)
 
 
 def _latest_audit():
@@ -152,11 +128,21 @@ def audit_queue_movies(queue: str, audit=None) -> QuerySet:
             )
             .order_by("-best", "pk")
         )
-    reviewed = LabelReview.objects.filter(movie=OuterRef("pk")).exclude(verdict=LabelReview.Verdict.SKIPPED)
-    unsure = AuditScore.objects.filter(audit=audit, movie=OuterRef("pk"), uncertainty__gte=UNSURE_MIN_EXPECTED_ERRORS)
+    # "model unsure": one batch per audit (unsure_limits), drawn from the movies nobody had
+    # reviewed when the audit started; a movie reviewed since leaves it (and is not replaced).
+    closing = LabelReview.objects.exclude(verdict=LabelReview.Verdict.SKIPPED)
+    limit, floor = unsure_cut(audit)
+    if limit == 0:
+        return Movie.objects.none()
+    batch = (
+        AuditScore.objects.filter(audit=audit, uncertainty__gte=floor)
+        .exclude(Exists(closing.filter(movie=OuterRef("movie_id"), created_at__lt=audit.created_at)))
+        .order_by("-uncertainty", "movie_id")
+        .values("movie_id")[:limit]
+    )
     return (
-        Movie.objects.filter(Exists(unsure))
-        .exclude(Exists(reviewed))
+        Movie.objects.filter(pk__in=batch)
+        .exclude(Exists(closing.filter(movie=OuterRef("pk"))))
         .annotate(
             uncertainty=Max("audit_scores__uncertainty", filter=models_q(audit_scores__audit=audit)),
         )

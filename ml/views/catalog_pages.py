@@ -1,5 +1,5 @@
-"""The catalog's browse, movie and relabel pages extended with the production model's
-opinion (scores, the model filter, review-queue refresh after a label change).
+"""The catalog's browse, movie and relabel pages extended with the models: the production
+model's scores, the label-audit filter (?audit=), review-queue refresh after a label change.
 
 They render ml/ templates that extend the catalog ones and fill the blocks those leave empty.
 The bulk change, undo and export views use the extended browse filter and refresh the queues.
@@ -8,6 +8,7 @@ The bulk change, undo and export views use the extended browse filter and refres
 from __future__ import annotations
 
 from django import forms
+from django.http import HttpResponseRedirect
 
 from catalog import views as catalog_views
 from catalog.views import CatalogView, MovieView
@@ -17,14 +18,7 @@ from ..models import ModelVersion, Prediction
 from ..services.audit import refresh_issues
 from ..services.inference import refresh_disagreements
 from ..services.registry import production_version
-from ..services.review import (
-    AUDIT_QUEUES,
-    OPINIONS,
-    ReviewedLabelExport,
-    filter_movies_by_opinion,
-    filter_movies_by_queue,
-    is_unsure,
-)
+from ..services.review import AUDIT_QUEUES, REPLACED_QUEUES, ReviewedLabelExport, filter_movies_by_queue
 from ..services.similar import SIMILAR_BY, NotEmbedded, similar_movies
 
 # The catalog's audit filter (?audit=...): membership of an audit queue, the same query the
@@ -33,7 +27,7 @@ AUDIT_FILTER_CHOICES = [
     ("", "any audit result"),
     ("errors", "label issues"),
     ("unlabeled", "unlabeled, with suggestions"),
-    ("uncertain", "model unsure (audit)"),
+    ("uncertain", "model unsure"),
 ]
 
 
@@ -54,30 +48,47 @@ def score_rows(prediction: Prediction, version: ModelVersion, label_names: set[s
     return rows
 
 
+# The removed in-sample opinion filter (?model=disagrees|unsure): a page or export URL that
+# still has it redirects to the same query with the audit filter that replaces it.
+REMOVED_FILTER = "model"
+
+
+def without_removed_filter(request) -> HttpResponseRedirect | None:
+    """302 to ``request``'s URL with ``?model=`` replaced by its audit filter (``?audit=``
+    wins if both are given; an unknown old value is dropped); None without ``?model=``."""
+    if REMOVED_FILTER not in request.GET:
+        return None
+    query = request.GET.copy()
+    old = query.pop(REMOVED_FILTER)[-1]
+    if not query.get("audit") and old in REPLACED_QUEUES:
+        query["audit"] = REPLACED_QUEUES[old]
+    return HttpResponseRedirect(f"{request.path}?{query.urlencode()}" if query else request.path)
+
+
 class ModelFilterForm(forms.Form):
-    model = forms.ChoiceField(
-        required=False,
-        choices=[("", "any model opinion"), *((o, f"model {o}") for o in OPINIONS)],
-    )
     audit = forms.ChoiceField(required=False, choices=AUDIT_FILTER_CHOICES)
 
 
 class BrowseView(CatalogView):
     template_name = "ml/browse.html"
 
+    def get(self, request, *args, **kwargs):
+        return without_removed_filter(request) or super().get(request, *args, **kwargs)
+
     def extend_movies(self, movies, filter_form):
         self.version = production_version()
         # the filter's own parameters (the page's query, or a bulk change's / an export's)
-        self.model_form = ModelFilterForm(filter_form.data or None)
+        params = filter_form.data or {}
+        self.model_form = ModelFilterForm(params or None)
+        if REMOVED_FILTER in params:  # only a bulk change's filter gets here (pages redirect)
+            filter_form.add_error(None, "The model filter was removed: use the audit filter (audit=errors, uncertain).")
         valid = self.model_form.is_valid()
-        wanted = self.model_form.cleaned_data.get("model") if valid else ""
+        for error in self.model_form.errors.get("audit", []):  # shown on the page; a bulk change is refused
+            filter_form.add_error(None, f"audit: {error}")
         queue = self.model_form.cleaned_data.get("audit") if valid else ""
         if queue in AUDIT_QUEUES:
             movies = filter_movies_by_queue(movies, queue)
-        if wanted and self.version is None:
-            self.note = "No production model yet, so the model filter matches nothing."
-            return movies.none()
-        return filter_movies_by_opinion(movies, wanted, self.version)
+        return movies
 
     def extend_context(self, page_movies):
         if self.version is not None:
@@ -85,15 +96,12 @@ class BrowseView(CatalogView):
                 p.movie_id: p
                 for p in Prediction.objects.filter(
                     model_version=self.version, movie_id__in=[m.pk for m in page_movies]
-                ).only("movie_id", "predicted", "disagrees", "uncertainty", "top_genre", "top_score")
+                ).only("movie_id", "predicted", "disagrees", "top_genre", "top_score")
             }
             for movie in page_movies:
                 movie.current_prediction = by_movie.get(movie.pk)
-                if movie.current_prediction:
-                    movie.current_prediction.unsure = is_unsure(movie.current_prediction)
         return {
             "model_filter_form": self.model_form,
-            "model_filter_note": getattr(self, "note", ""),
             "show_model_column": self.version is not None,
         }
 
@@ -152,8 +160,8 @@ def _labels_changed(movie_ids) -> None:
 
 
 class BulkLabelView(catalog_views.BulkLabelView):
-    """Bulk changes over the browse page's filter, model and audit filters included; queues
-    and label issues refreshed after each batch."""
+    """Bulk changes over the browse page's filter, the audit filter included; queues and
+    label issues refreshed after each batch."""
 
     browse_view = BrowseView
 
@@ -167,8 +175,11 @@ class UndoChangeSetView(catalog_views.UndoChangeSetView):
 
 
 class ExportView(catalog_views.ExportView):
-    """Export of the browse page's filter, model and audit filters included, with the
-    "reviewed" column from the label reviews (ml.services.export)."""
+    """Export of the browse page's filter, the audit filter included, with the "reviewed"
+    column from the label reviews (ml.services.review.ReviewedLabelExport)."""
 
     browse_view = BrowseView
     exporter = ReviewedLabelExport
+
+    def get(self, request, fmt: str):
+        return without_removed_filter(request) or super().get(request, fmt)

@@ -22,20 +22,15 @@ def test_movie_list_filters_and_shape(api_clients, world, django_assert_max_num_
     assert {"id", "title", "year", "labels", "poster", "label_source", "label_version"} <= set(first)
     assert first["label_version"] == 1  # one imported label set
     assert first["poster"]["status"] == "ok" and first["poster"]["url"].startswith("http://testserver/media/")
-    assert {m["title"] for m in api.get("/api/movies/?model=disagrees").json()["results"]} == {
-        "Laugh Track",
-        "Night Shift",
-    }
-    assert {m["title"] for m in api.get("/api/movies/?model=unsure").json()["results"]} == {"Edge Case"}
     assert api.get("/api/movies/?q=quiet").json()["count"] == 1
 
 
 def test_movie_list_validation_errors_name_the_parameter(api_clients, world):
-    response = api_clients["labeler"].get("/api/movies/?year_min=soon&genre=nope&model=maybe")
+    response = api_clients["labeler"].get("/api/movies/?year_min=soon&genre=nope&audit=maybe")
     assert response.status_code == 400
     assert {"year_min", "genre"} <= set(response.json())
-    response = api_clients["labeler"].get("/api/movies/?model=maybe")
-    assert response.status_code == 400 and "model" in response.json()
+    response = api_clients["labeler"].get("/api/movies/?audit=maybe")
+    assert response.status_code == 400 and "audit" in response.json()
 
 
 def test_movie_detail_has_history(api_clients, world):
@@ -61,7 +56,7 @@ def test_labels_put_and_patch_are_audited(api_clients, labeler, world):
     assert [label["genre"] for label in response.json()["labels"]] == ["Comedy", "Romance"]
     change = LabelChange.objects.get(movie=movie, origin="person")
     assert (change.user, change.reason, change.genre.name) == (labeler, "romcom", "Romance")
-    assert not Prediction.objects.get(movie=movie).disagrees  # queue refreshed
+    assert not Prediction.objects.get(movie=movie).disagrees  # the prediction refreshed
     response = api.patch(url, {"remove": ["Comedy"], "add": ["Drama"]}, format="json")
     assert response.status_code == 200
     assert set(MovieGenre.objects.filter(movie=movie).values_list("genre__name", flat=True)) == {"Drama", "Romance"}

@@ -104,7 +104,7 @@ def concrete_paths(patterns, prefix: str = ""):
         elif isinstance(pattern, URLPattern):
             route = re.sub(r"<int:\w+>", "1", route)
             route = re.sub(r"<path:\w+>", "posters/x.jpg", route)
-            route = re.sub(r"<(?:str|slug):\w+>", "disagrees", route)
+            route = re.sub(r"<(?:str|slug):\w+>", "errors", route)
             if re.search(r"[<>()\[\]?*+]", route):  # a regex route (e.g. the admin's): skipped
                 continue
             yield "/" + route

@@ -93,3 +93,23 @@ def test_labels_right_leaves_and_stays_out_after_an_agreeing_audit(page, live_se
     # the catalog's label-issues filter agrees
     page.goto(f"{live_server.url}/?audit=errors&view=list")
     assert review.movie.title not in page.inner_text("main")
+
+
+def test_an_old_queue_bookmark_opens_the_audit_queue_and_j_k_move(page, live_server, catalog, fake_features, people):  # noqa: F811
+    audit_service.run_audit(folds=4)
+    log_in(page, live_server, "lena")
+    page.goto(f"{live_server.url}/models/review/disagrees/1/")  # the removed in-sample queue
+    page.wait_for_url(re.compile(r"/review/errors/1/$"))
+    page.wait_for_selector("#audit-nav")
+    assert "Likely label errors" in page.inner_text("#audit-nav") and left(page) == 4
+    first = title(page)
+    page.keyboard.press("j")  # next ...
+    page.wait_for_url(re.compile(r"/review/errors/2/$"))
+    assert title(page) != first
+    page.keyboard.press("k")  # ... and back
+    page.wait_for_url(re.compile(r"/review/errors/1/$"))
+    assert title(page) == first
+    page.goto(f"{live_server.url}/models/review/unsure/")
+    page.wait_for_url(re.compile(r"/review/uncertain/$"))
+    assert "Model unsure" in page.inner_text(".seg .on")
+    assert "in-sample" not in page.inner_text("main") and "Model disagrees" not in page.inner_text("main")

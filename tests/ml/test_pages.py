@@ -1,5 +1,5 @@
-"""Model pages: review queues and accepting suggestions, model reports and plots, comparing and
-promoting versions, the predict page."""
+"""Model pages: model reports and plots, comparing and promoting versions, the predict page
+(the review queues: tests/ml/test_audit_review.py and tests/ml/test_removed_queues.py)."""
 
 from __future__ import annotations
 
@@ -7,65 +7,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from catalog.models import LabelChange, LabelOrigin
-from ml.models import Prediction
-
 pytestmark = pytest.mark.django_db
-
-
-def test_review_queue_ranked_with_counts(labeler_client, world):
-    response = labeler_client.get(reverse("ml:review", args=["disagrees"]))
-    titles = [p.movie.title for p in response.context["page"].object_list]
-    assert titles == ["Laugh Track", "Night Shift"] or titles == ["Night Shift", "Laugh Track"]
-    disagreements = [p.disagreement for p in response.context["page"].object_list]
-    assert disagreements == sorted(disagreements, reverse=True)
-    assert response.context["page"].paginator.count == 2
-    unsure = labeler_client.get(reverse("ml:review", args=["unsure"]))
-    assert [p.movie.title for p in unsure.context["page"].object_list] == ["Edge Case"]
-    assert labeler_client.get(reverse("ml:review", args=["nonsense"])).status_code == 404
-
-
-def test_accept_suggestion_in_one_action_keeps_the_place(labeler_client, labeler, world):
-    first = labeler_client.get(reverse("ml:review_item", args=["disagrees", 1]))
-    nav = first.context["queue_nav"]
-    assert (nav["position"], nav["total"], nav["prev"]) == (1, 2, None)
-    prediction = nav["prediction"]
-    response = labeler_client.post(reverse("ml:accept", args=[prediction.pk]), {"next": nav["here"]})
-    assert response.status_code == 302 and response["Location"] == nav["here"]
-    movie = prediction.movie
-    changes = LabelChange.objects.filter(movie=movie, origin=LabelOrigin.SUGGESTION)
-    assert changes.count() == len(prediction.suggested_add) + len(prediction.suggested_remove)
-    assert all(c.user == labeler for c in changes)
-    # The same position now shows the other movie, one left.
-    after = labeler_client.get(nav["here"])
-    assert after.context["queue_nav"]["total"] == 1
-    assert after.context["movie"].pk != movie.pk
-
-
-def test_accepting_the_last_item_returns_to_the_empty_queue(labeler_client, world):
-    for _ in range(2):
-        nav = labeler_client.get(reverse("ml:review_item", args=["disagrees", 1])).context["queue_nav"]
-        labeler_client.post(reverse("ml:accept", args=[nav["prediction"].pk]), {"next": nav["here"]})
-    response = labeler_client.get(nav["here"], follow=True)
-    assert response.redirect_chain[-1][0] == reverse("ml:review", args=["disagrees"])
-    assert "Nothing left to review" in response.content.decode()
-
-
-def test_accept_single_genre_of_a_suggestion(labeler_client, world):
-    prediction = Prediction.objects.get(movie=world["movies"]["Night Shift"])
-    assert prediction.suggested_remove == ["Comedy"]
-    labeler_client.post(reverse("ml:accept", args=[prediction.pk]), {"genre": "Comedy"})
-    assert list(prediction.movie.labels.values_list("genre__name", flat=True)) == ["Horror"]
-    response = labeler_client.post(reverse("ml:accept", args=[prediction.pk]), {"genre": "Drama"}, follow=True)
-    assert "not part of this suggestion" in response.content.decode()
-
-
-def test_review_item_navigation(labeler_client, world):
-    second = labeler_client.get(reverse("ml:review_item", args=["disagrees", 2]))
-    nav = second.context["queue_nav"]
-    assert nav["prev"].endswith("/1/") and nav["next"] is None
-    # Past the end clamps to the last item instead of failing.
-    assert labeler_client.get(reverse("ml:review_item", args=["disagrees", 9])).context["queue_nav"]["position"] == 2
 
 
 def test_models_pages_and_plots(labeler_client, world):

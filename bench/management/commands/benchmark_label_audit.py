@@ -180,14 +180,18 @@ class Command(BaseCommand):
             "per genre (labels / injected / in the queue): "
             + ", ".join(f"{g} {int(counts[j])}/{injected_genre[g]}/{per_genre[g]}" for j, g in enumerate(genres))
         )
-        from ml.services.review import UNSURE_MIN_EXPECTED_ERRORS
+        from ml.services.review import unsure_limits
 
-        for cutoff in sorted({2.0, UNSURE_MIN_EXPECTED_ERRORS, 4.0}):
-            unsure = int((result.uncertainty >= cutoff).sum())
-            self.stdout.write(
-                f"model unsure at expected wrong genre decisions >= {cutoff:g}"
-                f"{' (default)' if cutoff == UNSURE_MIN_EXPECTED_ERRORS else ''}: {unsure} movies ({unsure / len(examples):.1%})"
-            )
+        limit, floor = unsure_limits(len(examples))  # one batch: nobody has reviewed anything here
+        above = np.sort(result.uncertainty[result.uncertainty >= floor])[::-1]
+        batch = above[:limit]
+        spread = f", expected wrong decisions {batch[-1]:.2f} to {batch[0]:.2f}" if len(batch) else ""
+        scale = " / ".join(str(int((result.uncertainty >= c).sum())) for c in (2.0, 3.0, 4.0))
+        self.stdout.write(
+            f"model unsure (the most uncertain movies, at most {limit}, each >= {floor:g} expected wrong genre "
+            f"decisions): {len(batch)} movies ({len(batch) / len(examples):.1%}){spread}; {len(above)} movies "
+            f"above the floor; for scale, >= 2 / 3 / 4 expected wrong decisions: {scale} movies"
+        )
         self.stdout.write(
             f"wall time: features {features_s:.1f}s, audit {audit_s:.1f}s "
             f"(cross-fit {result.timings['cross_fit_s']:.1f}s, confident learning {result.timings['issues_s']:.1f}s)"

@@ -356,7 +356,7 @@ class Command(BaseCommand):
 
     def _predictions(self, rng, genres, version, movies, label_sets):
         # The derived fields (suggestions, disagreement, uncertainty) come from the one
-        # function batch inference uses, so synthetic queues behave like real ones.
+        # function batch inference uses, so synthetic predictions behave like real ones.
         names = [g.name for g in genres]
         thresholds = np.asarray(version.thresholds, dtype=np.float64)
         rows = []
