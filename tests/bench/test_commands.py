@@ -45,6 +45,35 @@ def test_seed_synthetic_twice_adds_without_clashing():
     assert not Prediction.objects.exists()
 
 
+def test_seed_synthetic_audit_fills_the_review_queues():
+    from ml.models import AuditRun, AuditScore, LabelIssue
+    from ml.services.audit import latest_audit
+    from ml.services.review import audit_queue_movies
+
+    out = io.StringIO()
+    call_command("seed_synthetic", movies=400, audit=True, batch=150, stdout=out)
+    audit = latest_audit()
+    assert audit is not None and audit.status == AuditRun.Status.SUCCEEDED
+    assert AuditScore.objects.filter(audit=audit).count() == 400
+    queued = LabelIssue.objects.filter(audit=audit, queued=True)
+    # a planted issue on ~5 % of the movies (binomial: 20 expected), each past the queue's margin
+    assert 5 <= queued.count() <= 60 and audit.counts["queued"] == queued.count()
+    for issue in queued:
+        labelled = issue.movie.labels.filter(genre=issue.genre).exists()
+        assert labelled == (issue.kind == LabelIssue.Kind.WRONG)
+    assert audit_queue_movies("errors", audit).count() == audit.counts["queued_movies"]
+    assert f"{queued.count():,} queued issues" in out.getvalue()
+
+
+def test_benchmark_pages_without_an_audit_leaves_out_the_review_item(tmp_path):
+    call_command("seed_synthetic", movies=20, stdout=io.StringIO())
+    out = io.StringIO()
+    report = tmp_path / "bench.md"
+    call_command("benchmark_pages", requests=1, warmup=0, output=str(report), stdout=out)
+    assert "review item: likely label errors" not in benchmark_report(report)[1]
+    assert "no review item row" in out.getvalue()
+
+
 def test_seed_synthetic_rejects_bad_sizes():
     with pytest.raises(CommandError):
         call_command("seed_synthetic", movies=0, stdout=io.StringIO())
@@ -60,6 +89,7 @@ PAGES = [
     "movie page",
     "review queue: likely label errors",
     "review queue: model unsure",
+    "review item: likely label errors",
     "API movie list",
     "API movie list, genre filter",
 ]
@@ -81,7 +111,7 @@ def test_benchmark_pages_reports_every_page(tmp_path, monkeypatch):
 
     from bench.management.commands import benchmark_pages
 
-    call_command("seed_synthetic", movies=60, predictions=True, stdout=io.StringIO())
+    call_command("seed_synthetic", movies=60, predictions=True, audit=True, seed=3, stdout=io.StringIO())
     out = io.StringIO()
     report = tmp_path / "bench.md"
     call_command("benchmark_pages", requests=2, warmup=0, output=str(report), stdout=out)

@@ -46,6 +46,7 @@ class Command(BaseCommand):
         ids = list(Movie.objects.order_by("?").values_list("id", flat=True)[:500])
         genre = Genre.objects.order_by("name").first()
         pages = total // 48
+        review_item = self._review_item_case(rng)
         cases = [
             ("catalog grid, page 1", lambda: "/"),
             ("catalog list, page 1", lambda: "/?view=list"),
@@ -59,9 +60,12 @@ class Command(BaseCommand):
             ("movie page", lambda: f"/movies/{rng.choice(ids)}/"),
             ("review queue: likely label errors", lambda: "/models/review/errors/"),
             ("review queue: model unsure", lambda: "/models/review/uncertain/"),
+            *review_item,
             ("API movie list", lambda: "/api/movies/"),
             ("API movie list, genre filter", lambda: f"/api/movies/?genre={genre.slug if genre else ''}"),
         ]
+        if not review_item:
+            self.stdout.write("  (no review item row: no audit with queued issues; seed_synthetic --audit writes one)")
         self.stdout.write(
             f"{total:,} movies, {connection.vendor}, {n} requests per page after {opts['warmup']} warm-up"
         )
@@ -82,3 +86,16 @@ class Command(BaseCommand):
                 handle.write(
                     f"{total:,} movies on {connection.vendor}, {n} requests per page\n\n" + table + f"\n\n{verdict}\n"
                 )
+
+    @staticmethod
+    def _review_item_case(rng) -> list[tuple]:
+        """The review item page (one movie of "likely label errors", with its suggestions and
+        actions) at a random position among the first 50, where the latest audit queued any."""
+        from ml.services.audit import latest_audit
+        from ml.services.review import audit_queue_movies
+
+        audit = latest_audit()
+        size = audit_queue_movies("errors", audit).count() if audit else 0
+        if not size:
+            return []
+        return [("review item: likely label errors", lambda: f"/models/review/errors/{rng.randint(1, min(size, 50))}/")]

@@ -7,6 +7,11 @@ progress printed per batch.
 
     python manage.py seed_synthetic --movies 100000 --posters 40 --predictions
     python manage.py seed_synthetic --movies 100000 --posters 40 --embeddings   # similar-movies latency
+    python manage.py seed_synthetic --movies 100000 --posters 40 --predictions --audit   # + review queues
+
+``--audit`` also writes one finished synthetic label audit (a score per new movie and its
+label issues, the derived fields from the engine's own functions) with a planted issue on
+about 5 % of the movies, so the review queue pages have items (latency only).
 
 ``--embeddings`` also fills the embedding store with random unit vectors (float16) in the embed
 config's text space for every new movie and, with ``--posters``, in its image space under a
@@ -26,9 +31,22 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.utils import timezone
 
 from catalog.models import MANUAL_SOURCE, Genre, LabelChange, LabelOrigin, Movie, MovieGenre, Poster
-from ml.models import DatasetSnapshot, Embedding, Evaluation, GenreMetric, ModelVersion, Prediction, TrainingRun
+from ml.engine.audit import QUEUE_MIN_MARGIN, expected_errors, issue_margin
+from ml.models import (
+    AuditRun,
+    AuditScore,
+    DatasetSnapshot,
+    Embedding,
+    Evaluation,
+    GenreMetric,
+    LabelIssue,
+    ModelVersion,
+    Prediction,
+    TrainingRun,
+)
 from ml.services.embeddings import text_digest
 from ml.services.inference import prediction_fields
 from ml.services.registry import promote
@@ -123,6 +141,12 @@ class Command(BaseCommand):
             help="also store a random vector per new movie's overview (and poster, with --posters) in the "
             "embed config's spaces (for the similar-movies latency benchmark)",
         )
+        parser.add_argument(
+            "--audit",
+            action="store_true",
+            help="also write one finished synthetic label audit over the new movies (scores and label issues, "
+            "a planted issue on ~5%% of them) so the review queues have items",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--source-prefix", default="syn", help="source_id prefix")
 
@@ -139,6 +163,7 @@ class Command(BaseCommand):
         version = self._model_version(genres) if opts["predictions"] else None
         self.spaces = self._embedding_spaces() if opts["embeddings"] else {}
         self.vectors = np.random.default_rng(opts["seed"])
+        self.audit = self._audit_run(genres) if opts["audit"] else None
         created = 0
         while created < n:
             size = min(batch, n - created)
@@ -149,6 +174,8 @@ class Command(BaseCommand):
             self.stdout.write(f"{created:,}/{n:,} movies ({100 * created / n:.0f}%, {rate:,.0f}/s)")
         if version is not None:
             self._promote(version)
+        if self.audit is not None:
+            self._finish_audit(started)
         self.stdout.write(self.style.SUCCESS(f"created {created:,} movies in {time.monotonic() - started:.1f} s"))
 
     def _genres(self) -> list[Genre]:
@@ -215,6 +242,8 @@ class Command(BaseCommand):
         Poster.objects.bulk_create(posters, batch_size=5000)
         if version is not None:
             self._predictions(rng, genres, version, movies, label_sets)
+        if self.audit is not None:
+            self._audit_rows(rng, genres, movies, label_sets)
 
     # --- synthetic embeddings (latency only) ---------------------------------------------
 
@@ -377,6 +406,82 @@ class Command(BaseCommand):
                 )
             )
         Prediction.objects.bulk_create(rows, batch_size=5000)
+
+    # --- a synthetic label audit (latency only) ----------------------------------------------
+
+    AUDIT_THRESHOLD = 0.4
+    PLANTED_SHARE = 0.05
+
+    def _audit_run(self, genres) -> AuditRun:
+        return AuditRun.objects.create(
+            config_name="synthetic",
+            config={"synthetic": True},
+            status=AuditRun.Status.RUNNING,
+            genres=[g.name for g in genres],
+            thresholds=[self.AUDIT_THRESHOLD] * len(genres),
+            counts={"movies": 0, "flagged": 0, "queued": 0},
+        )
+
+    def _audit_rows(self, rng, genres, movies, label_sets):
+        # Scores like the synthetic predictions' (labelled genres high, others low); about 5 % of
+        # the movies get one planted issue: a labelled genre scored near 0 ("wrong") or an
+        # unlabelled one near 1 ("missing"). Margins and expected errors come from the engine.
+        k = len(genres)
+        y = np.zeros((len(movies), k), dtype=bool)
+        for i, chosen in enumerate(label_sets):
+            y[i, chosen] = True
+        probs = np.clip(np.where(y, 0.72, 0.12) + self.vectors.normal(0, 0.17, y.shape), 0.001, 0.999)
+        for i, chosen in enumerate(label_sets):
+            if rng.random() < self.PLANTED_SHARE:
+                if rng.random() < 0.5 and len(chosen) > 1:
+                    probs[i, rng.choice(chosen)] = 0.02
+                else:
+                    probs[i, rng.choice([g for g in range(k) if g not in chosen])] = 0.97
+        thresholds = np.full(k, self.AUDIT_THRESHOLD)
+        margin = issue_margin(y, probs, thresholds)
+        uncertainty = expected_errors(probs, thresholds)
+        disagrees = (probs >= thresholds[None, :]) != y
+        scores, issues = [], []
+        for i, movie in enumerate(movies):
+            scores.append(
+                AuditScore(
+                    audit=self.audit,
+                    movie=movie,
+                    scores={g.name: round(float(p), 5) for g, p in zip(genres, probs[i], strict=True)},
+                    uncertainty=float(uncertainty[i]),
+                )
+            )
+            for j in np.flatnonzero(disagrees[i]):
+                queued = bool(margin[i, j] >= QUEUE_MIN_MARGIN)
+                issues.append(
+                    LabelIssue(
+                        audit=self.audit,
+                        movie=movie,
+                        genre=genres[j],
+                        kind=LabelIssue.Kind.WRONG if y[i, j] else LabelIssue.Kind.MISSING,
+                        flagged=queued,
+                        queued=queued,
+                        quality=float(1 - probs[i, j] if not y[i, j] else probs[i, j]),
+                        margin=float(margin[i, j]),
+                        probability=float(probs[i, j]),
+                        threshold=self.AUDIT_THRESHOLD,
+                    )
+                )
+        AuditScore.objects.bulk_create(scores, batch_size=5000)
+        LabelIssue.objects.bulk_create(issues, batch_size=5000)
+        counts = self.audit.counts
+        counts["movies"] += len(movies)
+        counts["labeled"] = counts.get("labeled", 0) + len(movies)
+        counts["queued_movies"] = counts.get("queued_movies", 0) + len({x.movie_id for x in issues if x.queued})
+        counts["flagged"] += sum(x.flagged for x in issues)
+        counts["queued"] += sum(x.queued for x in issues)
+
+    def _finish_audit(self, started: float) -> None:
+        self.audit.status = AuditRun.Status.SUCCEEDED
+        self.audit.finished_at = timezone.now()
+        self.audit.duration_s = time.monotonic() - started
+        self.audit.save()
+        self.stdout.write(f"wrote synthetic label audit {self.audit.pk}: {self.audit.counts['queued']:,} queued issues")
 
     def _promote(self, version):
         promote(version.pk)
