@@ -28,9 +28,13 @@ def default_cache_dir() -> str:
     return str(Path(settings.GENREWEB_ML_CACHE_DIR) / "features")
 
 
-def frozen_features(config, examples, *, cache_dir: str | None = None, progress: Progress | None = None) -> np.ndarray:
-    """[n, d] features of ``examples`` under ``config``'s frozen encoders: text vector, poster
-    vector (zeros without a poster) and a has-poster flag, concatenated."""
+def frozen_features(
+    config, examples, *, cache_dir: str | None = None, progress: Progress | None = None
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """([n, d] features of ``examples`` under ``config``'s frozen encoders: text vector, poster
+    vector (zeros without a poster) and a has-poster flag, concatenated; the (start, stop)
+    columns of the text and the poster vector, which the audit's kNN member compares
+    separately)."""
     from ml.engine.train import select_device
     from ml.engine.trained import InputParts
 
@@ -53,13 +57,16 @@ def frozen_features(config, examples, *, cache_dir: str | None = None, progress:
         store=None if cache_dir else embedding_store(),
     )
     arrays = parts.frozen_arrays(examples, progress=progress)
-    columns = []
+    columns, views, width = [], [], 0
     if "text_feat" in arrays:
         columns.append(arrays["text_feat"])
+        views.append((width, width + arrays["text_feat"].shape[1]))
+        width += arrays["text_feat"].shape[1]
     if "image_feat" in arrays:
         has = arrays["has_image"].astype(np.float32)[:, None]
         columns += [arrays["image_feat"] * has, has]
-    return np.concatenate(columns, axis=1).astype(np.float32)
+        views.append((width, width + arrays["image_feat"].shape[1]))
+    return np.concatenate(columns, axis=1).astype(np.float32), views
 
 
 # --- the audit run ------------------------------------------------------------------
@@ -69,12 +76,14 @@ DEFAULT_FOLDS = AUDIT_DEFAULT_FOLDS
 # A movie whose label set a person reviewed comes back to "likely label errors" only when a
 # later audit contradicts that set with high confidence: a queued genre with a margin of at
 # least this, and stronger by REVIEWED_RETURN_GAIN than the evidence the reviewer saw (an
-# audit that repeats what was dismissed agrees with the review).
-REVIEWED_RETURN_MIN_MARGIN = 0.9
+# audit that repeats what was dismissed agrees with the review). 0.95: the odds 20x
+# against the reviewed label (the queue itself starts at 10x).
+REVIEWED_RETURN_MIN_MARGIN = 0.95
 REVIEWED_RETURN_GAIN = 0.05
 # A flagged (movie, genre) with at least this margin is in "likely label errors"
-# (ml.engine.audit.QUEUE_MIN_MARGIN; chosen so the devset queue holds under 10 %).
-QUEUE_MIN_MARGIN = 0.8
+# (ml.engine.audit.QUEUE_MIN_MARGIN, repeated here so this module imports no PyTorch; a
+# test checks they agree; chosen so the devset queue holds under 10 %).
+QUEUE_MIN_MARGIN = 0.9
 BATCH = 1000
 
 
@@ -175,12 +184,19 @@ def run_audit(
         run.data_hash = _data_hash(ids, y, versions)
         timings["load_s"] = round(time.perf_counter() - started, 3)
         mark = time.perf_counter()
-        x = frozen_features(model_config, examples, progress=scaled(progress, 0.05, 0.4))
+        x, views = frozen_features(model_config, examples, progress=scaled(progress, 0.05, 0.4))
         timings["features_s"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()
         names = [g.name for g in genres]
         result = audit(
-            x, y, y.any(axis=1), names, folds=params["folds"], seed=params["seed"], progress=scaled(progress, 0.4, 0.9)
+            x,
+            y,
+            y.any(axis=1),
+            names,
+            folds=params["folds"],
+            seed=params["seed"],
+            views=views,
+            progress=scaled(progress, 0.4, 0.9),
         )
         timings["audit_s"] = round(time.perf_counter() - mark, 3)
         mark = time.perf_counter()

@@ -122,7 +122,7 @@ class Command(BaseCommand):
         )
 
         t0 = time.perf_counter()
-        x = frozen_features(config, examples, cache_dir=cache_dir)
+        x, views = frozen_features(config, examples, cache_dir=cache_dir)
         features_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         result = audit(
@@ -132,6 +132,7 @@ class Command(BaseCommand):
             genres,
             folds=opts["folds"],
             seed=opts["seed"],
+            views=views,
             progress=lambda message, fraction: self.stdout.write(f"  {fraction:4.0%} {message}"),
         )
         audit_s = time.perf_counter() - t1
@@ -164,7 +165,7 @@ class Command(BaseCommand):
             f"{len(found & truth)} of them injected (precision {len(found & truth) / max(len(found), 1):.3f}, "
             f"recall {len(found & truth) / max(len(truth), 1):.3f}); L2 {result.l2:g}"
         )
-        for cutoff in sorted({0.6, 0.7, QUEUE_MIN_MARGIN, 0.9}):
+        for cutoff in sorted({0.8, QUEUE_MIN_MARGIN, 0.95}):
             queued = queue_issues(result, cutoff)
             hit = {(int(r), int(c)) for r, c in np.argwhere(queued)} & truth
 
