@@ -18,6 +18,15 @@ from .config import ModelConfig
 from .families import encoder, fusion
 from .fusions import mlp
 
+# The inputs a fused model's fallback heads answer from alone, in partial_mix's row order.
+PARTIAL_INPUTS = ("text", "image")
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
+
+
 __all__ = ["GenreModel", "mlp"]
 
 
@@ -81,6 +90,18 @@ class GenreModel(nn.Module):
                 n_genres,
                 config.knn_k,
             )
+        # Fallback heads (config.fallback_heads): a text-only and a poster-only head that answer
+        # for a movie missing one input, filled by fit() with one-modality models' heads.
+        # Built under a forked generator so the fused heads train exactly as without them.
+        self.fallback = None
+        if config.fallback_heads and config.has_text and config.has_image and not finetune:
+            with torch.random.fork_rng(devices=[]):
+                self.fallback = nn.ModuleDict(
+                    {m: fusion(m).build(text_dim, image_dim, n_genres, config) for m in PARTIAL_INPUTS}
+                )
+            # Per partial input set (row 0: text only, row 1: poster only): the fallback
+            # head's weight against the fused heads' answer, then the kNN member's weight.
+            self.register_buffer("partial_mix", torch.zeros(len(PARTIAL_INPUTS), 2))
         # Heads written before input masks existed take (text, image) only.
         self._head_takes_present = "present" in inspect.signature(self.head.forward).parameters
 
@@ -138,12 +159,41 @@ class GenreModel(nn.Module):
             logits, aux = self.head(text, image, present=(has_text, has_image))
         else:
             logits, aux = self.head(text, image)
-        if self.knn is not None and not self.training and float(self.knn.alpha) > 0:
+        if self.training:
+            return logits, aux
+        heads = logits
+        if self.knn is not None and float(self.knn.alpha) > 0:
             alpha = self.knn.alpha
             p = (1 - alpha) * torch.sigmoid(logits.float()) + alpha * self.knn(text, image, has_text, has_image)
-            p = p.clamp(1e-6, 1 - 1e-6)
-            logits = torch.log(p) - torch.log1p(-p)
+            logits = _logit(p)
+        if self.fallback is not None:
+            logits = self._mix_partial(logits, heads, text, image, has_text, has_image)
         return logits, aux
+
+    def partial_parts(self, text, image, has_text, has_image) -> dict:
+        """What a fused model with fallback heads mixes (probabilities [n, G], eval mode): the
+        fallback heads' answers ("text", "image") and the kNN member's ("knn", None without one)."""
+        out = {m: torch.sigmoid(self.fallback[m](text, image)[0].float()) for m in PARTIAL_INPUTS}
+        out["knn"] = self.knn(text, image, has_text, has_image).float() if self.knn is not None else None
+        return out
+
+    def _mix_partial(self, logits, heads, text, image, has_text, has_image):
+        """``logits`` with the rows of movies missing one input replaced by that input set's
+        mix (partial_mix) of the fused heads' answer (``heads``), the fallback head's and the kNN member's."""
+        partial = (has_text & ~has_image, has_image & ~has_text)
+        if not any(bool(rows.any()) for rows in partial):
+            return logits
+        p = torch.sigmoid(heads.float())
+        parts = self.partial_parts(text, image, has_text, has_image)
+        for row, (name, rows) in enumerate(zip(PARTIAL_INPUTS, partial, strict=True)):
+            if not rows.any():
+                continue
+            weight, alpha = self.partial_mix[row]
+            mixed = (1 - weight) * p + weight * parts[name]
+            if parts["knn"] is not None:
+                mixed = (1 - alpha) * mixed + alpha * parts["knn"]
+            logits = torch.where(rows.unsqueeze(1), _logit(mixed).to(logits.dtype), logits)
+        return logits
 
     def standardised(self, batch: dict) -> tuple:
         """(text, image, has_text, has_image) as the head sees them in eval mode (frozen mode)."""

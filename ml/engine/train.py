@@ -93,11 +93,14 @@ def fit(
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     image_limits: ImageLimits | None = None,
+    features: tuple[dict, dict] | None = None,
 ) -> TrainedModel:
     """Train ``config``; posters are decoded under ``image_limits`` (default ImageLimits()).
 
     Frozen features are read from and written to ``store`` (an ml.engine.store.EmbeddingStore;
-    ``cache_dir`` is shorthand for a FolderStore there): with a warm store no encoder runs."""
+    ``cache_dir`` is shorthand for a FolderStore there): with a warm store no encoder runs.
+    ``features`` (frozen mode): the train and val feature arrays, already computed (how a
+    fused model trains its fallback heads on the features it read)."""
     config = get_config(config)
     log = log or (lambda line: None)
     if not genres:
@@ -128,7 +131,9 @@ def fit(
 
     frozen = config.train_mode == "frozen"
     fingerprints: dict[str, dict] = {}
-    if frozen:
+    if frozen and features is not None:
+        train_arrays, val_arrays = features
+    elif frozen:
         t0 = time.perf_counter()
         train_arrays = parts.frozen_arrays(train, progress=scaled(_labelled(progress, "train"), 0.0, 0.25))
         val_arrays = parts.frozen_arrays(val, progress=scaled(_labelled(progress, "val"), 0.25, 0.30))
@@ -138,6 +143,7 @@ def fit(
             for k, used in (("text", frozen_text), ("image", image_family))
             if used
         }
+    if frozen:
         # Feature extraction may draw random numbers (a DataLoader seeds its workers from the
         # global generator) only when something was missing from the store: reseed, so a warm
         # and a cold run train the same model.
@@ -169,7 +175,10 @@ def fit(
     model.to(device)
     parts.bind(model)
 
-    head_params = [p for n, p in model.named_parameters() if not n.startswith(("text_encoder.", "image_encoder."))]
+    # Fallback heads are trained apart (_fit_fallback), not by this loop.
+    head_params = [
+        p for n, p in model.named_parameters() if not n.startswith(("text_encoder.", "image_encoder.", "fallback."))
+    ]
     pretrained_params = list(model.encoder_parameters())
     pretrained_ids = {id(p) for p in pretrained_params}
     learned_encoder_params = [
@@ -299,6 +308,10 @@ def fit(
 
     if model.knn is not None:
         _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log)
+    if model.fallback is not None:
+        report(progress, "training the fallback heads", 0.955)
+        _fit_fallback(model, genres, train, val, train_arrays, val_arrays, device, log)
+        _choose_partial_mix(model, parts, val_arrays, y_val, config, log)
     report(progress, "calibrating and tuning thresholds", 0.96)
     trained = TrainedModel(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
@@ -335,6 +348,16 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def _calibrated_scores(y: np.ndarray, p: np.ndarray, config: ModelConfig) -> tuple[float, float]:
+    """What candidate val probabilities are worth once the model has fitted its per-genre
+    calibration and tuned its thresholds on them: (log-loss, micro-F1)."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    logits = np.log(p) - np.log1p(-p)
+    calibrated = apply_calibration(logits, fit_calibration(logits, y, config.calibration))
+    decisions = apply_thresholds(calibrated, tune_thresholds(y, calibrated), min_one=True)
+    return _log_loss(y, calibrated), micro_f1(y, decisions)
+
+
 def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log) -> None:
     """Store the training features and labels in the kNN member; choose its weight on val."""
     from .knn import ALPHA_GRID
@@ -351,6 +374,85 @@ def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log
     log(
         f"kNN member (k={config.knn_k}): weight {best} chosen on val log-loss ({losses[best]:.4f} vs {losses[0.0]:.4f} without)"
     )
+
+
+def _fit_fallback(model, genres, train, val, train_arrays, val_arrays, device, log) -> None:
+    """Train the text-only and poster-only fallback heads: each is the head of the
+    one-modality model these settings give (same seed, same loop, same early stopping),
+    trained on the features already read."""
+    from .model import PARTIAL_INPUTS
+
+    config = model.config
+    for name in PARTIAL_INPUTS:
+        keys = ("text_feat", "has_text") if name == "text" else ("image_feat", "has_image")
+        sub_config = one_modality_config(config, name)
+        sub = fit(
+            sub_config,
+            genres,
+            train,
+            val,
+            device=device,
+            log=lambda line, name=name: log(f"{name}-only fallback head: {line}"),
+            features=tuple({k: arrays[k] for k in keys} for arrays in (train_arrays, val_arrays)),
+        )
+        model.fallback[name].load_state_dict(sub.model.head.state_dict())
+
+
+def one_modality_config(config: ModelConfig, modality: str) -> ModelConfig:
+    """The one-modality model (fusion "text" or "image") with a fused config's encoder for
+    that input and its head and training settings: what its fallback head for it is."""
+    other = "image_encoder" if modality == "text" else "text_encoder"
+    return config.replace(
+        name=f"{config.name} ({modality} only)",
+        fusion=modality,
+        knn_k=0,
+        fallback_heads=False,
+        modality_dropout=0.0,
+        **{other: "none"},
+    )
+
+
+# Grid of the fallback head's weight against the fused heads' answer for a movie missing an input.
+FALLBACK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def _choose_partial_mix(model, parts, val_arrays, y_val, config, log) -> None:
+    """Per partial input set, the fallback head's and the kNN member's weights, chosen on val
+    with that input removed from every movie: the lowest calibrated log-loss among the mixes
+    whose val micro-F1 is at least the fallback head's alone (the one-modality model's)."""
+    from .knn import ALPHA_GRID
+    from .model import PARTIAL_INPUTS
+
+    model.partial_mix.zero_()
+    for row, name in enumerate(PARTIAL_INPUTS):
+        arrays = dict(val_arrays)
+        dropped = "has_image" if name == "text" else "has_text"
+        arrays[dropped] = np.zeros_like(arrays[dropped])
+        p_fused = sigmoid(_frozen_logits(model, parts, arrays, config))  # row's weights still 0
+        model.eval()
+        with torch.inference_mode():
+            batch = next(parts.frozen_batches(arrays, len(y_val)))
+            found = model.partial_parts(*model.standardised(batch))
+        p_alone = found[name].cpu().numpy()
+        p_knn = found["knn"].cpu().numpy() if found["knn"] is not None else None
+        alphas = ALPHA_GRID if p_knn is not None else (0.0,)
+        losses, f1s = {}, {}
+        for w in FALLBACK_GRID:
+            p = (1 - w) * p_fused + w * p_alone
+            for a in alphas:
+                losses[(w, a)], f1s[(w, a)] = _calibrated_scores(
+                    y_val, p if p_knn is None else (1 - a) * p + a * p_knn, config
+                )
+        # Never below the one-modality model (the fallback head alone) on val micro-F1;
+        # among the mixes that keep that, the lowest calibrated log-loss.
+        floor = f1s[(1.0, 0.0)]
+        best = min((c for c in losses if f1s[c] >= floor), key=losses.get)
+        model.partial_mix[row] = torch.tensor(best)
+        log(
+            f"{name} only: fallback head weight {best[0]}, kNN weight {best[1]} chosen on val "
+            f"(calibrated log-loss {losses[best]:.4f}, micro-F1 {f1s[best]:.4f}; fused heads alone "
+            f"{losses[(0.0, 0.0)]:.4f} / {f1s[(0.0, 0.0)]:.4f}, fallback head alone {losses[(1.0, 0.0)]:.4f} / {floor:.4f})"
+        )
 
 
 def _val_logits_by_inputs(trained: TrainedModel, val: list[Example], val_arrays: dict | None) -> dict:
