@@ -48,6 +48,8 @@ DEFAULT_MODELS = [
     "minilm+effnet-frozen-ensemble",
     "minilm+effnet-frozen-concat-late",
     "minilm+effnet-frozen-concat-late-knn",
+    "minilm-frozen-title-text",
+    "minilm+effnet-frozen-concat-late-knn-fallback",
     "bilstm-text",
     "gru-text",
     "smallcnn-image",

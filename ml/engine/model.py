@@ -17,9 +17,13 @@ from torch import nn
 from .config import ModelConfig
 from .families import encoder, fusion
 from .fusions import mlp
+from .inputs import ALL, IMAGE_ONLY, INPUT_SETS, TEXT_ONLY
 
-# The inputs a fused model's fallback heads answer from alone, in partial_mix's row order.
+# The inputs a fused model's fallback heads answer from alone.
 PARTIAL_INPUTS = ("text", "image")
+# The columns of a fallback model's ``input_mix``: the text-only head's weight, the
+# poster-only head's weight (the fused heads get the rest), then the kNN member's weight.
+MIX_COLUMNS = ("text", "image", "knn")
 
 
 def _logit(p: torch.Tensor) -> torch.Tensor:
@@ -99,9 +103,9 @@ class GenreModel(nn.Module):
                 self.fallback = nn.ModuleDict(
                     {m: fusion(m).build(text_dim, image_dim, n_genres, config) for m in PARTIAL_INPUTS}
                 )
-            # Per partial input set (row 0: text only, row 1: poster only): the fallback
-            # head's weight against the fused heads' answer, then the kNN member's weight.
-            self.register_buffer("partial_mix", torch.zeros(len(PARTIAL_INPUTS), 2))
+            # Per input set (rows: ml.engine.inputs.INPUT_SETS), how the answer is mixed
+            # (columns: MIX_COLUMNS); chosen on val by fit(). Zeros: the fused heads alone.
+            self.register_buffer("input_mix", torch.zeros(len(INPUT_SETS), len(MIX_COLUMNS)))
         # Heads written before input masks existed take (text, image) only.
         self._head_takes_present = "present" in inspect.signature(self.head.forward).parameters
 
@@ -161,39 +165,35 @@ class GenreModel(nn.Module):
             logits, aux = self.head(text, image)
         if self.training:
             return logits, aux
-        heads = logits
-        if self.knn is not None and float(self.knn.alpha) > 0:
+        if self.fallback is not None:
+            logits = self._mix(logits, text, image, has_text, has_image)
+        elif self.knn is not None and float(self.knn.alpha) > 0:
             alpha = self.knn.alpha
             p = (1 - alpha) * torch.sigmoid(logits.float()) + alpha * self.knn(text, image, has_text, has_image)
             logits = _logit(p)
-        if self.fallback is not None:
-            logits = self._mix_partial(logits, heads, text, image, has_text, has_image)
         return logits, aux
 
-    def partial_parts(self, text, image, has_text, has_image) -> dict:
-        """What a fused model with fallback heads mixes (probabilities [n, G], eval mode): the
-        fallback heads' answers ("text", "image") and the kNN member's ("knn", None without one)."""
-        out = {m: torch.sigmoid(self.fallback[m](text, image)[0].float()) for m in PARTIAL_INPUTS}
+    def mix_parts(self, heads, text, image, has_text, has_image) -> dict:
+        """What a model with fallback heads mixes (probabilities [n, G], eval mode): the fused
+        heads' answer ("heads", from their logits), the fallback heads' ("text", "image") and
+        the kNN member's ("knn"; None without one)."""
+        out = {"heads": torch.sigmoid(heads.float())}
+        out.update({m: torch.sigmoid(self.fallback[m](text, image)[0].float()) for m in PARTIAL_INPUTS})
         out["knn"] = self.knn(text, image, has_text, has_image).float() if self.knn is not None else None
         return out
 
-    def _mix_partial(self, logits, heads, text, image, has_text, has_image):
-        """``logits`` with the rows of movies missing one input replaced by that input set's
-        mix (partial_mix) of the fused heads' answer (``heads``), the fallback head's and the kNN member's."""
-        partial = (has_text & ~has_image, has_image & ~has_text)
-        if not any(bool(rows.any()) for rows in partial):
-            return logits
-        p = torch.sigmoid(heads.float())
-        parts = self.partial_parts(text, image, has_text, has_image)
-        for row, (name, rows) in enumerate(zip(PARTIAL_INPUTS, partial, strict=True)):
-            if not rows.any():
-                continue
-            weight, alpha = self.partial_mix[row]
-            mixed = (1 - weight) * p + weight * parts[name]
-            if parts["knn"] is not None:
-                mixed = (1 - alpha) * mixed + alpha * parts["knn"]
-            logits = torch.where(rows.unsqueeze(1), _logit(mixed).to(logits.dtype), logits)
-        return logits
+    def _mix(self, heads, text, image, has_text, has_image):
+        """Each row's answer mixed by its input set's weights (``input_mix``)."""
+        parts = self.mix_parts(heads, text, image, has_text, has_image)
+        which = torch.full_like(has_text, INPUT_SETS.index(ALL), dtype=torch.long)
+        which[has_text & ~has_image] = INPUT_SETS.index(TEXT_ONLY)
+        which[has_image & ~has_text] = INPUT_SETS.index(IMAGE_ONLY)
+        w = self.input_mix[which]  # [n, 3]
+        w_text, w_image, alpha = (w[:, i : i + 1] for i in range(3))
+        p = (1 - w_text - w_image) * parts["heads"] + w_text * parts["text"] + w_image * parts["image"]
+        if parts["knn"] is not None:
+            p = (1 - alpha) * p + alpha * parts["knn"]
+        return _logit(p)
 
     def standardised(self, batch: dict) -> tuple:
         """(text, image, has_text, has_image) as the head sees them in eval mode (frozen mode)."""

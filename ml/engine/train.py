@@ -22,7 +22,7 @@ from .contracts import Example, ImageLimits
 from .data import labels_matrix
 from .encoders import autocast
 from .families import encoder
-from .inputs import ALL, IMAGE_ONLY, TEXT_ONLY, compose_text, without
+from .inputs import ALL, IMAGE_ONLY, INPUT_SETS, TEXT_ONLY, compose_text, without
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -311,7 +311,7 @@ def fit(
     if model.fallback is not None:
         report(progress, "training the fallback heads", 0.955)
         _fit_fallback(model, genres, train, val, train_arrays, val_arrays, device, log)
-        _choose_partial_mix(model, parts, val_arrays, y_val, config, log)
+        _choose_input_mix(model, parts, val_arrays, y_val, config, log)
     report(progress, "calibrating and tuning thresholds", 0.96)
     trained = TrainedModel(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
@@ -412,46 +412,59 @@ def one_modality_config(config: ModelConfig, modality: str) -> ModelConfig:
     )
 
 
-# Grid of the fallback head's weight against the fused heads' answer for a movie missing an input.
+# Grids of a fallback model's mix (GenreModel.input_mix), searched on val: the fallback
+# head's weight for a movie missing an input (1 = the one-modality model alone), the text-only
+# and poster-only heads' weights beside the fused heads for a movie with both inputs, and the
+# kNN member's weight.
 FALLBACK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+BESIDE_GRID = {"text": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), "image": (0.0, 0.1, 0.2)}
+MIX_KNN_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
-def _choose_partial_mix(model, parts, val_arrays, y_val, config, log) -> None:
-    """Per partial input set, the fallback head's and the kNN member's weights, chosen on val
-    with that input removed from every movie: the lowest calibrated log-loss among the mixes
-    whose val micro-F1 is at least the fallback head's alone (the one-modality model's)."""
-    from .knn import ALPHA_GRID
-    from .model import PARTIAL_INPUTS
+def _choose_input_mix(model, parts, val_arrays, y_val, config, log) -> None:
+    """Per input set, the weights of the fused heads, the fallback heads and the kNN member,
+    chosen on val (for a missing input, on val with that input removed from every movie):
+    the lowest calibrated log-loss among the mixes whose val micro-F1 is at least that of the
+    model without fallback heads (both inputs) or of the one-modality model (one missing)."""
+    import itertools
 
-    model.partial_mix.zero_()
-    for row, name in enumerate(PARTIAL_INPUTS):
+    model.input_mix.zero_()
+    for row, name in enumerate(INPUT_SETS):
         arrays = dict(val_arrays)
-        dropped = "has_image" if name == "text" else "has_text"
-        arrays[dropped] = np.zeros_like(arrays[dropped])
-        p_fused = sigmoid(_frozen_logits(model, parts, arrays, config))  # row's weights still 0
+        if name != ALL:
+            dropped = "has_image" if name == TEXT_ONLY else "has_text"
+            arrays[dropped] = np.zeros_like(arrays[dropped])
+        heads = _frozen_logits(model, parts, arrays, config)  # the weights are still 0: the heads alone
         model.eval()
         with torch.inference_mode():
             batch = next(parts.frozen_batches(arrays, len(y_val)))
-            found = model.partial_parts(*model.standardised(batch))
-        p_alone = found[name].cpu().numpy()
-        p_knn = found["knn"].cpu().numpy() if found["knn"] is not None else None
-        alphas = ALPHA_GRID if p_knn is not None else (0.0,)
-        losses, f1s = {}, {}
-        for w in FALLBACK_GRID:
-            p = (1 - w) * p_fused + w * p_alone
-            for a in alphas:
-                losses[(w, a)], f1s[(w, a)] = _calibrated_scores(
-                    y_val, p if p_knn is None else (1 - a) * p + a * p_knn, config
-                )
-        # Never below the one-modality model (the fallback head alone) on val micro-F1;
-        # among the mixes that keep that, the lowest calibrated log-loss.
-        floor = f1s[(1.0, 0.0)]
-        best = min((c for c in losses if f1s[c] >= floor), key=losses.get)
-        model.partial_mix[row] = torch.tensor(best)
+            found = model.mix_parts(torch.from_numpy(heads), *model.standardised(batch))
+        found = {k: (v.cpu().numpy() if v is not None else None) for k, v in found.items()}
+        alphas = MIX_KNN_GRID if found["knn"] is not None else (0.0,)
+        if name == ALL:
+            grid = [(t, i, a) for t, i in itertools.product(BESIDE_GRID["text"], BESIDE_GRID["image"]) for a in alphas]
+        else:
+            grid = [((w, 0.0) if name == TEXT_ONLY else (0.0, w)) + (a,) for w in FALLBACK_GRID for a in alphas]
+        scores = {}
+        for w_text, w_image, alpha in grid:
+            p = (1 - w_text - w_image) * found["heads"] + w_text * found["text"] + w_image * found["image"]
+            if found["knn"] is not None:
+                p = (1 - alpha) * p + alpha * found["knn"]
+            scores[(w_text, w_image, alpha)] = _calibrated_scores(y_val, p, config)
+        # The floor: with both inputs, the model without fallback heads (the kNN weight
+        # _fit_knn chose); missing one, the fallback head alone (the one-modality model).
+        knn_alpha = float(model.knn.alpha) if found["knn"] is not None else 0.0
+        base = {ALL: (0.0, 0.0, knn_alpha), TEXT_ONLY: (1.0, 0.0, 0.0), IMAGE_ONLY: (0.0, 1.0, 0.0)}[name]
+        floor = scores[base][1]
+        best = min((c for c in scores if scores[c][1] >= floor), key=lambda c: scores[c][0])
+        model.input_mix[row] = torch.tensor(best)
+        heads_only = scores[(0.0, 0.0, 0.0)]
         log(
-            f"{name} only: fallback head weight {best[0]}, kNN weight {best[1]} chosen on val "
-            f"(calibrated log-loss {losses[best]:.4f}, micro-F1 {f1s[best]:.4f}; fused heads alone "
-            f"{losses[(0.0, 0.0)]:.4f} / {f1s[(0.0, 0.0)]:.4f}, fallback head alone {losses[(1.0, 0.0)]:.4f} / {floor:.4f})"
+            f"input mix ({name}): text-only head {best[0]}, poster-only head {best[1]}, kNN {best[2]} chosen on val "
+            f"(calibrated log-loss {scores[best][0]:.4f}, micro-F1 {scores[best][1]:.4f}; fused heads alone "
+            f"{heads_only[0]:.4f} / {heads_only[1]:.4f}; "
+            + ("without fallback heads" if name == ALL else f"{name}-only model")
+            + f" {scores[base][0]:.4f} / {floor:.4f})"
         )
 
 
