@@ -55,6 +55,11 @@ class ModelConfig:
     # its two inputs (text or poster, chosen at random), so a fused head also learns to
     # predict from either input alone. 0 = off; only used when both encoders are set.
     modality_dropout: float = 0.0
+    # Fallback heads (frozen fused models): a text-only and a poster-only head, each trained
+    # exactly as the one-modality model with these settings would be, answer for an example
+    # that misses one input, mixed with the fused heads' answer and the kNN member's by weights
+    # chosen on val log-loss for that input set (ml.engine.train). Off = the fused heads alone.
+    fallback_heads: bool = False
     # Per-genre probability calibration fitted on val logits: "none", "temperature"
     # (one scale per genre) or "platt" (scale + bias per genre: also undoes the upward shift
     # that pos_weight gives every score; on the devset's val it took ECE from 0.038 to 0.008
@@ -146,6 +151,8 @@ class ModelConfig:
             raise ValueError(f"{self.name}: dropout must be in [0, 1)")
         if not 0 <= self.modality_dropout < 1:
             raise ValueError(f"{self.name}: modality_dropout must be in [0, 1)")
+        if self.fallback_heads and self.train_mode != "frozen":
+            raise ValueError(f"{self.name}: fallback_heads needs train_mode='frozen'")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"{self.name}: calibration must be one of {', '.join(CALIBRATIONS)}")
         if self.knn_k < 0 or (self.knn_k and self.train_mode != "frozen"):

@@ -17,6 +17,19 @@ from torch import nn
 from .config import ModelConfig
 from .families import encoder, fusion
 from .fusions import mlp
+from .inputs import ALL, IMAGE_ONLY, INPUT_SETS, TEXT_ONLY
+
+# The inputs a fused model's fallback heads answer from alone.
+PARTIAL_INPUTS = ("text", "image")
+# The columns of a fallback model's ``input_mix``: the text-only head's weight, the
+# poster-only head's weight (the fused heads get the rest), then the kNN member's weight.
+MIX_COLUMNS = ("text", "image", "knn")
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(1e-6, 1 - 1e-6)
+    return torch.log(p) - torch.log1p(-p)
+
 
 __all__ = ["GenreModel", "mlp"]
 
@@ -81,6 +94,18 @@ class GenreModel(nn.Module):
                 n_genres,
                 config.knn_k,
             )
+        # Fallback heads (config.fallback_heads): a text-only and a poster-only head that answer
+        # for a movie missing one input, filled by fit() with one-modality models' heads.
+        # Built under a forked generator so the fused heads train exactly as without them.
+        self.fallback = None
+        if config.fallback_heads and config.has_text and config.has_image and not finetune:
+            with torch.random.fork_rng(devices=[]):
+                self.fallback = nn.ModuleDict(
+                    {m: fusion(m).build(text_dim, image_dim, n_genres, config) for m in PARTIAL_INPUTS}
+                )
+            # Per input set (rows: ml.engine.inputs.INPUT_SETS), how the answer is mixed
+            # (columns: MIX_COLUMNS); chosen on val by fit(). Zeros: the fused heads alone.
+            self.register_buffer("input_mix", torch.zeros(len(INPUT_SETS), len(MIX_COLUMNS)))
         # Heads written before input masks existed take (text, image) only.
         self._head_takes_present = "present" in inspect.signature(self.head.forward).parameters
 
@@ -138,12 +163,37 @@ class GenreModel(nn.Module):
             logits, aux = self.head(text, image, present=(has_text, has_image))
         else:
             logits, aux = self.head(text, image)
-        if self.knn is not None and not self.training and float(self.knn.alpha) > 0:
+        if self.training:
+            return logits, aux
+        if self.fallback is not None:
+            logits = self._mix(logits, text, image, has_text, has_image)
+        elif self.knn is not None and float(self.knn.alpha) > 0:
             alpha = self.knn.alpha
             p = (1 - alpha) * torch.sigmoid(logits.float()) + alpha * self.knn(text, image, has_text, has_image)
-            p = p.clamp(1e-6, 1 - 1e-6)
-            logits = torch.log(p) - torch.log1p(-p)
+            logits = _logit(p)
         return logits, aux
+
+    def mix_parts(self, heads, text, image, has_text, has_image) -> dict:
+        """What a model with fallback heads mixes (probabilities [n, G], eval mode): the fused
+        heads' answer ("heads", from their logits), the fallback heads' ("text", "image") and
+        the kNN member's ("knn"; None without one)."""
+        out = {"heads": torch.sigmoid(heads.float())}
+        out.update({m: torch.sigmoid(self.fallback[m](text, image)[0].float()) for m in PARTIAL_INPUTS})
+        out["knn"] = self.knn(text, image, has_text, has_image).float() if self.knn is not None else None
+        return out
+
+    def _mix(self, heads, text, image, has_text, has_image):
+        """Each row's answer mixed by its input set's weights (``input_mix``)."""
+        parts = self.mix_parts(heads, text, image, has_text, has_image)
+        which = torch.full_like(has_text, INPUT_SETS.index(ALL), dtype=torch.long)
+        which[has_text & ~has_image] = INPUT_SETS.index(TEXT_ONLY)
+        which[has_image & ~has_text] = INPUT_SETS.index(IMAGE_ONLY)
+        w = self.input_mix[which]  # [n, 3]
+        w_text, w_image, alpha = (w[:, i : i + 1] for i in range(3))
+        p = (1 - w_text - w_image) * parts["heads"] + w_text * parts["text"] + w_image * parts["image"]
+        if parts["knn"] is not None:
+            p = (1 - alpha) * p + alpha * parts["knn"]
+        return _logit(p)
 
     def standardised(self, batch: dict) -> tuple:
         """(text, image, has_text, has_image) as the head sees them in eval mode (frozen mode)."""

@@ -22,7 +22,7 @@ from .contracts import Example, ImageLimits
 from .data import labels_matrix
 from .encoders import autocast
 from .families import encoder
-from .inputs import ALL, IMAGE_ONLY, TEXT_ONLY, compose_text, without
+from .inputs import ALL, IMAGE_ONLY, INPUT_SETS, TEXT_ONLY, compose_text, without
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -93,11 +93,14 @@ def fit(
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     image_limits: ImageLimits | None = None,
+    features: tuple[dict, dict] | None = None,
 ) -> TrainedModel:
     """Train ``config``; posters are decoded under ``image_limits`` (default ImageLimits()).
 
     Frozen features are read from and written to ``store`` (an ml.engine.store.EmbeddingStore;
-    ``cache_dir`` is shorthand for a FolderStore there): with a warm store no encoder runs."""
+    ``cache_dir`` is shorthand for a FolderStore there): with a warm store no encoder runs.
+    ``features`` (frozen mode): the train and val feature arrays, already computed (how a
+    fused model trains its fallback heads on the features it read)."""
     config = get_config(config)
     log = log or (lambda line: None)
     if not genres:
@@ -128,7 +131,9 @@ def fit(
 
     frozen = config.train_mode == "frozen"
     fingerprints: dict[str, dict] = {}
-    if frozen:
+    if frozen and features is not None:
+        train_arrays, val_arrays = features
+    elif frozen:
         t0 = time.perf_counter()
         train_arrays = parts.frozen_arrays(train, progress=scaled(_labelled(progress, "train"), 0.0, 0.25))
         val_arrays = parts.frozen_arrays(val, progress=scaled(_labelled(progress, "val"), 0.25, 0.30))
@@ -138,6 +143,7 @@ def fit(
             for k, used in (("text", frozen_text), ("image", image_family))
             if used
         }
+    if frozen:
         # Feature extraction may draw random numbers (a DataLoader seeds its workers from the
         # global generator) only when something was missing from the store: reseed, so a warm
         # and a cold run train the same model.
@@ -169,7 +175,10 @@ def fit(
     model.to(device)
     parts.bind(model)
 
-    head_params = [p for n, p in model.named_parameters() if not n.startswith(("text_encoder.", "image_encoder."))]
+    # Fallback heads are trained apart (_fit_fallback), not by this loop.
+    head_params = [
+        p for n, p in model.named_parameters() if not n.startswith(("text_encoder.", "image_encoder.", "fallback."))
+    ]
     pretrained_params = list(model.encoder_parameters())
     pretrained_ids = {id(p) for p in pretrained_params}
     learned_encoder_params = [
@@ -299,6 +308,10 @@ def fit(
 
     if model.knn is not None:
         _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log)
+    if model.fallback is not None:
+        report(progress, "training the fallback heads", 0.955)
+        _fit_fallback(model, genres, train, val, train_arrays, val_arrays, device, log)
+        _choose_input_mix(model, parts, val_arrays, y_val, config, log)
     report(progress, "calibrating and tuning thresholds", 0.96)
     trained = TrainedModel(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
@@ -335,6 +348,16 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
+def _calibrated_scores(y: np.ndarray, p: np.ndarray, config: ModelConfig) -> tuple[float, float]:
+    """What candidate val probabilities are worth once the model has fitted its per-genre
+    calibration and tuned its thresholds on them: (log-loss, micro-F1)."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    logits = np.log(p) - np.log1p(-p)
+    calibrated = apply_calibration(logits, fit_calibration(logits, y, config.calibration))
+    decisions = apply_thresholds(calibrated, tune_thresholds(y, calibrated), min_one=True)
+    return _log_loss(y, calibrated), micro_f1(y, decisions)
+
+
 def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log) -> None:
     """Store the training features and labels in the kNN member; choose its weight on val."""
     from .knn import ALPHA_GRID
@@ -351,6 +374,98 @@ def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log
     log(
         f"kNN member (k={config.knn_k}): weight {best} chosen on val log-loss ({losses[best]:.4f} vs {losses[0.0]:.4f} without)"
     )
+
+
+def _fit_fallback(model, genres, train, val, train_arrays, val_arrays, device, log) -> None:
+    """Train the text-only and poster-only fallback heads: each is the head of the
+    one-modality model these settings give (same seed, same loop, same early stopping),
+    trained on the features already read."""
+    from .model import PARTIAL_INPUTS
+
+    config = model.config
+    for name in PARTIAL_INPUTS:
+        keys = ("text_feat", "has_text") if name == "text" else ("image_feat", "has_image")
+        sub_config = one_modality_config(config, name)
+        sub = fit(
+            sub_config,
+            genres,
+            train,
+            val,
+            device=device,
+            log=lambda line, name=name: log(f"{name}-only fallback head: {line}"),
+            features=tuple({k: arrays[k] for k in keys} for arrays in (train_arrays, val_arrays)),
+        )
+        model.fallback[name].load_state_dict(sub.model.head.state_dict())
+
+
+def one_modality_config(config: ModelConfig, modality: str) -> ModelConfig:
+    """The one-modality model (fusion "text" or "image") with a fused config's encoder for
+    that input and its head and training settings: what its fallback head for it is."""
+    other = "image_encoder" if modality == "text" else "text_encoder"
+    return config.replace(
+        name=f"{config.name} ({modality} only)",
+        fusion=modality,
+        knn_k=0,
+        fallback_heads=False,
+        modality_dropout=0.0,
+        **{other: "none"},
+    )
+
+
+# Grids of a fallback model's mix (GenreModel.input_mix), searched on val: the fallback
+# head's weight for a movie missing an input (1 = the one-modality model alone), the text-only
+# and poster-only heads' weights beside the fused heads for a movie with both inputs, and the
+# kNN member's weight.
+FALLBACK_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+BESIDE_GRID = {"text": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5), "image": (0.0, 0.1, 0.2)}
+MIX_KNN_GRID = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def _choose_input_mix(model, parts, val_arrays, y_val, config, log) -> None:
+    """Per input set, the weights of the fused heads, the fallback heads and the kNN member,
+    chosen on val (for a missing input, on val with that input removed from every movie):
+    the lowest calibrated log-loss among the mixes whose val micro-F1 is at least that of the
+    model without fallback heads (both inputs) or of the one-modality model (one missing)."""
+    import itertools
+
+    model.input_mix.zero_()
+    for row, name in enumerate(INPUT_SETS):
+        arrays = dict(val_arrays)
+        if name != ALL:
+            dropped = "has_image" if name == TEXT_ONLY else "has_text"
+            arrays[dropped] = np.zeros_like(arrays[dropped])
+        heads = _frozen_logits(model, parts, arrays, config)  # the weights are still 0: the heads alone
+        model.eval()
+        with torch.inference_mode():
+            batch = next(parts.frozen_batches(arrays, len(y_val)))
+            found = model.mix_parts(torch.from_numpy(heads), *model.standardised(batch))
+        found = {k: (v.cpu().numpy() if v is not None else None) for k, v in found.items()}
+        alphas = MIX_KNN_GRID if found["knn"] is not None else (0.0,)
+        if name == ALL:
+            grid = [(t, i, a) for t, i in itertools.product(BESIDE_GRID["text"], BESIDE_GRID["image"]) for a in alphas]
+        else:
+            grid = [((w, 0.0) if name == TEXT_ONLY else (0.0, w)) + (a,) for w in FALLBACK_GRID for a in alphas]
+        scores = {}
+        for w_text, w_image, alpha in grid:
+            p = (1 - w_text - w_image) * found["heads"] + w_text * found["text"] + w_image * found["image"]
+            if found["knn"] is not None:
+                p = (1 - alpha) * p + alpha * found["knn"]
+            scores[(w_text, w_image, alpha)] = _calibrated_scores(y_val, p, config)
+        # The floor: with both inputs, the model without fallback heads (the kNN weight
+        # _fit_knn chose); missing one, the fallback head alone (the one-modality model).
+        knn_alpha = float(model.knn.alpha) if found["knn"] is not None else 0.0
+        base = {ALL: (0.0, 0.0, knn_alpha), TEXT_ONLY: (1.0, 0.0, 0.0), IMAGE_ONLY: (0.0, 1.0, 0.0)}[name]
+        floor = scores[base][1]
+        best = min((c for c in scores if scores[c][1] >= floor), key=lambda c: scores[c][0])
+        model.input_mix[row] = torch.tensor(best)
+        heads_only = scores[(0.0, 0.0, 0.0)]
+        log(
+            f"input mix ({name}): text-only head {best[0]}, poster-only head {best[1]}, kNN {best[2]} chosen on val "
+            f"(calibrated log-loss {scores[best][0]:.4f}, micro-F1 {scores[best][1]:.4f}; fused heads alone "
+            f"{heads_only[0]:.4f} / {heads_only[1]:.4f}; "
+            + ("without fallback heads" if name == ALL else f"{name}-only model")
+            + f" {scores[base][0]:.4f} / {floor:.4f})"
+        )
 
 
 def _val_logits_by_inputs(trained: TrainedModel, val: list[Example], val_arrays: dict | None) -> dict:

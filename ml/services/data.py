@@ -104,13 +104,20 @@ def snapshot_examples(
     for start in range(0, len(members), CHUNK):
         chunk = members[start : start + CHUNK]
         ids = [m[0] for m in chunk]
-        overviews = dict(Movie.objects.filter(pk__in=ids).values_list("id", "overview"))
+        # title and year too: a config's text_fields may put them before the overview
+        movies = {
+            movie_id: (overview, title, year)
+            for movie_id, overview, title, year in Movie.objects.filter(pk__in=ids).values_list(
+                "id", "overview", "title", "year"
+            )
+        }
         posters = _posters(ids)
         for movie_id, split, labels, poster_checksum, text_checksum in chunk:
-            if movie_id not in overviews:
+            if movie_id not in movies:
                 data.missing_movies += 1
                 continue
-            text = overviews[movie_id] or ""
+            overview, title, year = movies[movie_id]
+            text = overview or ""
             if text_checksum and text_checksum != overview_checksum(text):
                 data.text_changed += 1
             image = digest = None
@@ -132,6 +139,8 @@ def snapshot_examples(
                     image=image,
                     labels=list(labels),
                     image_digest=digest if image is not None else None,
+                    title=title or "",
+                    year=year,
                 )
             )
         report(progress, f"Loaded {start + len(chunk)} of {len(members)} examples", (start + len(chunk)) / len(members))
@@ -148,7 +157,12 @@ def snapshot_examples(
 
 def movie_examples(movie_ids: Sequence[int]) -> list[Example]:
     """Examples for inference (no labels), in the order of ``movie_ids``; unknown ids are skipped."""
-    rows = dict(Movie.objects.filter(pk__in=movie_ids).values_list("id", "overview"))
+    rows = {
+        movie_id: (overview, title, year)
+        for movie_id, overview, title, year in Movie.objects.filter(pk__in=movie_ids).values_list(
+            "id", "overview", "title", "year"
+        )
+    }
     posters = _posters(list(rows))
     examples = []
     for movie_id in movie_ids:
@@ -163,7 +177,9 @@ def movie_examples(movie_ids: Sequence[int]) -> list[Example]:
         examples.append(
             Example(
                 key=str(movie_id),
-                text=rows[movie_id] or "",
+                text=rows[movie_id][0] or "",
+                title=rows[movie_id][1] or "",
+                year=rows[movie_id][2],
                 image=image,
                 # the derivative's sha256: a vector stored under it is used without reading the file
                 image_digest=(checksum or None) if image is not None else None,

@@ -110,6 +110,8 @@ SLOW_FAMILIES = {
     "minilm+effnet-frozen-ensemble": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-concat-late": {"lr": 1e-2, "image_size": 64},
     "minilm+effnet-frozen-concat-late-knn": {"lr": 1e-2, "image_size": 64},
+    "minilm+effnet-frozen-concat-late-knn-fallback": {"lr": 1e-2, "image_size": 64},
+    "minilm-frozen-title-text": {"lr": 1e-2},
     "minilm-finetune-text": {"lr": 1e-2, "encoder_lr": 1e-4, "epochs": 3},
     "effnet-finetune-image": {"lr": 1e-2, "encoder_lr": 1e-3, "image_size": 64, "epochs": 3},
     "minilm+effnet-finetune-gated": {"lr": 1e-2, "encoder_lr": 1e-4, "image_size": 64, "epochs": 3},

@@ -383,3 +383,89 @@ def test_a_local_sentence_transformers_folder_is_a_text_encoder_recorded_in_the_
     assert len(record["weights_sha256"]) == 64
     loaded = load_model(tmp_path / "artifact", device="cpu")
     assert np.array_equal(loaded.predict_proba(val[:10]), model.predict_proba(val[:10]))
+
+
+# ---------------------------------------------------------------- fallback heads
+
+
+def text_led_examples(n: int, seed: int) -> list[Example]:
+    """The words always name the genre, the poster colour 85 % of the time: a fused head
+    leans on the words, so without them it falls below a model of the posters alone."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        g = int(rng.integers(3))
+        shown = g if rng.random() < 0.85 else int(rng.integers(3))
+        words = " ".join(rng.choice(WORDS[g], 4))
+        poster = image_bytes(24, 36, colour=COLOURS[shown], noise=20, seed=seed * 1000 + i)
+        out.append(Example(key=f"i{seed}-{i}", text=words, image=poster, labels=[g], title=f"Film {i}", year=1990))
+    return out
+
+
+@pytest.mark.slow
+def test_a_fused_model_without_text_does_at_least_as_well_as_the_image_only_model(meancolour, tmp_path):
+    from ml.engine.train import one_modality_config
+
+    train, val = text_led_examples(120, seed=3), text_led_examples(60, seed=4)
+    y_val = labels_matrix(val, len(GENRES))
+    logs = []
+    config = fused_config(fallback_heads=True, knn_k=5, epochs=15)
+    fused = fit(config, GENRES, train, val, device="cpu", log=logs.append)
+    plain = fit(fused_config(knn_k=5, epochs=15), GENRES, train, val, device="cpu")
+    alone = {m: fit(one_modality_config(config, m), GENRES, train, val, device="cpu") for m in ("text", "image")}
+    # Each fallback head is the one-modality model's head, trained the same way.
+    for m, model in alone.items():
+        mine, theirs = fused.model.fallback[m].state_dict(), model.model.head.state_dict()
+        assert mine.keys() == theirs.keys()
+        assert all(torch.equal(mine[k], theirs[k]) for k in mine), m
+    # The fused heads themselves train as without fallback heads.
+    mine, theirs = fused.model.head.state_dict(), plain.model.head.state_dict()
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    assert sum(line.startswith("input mix (") for line in logs) == 3
+    # Without text, the fused heads alone fall below the image-only model on this data; with
+    # the fallback heads the fused model does at least as well (its mix is chosen on val under
+    # that floor), and its calibrated log-loss is at most the one-input model's for either
+    # input removed (the grid holds that model).
+    assert micro_f1(fused, val) >= micro_f1(plain, val)  # with both inputs: never below the plain model
+    image_only = micro_f1(alone["image"], val)
+    assert micro_f1(plain, val, "text") < image_only
+    assert micro_f1(fused, val, "text") >= image_only
+    assert micro_f1(fused, val, "image") >= micro_f1(alone["text"], val)
+    for drop, left in (("text", "image"), ("image", "text")):
+        probs = fused.predict_proba(without(val, drop))
+        assert fused.last_input_sets == [left] * len(val)
+        mine = _log_loss(y_val, probs)
+        assert mine <= _log_loss(y_val, alone[left].predict_proba(val)) + 1e-6, drop
+    # Without text, the fused heads alone fall below the image-only model on this data; with
+    # the fallback heads the fused model does at least as well (its mix is chosen on val under
+    # that floor), and its calibrated log-loss is at most the one-input model's for either
+    # input removed (the grid holds that model).
+    image_only = micro_f1(alone["image"], val)
+    assert micro_f1(plain, val, "text") < image_only
+    assert micro_f1(fused, val, "text") >= image_only
+    assert micro_f1(fused, val, "image") >= micro_f1(alone["text"], val)
+    # The heads and the chosen mix travel in the artifact.
+    fused.save(tmp_path / "artifact")
+    loaded = load_model(tmp_path / "artifact", device="cpu")
+    for drop in ("text", "image"):
+        shown = without(val, drop)
+        assert np.array_equal(loaded.predict_proba(shown), fused.predict_proba(shown))
+    assert torch.equal(loaded.model.input_mix, fused.model.input_mix)
+
+
+def _log_loss(y, p) -> float:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
+def test_fallback_heads_need_frozen_features_and_leave_a_plain_model_as_it_was():
+    with pytest.raises(ValueError, match="fallback_heads"):
+        get_config({"preset": "minilm+effnet-finetune-gated", "fallback_heads": True})
+    from ml.engine.model import GenreModel
+
+    plain = GenreModel(get_config("minilm+effnet-frozen-concat"), 3, text_dim=4, image_dim=4)
+    assert plain.fallback is None and "input_mix" not in plain.state_dict()
+    text_only = GenreModel(
+        get_config({"preset": "minilm-frozen-text", "fallback_heads": True}), 3, text_dim=4, image_dim=0
+    )
+    assert text_only.fallback is None  # nothing can be missing from a one-input model

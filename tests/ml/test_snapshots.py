@@ -118,6 +118,8 @@ def test_loaders_give_engine_examples_and_report_drift(tiny_catalog):
     example = data.examples["train"][0]
     movie = tiny_catalog[int(example.key) - tiny_catalog[0].pk]
     assert example.text == movie.overview and os.path.isfile(example.image)
+    # title and year travel too (a config's text_fields may read them)
+    assert (example.title, example.year) == (movie.title, movie.year) and movie.title
     assert [snapshot.genres[i] for i in example.labels] == sorted(g.name for g in movie.genres.all())
 
     # A lost derivative file, a deleted movie and an edited overview are reported, not fatal.
@@ -131,6 +133,7 @@ def test_loaders_give_engine_examples_and_report_drift(tiny_catalog):
     assert sum(len(v) for v in data.examples.values()) == 39
     (lost_example,) = movie_examples([lost.pk])
     assert lost_example.image is None and lost_example.labels == []
+    assert (lost_example.title, lost_example.year) == (lost.title, lost.year)
     assert [e.key for e in movie_examples([tiny_catalog[5].pk, 999_999, tiny_catalog[4].pk])] == [
         str(tiny_catalog[5].pk),
         str(tiny_catalog[4].pk),
