@@ -45,14 +45,17 @@ class _ImageDataset(Dataset):
 
 _SHARED_ENCODERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 # Encoder batches on a CPU, chosen for the worker's memory budget (issue 10: <= 1.2 GB per
-# process). Measured single-threaded on 192 devset posters: EfficientNet-Lite0 at 224 px with
-# 32 posters per batch peaked ~420 MB above the loaded encoders at 28.8 posters/s, 16 ~260 MB
-# at 36.5/s, 8 ~65 MB at 39.8/s (small batches stay in cache: no slower per poster). MiniLM
-# on 384 texts: 64 per batch ~100 MB more peak than 32 and no faster (26-28 against 29-36
-# texts/s). Texts are encoded before posters, so the two peaks never add. On CUDA the
-# caller's batch size is used.
+# process). Measured with one torch thread on 192 devset posters: EfficientNet-Lite0 at
+# 224 px with 32 posters per batch peaked ~420 MB above the loaded encoders at 28.8
+# posters/s, 16 ~260 MB at 36.5/s, 8 ~65-130 MB at 22-40/s, 4 ~40-90 MB at 28-47/s: small
+# batches stay in cache and are no slower per poster on one thread; a cold batch-predict
+# worker peaked at 1,213 MB with 8 and ~60 MB less with 4. (With two threads on a busy
+# machine small batches are slower: every op waits for the slower thread; keep one torch
+# thread per worker process, as GENREWEB_TORCH_THREADS does with one process per core.)
+# MiniLM on 384 texts: 64 per batch ~100 MB more peak than 32 and no faster. Texts are
+# encoded before posters, so the two peaks never add. On CUDA the caller's batch size is used.
 CPU_TEXT_BATCH = 32
-CPU_IMAGE_BATCH = 8
+CPU_IMAGE_BATCH = 4
 
 
 class FrozenFeatures:
