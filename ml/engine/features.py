@@ -49,9 +49,9 @@ _SHARED_ENCODERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 # 224 px with 32 posters per batch peaked ~420 MB above the loaded encoders at 28.8
 # posters/s, 16 ~260 MB at 36.5/s, 8 ~65-130 MB at 22-40/s, 4 ~40-90 MB at 28-47/s: small
 # batches stay in cache and are no slower per poster on one thread; a cold batch-predict
-# worker peaked at 1,213 MB with 8 and ~60 MB less with 4. (With two threads on a busy
-# machine small batches are slower: every op waits for the slower thread; keep one torch
-# thread per worker process, as GENREWEB_TORCH_THREADS does with one process per core.)
+# worker peaked at 1,213 MB with 8 and 1,110-1,129 MB with 4. Two threads at load ~1: 4 per
+# batch 66-68 posters/s, 32 31-42 (on a busy machine small batches lose: every op waits for
+# the thread that lost its core).
 # MiniLM on 384 texts: 64 per batch ~100 MB more peak than 32 and no faster. Texts are
 # encoded before posters, so the two peaks never add. On CUDA the caller's batch size is used.
 CPU_TEXT_BATCH = 32
