@@ -29,6 +29,7 @@ def test_plain_minilm_matches_sentence_transformers_tokens_vectors_and_names():
 
     from ml.engine.encoders import MiniLMEncoder
     from ml.engine.identity import minilm_path
+    from ml.engine.minilm import PAD_TO_MULTIPLE
 
     reference = SentenceTransformer(str(minilm_path()), device="cpu")
     reference.max_seq_length = 128
@@ -39,16 +40,26 @@ def test_plain_minilm_matches_sentence_transformers_tokens_vectors_and_names():
     got_tokens = ours.prepare(TEXTS)
     for key in ("input_ids", "token_type_ids", "attention_mask"):
         assert torch.equal(got_tokens[key], expected_tokens[key]), key
-    assert got_tokens["input_ids"].shape[1] == 128
+    assert got_tokens["input_ids"].shape[1] == 128  # truncated to the limit
+    # a batch pads to a multiple of PAD_TO_MULTIPLE tokens; the extra columns are masked padding
+    short = TEXTS[5:6] + TEXTS[0:1]
+    expected_short, got_short = tokenize(short), ours.prepare(short)
+    width = expected_short["input_ids"].shape[1]
+    assert got_short["input_ids"].shape[1] == PAD_TO_MULTIPLE > width
+    for key in ("input_ids", "token_type_ids", "attention_mask"):
+        assert torch.equal(got_short[key][:, :width], expected_short[key]), key
+        assert not got_short[key][:, width:].any(), key
     with torch.inference_mode():
         expected = reference(dict(expected_tokens))["sentence_embedding"]
         got = ours(got_tokens)
     assert got.shape == (len(TEXTS), 384)
     assert torch.allclose(got, expected, atol=1e-5, rtol=0)
-    # one text alone pads to its own length and gives the same vector as inside the batch
+    # padding never changes a vector: alone, padded to 16, a text gives its vector in the batch
     with torch.inference_mode():
-        alone = ours(ours.prepare(TEXTS[5:6]))
+        alone = ours(got_short)
+        reference_short = reference(dict(expected_short))["sentence_embedding"]
     assert torch.allclose(alone[0], got[5], atol=1e-5, rtol=0)
+    assert torch.allclose(alone, reference_short, atol=1e-5, rtol=0)
     # fine-tuned artifacts and weight fingerprints keep their names
     assert list(ours.state_dict()) == ["st." + k for k in reference.state_dict()]
 
