@@ -398,12 +398,17 @@ def minimal_loop_speed(data_dir, limit: int, threads=None, batch_size: int = 64)
     _set_threads(threads)
     import torch
     from PIL import Image
+    from sentence_transformers import SentenceTransformer
 
     from .data import IMAGENET_MEAN, IMAGENET_STD
-    from .encoders import EfficientNetLiteEncoder, MiniLMEncoder
+    from .encoders import EfficientNetLiteEncoder
+    from .identity import minilm_path
 
     examples = speed_examples(data_dir, limit)
-    text_net = MiniLMEncoder(128).eval()
+    # The naive way is the package's own encode() (the project runs the same network in
+    # plain PyTorch, ml.engine.minilm).
+    text_net = SentenceTransformer(str(minilm_path()), device="cpu")
+    text_net.max_seq_length = 128
     image_net = EfficientNetLiteEncoder(0).eval()
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) * 255
@@ -411,7 +416,7 @@ def minimal_loop_speed(data_dir, limit: int, threads=None, batch_size: int = 64)
 
     def texts(items):
         with torch.inference_mode():
-            text_net.st.encode([ex.text for ex in items], batch_size=batch_size)
+            text_net.encode([ex.text for ex in items], batch_size=batch_size)
 
     def images(items):
         with torch.inference_mode():

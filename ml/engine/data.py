@@ -89,10 +89,12 @@ def image_transforms(image_size: int, train: bool):
     Posters are about 2:3; eval squashes the whole poster to a square rather than
     cropping away its title or faces, and training crops with poster-like ratios.
     """
-    from torchvision import transforms as T
-
-    normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     if train:
+        # Imported here, not for the eval transform: torchvision pulls in torch._dynamo, sympy
+        # and triton (~190 MB resident) that an inference process never needs.
+        from torchvision import transforms as T
+
+        normalize = T.Normalize(IMAGENET_MEAN, IMAGENET_STD)
         return T.Compose(
             [
                 T.RandomResizedCrop(image_size, scale=(0.6, 1.0), ratio=(0.55, 0.85)),

@@ -44,13 +44,18 @@ class _ImageDataset(Dataset):
 
 
 _SHARED_ENCODERS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
-# Encoder batches on a CPU: a batch of 64 posters holds ~1.1 GB of EfficientNet
-# activations at 224 px (32: ~0.55 GB, 16: ~0.35 GB but measurably slower per poster; MiniLM
-# at 128 texts x 128 tokens ~0.4 GB, 64 ~0.2 GB and faster per text than 32, and texts are
-# encoded before posters so they never add to the posters' peak). On CUDA the caller's batch
-# size is used.
-CPU_TEXT_BATCH = 64
-CPU_IMAGE_BATCH = 32
+# Encoder batches on a CPU, chosen for the worker's memory budget (issue 10: <= 1.2 GB per
+# process). Measured with one torch thread on 192 devset posters: EfficientNet-Lite0 at
+# 224 px with 32 posters per batch peaked ~420 MB above the loaded encoders at 28.8
+# posters/s, 16 ~260 MB at 36.5/s, 8 ~65-130 MB at 22-40/s, 4 ~40-90 MB at 28-47/s: small
+# batches stay in cache and are no slower per poster on one thread; a cold batch-predict
+# worker peaked at 1,213 MB with 8 and 1,110-1,129 MB with 4. Two threads at load ~1: 4 per
+# batch 66-68 posters/s, 32 31-42 (on a busy machine small batches lose: every op waits for
+# the thread that lost its core).
+# MiniLM on 384 texts: 64 per batch ~100 MB more peak than 32 and no faster. Texts are
+# encoded before posters, so the two peaks never add. On CUDA the caller's batch size is used.
+CPU_TEXT_BATCH = 32
+CPU_IMAGE_BATCH = 4
 
 
 class FrozenFeatures:

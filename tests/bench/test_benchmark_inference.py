@@ -53,3 +53,22 @@ def test_the_command_refuses_a_preset_without_both_frozen_encoders(tmp_path):
     (tmp_path / "movies.csv").write_text("id,overview,genres,poster\n")
     with pytest.raises(CommandError, match="frozen text\\+image"):
         call_command("benchmark_inference", data=str(tmp_path), preset="tfidf-linear")
+
+
+@pytest.mark.django_db
+def test_cold_store_empties_only_the_model_versions_encoder_spaces():
+    from ml.engine.identity import encoder_space
+    from ml.engine.registry import get_config
+    from ml.models import DatasetSnapshot, Embedding, ModelVersion
+
+    config = get_config("minilm+effnet-frozen-gated")
+    snapshot = DatasetSnapshot.objects.create(name="s", genres=["A"], content_hash="0" * 64)
+    version = ModelVersion.objects.create(
+        snapshot=snapshot, genres=["A"], thresholds=[0.5], checksum="c", config=config.to_dict()
+    )
+    theirs = [encoder_space(config, "text", "cpu"), encoder_space(config, "image", "cpu")]
+    kept = [encoder_space(config, "text", "cuda"), "minilm-other-t64-cpu"]
+    for space in theirs + kept:
+        Embedding.objects.create(space=space, digest="d" * 64, dim=1, vector=b"\0\0")
+    assert Command._empty_store(version) == 2
+    assert sorted(Embedding.objects.values_list("space", flat=True)) == sorted(kept)

@@ -98,6 +98,57 @@ def test_length_bucketed_text_batches_come_back_in_example_order():
     assert fake.batches == [[9, 7, 6], [4, 2, 1], [0]]
 
 
+def test_cpu_encoder_batches_are_capped_for_the_workers_memory(tmp_path):
+    """On a CPU the caller's batch size is capped (CPU_TEXT_BATCH texts, CPU_IMAGE_BATCH
+    posters per forward pass): what keeps a cold worker's peak under its memory budget."""
+    from ml.engine import features
+    from tests.ml.test_families import MeanColourEncoder
+
+    class CountingImages(MeanColourEncoder):
+        def __init__(self):
+            super().__init__()
+            self.batches: list[int] = []
+
+        def forward(self, images):
+            self.batches.append(len(images))
+            return super().forward(images)
+
+    texts, images = LengthEncoder(), CountingImages()
+    identity = {"package": "tests", "version": "1", "weights_sha256": "ef" * 32}
+    for name, modality, module, dim in (("lengths", "text", texts, 2), ("counting", "image", images, 6)):
+        families.register_encoder(
+            EncoderFamily(
+                name=name,
+                modality=modality,
+                build=lambda config, *, fitted, device, pretrained, log, module=module: module,
+                pretrained=True,
+                identity=lambda: identity,
+                dim=lambda config, dim=dim: dim,
+                description=f"{name} (test family)",
+            )
+        )
+    try:
+        config = ModelConfig(text_encoder="lengths", image_encoder="counting", fusion="concat").validate()
+        examples = []
+        n_texts = features.CPU_TEXT_BATCH + 3
+        n_posters = 2 * features.CPU_IMAGE_BATCH + 1
+        for i in range(n_texts):
+            poster = None
+            if i < n_posters:
+                poster = tmp_path / f"{i}.jpg"
+                poster.write_bytes(image_bytes(40, 60, seed=i))
+            examples.append(Example(str(i), "t" * (i + 1), str(poster) if poster else None))
+        frozen = FrozenFeatures(config, "cpu")
+        frozen.text(examples, batch_size=512)
+        _, has = frozen.image(examples, batch_size=512)
+    finally:
+        families.unregister_encoder("lengths")
+        families.unregister_encoder("counting")
+    assert [len(b) for b in texts.batches] == [features.CPU_TEXT_BATCH, 3]
+    assert images.batches == [features.CPU_IMAGE_BATCH, features.CPU_IMAGE_BATCH, 1]
+    assert int(has.sum()) == n_posters
+
+
 # ---------------------------------------------------------------- shared encoders
 
 

@@ -76,8 +76,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--repeat", type=int, default=2, help="rounds over all rows; each row's best is kept")
         parser.add_argument("--output", type=Path, help="also append the table to this Markdown file")
+        parser.add_argument(
+            "--cold-store",
+            action="store_true",
+            help="job rows: before each fleet's first job, DELETE the model's stored vectors (every row of its "
+            "encoders' spaces) so the workers run both encoders: a scratch database only",
+        )
 
-    def handle(self, *args, data, limit, preset, threads, model_version, workers, shard_size, timeout, **options):
+    def handle(
+        self, *args, data, limit, preset, threads, model_version, workers, shard_size, timeout, cold_store, **options
+    ):
         from ml.engine.registry import get_config
 
         if not (Path(data) / "movies.csv").exists():
@@ -117,7 +125,7 @@ class Command(BaseCommand):
                 self.stdout.flush()
         rows = [best[label] for label, _, _ in measures]
         if model_version is not None:
-            rows += self._job_rows(model_version, limit, workers, shard_size, timeout)
+            rows += self._job_rows(model_version, limit, workers, shard_size, timeout, cold_store)
         else:
             self.stdout.write("  (no --model-version: batch-predict job rows skipped)")
         table = self.table(rows)
@@ -130,7 +138,9 @@ class Command(BaseCommand):
                 handle.write(table + "\n")
 
     # -- the batch-predict job through real workers (benchmark_batch_inference's helpers)
-    def _job_rows(self, model_version: int, limit: int, workers: list[int], shard_size: int, timeout: float):
+    def _job_rows(
+        self, model_version: int, limit: int, workers: list[int], shard_size: int, timeout: float, cold_store: bool
+    ):
         from django.conf import settings
 
         from catalog.models import Movie
@@ -147,18 +157,23 @@ class Command(BaseCommand):
         batch = BatchInference(stdout=self.stdout, stderr=self.stderr)
         rows = []
         for count in workers:
+            if cold_store:
+                deleted = self._empty_store(version)
+                self.stdout.write(f"  --cold-store: deleted {deleted} stored vectors of model version {version.pk}")
             fleet = batch._start_workers(count)
             try:
                 for phase in ("cold", "warm"):
-                    # cold: fresh processes (model load + every encoder pass); warm: the same
-                    # processes again (model loaded; vectors from the store once it is there)
+                    # cold: fresh processes (model load; with --cold-store an empty store, so
+                    # both encoders run); warm: the same processes again (model loaded, vectors
+                    # from the store)
                     Prediction.objects.filter(model_version=version, movie_id__in=movie_ids).delete()
                     started = time.monotonic()
                     job = batch._run_job(version.pk, movie_ids, shard_size, timeout, f"{count} worker(s) {phase}")
                     wall = time.monotonic() - started
                     rows.append(
                         {
-                            "path": f"batch-predict job, {count} worker(s), {phase}",
+                            "path": f"batch-predict job, {count} worker(s), {phase}"
+                            + (" (store emptied first)" if cold_store and phase == "cold" else ""),
                             "n": len(movie_ids),
                             "wall_s": wall,
                             "peak_rss_mb": worker_peak_rss_mb(fleet),
@@ -169,6 +184,19 @@ class Command(BaseCommand):
             finally:
                 batch._stop_workers(fleet)
         return rows
+
+    @staticmethod
+    def _empty_store(version) -> int:
+        """Delete every stored vector of the version's frozen encoders (CPU spaces): its next
+        prediction has to run them."""
+        from ml.engine.config import ModelConfig
+        from ml.engine.identity import encoder_space
+        from ml.engine.store import stored_modalities
+        from ml.models import Embedding
+
+        config = ModelConfig.from_dict(version.config)
+        spaces = {encoder_space(config, which, "cpu") for which in stored_modalities(config)} - {None}
+        return Embedding.objects.filter(space__in=spaces).delete()[0]
 
     @staticmethod
     def _movies_per_s(row: dict) -> float:
