@@ -296,9 +296,10 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 # whose broker message vanished (e.g. Redis restarted) after GENREWEB_REQUEUE_GRACE_S, and runs
 # in every worker at start and then every GENREWEB_REQUEUE_INTERVAL_S (0 = only at start).
 GENREWEB_PREDICT_SHARD_SIZE = int(os.environ.get("GENREWEB_PREDICT_SHARD_SIZE", 512))
-# The model config whose frozen encoders embed_catalog fills the embedding store for (a preset
-# name); prune_embeddings keeps its spaces and those of every model version.
-GENREWEB_EMBED_CONFIG = os.environ.get("GENREWEB_EMBED_CONFIG", "minilm+effnet-frozen-concat-late")
+# The model config whose frozen encoders (and text input) embed_catalog fills the embedding
+# store for (a preset name; empty: the recommended preset, the platform's default model);
+# prune_embeddings keeps its spaces and those of every model version.
+GENREWEB_EMBED_CONFIG = os.environ.get("GENREWEB_EMBED_CONFIG", "")
 GENREWEB_REQUEUE_GRACE_S = float(os.environ.get("GENREWEB_REQUEUE_GRACE_S", 120))
 GENREWEB_REQUEUE_INTERVAL_S = float(os.environ.get("GENREWEB_REQUEUE_INTERVAL_S", 60))
 # A running job or shard writes a heartbeat every GENREWEB_HEARTBEAT_INTERVAL_S; the sweep

@@ -14,6 +14,7 @@ import dataclasses
 from .contracts import Example
 
 TEXT_FIELDS = ("title", "year", "overview")
+OVERVIEW_ONLY = ("overview",)  # the historical default text input
 # Which inputs an example has; a model keeps calibration and thresholds for each.
 ALL, TEXT_ONLY, IMAGE_ONLY = "all", "text", "image"
 INPUT_SETS = (ALL, TEXT_ONLY, IMAGE_ONLY)

@@ -63,10 +63,10 @@ def embedding_store() -> DatabaseEmbeddingStore:
 def embedding_config(config=None):
     """The frozen-encoder ModelConfig embed_catalog fills the store for (default: the
     GENREWEB_EMBED_CONFIG preset)."""
-    from ml.engine.registry import get_config
+    from ml.engine.registry import RECOMMENDED_PRESET, get_config
     from ml.engine.store import stored_modalities
 
-    config = get_config(config if config is not None else settings.GENREWEB_EMBED_CONFIG)
+    config = get_config(config if config is not None else (settings.GENREWEB_EMBED_CONFIG or RECOMMENDED_PRESET))
     if not stored_modalities(config):
         raise ValueError(f"{config.name} has no frozen pretrained encoder: none of its features are stored")
     return config
@@ -93,6 +93,7 @@ def embed_movies(
     """Store the vectors of these movies' overviews and poster derivatives that are not stored
     yet (resumable: a re-run encodes nothing); progress moves per encoder batch."""
     from ml.engine.features import FrozenFeatures
+    from ml.engine.inputs import OVERVIEW_ONLY, with_composed_text
     from ml.engine.store import stored_modalities
     from ml.engine.train import select_device
     from ml.engine.trained import auto_num_workers
@@ -117,7 +118,11 @@ def embed_movies(
             step = scaled(chunk_progress, position / len(wanted), (position + 1) / len(wanted))
             before = frozen.encoded[which]
             if which == "text":
+                # The overview's vector (similar movies read it) and, for a config that puts
+                # the title or year in front of it, the vector of the text its model reads.
                 frozen.text(examples, progress=step)
+                if tuple(config.text_fields) != OVERVIEW_ONLY:
+                    frozen.text(with_composed_text(examples, config.text_fields), progress=step)
                 result.texts += len(examples)
                 result.texts_encoded += frozen.encoded[which] - before
             else:
@@ -139,21 +144,26 @@ def text_digest(overview: str | None) -> str:
     return hashlib.sha256((overview or "").encode("utf-8")).hexdigest()
 
 
-def catalog_digests() -> set[str]:
-    """Every digest some movie's current overview or poster derivative has."""
-    digests = {text_digest(text) for text in Movie.objects.values_list("overview", flat=True).iterator(chunk_size=2000)}
+def catalog_digests(text_fields: Sequence[tuple[str, ...]] = ()) -> set[str]:
+    """Every digest some movie's current overview or poster derivative has, and that of the
+    text each of ``text_fields`` composes from its title, year and overview."""
+    from ml.engine.contracts import Example
+    from ml.engine.inputs import OVERVIEW_ONLY, compose_text
+
+    composed = [tuple(f) for f in dict.fromkeys(tuple(f) for f in text_fields) if tuple(f) != OVERVIEW_ONLY]
+    digests = set()
+    rows = Movie.objects.values_list("title", "year", "overview").iterator(chunk_size=2000)
+    for title, year, overview in rows:
+        digests.add(text_digest(overview))
+        for fields in composed:
+            digests.add(text_digest(compose_text(Example(key="", text=overview or "", title=title, year=year), fields)))
     digests.update(Poster.objects.exclude(derivative_checksum="").values_list("derivative_checksum", flat=True))
     return digests
 
 
-def spaces_in_use() -> tuple[set[str], set[str]]:
-    """(spaces, family-name prefixes) to keep: those of the embed config and of every model
-    version's frozen encoders, on every device type. A family without a recorded identity has
-    a space only its loaded weights tell, so all its spaces are kept (the prefix)."""
+def configs_in_use() -> list:
+    """The embed config and every model version's config (those this installation can read)."""
     from ml.engine.config import ModelConfig
-    from ml.engine.families import encoder
-    from ml.engine.identity import encoder_space
-    from ml.engine.store import stored_modalities
 
     configs = [embedding_config()]
     for raw in ModelVersion.objects.values_list("config", flat=True):
@@ -161,8 +171,19 @@ def spaces_in_use() -> tuple[set[str], set[str]]:
             configs.append(ModelConfig.from_dict(raw))
         except (ValueError, TypeError):  # a family this installation lacks: nothing to keep for it
             continue
+    return configs
+
+
+def spaces_in_use(configs=None) -> tuple[set[str], set[str]]:
+    """(spaces, family-name prefixes) to keep: those of the embed config and of every model
+    version's frozen encoders, on every device type. A family without a recorded identity has
+    a space only its loaded weights tell, so all its spaces are kept (the prefix)."""
+    from ml.engine.families import encoder
+    from ml.engine.identity import encoder_space
+    from ml.engine.store import stored_modalities
+
     spaces, prefixes = set(), set()
-    for config in configs:
+    for config in configs if configs is not None else configs_in_use():
         for which in stored_modalities(config):
             family = encoder(config.text_encoder if which == "text" else config.image_encoder)
             if family.identity is None:
@@ -186,8 +207,10 @@ class PruneResult:
 
 
 def prune_embeddings(*, dry_run: bool = False) -> PruneResult:
-    """Delete rows of spaces nothing uses any more, then rows whose digest no movie has now."""
-    spaces, prefixes = spaces_in_use()
+    """Delete rows of spaces nothing uses any more, then rows whose digest no movie has now
+    (its overview, the text a config in use composes from it, its poster derivative)."""
+    configs = configs_in_use()
+    spaces, prefixes = spaces_in_use(configs)
     keep_space = Q(space__in=spaces)
     for prefix in prefixes:
         keep_space |= Q(space__startswith=prefix)
@@ -195,7 +218,7 @@ def prune_embeddings(*, dry_run: bool = False) -> PruneResult:
     unused = Embedding.objects.exclude(keep_space)
     unused_spaces = sorted(unused.values_list("space", flat=True).distinct())
     unused_rows = unused.count()
-    current = catalog_digests()
+    current = catalog_digests([tuple(c.text_fields) for c in configs])
     stale_ids = [
         pk
         for pk, digest in Embedding.objects.filter(keep_space).values_list("pk", "digest").iterator()

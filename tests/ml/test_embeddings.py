@@ -241,3 +241,38 @@ def test_prune_embeddings_reclaims_stale_digests_and_unused_spaces(store_encoder
     assert Embedding.objects.filter(space=cuda_space).count() == 1
     with no_encoder_builds():
         assert embed_movies([movies[2].pk]).texts_encoded == 0  # what is still used stays
+
+
+TITLED = {**CONFIG, "name": "store-test-titled", "text_fields": ["title", "overview"]}
+
+
+@pytest.mark.django_db
+def test_embed_catalog_fills_the_text_a_titled_config_reads_so_its_first_retrain_is_warm(
+    store_encoders, tiny_catalog, settings
+):
+    """A config that puts the title in front of the overview (as the recommended preset does)
+    reads "Title. Overview" vectors: embed_catalog stores them beside the overview's (which
+    similar movies read), prune keeps both, and the first training run encodes nothing."""
+    from ml.services.embeddings import embed_movies, prune_embeddings
+    from ml.services.snapshots import build_snapshot
+    from ml.services.training import train_model
+
+    settings.GENREWEB_EMBED_CONFIG = TITLED
+    ids = [m.pk for m in tiny_catalog]
+    filled = embed_movies(ids)
+    assert filled.texts_encoded == 2 * len(ids)  # the overview and the titled text of each movie
+    assert Embedding.objects.count() == 3 * len(ids)
+    assert prune_embeddings().deleted == 0
+    with no_encoder_builds():
+        run = train_model(build_snapshot(min_genre_count=2, seed=3).pk, TITLED)
+    assert run.status == "succeeded" and "encoding" not in run.log
+    Movie.objects.filter(pk=ids[0]).update(title="A New Title")
+    assert prune_embeddings().deleted == 1  # only the titled text of the renamed movie is stale
+
+
+def test_the_embed_config_defaults_to_the_recommended_preset(settings):
+    from ml.engine.registry import RECOMMENDED_PRESET
+    from ml.services.embeddings import embedding_config
+
+    settings.GENREWEB_EMBED_CONFIG = ""
+    assert embedding_config().name == RECOMMENDED_PRESET
