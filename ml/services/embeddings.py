@@ -121,9 +121,10 @@ def embed_movies(
                 # The overview's vector (similar movies read it) and, for a config that puts
                 # the title or year in front of it, the vector of the text its model reads.
                 frozen.text(examples, progress=step)
+                result.texts += len(examples)
                 if tuple(config.text_fields) != OVERVIEW_ONLY:
                     frozen.text(with_composed_text(examples, config.text_fields), progress=step)
-                result.texts += len(examples)
+                    result.texts += len(examples)
                 result.texts_encoded += frozen.encoded[which] - before
             else:
                 _, has = frozen.image(

@@ -207,10 +207,10 @@ def test_embed_catalog_command_fills_per_encoder_and_resumes(store_encoders, mak
     ids = [make_movie(("Drama",)).pk for _ in range(5)]
     out = io.StringIO()
     call_command("embed_catalog", "--encoders", "text", stdout=out, stderr=io.StringIO())
-    assert "5 of 5 overviews and 0 of 0 posters encoded" in out.getvalue()
+    assert "5 of 5 texts and 0 of 0 posters encoded" in out.getvalue()
     out = io.StringIO()
     call_command("embed_catalog", stdout=out, stderr=io.StringIO())
-    assert "0 of 5 overviews and 5 of 5 posters encoded" in out.getvalue()
+    assert "0 of 5 texts and 5 of 5 posters encoded" in out.getvalue()
     assert Embedding.objects.count() == 2 * len(ids)
 
 
@@ -260,7 +260,7 @@ def test_embed_catalog_fills_the_text_a_titled_config_reads_so_its_first_retrain
     settings.GENREWEB_EMBED_CONFIG = TITLED
     ids = [m.pk for m in tiny_catalog]
     filled = embed_movies(ids)
-    assert filled.texts_encoded == 2 * len(ids)  # the overview and the titled text of each movie
+    assert filled.texts == filled.texts_encoded == 2 * len(ids)  # each movie's overview and titled text
     assert Embedding.objects.count() == 3 * len(ids)
     assert prune_embeddings().deleted == 0
     with no_encoder_builds():

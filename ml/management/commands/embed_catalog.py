@@ -42,6 +42,6 @@ class Command(BaseCommand):
         for which, space in result.spaces.items():
             self.stdout.write(f"{which} space: {space}")
         self.stdout.write(
-            f"{result.movies} movies in {elapsed:.1f} s: {result.texts_encoded} of {result.texts} overviews and "
+            f"{result.movies} movies in {elapsed:.1f} s: {result.texts_encoded} of {result.texts} texts and "
             f"{result.posters_encoded} of {result.posters} posters encoded (the rest were stored already)"
         )
