@@ -254,8 +254,8 @@ PRESETS: dict[str, ModelConfig] = {
         # Chosen on the devset's validation split (README "Benchmark: models"): the
         # concat-late heads plus a kNN member (the 25 training movies with the nearest
         # MiniLM + EfficientNet features vote; its weight is chosen on val log-loss),
-        # Platt-calibrated. Val micro/macro-F1 0.688/0.636 against 0.676/0.630 without the
-        # kNN member and 0.677/0.636 with a text-only k=50 one.
+        # Platt-calibrated. Val micro/macro-F1 0.683/0.630 against 0.675/0.626 without the kNN
+        # member (results/benchmark.md, today's features; a text-only k=50 member was no better).
         _preset(
             "minilm+effnet-frozen-concat-late-knn",
             "concat-late heads + a kNN member over the frozen features (k=25, weight chosen on val), "
@@ -270,7 +270,7 @@ PRESETS: dict[str, ModelConfig] = {
         # the overview alone; title + year + overview 0.684), and text-only and poster-only
         # fallback heads answer beside them, per input set by weights chosen on calibrated val
         # log-loss; for a movie missing an input never below the one-modality model on val
-        # micro-F1. Val micro/macro/samples-F1 0.700/0.636/0.681, ROC AUC 0.895.
+        # micro-F1. Val micro/macro-F1 0.705/0.635 (results/benchmark.md).
         _preset(
             "minilm+effnet-frozen-concat-late-knn-fallback",
             "title + overview text; concat-late heads + kNN member + text-only and poster-only fallback "
