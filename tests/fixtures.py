@@ -141,3 +141,21 @@ def world(db, staff):
         movies.append(movie)
     promote(version.pk, user=staff)
     return {"genres": genres, "movies": {m.title: m for m in movies}, "version": version, "evaluation": evaluation}
+
+
+@pytest.fixture
+def candidate_version(world):
+    """A second model version, "tiny v2", beside the world's production one: not promoted,
+    no evaluations (what compare and promote are tried on)."""
+    from ml.models import ModelVersion
+
+    production = world["version"]
+    return ModelVersion.objects.create(
+        name="tiny v2",
+        snapshot=production.snapshot,
+        config_name=production.config_name,
+        genres=production.genres,
+        thresholds=production.thresholds,
+        artifact_path="models/none2",
+        checksum="d" * 64,
+    )

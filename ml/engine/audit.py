@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .metrics import log_loss
 from .thresholds import apply_thresholds, tune_thresholds
 
 Progress = Callable[[str, float], None]
@@ -195,11 +196,6 @@ def fit_knn(x: np.ndarray, y: np.ndarray, views=None, k: int = KNN_K) -> Callabl
     return score
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
-
-
 def cross_fit(
     x: np.ndarray,
     y: np.ndarray,
@@ -244,7 +240,7 @@ def cross_fit(
             report(f"fold {f + 1}/{folds}" + (f" (L2 {l2:g})" if len(grid) > 1 else ""), done / steps)
         # the head's own out-of-fold log loss picks its L2 (the kNN mix would favour a
         # weaker L2 that ranks the benchmark's injected errors worse)
-        loss = _log_loss(y[lab], head_probs[lab])
+        loss = log_loss(y[lab], head_probs[lab])
         if best is None or loss < best[0]:
             best = (loss, l2, (1 - knn_weight) * head_probs + knn_weight * votes)
     _, l2, probs = best

@@ -21,7 +21,7 @@ def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Module:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim))
 
 
-def _logit(p: torch.Tensor) -> torch.Tensor:
+def logit(p: torch.Tensor) -> torch.Tensor:
     p = p.clamp(1e-6, 1 - 1e-6)
     return torch.log(p) - torch.log1p(-p)
 
@@ -132,7 +132,7 @@ class Late(Fusion):
             has_text, has_image = (m.to(w.dtype).unsqueeze(1) for m in present)
             w = has_text * (w * has_image + (1 - has_image))
         p = w * torch.sigmoid(lt.float()) + (1 - w) * torch.sigmoid(li.float())
-        return _logit(p), [lt, li]
+        return logit(p), [lt, li]
 
 
 class Ensemble(Fusion):
@@ -157,4 +157,4 @@ class Ensemble(Fusion):
             if partial.any():
                 p = torch.where(partial.unsqueeze(1), probs[solo].mean(0), p)
         aux = [logits for logits, _ in outputs] + [a for _, extra in outputs for a in extra]
-        return _logit(p), aux
+        return logit(p), aux

@@ -43,6 +43,12 @@ def _check_inputs(y_true, probs, decisions, genres) -> tuple[np.ndarray, np.ndar
     return y.astype(bool), p, d.astype(bool)
 
 
+def log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    """Mean binary cross-entropy of probabilities ``p`` against 0/1 labels ``y`` (clipped)."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+
+
 def average_ranks(values: np.ndarray) -> np.ndarray:
     """1-based ranks of ``values``; tied values share the mean of their ranks."""
     order = np.argsort(values, kind="mergesort")

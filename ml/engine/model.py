@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import ModelConfig
 from .families import encoder, fusion
-from .fusions import mlp
+from .fusions import logit, mlp
 from .inputs import ALL, IMAGE_ONLY, INPUT_SETS, TEXT_ONLY
 
 # The inputs a fused model's fallback heads answer from alone.
@@ -24,11 +24,6 @@ PARTIAL_INPUTS = ("text", "image")
 # The columns of a fallback model's ``input_mix``: the text-only head's weight, the
 # poster-only head's weight (the fused heads get the rest), then the kNN member's weight.
 MIX_COLUMNS = ("text", "image", "knn")
-
-
-def _logit(p: torch.Tensor) -> torch.Tensor:
-    p = p.clamp(1e-6, 1 - 1e-6)
-    return torch.log(p) - torch.log1p(-p)
 
 
 __all__ = ["GenreModel", "mlp"]
@@ -170,7 +165,7 @@ class GenreModel(nn.Module):
         elif self.knn is not None and float(self.knn.alpha) > 0:
             alpha = self.knn.alpha
             p = (1 - alpha) * torch.sigmoid(logits.float()) + alpha * self.knn(text, image, has_text, has_image)
-            logits = _logit(p)
+            logits = logit(p)
         return logits, aux
 
     def mix_parts(self, heads, text, image, has_text, has_image) -> dict:
@@ -193,7 +188,7 @@ class GenreModel(nn.Module):
         p = (1 - w_text - w_image) * parts["heads"] + w_text * parts["text"] + w_image * parts["image"]
         if parts["knn"] is not None:
             p = (1 - alpha) * p + alpha * parts["knn"]
-        return _logit(p)
+        return logit(p)
 
     def standardised(self, batch: dict) -> tuple:
         """(text, image, has_text, has_image) as the head sees them in eval mode (frozen mode)."""

@@ -23,6 +23,7 @@ from .data import labels_matrix
 from .encoders import autocast
 from .families import encoder
 from .inputs import ALL, IMAGE_ONLY, INPUT_SETS, TEXT_ONLY, compose_text, without
+from .metrics import log_loss
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -343,11 +344,6 @@ def _labelled(progress: Progress | None, part: str) -> Progress | None:
     return lambda message, fraction: progress(f"{message} ({part})", fraction)
 
 
-def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-
-
 def _calibrated_scores(y: np.ndarray, p: np.ndarray, config: ModelConfig) -> tuple[float, float]:
     """What candidate val probabilities are worth once the model has fitted its per-genre
     calibration and tuned its thresholds on them: (log-loss, micro-F1)."""
@@ -355,7 +351,7 @@ def _calibrated_scores(y: np.ndarray, p: np.ndarray, config: ModelConfig) -> tup
     logits = np.log(p) - np.log1p(-p)
     calibrated = apply_calibration(logits, fit_calibration(logits, y, config.calibration))
     decisions = apply_thresholds(calibrated, tune_thresholds(y, calibrated), min_one=True)
-    return _log_loss(y, calibrated), micro_f1(y, decisions)
+    return log_loss(y, calibrated), micro_f1(y, decisions)
 
 
 def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log) -> None:
@@ -368,7 +364,7 @@ def _fit_knn(model, parts, train_arrays, val_arrays, y_train, y_val, config, log
         model.knn.set_bank(text, image, torch.from_numpy(y_train))
         p_head = sigmoid(_frozen_logits(model, parts, val_arrays, config))  # alpha is still 0
         p_knn = model.knn(*model.standardised(next(parts.frozen_batches(val_arrays, len(y_val))))).float().cpu().numpy()
-    losses = {a: _log_loss(y_val, (1 - a) * p_head + a * p_knn) for a in ALPHA_GRID}
+    losses = {a: log_loss(y_val, (1 - a) * p_head + a * p_knn) for a in ALPHA_GRID}
     best = min(losses, key=losses.get)
     model.knn.alpha.fill_(best)
     log(

@@ -55,25 +55,14 @@ def test_relative_times_read_right_at_every_scale(seconds, text):
     assert ago(now - timedelta(days=40), now) == "8 Feb 2026"
 
 
-def test_cancel_and_promote_forms_ask_for_confirmation(staff_client, staff, world):
+def test_cancel_and_promote_forms_ask_for_confirmation(staff_client, staff, candidate_version):
     from workers.models import Job
 
     job = Job.objects.create(kind="preprocess", requested_by=staff)
     html = staff_client.get(f"/jobs/{job.pk}/").content.decode()
     assert f'action="/jobs/{job.pk}/cancel/" data-confirm="Cancel job #{job.pk}' in html
     assert "js/confirm.js" in html
-    old = world["version"]
-    from ml.models import ModelVersion
-
-    candidate = ModelVersion.objects.create(
-        name="tiny v2",
-        snapshot=old.snapshot,
-        config_name=old.config_name,
-        genres=old.genres,
-        thresholds=old.thresholds,
-        artifact_path="models/none",
-        checksum="d" * 64,
-    )
+    candidate = candidate_version
     html = staff_client.get(f"/models/{candidate.pk}/").content.decode()
     assert f'action="/models/{candidate.pk}/promote/" data-confirm="Make tiny v2 the production model?' in html
 

@@ -73,20 +73,10 @@ def test_cancel_job_asks_first(page, live_server, staff):
     assert page.text_content("#job-status").strip() == "Cancelled"
 
 
-def test_promote_asks_first(page, live_server, staff, world):
-    from ml.models import ModelVersion
+def test_promote_asks_first(page, live_server, staff, world, candidate_version):
     from ml.services.registry import production_version
 
-    old = world["version"]
-    candidate = ModelVersion.objects.create(
-        name="tiny v2",
-        snapshot=old.snapshot,
-        config_name=old.config_name,
-        genres=old.genres,
-        thresholds=old.thresholds,
-        artifact_path="models/none",
-        checksum="d" * 64,
-    )
+    old, candidate = world["version"], candidate_version
     log_in(page, live_server, "sam")
     page.goto(f"{live_server.url}/models/{candidate.pk}/")
     questions = answer_next_dialog(page, accept=False)

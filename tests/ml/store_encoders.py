@@ -20,25 +20,31 @@ ALLOWED = {"build": True}
 TEXT, IMAGE = "storetext", "storeimage"
 
 
+LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def letter_frequencies(texts: list[str]) -> dict[str, torch.Tensor]:
+    """{"counts": [n, 26]}: each text's a-z letter frequencies (a test text encoder's input)."""
+    counts = torch.zeros(len(texts), len(LETTERS))
+    for row, text in enumerate(texts):
+        for ch in text.lower():
+            col = LETTERS.find(ch)
+            if col >= 0:
+                counts[row, col] += 1
+    return {"counts": counts / counts.sum(1, keepdim=True).clamp(min=1)}
+
+
 class LetterCounts(nn.Module):
     """Letter frequencies through a fixed projection (a frozen 'pretrained' text encoder)."""
-
-    LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
     def __init__(self):
         super().__init__()
         self.dim = 8
         self.pretrained = True
-        self.register_buffer("proj", torch.linspace(-1, 1, len(self.LETTERS) * 8).reshape(len(self.LETTERS), 8))
+        self.register_buffer("proj", torch.linspace(-1, 1, len(LETTERS) * 8).reshape(len(LETTERS), 8))
 
     def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        counts = torch.zeros(len(texts), len(self.LETTERS))
-        for row, text in enumerate(texts):
-            for ch in text.lower():
-                col = self.LETTERS.find(ch)
-                if col >= 0:
-                    counts[row, col] += 1
-        return {"counts": counts / counts.sum(1, keepdim=True).clamp(min=1)}
+        return letter_frequencies(texts)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return inputs["counts"].to(self.proj.device) @ self.proj

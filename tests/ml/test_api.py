@@ -12,19 +12,10 @@ from tests.factories import image_bytes
 pytestmark = pytest.mark.django_db
 
 
-def test_model_versions_and_promote(api_clients, world):
-    from ml.models import ModelVersion
+def test_model_versions_and_promote(api_clients, world, candidate_version):
     from ml.services.registry import production_version
 
-    a = world["version"]
-    b = ModelVersion.objects.create(
-        name="tiny v2",
-        snapshot=a.snapshot,
-        genres=a.genres,
-        thresholds=a.thresholds,
-        artifact_path="models/none2",
-        checksum="d" * 64,
-    )
+    a, b = world["version"], candidate_version
     listing = api_clients["labeler"].get("/api/model-versions/").json()["results"]
     by_id = {v["id"]: v for v in listing}
     assert by_id[a.pk]["is_production"] and not by_id[b.pk]["is_production"]

@@ -18,6 +18,7 @@ from ml.engine.artifact import ArtifactError, load_model
 from ml.engine.families import EncoderFamily, FusionFamily, register_encoder, register_fusion
 from ml.engine.registry import get_config
 from ml.engine.train import fit
+from tests.ml.store_encoders import LETTERS, letter_frequencies
 from tests.ml.test_engine import GENRES, SMALL
 
 # ---------------------------------------------------------------- a text encoder
@@ -26,22 +27,14 @@ from tests.ml.test_engine import GENRES, SMALL
 class CharBagEncoder(nn.Module):
     """Letter frequencies of the text through one learned linear layer."""
 
-    LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
         self.pretrained = False
-        self.proj = nn.Linear(len(self.LETTERS), dim)
+        self.proj = nn.Linear(len(LETTERS), dim)
 
     def prepare(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        counts = torch.zeros(len(texts), len(self.LETTERS))
-        for row, text in enumerate(texts):
-            for ch in text.lower():
-                col = self.LETTERS.find(ch)
-                if col >= 0:
-                    counts[row, col] += 1
-        return {"counts": counts / counts.sum(1, keepdim=True).clamp(min=1)}
+        return letter_frequencies(texts)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return torch.tanh(self.proj(inputs["counts"]))

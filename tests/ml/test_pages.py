@@ -37,37 +37,18 @@ def test_plots_follow_a_re_evaluation(labeler_client, world):
     assert labeler_client.get(url).content != first
 
 
-def test_compare_two_versions(labeler_client, world):
-    from ml.models import ModelVersion
-
-    a = world["version"]
-    b = ModelVersion.objects.create(
-        name="tiny v2",
-        snapshot=a.snapshot,
-        genres=a.genres,
-        thresholds=a.thresholds,
-        artifact_path="models/none2",
-        checksum="d" * 64,
-    )
+def test_compare_two_versions(labeler_client, world, candidate_version):
+    a, b = world["version"], candidate_version
     response = labeler_client.get(reverse("ml:compare") + f"?a={a.pk}&b={b.pk}")
     assert response.status_code == 200
     assert response.context["headline"][0]["a"] == 0.7 and response.context["headline"][0]["b"] is None
     assert labeler_client.get(reverse("ml:compare") + "?a=x").status_code == 302
 
 
-def test_promote_is_staff_only(labeler_client, client, staff, world):
-    from ml.models import ModelVersion
+def test_promote_is_staff_only(labeler_client, client, staff, world, candidate_version):
     from ml.services.registry import production_version
 
-    a = world["version"]
-    b = ModelVersion.objects.create(
-        name="tiny v2",
-        snapshot=a.snapshot,
-        genres=a.genres,
-        thresholds=a.thresholds,
-        artifact_path="models/none2",
-        checksum="d" * 64,
-    )
+    a, b = world["version"], candidate_version
     assert labeler_client.post(reverse("ml:promote", args=[b.pk])).status_code == 403
     assert production_version() == a
     client.force_login(staff)
