@@ -386,13 +386,15 @@ def ranked_pairs(result: AuditResult, y: np.ndarray) -> np.ndarray:
     """Every (row, genre) of a labeled movie, most likely wrong first: [m, 2] indices.
 
     Pairs confident learning flags come first, then every other pair, each by margin (the
-    queue's order), so the whole ranking can be scored (precision at k, PR-AUC)."""
+    queue's order), so the whole ranking can be scored (precision at k, PR-AUC); pairs of
+    genres too rare to be judged (``MIN_GENRE_LABELS``), which the queue never holds, last."""
     rows = np.flatnonzero(result.labeled)
     r, c = np.meshgrid(rows, np.arange(len(result.genres)), indexing="ij")
     r, c = r.ravel(), c.ravel()
     m = result.margin[r, c]
     f = result.flagged[r, c]
-    order = np.lexsort((c, r, -m, ~f))
+    judged = result.judged if result.judged is not None else np.ones(len(result.genres), dtype=bool)
+    order = np.lexsort((c, r, -m, ~f, ~judged[c]))
     return np.stack([r[order], c[order]], axis=1)
 
 

@@ -91,7 +91,9 @@ def _year(value) -> int | None:
         return None
 
 
-def _examples(rows: list[dict], genres: list[str]) -> list[Example]:
+def devset_examples(rows: list[dict], genres: list[str]) -> list[Example]:
+    """The engine's examples of devset rows (text, poster, title, year), labels indexed in ``genres``
+    (genres not in the list are left out)."""
     index = {g: i for i, g in enumerate(genres)}
     return [
         Example(
@@ -145,7 +147,7 @@ def prepare(data_dir, min_genre_count: int, seed: int):
     counts = Counter(g for r in rows for g in r["genres"])
     genres = [g for g in all_genres if counts[g] >= min_genre_count]
     rare = {g: counts[g] for g in all_genres if counts[g] < min_genre_count}
-    examples = _examples(rows, genres)
+    examples = devset_examples(rows, genres)
     y = labels_matrix(examples, len(genres))
     split = iterative_stratified_split(y, DEFAULT_FRACTIONS, seed=seed)
     parts = {
@@ -207,12 +209,12 @@ def prepare_source_shift(data_dir, min_genre_count: int, seed: int, train_source
     outside = [r for r in rows if train_source not in r["source"]]
     if not inside or not outside:
         raise ValueError(f"--source-shift: no rows {'from' if not inside else 'outside'} source {train_source!r}")
-    fit_part = _examples(inside, genres)
+    fit_part = devset_examples(inside, genres)
     split = iterative_stratified_split(labels_matrix(fit_part, len(genres)), (0.85, 0.15, 0.0), seed=seed)
     return genres, {
         "train": [ex for ex, s in zip(fit_part, split, strict=True) if s == "train"],
         "val": [ex for ex, s in zip(fit_part, split, strict=True) if s != "train"],
-        "test": _examples(outside, genres),
+        "test": devset_examples(outside, genres),
     }
 
 
@@ -220,7 +222,7 @@ def load_eval_set(folder, genres: list[str]) -> list[Example]:
     """A labeled folder in the devset's shape scored with the benchmark's genre list; movies
     with none of those genres are left out (nothing to score)."""
     rows, _ = load_devset(folder)
-    return [ex for ex in _examples(rows, genres) if ex.labels]
+    return [ex for ex in devset_examples(rows, genres) if ex.labels]
 
 
 def _summary(y, probs, decisions, genres, extra: dict | None = None) -> dict:

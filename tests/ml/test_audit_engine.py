@@ -162,6 +162,28 @@ def test_issue_margin_is_log_odds_past_the_threshold_against_the_label():
     assert -1 < edge[0, 0] < edge[0, 1] == 0 < edge[0, 2] < 1
 
 
+def test_ranking_puts_genres_too_rare_to_judge_last():
+    """The benchmark's ranking follows the queue: a genre with too few labels to be judged
+    out of fold is never queued, so its pairs rank after every judged pair, however far
+    past its threshold the score sits."""
+    y = np.array([[True, False], [False, True]])
+    result = engine_audit.AuditResult(
+        genres=["Drama", "Foreign"],
+        probs=np.array([[0.6, 0.0], [0.4, 0.0]]),
+        labeled=np.array([True, True]),
+        fold=np.array([0, 1]),
+        thresholds=np.array([0.5, 0.5]),
+        flagged=np.array([[False, False], [False, True]]),
+        quality=np.ones((2, 2)),
+        uncertainty=np.zeros(2),
+        margin=np.array([[-0.2, -1.0], [-0.2, 0.99]]),
+        judged=np.array([True, False]),
+    )
+    order = [tuple(map(int, p)) for p in engine_audit.ranked_pairs(result, y)]
+    assert set(order[-2:]) == {(0, 1), (1, 1)}  # Foreign last, flagged and 0.99 or not
+    assert order[0] == (0, 0)
+
+
 def test_knn_member_votes_from_its_bank_per_view():
     # two views: columns 0-1 ("text") and 2-3 ("poster"); movie 2 has no poster (zeros)
     bank_x = np.array([[1, 0, 1, 0], [0, 1, 0, 1], [1, 0.1, 0, 0], [0.1, 1, 0, 0]], dtype=np.float32)

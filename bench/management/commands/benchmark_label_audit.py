@@ -12,6 +12,7 @@ only: no test needs the devset.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 
@@ -19,7 +20,6 @@ import numpy as np
 from django.core.management.base import BaseCommand
 
 from ml.engine.audit import MISSING, QUEUE_MIN_MARGIN, WRONG, audit, queue_issues, ranked_pairs
-from ml.engine.contracts import Example
 from ml.engine.data import labels_matrix
 
 TARGET_P100 = 0.7
@@ -77,7 +77,7 @@ def todays_ranking(config, genres, examples, noisy, x, cache_dir, seed) -> np.nd
 
     split = iterative_stratified_split(noisy, (0.7, 0.15, 0.15), seed=seed)
     noisy_examples = [
-        Example(ex.key, ex.text, ex.image, [int(j) for j in np.flatnonzero(noisy[i])]) for i, ex in enumerate(examples)
+        dataclasses.replace(ex, labels=[int(j) for j in np.flatnonzero(noisy[i])]) for i, ex in enumerate(examples)
     ]
     train = [e for e, s in zip(noisy_examples, split, strict=True) if s == "train"]
     val = [e for e, s in zip(noisy_examples, split, strict=True) if s == "val"]
@@ -104,15 +104,14 @@ class Command(BaseCommand):
         parser.add_argument("--no-baseline", action="store_true", help="skip today's ranking")
 
     def handle(self, *args, **opts):
-        from ml.engine.benchmark import load_devset
+        from ml.engine.benchmark import devset_examples, load_devset
         from ml.engine.registry import get_config
         from ml.services.audit import default_cache_dir, frozen_features
 
         config = get_config(opts["config"])
         cache_dir = opts["cache_dir"] or default_cache_dir()
         rows, genres = load_devset(opts["data"])
-        index = {g: j for j, g in enumerate(genres)}
-        examples = [Example(r["id"], r["text"], r["image"], [index[g] for g in r["genres"]]) for r in rows]
+        examples = devset_examples(rows, genres)  # with title and year, for presets whose text reads them
         y = labels_matrix(examples, len(genres)).astype(bool)
         noisy, injected = inject(y, opts["drop"], opts["add"], opts["seed"])
         kinds = Counter(injected.values())
