@@ -102,6 +102,13 @@ class Command(BaseCommand):
         parser.add_argument("--config", default="minilm+effnet-logreg", help="frozen-encoder preset")
         parser.add_argument("--cache-dir", default=None, help="feature cache (default: GENREWEB_ML_CACHE_DIR/features)")
         parser.add_argument("--no-baseline", action="store_true", help="skip today's ranking")
+        parser.add_argument(
+            "--show",
+            type=int,
+            default=0,
+            metavar="N",
+            help="also list the audit's first N pairs (title, labels, suspect, injected or not) to read them",
+        )
 
     def handle(self, *args, **opts):
         from ml.engine.benchmark import devset_examples, load_devset
@@ -148,6 +155,8 @@ class Command(BaseCommand):
             figures["today (in-sample disagreement)"] = ranking_figures(order, truth)
             baseline_s = time.perf_counter() - t2
 
+        if opts["show"]:
+            self._show(ranked_pairs(result, noisy)[: opts["show"]], result, rows, genres, y, noisy, truth)
         flagged_movies = int(result.flagged.any(axis=1).sum())
         found = {(int(r), int(c)) for r, c in np.argwhere(result.flagged)}
         self.stdout.write("")
@@ -206,4 +215,20 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"targets: p@100 {a['p@100']:.3f} (>= {TARGET_P100}), PR-AUC {a['pr_auc']:.3f} (>= {TARGET_PR_AUC}), "
                 f"PR-AUC ratio to today {ratio:.2f}x (>= {TARGET_RATIO}x)"
+            )
+
+    def _show(self, pairs, result, rows, genres, y, noisy, truth):
+        """The first pairs of the ranking as a reviewer would read them: whether the pair was
+        injected, the suspect (kind, genre, out-of-fold score, threshold), the movie and its
+        labels as audited (and as the devset has them, where injection changed them)."""
+        self.stdout.write("")
+        for rank, (r, c) in enumerate(pairs, start=1):
+            r, c = int(r), int(c)
+            kind = WRONG if noisy[r, c] else MISSING
+            labels = "|".join(genres[j] for j in np.flatnonzero(noisy[r]))
+            original = "|".join(genres[j] for j in np.flatnonzero(y[r]))
+            self.stdout.write(
+                f"{rank:4d} {'injected' if (r, c) in truth else '        '} {kind:7s} {genres[c]:16s} "
+                f"p={result.probs[r, c]:.2f} t={result.thresholds[c]:.2f} | {rows[r]['title']} ({rows[r].get('year')}) "
+                f"{labels}" + ("" if original == labels else f" (devset: {original})")
             )
