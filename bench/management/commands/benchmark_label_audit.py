@@ -147,8 +147,8 @@ class Command(BaseCommand):
             "audit (out-of-fold, cleanlab flags, margin order)": ranking_figures(ranked_pairs(result, noisy), truth)
         }
         quality_order = np.argsort(np.where(result.labeled[:, None], result.quality, np.inf).ravel(), kind="stable")
-        rows, cols = np.divmod(quality_order[: int(result.labeled.sum()) * len(genres)], len(genres))
-        figures["audit, cleanlab quality order"] = ranking_figures(np.stack([rows, cols], axis=1), truth)
+        pair_rows, pair_cols = np.divmod(quality_order[: int(result.labeled.sum()) * len(genres)], len(genres))
+        figures["audit, cleanlab quality order"] = ranking_figures(np.stack([pair_rows, pair_cols], axis=1), truth)
         if not opts["no_baseline"]:
             t2 = time.perf_counter()
             order = todays_ranking(config, genres, examples, noisy, x, cache_dir, opts["seed"])
