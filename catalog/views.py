@@ -8,7 +8,9 @@ and the production model's score bars, and genreweb/urls.py routes "/" and "/mov
 subclasses. RelabelView likewise has a ``labels_changed`` hook (ml refreshes the review
 queues). The bulk change, undo and export views take their movies from a ``browse_view``
 (``CatalogView.filtered_movies``: the same "matching this filter" as the page) and have the
-same hooks; ml subclasses them too. The catalog-only insight page and the change-set history
+same hooks; ml subclasses them too. The bulk change and undo views also have a ``start``
+hook (run the new change set; here: in the request), which workers.views overrides to run
+it as a job. The catalog-only insight page and the change-set history
 are routed from catalog/urls.py.
 """
 

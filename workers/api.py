@@ -1,5 +1,7 @@
 """Jobs REST API: list/detail for readers; create, cancel and retry for staff. Everything goes
-through workers.jobs (enqueue/cancel/retry), which validates parameters per kind (workers.kinds)."""
+through workers.jobs (enqueue/cancel/retry), which validates parameters per kind (workers.kinds).
+ml's label audits and change sets are extended here with what queues jobs (an audit; a bulk
+change or undo, answered 202 while its job runs)."""
 
 from __future__ import annotations
 
