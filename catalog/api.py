@@ -29,16 +29,17 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from base.permissions import IsLabelerOrAnonymousRead
+from base.runs import RUN_OPEN
 from base.schema import error_responses
 from base.text_input import prohibit_nul
 
-from .bulk import MAX_IDS, BulkError, NotUndoable, apply_bulk, undo_change_set
+from .bulk import MAX_IDS, BulkError, NotUndoable, new_bulk, new_undo
 from .export import CSV_COLUMNS, LabelExport
 from .forms import CatalogFilterForm
 from .labels import StaleLabels, change_labels, set_labels
 from .models import LABEL_SET_ORIGINS, ChangeSet, Genre, LabelChange, Movie, MovieGenre, Poster
 from .search import SORTS
-from .views import NOT_FILTER_PARAMS, KeysFirstPaginator, export_response
+from .views import NOT_FILTER_PARAMS, KeysFirstPaginator, export_response, run_in_request
 
 # Most movies one list page returns (``page_size``); larger values are capped to it.
 MAX_PAGE_SIZE = 200
@@ -566,12 +567,26 @@ class ChangeSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
     def labels_changed(self, movie_ids: list[int]) -> None:
         """Hook: called after each batch of movies whose labels changed. Default: nothing."""
 
+    def start(self, change_set: ChangeSet, movies) -> dict:
+        """Hook: run the new, queued change set (as catalog.views.BulkLabelView.start); returns
+        fields added to the answer. Default: here, before answering (201). workers.api runs it
+        as a job and answers 202 at once."""
+        run_in_request(self, change_set, movies)
+        return {}
+
+    def started(self, change_set: ChangeSet, extra: dict) -> Response:
+        """The answer to a create or undo: the change set (and ``extra``), 201 when it has
+        finished, 202 while it is queued or running."""
+        data = {**ChangeSetSerializer(self.get_queryset().get(pk=change_set.pk)).data, **extra}
+        running = change_set.status in RUN_OPEN
+        return Response(data, status=status.HTTP_202_ACCEPTED if running else status.HTTP_201_CREATED)
+
     @extend_schema(
         request=BulkChangeSerializer,
-        responses={201: ChangeSetSerializer},
+        responses={201: ChangeSetSerializer, **error_responses(400)},
         description="Labelers only. Add and/or remove genres on many movies in one audited change set (each movie "
         "locked and written like PATCH /api/movies/{id}/labels/; movies already as asked count as "
-        "unchanged). Runs to the end before answering (about 2,000 movies a second on PostgreSQL).",
+        "unchanged).",
     )
     def create(self, request):
         data = BulkChangeSerializer(data=request.data)
@@ -596,36 +611,32 @@ class ChangeSetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewset
             movies = Movie.objects.filter(pk__in=given["movies"])
             selection = {"ids": sorted(set(given["movies"]))}
         try:
-            change_set = apply_bulk(
-                movies,
+            change_set = new_bulk(
                 add=given["add"],
                 remove=given["remove"],
                 user=request.user,
                 description=given["description"],
                 selection=selection,
-                on_changed=self.labels_changed,
             )
         except BulkError as exc:
             raise serializers.ValidationError({"add": str(exc)}) from None
-        return Response(
-            ChangeSetSerializer(self.get_queryset().get(pk=change_set.pk)).data, status=status.HTTP_201_CREATED
-        )
+        return self.started(change_set, self.start(change_set, movies))
 
     @extend_schema(
         request=None,
         responses={201: ChangeSetSerializer, **error_responses(409)},
         description="Labelers only. Undo the change set: a new change set (kind undo) that reverts exactly the label "
         "changes it made. A genre changed again since is left as it is and listed in skipped_detail. "
-        "409 if it was already undone or is still running; an undo can be undone (a redo).",
+        "409 if it was already undone or is still queued or running; an undo can be undone (a redo).",
     )
     @action(detail=True, methods=["post"])
     def undo(self, request, pk=None):
         target = self.get_object()
         try:
-            undo = undo_change_set(target, user=request.user, on_changed=self.labels_changed)
+            undo = new_undo(target, user=request.user)
         except NotUndoable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(ChangeSetSerializer(self.get_queryset().get(pk=undo.pk)).data, status=status.HTTP_201_CREATED)
+        return self.started(undo, self.start(undo, None))
 
     @extend_schema(
         responses={200: ChangeSetChangeSerializer(many=True)}, description="Readers. The label changes it made."

@@ -11,12 +11,19 @@
   changed again after the change set (someone relabelled it, another bulk change) is left as
   it is now and reported (``skipped`` / ``skipped_detail``): a stale write is refused, per
   genre. A change set is undone at most once (the second try is refused: ``NotUndoable``), and
-  not while it runs (one whose process died, no batch for ``INTERRUPTED_AFTER``, ends failed
-  at the undo and is undone);
+  not while it is queued or runs (one whose process died, no batch for ``INTERRUPTED_AFTER``,
+  ends failed at the undo and is undone);
   an undo may itself be undone, which re-applies what it reverted (a redo), under the same rule.
 
 Each batch commits with the change set's counts, so a change set that fails half-way says
 how far it got (status failed) and can still be undone: its audit rows are what it changed.
+
+Both come in two steps, so a web request can answer at once and a job do the work:
+``new_bulk`` / ``new_undo`` check the request and create the change set, queued (a bad one is
+refused before anything exists); ``run_change_set`` runs a queued one to its end (it claims it
+first: a change set runs once). ``apply_bulk`` and ``undo_change_set`` are both steps in one
+call. A queued or running change set whose runner ended without finishing it (a job cancelled,
+a worker lost) is ended failed by ``end_unfinished``, with what it had committed.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from base import events
-from base.runs import storable_text
+from base.params import Param, ParamSchema
+from base.progress import Progress, report
+from base.runs import RUN_OPEN, storable_text
 
 from .labels import LabelWrite, write_labels_batch
 from .models import ChangeSet, Genre, LabelChange, Movie
@@ -51,7 +60,11 @@ class BulkError(ValueError):
 
 
 class NotUndoable(Exception):
-    """This change set cannot be undone now (already undone, or still running)."""
+    """This change set cannot be undone now (already undone, or still queued or running)."""
+
+
+class NotQueued(BulkError):
+    """``run_change_set`` was given a change set that is not queued (it ran, or is running)."""
 
 
 def id_batches(movies: QuerySet[Movie], size: int = BATCH_SIZE) -> Iterator[list[int]]:
@@ -83,6 +96,15 @@ def apply_bulk(
     ``selection`` records what the movies were ({"filter": params} or {"ids": [...]});
     ``on_changed(ids)`` is called after each batch commits with the movies it changed (the
     layers above refresh what depends on labels, e.g. ml's review queues)."""
+    change_set = new_bulk(add=add, remove=remove, user=user, description=description, selection=selection)
+    return run_change_set(change_set, movies, on_changed=on_changed, batch_size=batch_size)
+
+
+def new_bulk(
+    *, add: Iterable[Genre] = (), remove: Iterable[Genre] = (), user=None, description: str = "", selection=None
+) -> ChangeSet:
+    """A queued bulk change set (``run_change_set`` runs it); BulkError when there is nothing to
+    do or a genre is both added and removed."""
     add, remove = list(add), list(remove)
     if not add and not remove:
         raise BulkError("Choose a genre to add or to remove.")
@@ -90,20 +112,15 @@ def apply_bulk(
     if both:
         names = sorted(g.name for g in add if g.pk in both)
         raise BulkError(f"Cannot both add and remove {', '.join(names)}.")
-    change_set = ChangeSet.objects.create(
+    return ChangeSet.objects.create(
         kind=ChangeSet.Kind.BULK,
+        status=ChangeSet.Status.QUEUED,
         user=user,
         description=description,
         selection=selection or {},
         add=sorted(g.name for g in add),
         remove=sorted(g.name for g in remove),
     )
-    reason = description or f"bulk change #{change_set.pk}"
-
-    def writes(ids: list[int]) -> list[LabelWrite]:
-        return [LabelWrite(pk, add=add, remove=remove) for pk in ids]
-
-    return _run(change_set, id_batches(movies, batch_size), writes, user=user, reason=reason, on_changed=on_changed)
 
 
 def undo_change_set(
@@ -115,49 +132,144 @@ def undo_change_set(
     batch_size: int = BATCH_SIZE,
 ) -> ChangeSet:
     """Revert what ``target`` changed, as a new change set of kind undo (see the module doc)."""
+    undo = new_undo(target, user=user, description=description)
+    return run_change_set(undo, on_changed=on_changed, batch_size=batch_size)
+
+
+def new_undo(target: ChangeSet, *, user=None, description: str = "") -> ChangeSet:
+    """The queued undo of ``target``; NotUndoable when it was undone already (by an undo not
+    failed, queued ones included) or is still queued or running."""
     with transaction.atomic():
         # The lock makes two undo clicks at once serialise: the second sees the first's undo.
         target = ChangeSet.objects.select_for_update().get(pk=target.pk)
+        if target.status == ChangeSet.Status.QUEUED:
+            raise NotUndoable(f"{target} has not started yet; undo it when it has finished.")
         if target.status == ChangeSet.Status.RUNNING:
             if timezone.now() - target.updated_at < INTERRUPTED_AFTER:
                 raise NotUndoable(f"{target} is still running; undo it when it has finished.")
-            _mark_interrupted(target)
+            _end_failed(
+                target,
+                f"interrupted: no batch committed for {INTERRUPTED_AFTER.total_seconds() / 60:.0f} minutes",
+            )
         earlier = target.undone_by.exclude(status=ChangeSet.Status.FAILED).order_by("pk").first()
         if earlier is not None:
             raise NotUndoable(f"{target} was already undone by {earlier}.")
-        change_set = ChangeSet.objects.create(
+        return ChangeSet.objects.create(
             kind=ChangeSet.Kind.UNDO,
+            status=ChangeSet.Status.QUEUED,
             user=user,
             description=description,
             selection={"change_set": target.pk},
             undoes=target,
         )
-    reason = description or f"undo of {target.get_kind_display().lower()} #{target.pk}"
-
-    def writes(ids: list[int]) -> list[LabelWrite]:
-        by_movie: dict[int, list[LabelChange]] = {}
-        for change in LabelChange.objects.filter(change_set=target, movie_id__in=ids).select_related("genre"):
-            by_movie.setdefault(change.movie_id, []).append(change)
-        return [
-            LabelWrite(
-                pk,
-                add=[c.genre for c in changes if c.action == LabelChange.Action.REMOVED],
-                remove=[c.genre for c in changes if c.action == LabelChange.Action.ADDED],
-                unchanged_since={c.genre_id: c.pk for c in changes},
-            )
-            for pk, changes in by_movie.items()
-        ]
-
-    return _run(change_set, _changed_movie_batches(target, batch_size), writes, user, reason, on_changed)
 
 
-def _mark_interrupted(change_set: ChangeSet) -> None:
-    """A change set whose process died between batches (a killed web worker): it ends failed,
-    with what it had committed, so it can be undone."""
+def run_change_set(
+    change_set: ChangeSet,
+    movies: QuerySet[Movie] | None = None,
+    *,
+    on_changed: OnChanged | None = None,
+    progress: Progress | None = None,
+    batch_size: int | None = None,
+) -> ChangeSet:
+    """Run a queued change set to its end: a bulk change over ``movies`` (what its selection
+    names), an undo over what its target changed. ``progress(message, fraction)`` is told
+    after each batch (and may raise to stop it: the change set then ends failed, undoable).
+    NotQueued if it is not queued (a change set runs once). ``batch_size``: BATCH_SIZE."""
+    batch_size = batch_size or BATCH_SIZE
+    claimed = ChangeSet.objects.filter(pk=change_set.pk, status=ChangeSet.Status.QUEUED).update(
+        status=ChangeSet.Status.RUNNING, updated_at=timezone.now()
+    )
+    change_set.refresh_from_db()
+    if not claimed:
+        raise NotQueued(f"{change_set} is {change_set.get_status_display().lower()}, not queued; it runs once.")
+    user = change_set.user
+    if change_set.kind == ChangeSet.Kind.UNDO:
+        target = change_set.undoes
+        reason = change_set.description or f"undo of {target.get_kind_display().lower()} #{target.pk}"
+        total = None if progress is None else _changed_movies(target).count()
+
+        def writes(ids: list[int]) -> list[LabelWrite]:
+            by_movie: dict[int, list[LabelChange]] = {}
+            for change in LabelChange.objects.filter(change_set=target, movie_id__in=ids).select_related("genre"):
+                by_movie.setdefault(change.movie_id, []).append(change)
+            return [
+                LabelWrite(
+                    pk,
+                    add=[c.genre for c in changes if c.action == LabelChange.Action.REMOVED],
+                    remove=[c.genre for c in changes if c.action == LabelChange.Action.ADDED],
+                    unchanged_since={c.genre_id: c.pk for c in changes},
+                )
+                for pk, changes in by_movie.items()
+            ]
+
+        batches = _changed_movie_batches(target, batch_size)
+    else:
+        if movies is None:
+            _end_failed(change_set, "no movies were given to run it over")
+            raise BulkError(f"{change_set} needs the movies of its selection.")
+        add = list(Genre.objects.filter(name__in=change_set.add))
+        remove = list(Genre.objects.filter(name__in=change_set.remove))
+        gone = sorted(set(change_set.add + change_set.remove) - {g.name for g in add + remove})
+        if gone:
+            _end_failed(change_set, f"genre {', '.join(gone)} no longer exists")
+            raise BulkError(f"{change_set}: genre {', '.join(gone)} no longer exists.")
+        reason = change_set.description or f"bulk change #{change_set.pk}"
+        total = None if progress is None else movies.order_by().count()
+
+        def writes(ids: list[int]) -> list[LabelWrite]:
+            return [LabelWrite(pk, add=add, remove=remove) for pk in ids]
+
+        batches = id_batches(movies, batch_size)
+    return _run(change_set, batches, writes, user, reason, on_changed, progress, total)
+
+
+def end_unfinished(change_set_id: int, error: str) -> bool:
+    """End a queued or running change set failed (its runner ended without finishing it: a job
+    cancelled or failed, a worker lost), keeping what it committed (it can be undone).
+    False when it had already ended."""
+    with transaction.atomic():
+        change_set = ChangeSet.objects.select_for_update().filter(pk=change_set_id, status__in=RUN_OPEN).first()
+        if change_set is None:
+            return False
+        _end_failed(change_set, error)
+    return True
+
+
+# The job that runs a change set (workers' bulk_labels kind) takes its id; only a queued one.
+def _queued(params: dict, errors: dict) -> None:
+    status = ChangeSet.objects.filter(pk=params["change_set"]).values_list("status", flat=True).first()
+    if status != ChangeSet.Status.QUEUED:
+        errors["change_set"] = f"Change set #{params['change_set']} is {status}; only a queued one runs (once)."
+
+
+RUN_PARAMS = ParamSchema(
+    (
+        Param(
+            "change_set",
+            "ref",
+            model="catalog.ChangeSet",
+            required=True,
+            help="The queued bulk change or undo to run (the catalog page and the API queue it).",
+        ),
+    ),
+    check=_queued,
+)
+
+
+def _end_failed(change_set: ChangeSet, error: str) -> None:
+    """A change set that ends without finishing (its process died between batches, its job
+    ended): failed, with what it had committed, so it can be undone."""
     change_set.status = ChangeSet.Status.FAILED
-    change_set.error = f"interrupted: no batch committed for {INTERRUPTED_AFTER.total_seconds() / 60:.0f} minutes"
+    change_set.error = storable_text(error)
     change_set.finished_at = timezone.now()
     change_set.save(update_fields=["status", "error", "finished_at", "updated_at"])
+    _emit_ended(change_set)
+
+
+def _changed_movies(change_set: ChangeSet):
+    """The ids of the movies ``change_set`` changed (each once)."""
+    return LabelChange.objects.filter(change_set=change_set).order_by().values_list("movie_id", flat=True).distinct()
 
 
 def _changed_movie_batches(change_set: ChangeSet, size: int) -> Iterator[list[int]]:
@@ -165,12 +277,7 @@ def _changed_movie_batches(change_set: ChangeSet, size: int) -> Iterator[list[in
     (change_set, movie) index)."""
     last = 0
     while True:
-        ids = list(
-            LabelChange.objects.filter(change_set=change_set, movie_id__gt=last)
-            .order_by("movie_id")
-            .values_list("movie_id", flat=True)
-            .distinct()[:size]
-        )
+        ids = list(_changed_movies(change_set).filter(movie_id__gt=last).order_by("movie_id")[:size])
         if not ids:
             return
         yield ids
@@ -184,6 +291,8 @@ def _run(
     user,
     reason: str,
     on_changed: OnChanged | None,
+    progress: Progress | None = None,
+    total: int | None = None,
 ) -> ChangeSet:
     skipped_detail: list[dict] = []
     try:
@@ -195,12 +304,14 @@ def _run(
                 change_set.save(update_fields=[*COUNT_FIELDS, "skipped_detail", "updated_at"])
             if changed_ids and on_changed is not None:
                 on_changed(changed_ids)
+            if total:
+                report(
+                    progress,
+                    f"{change_set.matched:,} of {total:,} movies, {change_set.changed:,} changed",
+                    min(change_set.matched / total, 0.99),
+                )
     except Exception as exc:
-        change_set.status = ChangeSet.Status.FAILED
-        change_set.error = storable_text(f"{type(exc).__name__}: {exc}")
-        change_set.finished_at = timezone.now()
-        change_set.save(update_fields=["status", "error", "finished_at", "updated_at"])
-        _emit_ended(change_set)
+        _end_failed(change_set, f"{type(exc).__name__}: {exc}")
         raise
     change_set.status = ChangeSet.Status.SUCCEEDED
     change_set.finished_at = timezone.now()

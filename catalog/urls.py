@@ -10,4 +10,5 @@ urlpatterns = [
     path("insight/", views.insight_page, name="insight"),
     path("changes/", views.change_set_list, name="changes"),
     path("changes/<int:pk>/", views.change_set_detail, name="change-set"),
+    path("changes/<int:pk>/status.json", views.change_set_status, name="change-set-status"),
 ]

@@ -8,7 +8,9 @@ and the production model's score bars, and genreweb/urls.py routes "/" and "/mov
 subclasses. RelabelView likewise has a ``labels_changed`` hook (ml refreshes the review
 queues). The bulk change, undo and export views take their movies from a ``browse_view``
 (``CatalogView.filtered_movies``: the same "matching this filter" as the page) and have the
-same hooks; ml subclasses them too. The catalog-only insight page and the change-set history
+same hooks; ml subclasses them too. The bulk change and undo views also have a ``start``
+hook (run the new change set; here: in the request), which workers.views overrides to run
+it as a job. The catalog-only insight page and the change-set history
 are routed from catalog/urls.py.
 """
 
@@ -22,7 +24,7 @@ from django.core.exceptions import SuspiciousFileOperation
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db.models import Prefetch, QuerySet
-from django.http import FileResponse, Http404, HttpResponseRedirect, QueryDict, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponseRedirect, JsonResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
@@ -31,8 +33,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.generic import TemplateView, View
 
 from base.permissions import ReaderMixin, is_labeler, is_staff, labeler_required, reader_required
+from base.runs import RUN_OPEN
 
-from .bulk import BulkError, NotUndoable, apply_bulk, undo_change_set
+from .bulk import BulkError, NotUndoable, new_bulk, new_undo, run_change_set
 from .export import LabelExport
 from .forms import BulkLabelForm, CatalogFilterForm, RelabelForm
 from .images import POSTER_CONTENT_TYPES
@@ -278,17 +281,36 @@ def filter_query(params) -> QueryDict:
     return query
 
 
+def run_in_request(view, change_set: ChangeSet, movies: QuerySet[Movie] | None) -> None:
+    """What the bulk and undo views' ``start`` hook does by default (pages and API): run the
+    new, queued change set here, in the request, with the view's ``labels_changed`` after
+    each batch. The routed views (workers.views, workers.api) run it as a job instead."""
+    run_change_set(change_set, movies, on_changed=view.labels_changed)
+
+
+def _movies(n: int) -> str:
+    return f"{n:,} movie{'' if n == 1 else 's'}"
+
+
 class BulkLabelView(View):
     """Add or remove one genre on the checked movies or on all movies matching the page's
     filter, in one change set (catalog.bulk). Without ``confirmed`` it answers with a page
     asking to confirm, with the count (the catalog page asks in a dialog first); confirmed,
-    it applies the change and shows the change set, with its Undo button."""
+    it creates the change set, starts it (``start``) and shows its page, which follows its
+    progress and has its Undo button."""
 
     http_method_names = ["post"]
     browse_view = CatalogView
 
     def labels_changed(self, movie_ids: list[int]) -> None:
         """Hook: called after each batch of movies whose labels changed. Default: nothing."""
+
+    def start(self, change_set: ChangeSet, movies: QuerySet[Movie] | None) -> str:
+        """Hook: run the new, queued change set (``movies``: what its selection matches now).
+        Default: here (``run_in_request``); returns how it runs, for the message ("" or e.g.
+        " as job #7")."""
+        run_in_request(self, change_set, movies)
+        return ""
 
     @method_decorator(labeler_required)
     def post(self, request):
@@ -322,25 +344,30 @@ class BulkLabelView(View):
                 {"form": form, "count": movies.count(), "genre": genre, "adding": adding, "back": back},
             )
         try:
-            change_set = apply_bulk(
-                movies,
+            change_set = new_bulk(
                 add=[genre] if adding else [],
                 remove=[] if adding else [genre],
                 user=request.user,
                 description=data["description"],
                 selection=selection,
-                on_changed=self.labels_changed,
             )
         except BulkError as exc:
             messages.error(request, f"Nothing changed: {exc}")
             return HttpResponseRedirect(back)
+        how = self.start(change_set, movies)
         verb = "Added" if adding else "Removed"
-        messages.success(
-            request,
-            f"{verb} {genre.name} {'to' if adding else 'from'} {change_set.changed} movie"
-            f"{'' if change_set.changed == 1 else 's'}; {change_set.unchanged} already "
-            f"{'had it' if adding else 'did not have it'}.",
-        )
+        if change_set.status in RUN_OPEN:
+            messages.success(
+                request,
+                f"{'Adding' if adding else 'Removing'} {genre.name} {'to' if adding else 'from'} "
+                f"{change_set.selection_text}{how}; this page follows it.",
+            )
+        else:
+            messages.success(
+                request,
+                f"{verb} {genre.name} {'to' if adding else 'from'} {_movies(change_set.changed)}; "
+                f"{change_set.unchanged:,} already {'had it' if adding else 'did not have it'}.",
+            )
         return HttpResponseRedirect(reverse("catalog:change-set", args=[change_set.pk]) + f"?back={_quote(back)}")
 
 
@@ -352,30 +379,34 @@ def _quote(url: str) -> str:
 
 class UndoChangeSetView(View):
     """Undo a change set (one click): a new change set that reverts exactly what it changed,
-    leaving any genre changed since as it is and listing it. A change set already undone (or
-    still running) is refused with the reason (409)."""
+    leaving any genre changed since as it is and listing it, started like a bulk change
+    (``start``). A change set already undone (or still queued or running) is refused with
+    the reason."""
 
     http_method_names = ["post"]
 
     def labels_changed(self, movie_ids: list[int]) -> None:
         """Hook: as BulkLabelView.labels_changed."""
 
+    def start(self, change_set: ChangeSet, movies=None) -> str:
+        """Hook: as BulkLabelView.start."""
+        run_in_request(self, change_set, None)
+        return ""
+
     @method_decorator(labeler_required)
     def post(self, request, pk: int):
         target = get_object_or_404(ChangeSet, pk=pk)
         try:
-            undo = undo_change_set(target, user=request.user, on_changed=self.labels_changed)
+            undo = new_undo(target, user=request.user)
         except NotUndoable as exc:
             messages.error(request, f"Not undone: {exc}")
             return HttpResponseRedirect(reverse("catalog:change-set", args=[pk]))
-        note = (
-            f"; {undo.skipped} movie{'' if undo.skipped == 1 else 's'} changed since, left as they are"
-            if undo.skipped
-            else ""
-        )
-        messages.success(
-            request, f"Undid {target}: {undo.changed} movie{'' if undo.changed == 1 else 's'} reverted{note}."
-        )
+        how = self.start(undo)
+        if undo.status in RUN_OPEN:
+            messages.success(request, f"Undoing {target}{how}; this page follows it.")
+        else:
+            note = f"; {_movies(undo.skipped)} changed since, left as they are" if undo.skipped else ""
+            messages.success(request, f"Undid {target}: {_movies(undo.changed)} reverted{note}.")
         return HttpResponseRedirect(reverse("catalog:change-set", args=[undo.pk]))
 
 
@@ -410,12 +441,30 @@ def change_set_detail(request, pk: int):
             "page": page,
             "changes": page.object_list,
             "undone_by": undone_by,
-            "can_undo": is_labeler(request.user)
-            and undone_by is None
-            and change_set.status != ChangeSet.Status.RUNNING,
+            "can_undo": is_labeler(request.user) and undone_by is None and change_set.status not in RUN_OPEN,
+            "running": change_set.status in RUN_OPEN,
             "back": back,
             "query_without_page": f"back={_quote(back)}" if back else "",
         },
+    )
+
+
+STATUS_FIELDS = ("matched", "changed", "unchanged", "skipped", "labels_added", "labels_removed")
+
+
+@reader_required
+def change_set_status(request, pk: int):
+    """Polled by the change-set page while it is queued or running: its status and counts."""
+    change_set = get_object_or_404(ChangeSet, pk=pk)
+    return JsonResponse(
+        {
+            "id": change_set.pk,
+            "status": change_set.status,
+            "status_display": change_set.get_status_display(),
+            "finished": change_set.status not in RUN_OPEN,
+            "error": change_set.error,
+            **{name: getattr(change_set, name) for name in STATUS_FIELDS},
+        }
     )
 
 

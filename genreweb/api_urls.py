@@ -1,7 +1,8 @@
 """The REST API: one router, each app contributes its viewsets.
 
 Movies are served by ml.api.MovieViewSet, the catalog viewset extended with the production
-model's filters (so catalog never imports ml). Auth: token (Authorization: Token <key>,
+model's filters (so catalog never imports ml); change sets by workers.api.ChangeSetViewSet (ml's,
+run as jobs). Auth: token (Authorization: Token <key>,
 from the "My account" page, POST /api/auth/token/, the admin or `manage.py drf_create_token <user>`;
 it expires after GENREWEB_TOKEN_TTL_HOURS and DELETE /api/auth/token/ revokes it) or the browser session."""
 
@@ -11,7 +12,6 @@ from rest_framework.routers import DefaultRouter
 from base.auth import TokenView
 from catalog.api import GenreViewSet
 from ml.api import (
-    ChangeSetViewSet,
     LabelIssueViewSet,
     LabelReviewViewSet,
     ModelVersionViewSet,
@@ -21,7 +21,7 @@ from ml.api import (
     PresetListView,
 )
 from webhooks.api import DeliveryViewSet, EndpointViewSet
-from workers.api import AuditRunViewSet, JobViewSet
+from workers.api import AuditRunViewSet, ChangeSetViewSet, JobViewSet
 
 router = DefaultRouter()
 router.register("genres", GenreViewSet, basename="genre")

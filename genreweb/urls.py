@@ -39,8 +39,9 @@ urlpatterns = [
     path("", ml_views.BrowseView.as_view(), name="home"),
     path("movies/<int:pk>/", ml_views.MovieWithScoresView.as_view(), name="movie"),
     path("movies/<int:pk>/labels/", ml_views.RelabelView.as_view(), name="relabel"),
-    path("bulk/", ml_views.BulkLabelView.as_view(), name="bulk-labels"),
-    path("changes/<int:pk>/undo/", ml_views.UndoChangeSetView.as_view(), name="undo-change-set"),
+    # Bulk changes and undos: ml's extensions (the audit filter, the queue refresh) run as jobs.
+    path("bulk/", worker_views.BulkLabelView.as_view(), name="bulk-labels"),
+    path("changes/<int:pk>/undo/", worker_views.UndoChangeSetView.as_view(), name="undo-change-set"),
     path("export.<str:fmt>", ml_views.ExportView.as_view(), name="export-labels"),
     # Poster files only, for users who may read the catalog; everything else under /media/
     # (model artifacts, embeddings) is a 404. Do not serve MEDIA_ROOT from a proxy either.

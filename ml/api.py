@@ -22,8 +22,6 @@ from catalog import api as catalog_api
 from catalog.images import ImageRejected, read_upload
 
 from .models import AuditRun, Evaluation, GenreMetric, LabelIssue, LabelReview, ModelVersion, Prediction
-from .services.audit import refresh_issues
-from .services.inference import refresh_disagreements
 from .services.registry import production_version, promote
 from .services.review import (
     AUDIT_QUEUES,
@@ -34,6 +32,7 @@ from .services.review import (
     apply_review,
     filter_movies_by_queue,
     headline_evaluation,
+    labels_changed,
 )
 from .services.similar import DEFAULT_K, MAX_K, SIMILAR_BY, NotEmbedded, similar_movies
 
@@ -422,8 +421,7 @@ class MovieViewSet(catalog_api.MovieViewSet):
         return filter_by_audit_queue(movies, params)
 
     def labels_changed(self, movie):
-        refresh_disagreements([movie.pk])
-        refresh_issues([movie.pk])
+        labels_changed([movie.pk])
 
     @extend_schema(
         parameters=[SimilarQuerySerializer],
@@ -457,8 +455,7 @@ class ChangeSetViewSet(catalog_api.ChangeSetViewSet):
         return filter_by_audit_queue(movies, params)
 
     def labels_changed(self, movie_ids):
-        refresh_disagreements(movie_ids)
-        refresh_issues(movie_ids)
+        labels_changed(movie_ids)
 
 
 # --- Label audit: runs, issues, reviews -------------------------------------------------------

@@ -1,6 +1,6 @@
 """Shared fixtures (a plugin loaded by tests/conftest.py): users per role and their clients,
-and a tiny catalog with a promoted model version, its evaluation and predictions. Everything
-is generated here (no real data)."""
+a tiny catalog with a promoted model version, its evaluation and predictions, and jobs run in
+this process (eager Celery). Everything is generated here (no real data)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,24 @@ import numpy as np
 import pytest
 
 from tests.factories import api_client_for, image_bytes, make_movie, make_poster, make_user
+
+
+@pytest.fixture
+def eager_celery():
+    """Tasks run in-process when sent (no broker, no worker): for fast unit tests."""
+    from genreweb.celery import app
+
+    old = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager, app.conf.task_eager_propagates = True, False
+    yield app
+    app.conf.task_always_eager, app.conf.task_eager_propagates = old
+
+
+@pytest.fixture
+def jobs_at_commit(eager_celery, django_capture_on_commit_callbacks):
+    """``with jobs_at_commit(): client.post(...)``: the jobs the block queues are sent when it
+    ends (the request has answered), and run here through their Celery task (eager)."""
+    return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
 @pytest.fixture

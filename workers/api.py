@@ -1,8 +1,11 @@
 """Jobs REST API: list/detail for readers; create, cancel and retry for staff. Everything goes
-through workers.jobs (enqueue/cancel/retry), which validates parameters per kind (workers.kinds)."""
+through workers.jobs (enqueue/cancel/retry), which validates parameters per kind (workers.kinds).
+ml's label audits and change sets are extended here with what queues jobs (an audit; a bulk
+change or undo, answered 202 while its job runs)."""
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -11,6 +14,7 @@ from rest_framework.response import Response
 from base.permissions import IsStaff, IsStaffForWrite
 from base.schema import error_responses
 from base.text_input import NulFreeJSONField
+from catalog import api as catalog_api
 from ml import api as ml_api
 
 from . import jobs, kinds
@@ -159,3 +163,48 @@ class AuditRunViewSet(mixins.CreateModelMixin, ml_api.AuditRunViewSet):
         except InvalidJobParams as exc:
             return Response({"params": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
         return Response(JobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class QueuedChangeSetSerializer(catalog_api.ChangeSetSerializer):
+    """A change set just queued, and the job that runs it."""
+
+    job = serializers.IntegerField(help_text="the bulk_labels job that runs it (GET /api/jobs/{id}/)")
+    job_url = serializers.URLField(help_text="that job's URL")
+
+    class Meta(catalog_api.ChangeSetSerializer.Meta):
+        fields = [*catalog_api.ChangeSetSerializer.Meta.fields, "job", "job_url"]
+
+
+class ChangeSetViewSet(ml_api.ChangeSetViewSet):
+    """ml's change sets (the audit filter, the review-queue refresh) whose bulk changes and
+    undos run as bulk_labels jobs: create and undo answer 202 at once, with the queued change
+    set and its job; GET /api/change-sets/{id}/ follows its status and counts."""
+
+    def start(self, change_set, movies) -> dict:
+        job = jobs.enqueue_change_set(change_set, self.request.user)
+        return {"job": job.pk, "job_url": self.request.build_absolute_uri(reverse("job-detail", args=[job.pk]))}
+
+    @extend_schema(
+        request=catalog_api.BulkChangeSerializer,
+        responses={202: QueuedChangeSetSerializer, **error_responses(400)},
+        description="Labelers only. Add and/or remove genres on many movies in one audited change set (each movie "
+        "locked and written like PATCH /api/movies/{id}/labels/; movies already as asked count as "
+        "unchanged). Checked at once (400: no genre, a genre both added and removed, a bad filter, too many "
+        "ids), then run by a job: 202 with the change set (status queued) and its job. GET "
+        "/api/change-sets/{id}/ shows its status and counts as it runs (they move per batch of 500 movies); "
+        "a filter is evaluated when the job starts.",
+    )
+    def create(self, request):
+        return super().create(request)
+
+    @extend_schema(
+        request=None,
+        responses={202: QueuedChangeSetSerializer, **error_responses(409)},
+        description="Labelers only. Undo the change set: a new change set (kind undo) that reverts exactly the label "
+        "changes it made, run by a job (202 with the undo, queued, and its job). A genre changed again since "
+        "is left as it is and listed in skipped_detail. 409 at once if it was already undone (an undo queued "
+        "or running counts) or is still queued or running; an undo can be undone (a redo).",
+    )
+    @action(detail=True, methods=["post"])
+    def undo(self, request, pk=None):
+        return super().undo(request, pk)

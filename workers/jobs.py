@@ -90,6 +90,19 @@ def enqueue(
     return job
 
 
+def enqueue_change_set(change_set, user=None) -> Job:
+    """Run a new, queued change set (catalog.bulk: a bulk change or an undo) as a bulk_labels
+    job; the pages and the API call this and answer at once. If the job cannot be made, the
+    change set ends failed (it changed nothing) and the error is raised."""
+    try:
+        return enqueue(kinds.BULK_LABELS, {"change_set": change_set.pk}, user)
+    except Exception as exc:
+        from catalog.bulk import end_unfinished
+
+        end_unfinished(change_set.pk, f"its job could not be queued: {type(exc).__name__}: {exc}")
+        raise
+
+
 def _copy_shards_for_retry(old: Job, new: Job) -> None:
     shards = []
     for shard in old.shards.all():

@@ -111,6 +111,7 @@ IMPORT, PREPROCESS, SNAPSHOT, TRAIN, EVALUATE, PREDICT, RETRAIN, EMBED = (
     "embed_catalog",
 )
 AUDIT_LABELS = "audit_labels"
+BULK_LABELS = "bulk_labels"
 
 KINDS: dict[str, JobKind] = {}
 
@@ -334,6 +335,17 @@ for _kind in (
         queue=GPU_QUEUE,
         hard_time_limit_s=2 * HOUR,
         description="Score every labeled movie with heads that never saw its labels; find likely label errors.",
+    ),
+    JobKind(
+        BULK_LABELS,
+        "Bulk label change or undo",
+        params="catalog.bulk:RUN_PARAMS",
+        run="workers.runners:run_bulk_labels",
+        # 25k movies took about a minute on a loaded 2-core machine; the soft limit ends the
+        # change set failed (undoable) with what it committed.
+        hard_time_limit_s=1 * HOUR,
+        description="Run a queued change set (a bulk change from the catalog page or the API, or an undo); "
+        "its page shows the counts as it goes.",
     ),
 ):
     register(_kind)

@@ -296,6 +296,7 @@ def finish_job(
             return False
     append_log(job_id, f"{status}" + (f": {error.splitlines()[0][:300]}" if error else ""))
     _end_import_run(job)
+    _end_change_set(job)
     _emit_finished(job)
     if job.parent_id:
         _child_finished(job)
@@ -366,6 +367,20 @@ def _end_import_run(job: Job) -> None:
     ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RUNNING).update(
         status=run_status, finished_at=timezone.now(), error=job.error or f"job #{job.pk} {job.status}"
     )
+
+
+def _end_change_set(job: Job) -> None:
+    """A bulk_labels job's change set ends with it: one the job did not finish (cancelled
+    before it started, its worker lost) ends failed with what it committed (undoable)."""
+    change_set_id = (job.params or {}).get("change_set")
+    if job.kind != kinds.BULK_LABELS or job.status == Job.Status.SUCCEEDED or not change_set_id:
+        return
+    from catalog.bulk import end_unfinished
+
+    try:
+        end_unfinished(change_set_id, f"job #{job.pk} {job.status}: {job.error or job.step}".strip(": "))
+    except Exception:  # noqa: BLE001 - ending the job must not fail on its change set
+        logger.exception("could not end change set %s of job %s", change_set_id, job.pk)
 
 
 def _child_finished(child: Job) -> None:

@@ -148,3 +148,30 @@ def run_audit_labels(job: Job, progress: Progress) -> dict:
 
     run = run_audit(**job.params, user=job.requested_by, progress=progress)
     return {"audit_id": run.pk, "counts": run.counts, "duration_s": run.duration_s}
+
+
+def run_bulk_labels(job: Job, progress: Progress) -> dict:
+    """A queued change set (catalog.bulk) run to its end: a bulk change over what its stored
+    selection matches now (the ids, or the filter through the catalog page's one filter, the
+    audit filter included), or an undo; ml's predictions and label issues follow each batch."""
+    from catalog.bulk import BulkError, run_change_set
+    from catalog.models import ChangeSet, Movie
+    from ml.services.review import labels_changed
+    from ml.views import BrowseView
+
+    change_set = ChangeSet.objects.get(pk=job.params["change_set"])
+    movies = None
+    if change_set.kind == ChangeSet.Kind.BULK:
+        selection = change_set.selection
+        if "ids" in selection:
+            movies = Movie.objects.filter(pk__in=selection["ids"])
+        else:
+            form, movies = BrowseView().filtered_movies(selection.get("filter", {}))
+            if form.errors:  # checked when it was asked; never "every movie" instead
+                raise BulkError(f"the stored filter is not valid any more: {form.errors.as_text()}")
+    run_change_set(change_set, movies, on_changed=labels_changed, progress=progress)
+    return {
+        "change_set_id": change_set.pk,
+        "status": change_set.status,
+        **{name: getattr(change_set, name) for name in ("matched", "changed", "unchanged", "skipped")},
+    }

@@ -13,6 +13,7 @@ RECORD_KEYS = {
     "snapshot_id": ("Dataset snapshot", "ml.DatasetSnapshot", "admin:ml_datasetsnapshot_change", True),
     "model_version_id": ("Model version", "ml.ModelVersion", "ml:model", False),
     "predict_job_id": ("Batch-predict job", "workers.Job", "workers:job", False),
+    "change_set_id": ("Change set", "catalog.ChangeSet", "catalog:change-set", False),
 }
 # Records inside a result, as workers.lifecycle.jsonable writes them ({"id", "model", "str", ...}).
 RECORD_MODELS = {

@@ -1,4 +1,5 @@
-"""Jobs pages: list, queue (staff), detail with live progress, cancel/retry (staff).
+"""Jobs pages: list, queue (staff), detail with live progress, cancel/retry (staff); and the
+catalog's bulk change and undo (ml.views' extensions of catalog.views), run as jobs.
 
 Every job goes through workers.jobs (enqueue/cancel/retry); these views only collect and
 validate the parameters. Progress is polled by the page from ``status_json``.
@@ -15,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from base.permissions import is_staff, reader_required, staff_required
 from base.runs import RUN_OPEN
+from ml import views as ml_views
 
 from . import jobs, kinds
 from .forms import QueueJobForm
@@ -169,3 +171,22 @@ def import_devset(request):
     job = enqueue(kinds.IMPORT, params, request.user)
     messages.success(request, f"Queued import job #{job.pk} of the development set ({folder}).")
     return redirect("workers:job", pk=job.pk)
+
+
+# --- the catalog's bulk change and undo, as jobs -------------------------------------------------
+
+
+class BulkLabelView(ml_views.BulkLabelView):
+    """The bulk change of the catalog page (checks and the confirmation step in the request,
+    as catalog.views.BulkLabelView does), run by a bulk_labels job: the page answers at once
+    with the change set's page, which follows the job's batches."""
+
+    def start(self, change_set, movies) -> str:
+        return f" as job #{jobs.enqueue_change_set(change_set, self.request.user).pk}"
+
+
+class UndoChangeSetView(ml_views.UndoChangeSetView):
+    """One-click undo, run by a bulk_labels job like the bulk change."""
+
+    def start(self, change_set, movies=None) -> str:
+        return f" as job #{jobs.enqueue_change_set(change_set, self.request.user).pk}"

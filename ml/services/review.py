@@ -163,6 +163,17 @@ def filter_movies_by_queue(movies: QuerySet, queue: str) -> QuerySet:
     return movies.filter(pk__in=audit_queue_movies(queue).values("pk"))
 
 
+def labels_changed(movie_ids) -> None:
+    """After labels of these movies changed (a relabel, a batch of a bulk change or its undo):
+    the production predictions' disagreements and the latest audit's issues follow them."""
+    from .audit import refresh_issues
+    from .inference import refresh_disagreements
+
+    movie_ids = list(movie_ids)
+    refresh_disagreements(movie_ids)
+    refresh_issues(movie_ids)
+
+
 def audit_queue_counts(audit=None) -> dict[str, int]:
     audit = audit or _latest_audit()
     return {queue: audit_queue_movies(queue, audit).count() for queue in AUDIT_QUEUES}

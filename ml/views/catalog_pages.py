@@ -15,10 +15,14 @@ from catalog.views import CatalogView, MovieView
 from catalog.views import RelabelView as CatalogRelabelView
 
 from ..models import ModelVersion, Prediction
-from ..services.audit import refresh_issues
-from ..services.inference import refresh_disagreements
 from ..services.registry import production_version
-from ..services.review import AUDIT_QUEUES, REPLACED_QUEUES, ReviewedLabelExport, filter_movies_by_queue
+from ..services.review import (
+    AUDIT_QUEUES,
+    REPLACED_QUEUES,
+    ReviewedLabelExport,
+    filter_movies_by_queue,
+    labels_changed,
+)
 from ..services.similar import SIMILAR_BY, NotEmbedded, similar_movies
 
 # The catalog's audit filter (?audit=...): membership of an audit queue, the same query the
@@ -150,28 +154,22 @@ class RelabelView(CatalogRelabelView):
     movie_view = MovieWithScoresView
 
     def labels_changed(self, movie):
-        refresh_disagreements([movie.pk])
-        refresh_issues([movie.pk])
-
-
-def _labels_changed(movie_ids) -> None:
-    refresh_disagreements(movie_ids)
-    refresh_issues(movie_ids)
+        labels_changed([movie.pk])
 
 
 class BulkLabelView(catalog_views.BulkLabelView):
     """Bulk changes over the browse page's filter, the audit filter included; queues and
-    label issues refreshed after each batch."""
+    label issues refreshed after each batch (workers.views runs them as jobs)."""
 
     browse_view = BrowseView
 
     def labels_changed(self, movie_ids):
-        _labels_changed(movie_ids)
+        labels_changed(movie_ids)
 
 
 class UndoChangeSetView(catalog_views.UndoChangeSetView):
     def labels_changed(self, movie_ids):
-        _labels_changed(movie_ids)
+        labels_changed(movie_ids)
 
 
 class ExportView(catalog_views.ExportView):

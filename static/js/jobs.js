@@ -37,6 +37,28 @@ window.GenrewebJobs = (function () {
     setTimeout(tick, POLL_MS);
   }
 
+  // A record that is not a job but runs like one (a bulk change set): poll its status URL,
+  // write each value into the section's [data-field] element (numbers with thousands
+  // separators), reload once when it has finished.
+  function pollFields(section) {
+    if (!section || section.dataset.finished === "1") return;
+    const tick = async () => {
+      let data;
+      try {
+        const resp = await fetch(section.dataset.statusUrl, {headers: {Accept: "application/json"}, credentials: "same-origin"});
+        if (!resp.ok) throw new Error(resp.status);
+        data = await resp.json();
+      } catch (err) { setTimeout(tick, POLL_MS * 3); return; }  // transient: back off, keep polling
+      for (const el of section.querySelectorAll("[data-field]")) {
+        const value = data[el.dataset.field];
+        if (value !== undefined) el.textContent = typeof value === "number" ? value.toLocaleString("en-US") : value;
+      }
+      if (data.finished) { section.dataset.finished = "1"; setTimeout(() => location.reload(), 300); return; }
+      setTimeout(tick, POLL_MS);
+    };
+    setTimeout(tick, POLL_MS);
+  }
+
   function pollList(url) {
     const rows = () => Array.from(document.querySelectorAll("tr[data-job][data-finished='0']"));
     const tick = async () => {
@@ -59,5 +81,5 @@ window.GenrewebJobs = (function () {
     setTimeout(tick, POLL_MS);
   }
 
-  return {pollDetail, pollList};
+  return {pollDetail, pollFields, pollList};
 })();

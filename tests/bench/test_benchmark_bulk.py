@@ -1,6 +1,7 @@
-"""benchmark_bulk on a tiny seeded catalog: the steps run through the real pages, the bulk
-change and its undo leave the labels as they were, and the table is parsed (the figures
-themselves come from 70k movies on PostgreSQL, see the README)."""
+"""benchmark_bulk on a tiny seeded catalog: the requests go through the real pages, their
+bulk_labels jobs run through the job runner, the bulk change and its undo (and the direct
+ones) leave the labels as they were, and the table is parsed (the figures themselves come
+from PostgreSQL, see the README)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalog.models import ChangeSet, Movie, MovieGenre
+from workers.models import Job
 
 pytestmark = pytest.mark.django_db
 
@@ -20,18 +22,33 @@ def test_benchmark_bulk_runs_every_step_and_restores_the_labels():
     before = set(MovieGenre.objects.values_list("movie_id", "genre__name"))
     dramas = Movie.objects.filter(labels__genre__slug="drama").count()
     out = io.StringIO()
-    call_command("benchmark_bulk", genre="drama", add="comedy", stdout=out)
+    call_command("benchmark_bulk", genre="drama", add="comedy", direct=True, stdout=out)
     text = out.getvalue()
     rows = re.findall(
-        r"^(bulk add|undo|export csv|export json) .*?\s([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+(-?[\d.]+)$",
+        r"^((?:bulk add|undo) (?:request|job|direct)|export csv|export json) .*?\s([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+(-?[\d.]+)$",
         text,
         re.M,
     )
-    assert [r[0] for r in rows] == ["bulk add", "undo", "export csv", "export json"], text
-    assert int(rows[0][1].replace(",", "")) == dramas and int(rows[2][1].replace(",", "")) == 60
-    bulk = ChangeSet.objects.get(kind=ChangeSet.Kind.BULK)
-    assert bulk.matched == dramas and bulk.changed + bulk.unchanged == dramas
-    assert ChangeSet.objects.get(undoes=bulk).changed == bulk.changed
+    assert [r[0] for r in rows] == [
+        "bulk add request",
+        "bulk add job",
+        "undo request",
+        "undo job",
+        "bulk add direct",
+        "undo direct",
+        "export csv",
+        "export json",
+    ], text
+    assert int(rows[1][1].replace(",", "")) == dramas and int(rows[6][1].replace(",", "")) == 60
+    paged, direct = ChangeSet.objects.filter(kind=ChangeSet.Kind.BULK).order_by("pk")
+    for bulk in (paged, direct):
+        assert bulk.status == ChangeSet.Status.SUCCEEDED and bulk.matched == dramas
+        assert bulk.changed + bulk.unchanged == dramas and bulk.changed == direct.changed
+        assert ChangeSet.objects.get(undoes=bulk).changed == bulk.changed
+    assert list(Job.objects.order_by("pk").values_list("params__change_set", "status")) == [
+        (paged.pk, "succeeded"),
+        (ChangeSet.objects.get(undoes=paged).pk, "succeeded"),
+    ]
     assert set(MovieGenre.objects.values_list("movie_id", "genre__name")) == before
 
 

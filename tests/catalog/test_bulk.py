@@ -228,3 +228,35 @@ def test_a_relabel_racing_an_undo_is_never_lost():
             set_labels(movie, [genres["Drama"]], user=person)
     # the undo did meet movies the person had changed since (the race was real at least once)
     assert sum(skipped) > 0, skipped
+
+
+def test_a_change_set_runs_once_and_is_not_undone_before_it_ran(catalog):
+    from catalog.bulk import NotQueued, new_bulk, new_undo, run_change_set
+
+    movies, genres = catalog
+    queued = new_bulk(add=[genres["Comedy"]], selection={"ids": [movies[0].pk]})
+    assert queued.status == ChangeSet.Status.QUEUED and not queued.changes.exists()
+    with pytest.raises(NotUndoable, match="not started yet"):
+        new_undo(queued)
+    reported = []
+    run_change_set(queued, Movie.objects.filter(pk=movies[0].pk), progress=lambda *call: reported.append(call))
+    assert queued.status == ChangeSet.Status.SUCCEEDED and labels(movies[0]) == {"Drama", "Comedy"}
+    assert reported == [("1 of 1 movies, 1 changed", 0.99)]
+    with pytest.raises(NotQueued, match="runs once"):
+        run_change_set(queued, Movie.objects.all())
+    assert LabelChange.objects.filter(change_set=queued).count() == 1
+
+
+def test_the_catalog_views_alone_run_a_change_set_in_the_request(catalog):
+    """Without the workers layer (its views and API enqueue a job), catalog's own API view
+    runs the change set before it answers: 201, finished."""
+    from rest_framework.test import APIRequestFactory, force_authenticate
+
+    from catalog.api import ChangeSetViewSet
+
+    movies, _ = catalog
+    request = APIRequestFactory().post("/", {"add": ["Comedy"], "movies": [movies[0].pk]}, format="json")
+    force_authenticate(request, user=make_user("lena"))
+    answer = ChangeSetViewSet.as_view({"post": "create"})(request)
+    assert answer.status_code == 201 and answer.data["status"] == "succeeded" and answer.data["changed"] == 1
+    assert labels(movies[0]) == {"Drama", "Comedy"}

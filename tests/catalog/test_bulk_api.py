@@ -1,4 +1,5 @@
-"""The change-set API (list, detail, create by ids or filter, undo, changes) and the export
+"""The change-set API (list, detail, create by ids or filter, undo, changes; create and undo
+answer 202 and a bulk_labels job runs them, here in this process at commit) and the export
 endpoints (CSV and JSON, streamed, with provenance), with their permissions and errors."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from django.http import StreamingHttpResponse
 from catalog.labels import change_labels
 from catalog.models import ChangeSet, Genre, Movie
 from tests.factories import api_client_for, make_movie, make_user
+from workers.models import Job
 
 
 @pytest.fixture
@@ -30,43 +32,69 @@ def clients(db):
     return {"anonymous": api_client_for(None), "labeler": api_client_for(lena)}
 
 
+@pytest.fixture
+def post_and_run(jobs_at_commit):
+    """POST, then run the job it queued; returns the answer (202) and the change set as GET shows it."""
+
+    def post(api, url, body=None):
+        with jobs_at_commit():
+            answer = api.post(url, body, format="json")
+        assert answer.status_code == 202, answer.content
+        return answer, api.get(f"/api/change-sets/{answer.json()['id']}/").json()
+
+    return post
+
+
 def names(movie) -> set[str]:
     return set(Movie.objects.get(pk=movie.pk).labels.values_list("genre__name", flat=True))
 
 
-def test_create_by_filter_then_undo_then_refuse_a_second_undo(movies, clients):
+def test_create_by_filter_then_undo_then_refuse_a_second_undo(movies, clients, jobs_at_commit):
     api = clients["labeler"]
     Genre.objects.create(name="Comedy")
-    answer = api.post(
-        "/api/change-sets/",
-        {"add": ["comedy"], "filter": {"genre": "drama", "year_min": "2000"}, "description": "new dramas"},
-        format="json",
-    )
-    assert answer.status_code == 201, answer.content
-    body = answer.json()
+    with jobs_at_commit():
+        answer = api.post(
+            "/api/change-sets/",
+            {"add": ["comedy"], "filter": {"genre": "drama", "year_min": "2000"}, "description": "new dramas"},
+            format="json",
+        )
+        # answered before the work: 202, the change set queued, its job named
+        assert answer.status_code == 202, answer.content
+        queued = answer.json()
+        assert (queued["status"], queued["matched"], queued["changed"]) == ("queued", 0, 0)
+        job = Job.objects.get()
+        assert queued["job"] == job.pk and queued["job_url"].endswith(f"/api/jobs/{job.pk}/")
+        assert job.params == {"change_set": queued["id"]} and names(movies[1]) == {"Drama"}
+        assert api.get(f"/api/change-sets/{queued['id']}/").json()["status"] == "queued"
+        early = api.post(f"/api/change-sets/{queued['id']}/undo/")
+        assert early.status_code == 409 and "not started yet" in early.json()["detail"]
+    body = api.get(f"/api/change-sets/{queued['id']}/").json()
     assert body["kind"] == "bulk" and body["status"] == "succeeded" and body["user"] == "lena"
     assert (body["matched"], body["changed"], body["unchanged"]) == (1, 1, 0)
     assert body["selection"] == {"filter": {"genre": "drama", "year_min": "2000"}}
     assert names(movies[1]) == {"Drama", "Comedy"} and names(movies[0]) == {"Drama"}
+    assert api.get(queued["job_url"]).json()["status"] == "succeeded"
 
     changes = api.get(f"/api/change-sets/{body['id']}/changes/").json()
     assert [(c["title"], c["genre"], c["action"]) for c in changes["results"]] == [("New Drama", "Comedy", "added")]
     assert api.get("/api/change-sets/").json()["results"][0]["id"] == body["id"]
 
-    undo = api.post(f"/api/change-sets/{body['id']}/undo/")
-    assert undo.status_code == 201 and undo.json()["undoes"] == body["id"] and undo.json()["changed"] == 1
+    with jobs_at_commit():
+        undo = api.post(f"/api/change-sets/{body['id']}/undo/")
+    assert undo.status_code == 202 and undo.json()["undoes"] == body["id"] and undo.json()["status"] == "queued"
+    assert api.get(f"/api/change-sets/{undo.json()['id']}/").json()["changed"] == 1
     assert names(movies[1]) == {"Drama"}
     assert api.get(f"/api/change-sets/{body['id']}/").json()["undone_by"] == undo.json()["id"]
     again = api.post(f"/api/change-sets/{body['id']}/undo/")
     assert again.status_code == 409 and "already undone" in again.json()["detail"]
 
 
-def test_create_by_ids_and_the_undo_reports_a_movie_changed_since(movies, clients):
+def test_create_by_ids_and_the_undo_reports_a_movie_changed_since(movies, clients, post_and_run):
     api = clients["labeler"]
-    answer = api.post("/api/change-sets/", {"remove": ["Drama"], "movies": [movies[0].pk, movies[1].pk]}, format="json")
-    assert answer.status_code == 201 and answer.json()["changed"] == 2
+    _, bulk = post_and_run(api, "/api/change-sets/", {"remove": ["Drama"], "movies": [movies[0].pk, movies[1].pk]})
+    assert bulk["changed"] == 2
     change_labels(movies[0], add=[Genre.objects.get(name="Drama")], user=make_user("pat"))  # a person puts it back
-    undo = api.post(f"/api/change-sets/{answer.json()['id']}/undo/").json()
+    _, undo = post_and_run(api, f"/api/change-sets/{bulk['id']}/undo/")
     assert undo["changed"] == 1 and undo["skipped"] == 0  # already as the undo would make it: nothing to do
     assert names(movies[0]) == {"Drama"} and names(movies[1]) == {"Drama"}
 
@@ -87,10 +115,10 @@ def test_create_by_ids_and_the_undo_reports_a_movie_changed_since(movies, client
 def test_bad_bulk_changes_are_400_and_change_nothing(movies, clients, body, field):
     answer = clients["labeler"].post("/api/change-sets/", body, format="json")
     assert answer.status_code == 400 and field in answer.json(), answer.content
-    assert not ChangeSet.objects.exists()
+    assert not ChangeSet.objects.exists() and not Job.objects.exists()
 
 
-def test_permissions(movies, clients, settings):
+def test_permissions(movies, clients, settings, post_and_run):
     anonymous = clients["anonymous"]
     assert anonymous.get("/api/change-sets/").status_code in (401, 403)
     assert anonymous.post("/api/change-sets/", {"add": ["Drama"], "filter": {}}, format="json").status_code in (
@@ -105,7 +133,7 @@ def test_permissions(movies, clients, settings):
         401,
         403,
     )
-    change_set = clients["labeler"].post("/api/change-sets/", {"add": ["Drama"], "filter": {}}, format="json").json()
+    _, change_set = post_and_run(clients["labeler"], "/api/change-sets/", {"add": ["Drama"], "filter": {}})
     assert anonymous.post(f"/api/change-sets/{change_set['id']}/undo/").status_code in (401, 403)
     assert ChangeSet.objects.count() == 1
 
@@ -115,9 +143,9 @@ def read_stream(answer) -> str:
     return b"".join(answer.streaming_content).decode()
 
 
-def test_export_csv_has_provenance_and_follows_the_filter(movies, clients):
+def test_export_csv_has_provenance_and_follows_the_filter(movies, clients, post_and_run):
     api = clients["labeler"]
-    bulk = api.post("/api/change-sets/", {"add": ["Horror"], "movies": [movies[1].pk]}, format="json").json()
+    _, bulk = post_and_run(api, "/api/change-sets/", {"add": ["Horror"], "movies": [movies[1].pk]})
     answer = api.get("/api/movies/export/csv/", HTTP_ACCEPT="text/html")  # a browser's Accept
     assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
     assert answer["Content-Disposition"].startswith("attachment; filename=")
@@ -145,9 +173,9 @@ def test_export_csv_has_provenance_and_follows_the_filter(movies, clients):
     assert bad.status_code == 400 and bad["Content-Type"].startswith("application/json") and "year_min" in bad.json()
 
 
-def test_export_json(movies, clients):
+def test_export_json(movies, clients, post_and_run):
     api = clients["labeler"]
-    api.post("/api/change-sets/", {"add": ["Horror"], "movies": [movies[1].pk]}, format="json")
+    post_and_run(api, "/api/change-sets/", {"add": ["Horror"], "movies": [movies[1].pk]})
     answer = api.get("/api/movies/export/json/?genre=drama")
     assert answer.status_code == 200 and answer["Content-Type"] == "application/json"
     records = json.loads(read_stream(answer))
@@ -178,16 +206,20 @@ def test_the_schema_documents_change_sets_and_export(clients):
     paths = schema["paths"]
     assert set(paths["/api/change-sets/"]) >= {"get", "post"}
     undo = paths["/api/change-sets/{id}/undo/"]["post"]
-    assert {"201", "401", "403", "404", "409"} <= set(undo["responses"])
+    assert {"202", "401", "403", "404", "409"} <= set(undo["responses"]) and "201" not in undo["responses"]
+    create = paths["/api/change-sets/"]["post"]
+    assert {"202", "400"} <= set(create["responses"]) and "201" not in create["responses"]
+    queued = create["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert {"job", "job_url", "status", "matched"} <= set(schema["components"]["schemas"][queued]["properties"])
     assert "text/csv" in paths["/api/movies/export/csv/"]["get"]["responses"]["200"]["content"]
     export_params = {p["name"] for p in paths["/api/movies/export/json/"]["get"]["parameters"]}
     assert {"genre", "q", "audit"} <= export_params and "model" not in export_params
 
 
-def test_a_search_filter_selects_what_the_movie_list_finds(movies, clients):
+def test_a_search_filter_selects_what_the_movie_list_finds(movies, clients, post_and_run):
     api = clients["labeler"]
     listed = {m["id"] for m in api.get("/api/movies/?q=drama&sort=title").json()["results"]}
     assert listed == {movies[0].pk, movies[1].pk}
-    answer = api.post("/api/change-sets/", {"add": ["Horror"], "filter": {"q": "drama"}}, format="json").json()
+    _, answer = post_and_run(api, "/api/change-sets/", {"add": ["Horror"], "filter": {"q": "drama"}})
     change_set = ChangeSet.objects.get(pk=answer["id"])
     assert answer["matched"] == 2 and set(change_set.changes.values_list("movie_id", flat=True)) == listed

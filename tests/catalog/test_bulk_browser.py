@@ -1,6 +1,10 @@
 """Real headless Chromium (Debian chromium + Playwright) against the live server: bulk-add a
-genre to a filtered set with the keyboard (the dialog shows the count), see it applied,
-undo it, and download the CSV export of the filter."""
+genre to a filtered set with the keyboard (the dialog shows the count), see its page follow
+the job to the end, undo it the same way, and download the CSV export of the filter.
+
+The bulk_labels jobs run on a real Celery worker process where PostgreSQL and Redis are
+configured (the worker shares the test database); elsewhere in the live server's thread
+when their message is sent (eager Celery), after the request has answered."""
 
 from __future__ import annotations
 
@@ -8,12 +12,47 @@ import csv
 import io
 
 import pytest
+from django.conf import settings
 
 from catalog.models import ChangeSet, Genre, Movie
 from tests.browser import log_in as shared_log_in
+from tests.celery_worker import WorkerProcess
 from tests.factories import make_movie, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker(request, tmp_path):
+    """What runs the jobs the pages queue: a Celery worker process, or eager Celery."""
+    real = settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and settings.CELERY_BROKER_URL.startswith(
+        "redis"
+    )
+    if not real:
+        request.getfixturevalue("eager_celery")
+        yield None
+        return
+    process = WorkerProcess(tmp_path / "worker", use_redis=True)
+    (tmp_path / "worker").mkdir()
+    process.start(timeout=120)
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def wait_until_succeeded(page, worker) -> None:
+    """The change-set page polls its status and reloads once when it has finished."""
+    try:
+        page.wait_for_function(
+            "document.getElementById('change-set-status').textContent.trim() === 'Succeeded'"
+            " && !document.querySelector('[data-status-url]')",
+            timeout=120_000,
+        )
+    except Exception as exc:
+        raise AssertionError(
+            f"{ChangeSet.objects.values('pk', 'status', 'error')}\n{worker and worker.read_log()}"
+        ) from exc
 
 
 @pytest.fixture
@@ -36,7 +75,7 @@ def log_in(page, live_server) -> None:
     shared_log_in(page, live_server, "lena")
 
 
-def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, catalog):
+def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, catalog, worker):
     log_in(page, live_server)
     # filter the catalog: dramas from 2000 on
     page.select_option("#filters select[name=genre]", "drama")
@@ -59,8 +98,12 @@ def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, ca
     assert page.evaluate("document.activeElement.id") == "bulk-confirm"
     assert not ChangeSet.objects.exists()  # nothing happens before the confirmation
     page.keyboard.press("Enter")
+    page.wait_for_url("**/changes/*/**")
+    # the request answered at once: the change set's page, queued (or already further), as a job
+    assert "Adding Comedy to all matching genre=drama, year_min=2000 as job #" in page.inner_text(".messages")
+    wait_until_succeeded(page, worker)
+    assert "2 movies looked at: 2 changed" in page.inner_text("#change-set-counts")
     page.wait_for_selector("#undo-button")
-    assert "Added Comedy to 2 movies; 0 already had it." in page.inner_text(".messages")
     assert names(catalog["new"]) == {"Drama", "Comedy"} and names(catalog["newer"]) == {"Drama", "Comedy"}
     assert names(catalog["old"]) == {"Drama"} and names(catalog["horror"]) == {"Horror"}
 
@@ -89,15 +132,16 @@ def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, ca
     page.once("dialog", lambda dialog: dialog.accept())
     page.focus("#undo-button")
     page.keyboard.press("Enter")
-    page.wait_for_selector(".msg.success >> text=reverted")
-    assert "2 movies reverted" in page.inner_text(".messages")
+    page.wait_for_selector(f".msg.success >> text=Undoing bulk change #{change_set.pk}")
+    wait_until_succeeded(page, worker)
+    assert "2 changed" in page.inner_text("#change-set-counts")
     assert names(catalog["new"]) == {"Drama"} and names(catalog["newer"]) == {"Drama"}
     undo = ChangeSet.objects.get(undoes=change_set)
     assert f"Undo of #{change_set.pk}" in page.inner_text("#change-set-summary").replace("\n", " ")
     assert undo.changed == 2
 
 
-def test_check_one_movie_and_remove_a_genre(page, live_server, catalog):
+def test_check_one_movie_and_remove_a_genre(page, live_server, catalog, worker):
     log_in(page, live_server)
     page.goto(f"{live_server.url}/?view=list")
     page.focus(f"input.pick[value='{catalog['old'].pk}']")
@@ -116,5 +160,7 @@ def test_check_one_movie_and_remove_a_genre(page, live_server, catalog):
     page.check(f"input.pick[value='{catalog['old'].pk}']")
     page.click("#bulk-apply")
     page.click("#bulk-confirm")
+    page.wait_for_url("**/changes/*/**")
+    wait_until_succeeded(page, worker)
     page.wait_for_selector("#undo-button")
     assert names(catalog["old"]) == set() and names(catalog["new"]) == {"Drama"}

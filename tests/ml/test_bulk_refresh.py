@@ -37,15 +37,17 @@ def with_genre(genre) -> set[int]:
     return set(Movie.objects.filter(labels__genre=genre).values_list("pk", flat=True))
 
 
-def test_bulk_over_a_filter_refreshes_the_predictions(seeded):
+def test_bulk_over_a_filter_refreshes_the_predictions(seeded, jobs_at_commit):
     client = Client()
     client.force_login(make_user("lena"))
     genre = some_genre()
     wanted = with_genre(genre)
     western = Genre.objects.get(slug="western")
     form = {"action": "add", "genre": "western", "scope": "filter", "filter": f"genre={genre.slug}", "confirmed": "1"}
-    assert client.post("/bulk/", form).status_code == 302
+    with jobs_at_commit():  # the bulk_labels job runs at commit, after the request answered
+        assert client.post("/bulk/", form).status_code == 302
     change_set = ChangeSet.objects.get()
+    assert change_set.status == ChangeSet.Status.SUCCEEDED
     assert change_set.matched == len(wanted)
     changed = set(change_set.changes.values_list("movie_id", flat=True))
     assert changed and changed <= wanted
@@ -58,17 +60,20 @@ def test_bulk_over_a_filter_refreshes_the_predictions(seeded):
     )
     assert {int(r["id"]) for r in rows} == wanted
 
-    assert client.post(f"/changes/{change_set.pk}/undo/").status_code == 302
+    with jobs_at_commit():
+        assert client.post(f"/changes/{change_set.pk}/undo/").status_code == 302
     for prediction in Prediction.objects.filter(movie_id__in=changed, model_version=seeded):
         assert western.name not in prediction.labels_at_prediction
 
 
-def test_api_bulk_and_export_take_the_filter(seeded):
+def test_api_bulk_and_export_take_the_filter(seeded, jobs_at_commit):
     api = api_client_for(make_user("lena"))
     genre = some_genre()
     wanted = with_genre(genre)
-    answer = api.post("/api/change-sets/", {"add": ["Western"], "filter": {"genre": genre.slug}}, format="json")
-    assert answer.status_code == 201 and answer.json()["matched"] == len(wanted)
+    with jobs_at_commit():
+        answer = api.post("/api/change-sets/", {"add": ["Western"], "filter": {"genre": genre.slug}}, format="json")
+    assert answer.status_code == 202
+    assert api.get(f"/api/change-sets/{answer.json()['id']}/").json()["matched"] == len(wanted)
     changed = Movie.objects.filter(pk__in=wanted).exclude(labels__genre__slug="western")
     assert not changed.exists()
     refreshed = Prediction.objects.filter(movie_id__in=wanted, model_version=seeded)

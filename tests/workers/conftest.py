@@ -1,4 +1,5 @@
-"""Workers test fixtures: eager Celery, tiny generated CSV imports, movies and a real tiny model."""
+"""Workers test fixtures: tiny generated CSV imports, movies and a real tiny model (eager Celery
+is tests/fixtures.py's)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,6 @@ from tests.factories import build_tiny_model_version, make_movies, write_csv_fol
 @pytest.fixture
 def csv_folder(tmp_path):
     return lambda n, **kw: write_csv_folder(tmp_path / "import", n, **kw)
-
-
-@pytest.fixture
-def eager_celery():
-    """Tasks run in-process when sent (no broker, no worker): for fast unit tests."""
-    from genreweb.celery import app
-
-    old = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager, app.conf.task_eager_propagates = True, False
-    yield app
-    app.conf.task_always_eager, app.conf.task_eager_propagates = old
 
 
 @pytest.fixture

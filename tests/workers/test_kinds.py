@@ -183,6 +183,8 @@ def test_the_built_in_kinds_keep_their_tasks_queues_and_limits():
         # a fan-out like predict's; its shards are workers.predict_shard tasks on the gpu queue
         "embed_catalog": ("workers.start_embed_catalog", "default", 600, True),
         "audit_labels": ("workers.run_audit_labels", "gpu", 2 * 3600, False),
+        # a change set runs once (catalog.bulk claims it): not idempotent, a lost one ends failed
+        "bulk_labels": ("workers.run_bulk_labels", "default", 3600, False),
     }
     found = {}
     for name, kind in kinds.KINDS.items():
