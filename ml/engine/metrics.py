@@ -43,6 +43,14 @@ def _check_inputs(y_true, probs, decisions, genres) -> tuple[np.ndarray, np.ndar
     return y.astype(bool), p, d.astype(bool)
 
 
+def micro_f1(y_true, decisions) -> float:
+    """Micro-F1 of 0/1 ``decisions`` against 0/1 labels ``y_true`` (both [n, G]): the
+    figure ``evaluate`` reports, without the rest (0 when there is no true positive)."""
+    y = np.asarray(y_true).astype(bool)
+    d = np.asarray(decisions).astype(bool)
+    return _f1((y & d).sum(), (~y & d).sum(), (y & ~d).sum())
+
+
 def log_loss(y: np.ndarray, p: np.ndarray) -> float:
     """Mean binary cross-entropy of probabilities ``p`` against 0/1 labels ``y`` (clipped)."""
     p = np.clip(p, 1e-6, 1 - 1e-6)
@@ -205,7 +213,7 @@ def evaluate(y_true, probs, decisions, genres: list[str]) -> dict:
     return {
         "n_examples": int(n),
         "n_genres": int(g),
-        "micro_f1": _f1(tp.sum(), fp.sum(), fn.sum()),
+        "micro_f1": micro_f1(y, d),
         "macro_f1": float(f1s.mean()) if g else 0.0,
         "weighted_f1": _safe_div(float((f1s * support).sum()), total_support),
         "samples_f1": float(samples_f1.mean()) if n else 0.0,

@@ -23,7 +23,7 @@ from .data import labels_matrix
 from .encoders import autocast
 from .families import encoder
 from .inputs import ALL, IMAGE_ONLY, INPUT_SETS, TEXT_ONLY, compose_text, without
-from .metrics import log_loss
+from .metrics import log_loss, micro_f1
 from .model import GenreModel
 from .registry import get_config
 from .thresholds import apply_thresholds, tune_thresholds
@@ -44,14 +44,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
-
-
-def micro_f1(y: np.ndarray, decisions: np.ndarray) -> float:
-    y = y.astype(bool)
-    tp = float((decisions & y).sum())
-    fp = float((decisions & ~y).sum())
-    fn = float((~decisions & y).sum())
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def pos_weights(y: np.ndarray, config: ModelConfig) -> torch.Tensor | None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from ml.engine.metrics import average_precision, calibration_bins, evaluate, roc_auc
+from ml.engine.metrics import average_precision, calibration_bins, evaluate, micro_f1, roc_auc
 
 # 4 movies x 3 genres, small enough to check on paper.
 Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
@@ -26,8 +26,10 @@ def test_counts_and_f1_by_hand():
     # Drama: true 0,3; predicted 0 -> tp1 fn1 -> P 1, R 0.5, F1 2/3.
     assert drama["precision"] == 1.0 and drama["recall"] == 0.5
     assert drama["f1"] == pytest.approx(2 / 3)
-    # Micro: tp 4, fp 1, fn 2 -> F1 = 8 / 11.
+    # Micro: tp 4, fp 1, fn 2 -> F1 = 8 / 11 (micro_f1 alone is what training selects epochs on).
     assert result["micro_f1"] == pytest.approx(8 / 11)
+    assert micro_f1(Y, D) == pytest.approx(8 / 11)
+    assert micro_f1(Y, np.zeros_like(D)) == 0.0 and micro_f1(np.zeros_like(Y), np.zeros_like(D)) == 0.0
     assert result["micro_precision"] == pytest.approx(4 / 5)
     assert result["micro_recall"] == pytest.approx(4 / 6)
     assert result["macro_f1"] == pytest.approx((0.5 + 1 + 2 / 3) / 3)
@@ -57,6 +59,7 @@ def test_matches_sklearn_on_random_data():
     result = evaluate(y, probs, decisions, [f"g{i}" for i in range(6)])
     kw = dict(zero_division=0)
     assert result["micro_f1"] == pytest.approx(skm.f1_score(y, decisions, average="micro", **kw))
+    assert micro_f1(y, decisions) == pytest.approx(skm.f1_score(y, decisions, average="micro", **kw))
     assert result["macro_f1"] == pytest.approx(skm.f1_score(y, decisions, average="macro", **kw))
     assert result["weighted_f1"] == pytest.approx(skm.f1_score(y, decisions, average="weighted", **kw))
     assert result["samples_f1"] == pytest.approx(skm.f1_score(y, decisions, average="samples", **kw))
