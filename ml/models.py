@@ -373,12 +373,10 @@ class Prediction(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        # No index on uncertainty / disagreement: nothing filters or orders by them since the
+        # in-sample queues went (the FK index serves per-version lookups).
         constraints = [
             models.UniqueConstraint(fields=["movie", "model_version"], name="prediction_unique_movie_version")
-        ]
-        indexes = [
-            models.Index(fields=["model_version", "-uncertainty"], name="prediction_unsure_idx"),
-            models.Index(fields=["model_version", "disagrees", "-disagreement"], name="prediction_disagree_idx"),
         ]
 
     def __str__(self) -> str:
