@@ -197,6 +197,7 @@ class ModelVersion(FrozenFieldsModel):
         "config",
         "genres",
         "thresholds",
+        "thresholds_by_inputs",
         "normaliser",
         "artifact_path",
         "artifact_files",
@@ -214,7 +215,10 @@ class ModelVersion(FrozenFieldsModel):
     config_name = models.CharField(max_length=120, blank=True)
     config = models.JSONField(default=dict)
     genres = models.JSONField(default=list)
-    thresholds = models.JSONField(default=list)
+    thresholds = models.JSONField(default=list)  # per genre, for a movie with every input ("all")
+    # A text+poster model's thresholds for a movie missing one input: {"text": [...], "image": [...]}
+    # (ml.engine.inputs); empty for other models and for versions stored before they existed.
+    thresholds_by_inputs = models.JSONField(default=dict, blank=True)
     normaliser = models.JSONField(default=dict, blank=True)
     # Folder in default_storage holding model.safetensors + config.json (+ anything else listed).
     artifact_path = models.CharField(max_length=255)
@@ -228,6 +232,11 @@ class ModelVersion(FrozenFieldsModel):
 
     def __str__(self) -> str:
         return self.name or f"v{self.pk} {self.config_name}"
+
+    def thresholds_for(self, inputs: str) -> list[float]:
+        """Per-genre thresholds for a prediction made with this input set ("all", "text",
+        "image"), as the loaded model's ``TrainedModel.thresholds_for`` picks them."""
+        return self.thresholds_by_inputs.get(inputs) or self.thresholds
 
 
 @receiver(post_delete, sender=ModelVersion, dispatch_uid="ml_remove_model_artifact")
@@ -369,6 +378,9 @@ class Prediction(models.Model):
     suggested_add = models.JSONField(default=list)
     suggested_remove = models.JSONField(default=list)
     labels_at_prediction = models.JSONField(default=list)
+    # The inputs the model had (ml.engine.inputs): "all", or "text" / "image" when a text+poster
+    # model missed one; the decisions and the fields above used that set's thresholds.
+    inputs = models.CharField(max_length=5, default="all")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

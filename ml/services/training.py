@@ -184,6 +184,7 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
             config=config_dict,
             genres=list(model.genres),
             thresholds=[float(t) for t in model.thresholds],
+            thresholds_by_inputs=meta.get("thresholds_by_inputs") or {},
             normaliser=meta.get("normaliser") or meta.get("normalizer") or {},
             artifact_path=folder,
             artifact_files=names,
