@@ -63,9 +63,11 @@ class DatasetSnapshot(FrozenFieldsModel):
     """A frozen training set: which movies, with which labels, in which split.
 
     ``content_hash`` is sha256 over the sorted member ids, their labels, poster
-    derivative checksums, overview checksums, the split and its parameters and the
-    genre list; two snapshots with the same hash hold the same data. Only the name
-    may change after creation.
+    derivative checksums, text checksums, the split and its parameters and the genre
+    list; two snapshots with the same hash hold the same data. ``hash_version`` says
+    what the text checksums cover: 2 every text field a preset may read (title, year,
+    overview), 1 (snapshots built before) the overview only. Only the name may change
+    after creation.
     """
 
     FROZEN_FIELDS = (
@@ -75,6 +77,7 @@ class DatasetSnapshot(FrozenFieldsModel):
         "keep_rare_genres",
         "genres",
         "content_hash",
+        "hash_version",
         "n_members",
         "split_counts",
         "report",
@@ -92,6 +95,8 @@ class DatasetSnapshot(FrozenFieldsModel):
     # Genre names in model column order.
     genres = models.JSONField(default=list)
     content_hash = models.CharField(max_length=64, db_index=True)
+    # 1 for snapshots built before the text checksums covered title and year (build_snapshot sets it)
+    hash_version = models.PositiveSmallIntegerField(default=1)
     n_members = models.PositiveIntegerField(default=0)
     split_counts = models.JSONField(default=dict)  # {"train": n, "val": n, "test": n}
     # Build report: exclusions by reason, rare genres, genre counts per split, label sources.
@@ -125,7 +130,8 @@ class SnapshotMember(models.Model):
     split = models.CharField(max_length=5, choices=Split.choices)
     labels = models.JSONField(default=list)
     poster_checksum = models.CharField(max_length=64, blank=True)
-    # sha256 of the overview as it was (of "" when the movie had none): loaders report drift.
+    # sha256 of the text fields as they were (ml.services.data.text_checksum; the overview
+    # alone in a hash_version 1 snapshot): loaders report drift.
     text_checksum = models.CharField(max_length=64, blank=True)
 
     class Meta:
