@@ -100,10 +100,15 @@ class KeysFirstPaginator(Paginator):
         return self._get_page([rows[pk] for pk in ids if pk in rows], number, self)
 
 
-def labelled_movies():
-    """Movies with everything a listing shows, in a constant number of queries."""
-    return Movie.objects.select_related("poster").prefetch_related(
-        Prefetch("labels", queryset=MovieGenre.objects.select_related("genre").order_by("genre__name"))
+def labelled_movies(movies=None):
+    """Movies (all, or the ``movies`` queryset) with everything a listing shows, in a
+    constant number of queries."""
+    return (
+        (Movie.objects.all() if movies is None else movies)
+        .select_related("poster")
+        .prefetch_related(
+            Prefetch("labels", queryset=MovieGenre.objects.select_related("genre").order_by("genre__name"))
+        )
     )
 
 
@@ -174,9 +179,12 @@ class MovieView(ReaderMixin, TemplateView):
         """Hook for subclasses (ml adds the production model's scores)."""
         return {}
 
-    def get_context_data(self, pk: int, **kwargs):
+    def get_context_data(self, pk: int | None = None, movie: Movie | None = None, **kwargs):
+        """The page of movie ``pk``, or of ``movie`` when the caller has read it already
+        through labelled_movies() (the review item page, from its queue position)."""
         ctx = super().get_context_data(**kwargs)
-        movie = get_object_or_404(labelled_movies(), pk=pk)
+        if movie is None:
+            movie = get_object_or_404(labelled_movies(), pk=pk)
         movie.poster_src = poster_url(movie)
         current = [mg.genre_id for mg in movie.labels.all()]
         history = LabelChange.objects.filter(movie=movie).select_related("genre", "user")[:200]

@@ -3,11 +3,14 @@
 Run against a dev server filled with synthetic data, e.g.:
 
     GENREWEB_DATA_DIR=/tmp/demo python manage.py migrate
-    GENREWEB_DATA_DIR=/tmp/demo python manage.py seed_synthetic --movies 3000 --posters 12 --predictions
-    GENREWEB_DATA_DIR=/tmp/demo python manage.py audit_labels --config minilm-frozen-text --folds 5
-    GENREWEB_DATA_DIR=/tmp/demo python manage.py createsuperuser   # or any staff user
-    DEBUG=1 GENREWEB_DATA_DIR=/tmp/demo python manage.py runserver 127.0.0.1:8765
-    python docs/take_screenshots.py --base http://127.0.0.1:8765 --user staff --password ...
+    GENREWEB_DATA_DIR=/tmp/demo python manage.py seed_synthetic --movies 3000 --posters 12 --predictions --audit
+    GENREWEB_DATA_DIR=/tmp/demo GENREWEB_PORT=8765 ./scripts/run-platform   # gunicorn + a worker; admin user
+    GENREWEB_DATA_DIR=/tmp/demo python manage.py embed_catalog --encoders text   # similar movies
+    (a retrain job, a bulk change set and a webhook endpoint: README "Screenshots")
+    python docs/take_screenshots.py --base http://127.0.0.1:8765 --user admin --password ... --version 2
+
+The synthetic audit (--audit) plants label issues, so the review queues have items; a real
+audit_labels run finds none on synthetic overviews.
 
 Needs Debian chromium (or GENREWEB_CHROMIUM) and the playwright Python package.
 """

@@ -135,6 +135,7 @@ class ModelVersionDetailSerializer(ModelVersionSerializer):
         fields = ModelVersionSerializer.Meta.fields + [
             "config",
             "thresholds",
+            "thresholds_by_inputs",
             "checksum",
             "library_versions",
             "training_run",
@@ -159,6 +160,7 @@ class PredictionSerializer(RoundedFloatsMixin, serializers.ModelSerializer):
             "suggested_add",
             "suggested_remove",
             "labels_at_prediction",
+            "inputs",
             "updated_at",
         ]
 

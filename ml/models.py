@@ -63,9 +63,11 @@ class DatasetSnapshot(FrozenFieldsModel):
     """A frozen training set: which movies, with which labels, in which split.
 
     ``content_hash`` is sha256 over the sorted member ids, their labels, poster
-    derivative checksums, overview checksums, the split and its parameters and the
-    genre list; two snapshots with the same hash hold the same data. Only the name
-    may change after creation.
+    derivative checksums, text checksums, the split and its parameters and the genre
+    list; two snapshots with the same hash hold the same data. ``hash_version`` says
+    what the text checksums cover: 2 every text field a preset may read (title, year,
+    overview), 1 (snapshots built before) the overview only. Only the name may change
+    after creation.
     """
 
     FROZEN_FIELDS = (
@@ -75,6 +77,7 @@ class DatasetSnapshot(FrozenFieldsModel):
         "keep_rare_genres",
         "genres",
         "content_hash",
+        "hash_version",
         "n_members",
         "split_counts",
         "report",
@@ -92,6 +95,8 @@ class DatasetSnapshot(FrozenFieldsModel):
     # Genre names in model column order.
     genres = models.JSONField(default=list)
     content_hash = models.CharField(max_length=64, db_index=True)
+    # 1 for snapshots built before the text checksums covered title and year (build_snapshot sets it)
+    hash_version = models.PositiveSmallIntegerField(default=1)
     n_members = models.PositiveIntegerField(default=0)
     split_counts = models.JSONField(default=dict)  # {"train": n, "val": n, "test": n}
     # Build report: exclusions by reason, rare genres, genre counts per split, label sources.
@@ -125,7 +130,8 @@ class SnapshotMember(models.Model):
     split = models.CharField(max_length=5, choices=Split.choices)
     labels = models.JSONField(default=list)
     poster_checksum = models.CharField(max_length=64, blank=True)
-    # sha256 of the overview as it was (of "" when the movie had none): loaders report drift.
+    # sha256 of the text fields as they were (ml.services.data.text_checksum; the overview
+    # alone in a hash_version 1 snapshot): loaders report drift.
     text_checksum = models.CharField(max_length=64, blank=True)
 
     class Meta:
@@ -197,6 +203,7 @@ class ModelVersion(FrozenFieldsModel):
         "config",
         "genres",
         "thresholds",
+        "thresholds_by_inputs",
         "normaliser",
         "artifact_path",
         "artifact_files",
@@ -214,7 +221,10 @@ class ModelVersion(FrozenFieldsModel):
     config_name = models.CharField(max_length=120, blank=True)
     config = models.JSONField(default=dict)
     genres = models.JSONField(default=list)
-    thresholds = models.JSONField(default=list)
+    thresholds = models.JSONField(default=list)  # per genre, for a movie with every input ("all")
+    # A text+poster model's thresholds for a movie missing one input: {"text": [...], "image": [...]}
+    # (ml.engine.inputs); empty for other models and for versions stored before they existed.
+    thresholds_by_inputs = models.JSONField(default=dict, blank=True)
     normaliser = models.JSONField(default=dict, blank=True)
     # Folder in default_storage holding model.safetensors + config.json (+ anything else listed).
     artifact_path = models.CharField(max_length=255)
@@ -228,6 +238,11 @@ class ModelVersion(FrozenFieldsModel):
 
     def __str__(self) -> str:
         return self.name or f"v{self.pk} {self.config_name}"
+
+    def thresholds_for(self, inputs: str) -> list[float]:
+        """Per-genre thresholds for a prediction made with this input set ("all", "text",
+        "image"), as the loaded model's ``TrainedModel.thresholds_for`` picks them."""
+        return self.thresholds_by_inputs.get(inputs) or self.thresholds
 
 
 @receiver(post_delete, sender=ModelVersion, dispatch_uid="ml_remove_model_artifact")
@@ -369,16 +384,17 @@ class Prediction(models.Model):
     suggested_add = models.JSONField(default=list)
     suggested_remove = models.JSONField(default=list)
     labels_at_prediction = models.JSONField(default=list)
+    # The inputs the model had (ml.engine.inputs): "all", or "text" / "image" when a text+poster
+    # model missed one; the decisions and the fields above used that set's thresholds.
+    inputs = models.CharField(max_length=5, default="all")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        # No index on uncertainty / disagreement: nothing filters or orders by them since the
+        # in-sample queues went (the FK index serves per-version lookups).
         constraints = [
             models.UniqueConstraint(fields=["movie", "model_version"], name="prediction_unique_movie_version")
-        ]
-        indexes = [
-            models.Index(fields=["model_version", "-uncertainty"], name="prediction_unsure_idx"),
-            models.Index(fields=["model_version", "disagrees", "-disagreement"], name="prediction_disagree_idx"),
         ]
 
     def __str__(self) -> str:

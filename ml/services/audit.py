@@ -95,9 +95,13 @@ def audit_params(params: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}; allowed: config, folds, seed")
     config = params.get("config") or DEFAULT_CONFIG
+    from ml.engine.identity import missing_encoder_packages
+
     model_config = get_config(config)  # ValueError on an unknown preset
     if model_config.train_mode != "frozen" or model_config.text_encoder == "tfidf":
         raise ValueError(f"config {model_config.name!r} is not a frozen pretrained-encoder preset")
+    for missing in missing_encoder_packages(model_config):
+        raise ValueError(f"{model_config.name}: {missing}")
     folds = params.get("folds", DEFAULT_FOLDS)
     if not isinstance(folds, int) or isinstance(folds, bool) or not 2 <= folds <= 20:
         raise ValueError("folds must be a whole number from 2 to 20")

@@ -7,6 +7,7 @@ this machine's filesystem (the engine reads it lazily), otherwise the file's byt
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -19,6 +20,7 @@ from base.progress import Progress, report
 from catalog.models import Movie, Poster
 from catalog.posters import MAX_POSTER_BYTES
 from ml.engine.contracts import Example, ImageLimits
+from ml.engine.inputs import TEXT_FIELDS
 from ml.models import DatasetSnapshot, SnapshotMember
 
 logger = logging.getLogger(__name__)
@@ -65,13 +67,26 @@ class SnapshotData:
     examples: dict[str, list[Example]]
     missing_movies: int = 0  # members whose movie was deleted after the snapshot
     poster_changed: int = 0  # members whose poster derivative differs from the snapshot's
-    text_changed: int = 0  # members whose overview was edited after the snapshot
+    text_changed: int = 0  # members whose text (overview; title, year since hash_version 2) was edited since
     notes: list[str] = field(default_factory=list)
 
 
 def overview_checksum(text: str) -> str:
-    """The checksum build_snapshot records: sha256 of the overview, "" standing for none."""
+    """The text checksum of a hash_version 1 snapshot: sha256 of the overview, "" standing for none."""
     return hashlib.sha256((text if text.strip() else "").encode("utf-8")).hexdigest()
+
+
+def text_checksum(title: str, year: int | None, overview: str) -> str:
+    """The text checksum build_snapshot records (hash_version 2): sha256 over every text field
+    a preset's text input may read (ml.engine.inputs.TEXT_FIELDS), so an edited title or year
+    changes the snapshot like an edited overview does."""
+    values = {"title": (title or "").strip(), "year": year, "overview": overview if (overview or "").strip() else ""}
+    return hashlib.sha256(json.dumps([values[f] for f in TEXT_FIELDS]).encode("utf-8")).hexdigest()
+
+
+def member_text_checksum(hash_version: int, title: str, year: int | None, overview: str) -> str:
+    """A movie's text checksum as a snapshot of ``hash_version`` records it."""
+    return overview_checksum(overview) if hash_version < 2 else text_checksum(title, year, overview)
 
 
 def _posters(movie_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
@@ -118,7 +133,7 @@ def snapshot_examples(
                 continue
             overview, title, year = movies[movie_id]
             text = overview or ""
-            if text_checksum and text_checksum != overview_checksum(text):
+            if text_checksum and text_checksum != member_text_checksum(snapshot.hash_version, title, year, text):
                 data.text_changed += 1
             image = digest = None
             if poster_checksum:  # the snapshot had a poster for this movie
@@ -149,7 +164,8 @@ def snapshot_examples(
     if data.poster_changed:
         data.notes.append(f"{data.poster_changed} poster(s) changed or disappeared since the snapshot was built")
     if data.text_changed:
-        data.notes.append(f"{data.text_changed} overview(s) were edited since the snapshot was built")
+        edited = "overview(s)" if snapshot.hash_version < 2 else "text(s) (title, year or overview)"
+        data.notes.append(f"{data.text_changed} {edited} were edited since the snapshot was built")
     for note in data.notes:
         logger.warning("snapshot %s: %s", snapshot.pk, note)
     return data

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
@@ -175,23 +176,35 @@ def configs_in_use() -> list:
     return configs
 
 
-def spaces_in_use(configs=None) -> tuple[set[str], set[str]]:
-    """(spaces, family-name prefixes) to keep: those of the embed config and of every model
-    version's frozen encoders, on every device type. A family without a recorded identity has
-    a space only its loaded weights tell, so all its spaces are kept (the prefix)."""
+class SpacesInUse(NamedTuple):
+    spaces: set[str]
+    prefixes: set[str]  # family-name prefixes: every space of that family is kept
+    skipped: list[str]  # one message per encoder whose package is missing here
+
+
+def spaces_in_use(configs=None) -> SpacesInUse:
+    """(spaces, family-name prefixes, skipped) to keep: those of the embed config and of every
+    model version's frozen encoders, on every device type. A family without a recorded identity
+    has a space only its loaded weights tell, so all its spaces are kept (the prefix); so are
+    those of an encoder whose package is missing here (its identity cannot be computed, and a
+    reinstall brings its vectors back into use), named in ``skipped``."""
     from ml.engine.families import encoder
-    from ml.engine.identity import encoder_space
+    from ml.engine.identity import MissingEncoderPackage, encoder_space
     from ml.engine.store import stored_modalities
 
-    spaces, prefixes = set(), set()
+    spaces, prefixes, skipped = set(), set(), {}
     for config in configs if configs is not None else configs_in_use():
         for which in stored_modalities(config):
             family = encoder(config.text_encoder if which == "text" else config.image_encoder)
             if family.identity is None:
                 prefixes.add(f"{family.name}-")
-            else:
+                continue
+            try:
                 spaces.update(encoder_space(config, which, device) for device in DEVICE_TYPES)
-    return spaces, prefixes
+            except MissingEncoderPackage as exc:
+                prefixes.add(f"{family.name}-")
+                skipped[family.name] = f"{family.name}: {exc}; its {family.name}-* spaces are kept as they are"
+    return SpacesInUse(spaces, prefixes, list(skipped.values()))
 
 
 @dataclass
@@ -201,6 +214,7 @@ class PruneResult:
     unused_space_rows: int
     unused_spaces: list[str]
     dry_run: bool
+    skipped: list[str] = field(default_factory=list)  # encoders whose package is missing (rows kept)
 
     @property
     def deleted(self) -> int:
@@ -211,7 +225,7 @@ def prune_embeddings(*, dry_run: bool = False) -> PruneResult:
     """Delete rows of spaces nothing uses any more, then rows whose digest no movie has now
     (its overview, the text a config in use composes from it, its poster derivative)."""
     configs = configs_in_use()
-    spaces, prefixes = spaces_in_use(configs)
+    spaces, prefixes, skipped = spaces_in_use(configs)
     keep_space = Q(space__in=spaces)
     for prefix in prefixes:
         keep_space |= Q(space__startswith=prefix)
@@ -229,4 +243,4 @@ def prune_embeddings(*, dry_run: bool = False) -> PruneResult:
         unused.delete()
         for start in range(0, len(stale_ids), CHUNK):
             Embedding.objects.filter(pk__in=stale_ids[start : start + CHUNK]).delete()
-    return PruneResult(rows_before, len(stale_ids), unused_rows, unused_spaces, dry_run)
+    return PruneResult(rows_before, len(stale_ids), unused_rows, unused_spaces, dry_run, skipped)

@@ -11,7 +11,6 @@ from django.db import transaction
 from base.progress import Progress, report, scaled
 from ml.engine.contracts import Example
 from ml.engine.metrics import evaluate
-from ml.engine.thresholds import apply_thresholds
 from ml.models import DatasetSnapshot, Evaluation, GenreMetric, ModelVersion, SnapshotMember
 
 from .data import snapshot_examples
@@ -39,10 +38,11 @@ def label_matrix(
 def score_examples(
     model, examples: Sequence[Example], snapshot_genres: Sequence[str], progress: Progress | None = None
 ) -> dict:
-    """Metrics of a loaded TrainedModel on labelled examples (ml.engine.metrics.evaluate's dict)."""
+    """Metrics of a loaded TrainedModel on labelled examples (ml.engine.metrics.evaluate's dict);
+    each example decided with the thresholds of its input set, as predictions are."""
     genres = list(model.genres)
-    probs = np.asarray(model.predict_proba(list(examples), progress=progress))
-    decisions = apply_thresholds(probs, np.asarray(model.thresholds), min_one=True)
+    probs, decisions = model.predict(list(examples), progress=progress)
+    probs = np.asarray(probs)
     y = label_matrix(examples, snapshot_genres, genres)
     return evaluate(y, probs, decisions, genres)
 

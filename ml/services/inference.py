@@ -35,6 +35,7 @@ UPDATE_FIELDS = [
     "suggested_add",
     "suggested_remove",
     "labels_at_prediction",
+    "inputs",
     "updated_at",
 ]
 
@@ -127,14 +128,19 @@ def _current_labels(movie_ids: Sequence[int]) -> dict[int, list[str]]:
     return labels
 
 
-def _upsert(version: ModelVersion, genres, thresholds, examples: list[Example], probs, decisions) -> int:
+def _upsert(version: ModelVersion, model, examples: list[Example], probs, decisions) -> int:
+    """Upsert the batch's predictions; each row's fields use the thresholds of the input set
+    the model had for that movie (``model.last_input_sets``, from the ``predict`` just run)."""
     ids = [int(e.key) for e in examples]
     labels = _current_labels(ids)
+    genres = list(model.genres)
+    sets = list(model.last_input_sets)
     rows = [
         Prediction(
             movie_id=movie_id,
             model_version=version,
-            **prediction_fields(genres, thresholds, probs[i], decisions[i], labels[movie_id]),
+            inputs=sets[i],
+            **prediction_fields(genres, model.thresholds_for(sets[i]), probs[i], decisions[i], labels[movie_id]),
         )
         for i, movie_id in enumerate(ids)
     ]
@@ -170,8 +176,6 @@ def predict_movies(
         raise ValueError("batch_size must be at least 1")
     version = ModelVersion.objects.get(pk=model_version_id)
     model = get_predictor(model_version_id)
-    genres = list(model.genres)
-    thresholds = np.asarray(model.thresholds, dtype=np.float64)
     movie_ids = list(dict.fromkeys(int(m) for m in movie_ids))
     written = 0
     report(progress, f"Predicting {len(movie_ids)} movies with model version {version.pk}", 0.0)
@@ -179,7 +183,7 @@ def predict_movies(
         examples = movie_examples(movie_ids[start : start + batch_size])
         if examples:
             probs, decisions = model.predict(examples)
-            written += _upsert(version, genres, thresholds, examples, probs, decisions)
+            written += _upsert(version, model, examples, probs, decisions)
         done = min(start + batch_size, len(movie_ids))
         report(progress, f"Predicted {done} of {len(movie_ids)} movies", done / max(len(movie_ids), 1))
     return written
@@ -188,15 +192,16 @@ def predict_movies(
 def refresh_disagreements(movie_ids: Sequence[int]) -> int:
     """Recompute the disagreement fields of existing predictions after labels changed.
 
-    Call after relabelling so the review queues reflect the new labels without
-    re-running the model. Returns the number of prediction rows updated.
+    Call after relabelling so the stored comparison reflects the new labels without
+    re-running the model; each prediction is judged against the thresholds of the input
+    set it was made with. Returns the number of prediction rows updated.
     """
     movie_ids = list(movie_ids)
     labels = _current_labels(movie_ids)
     predictions = list(Prediction.objects.filter(movie_id__in=movie_ids).select_related("model_version"))
     for prediction in predictions:
         genres = list(prediction.model_version.genres)
-        thresholds = np.asarray(prediction.model_version.thresholds, dtype=np.float64)
+        thresholds = np.asarray(prediction.model_version.thresholds_for(prediction.inputs), dtype=np.float64)
         probs = np.array([prediction.scores.get(g, 0.0) for g in genres])
         decided = set(prediction.predicted)
         decisions = np.array([g in decided for g in genres])

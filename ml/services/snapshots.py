@@ -23,11 +23,12 @@ from ml.engine.split import (
 )
 from ml.models import DatasetSnapshot, SnapshotMember
 
-from .data import overview_checksum
+from .data import text_checksum
 
 logger = logging.getLogger(__name__)
 
-HASH_VERSION = 1
+# 2: member text checksums cover title, year and overview (1: the overview only).
+HASH_VERSION = 2
 MEMBER_BATCH = 2000
 
 # Why a movie is left out, checked in this order (the first that applies is counted).
@@ -51,7 +52,7 @@ def snapshot_hash(
     keep_rare_genres: bool,
     rows: Sequence[tuple[int, str, Sequence[str], str, str]],
 ) -> str:
-    """sha256 over the parameters and (movie id, split, label names, poster checksum, overview sha) rows.
+    """sha256 over the parameters and (movie id, split, label names, poster checksum, text sha) rows.
 
     Rows are hashed in movie-id order, so the result does not depend on query order.
     """
@@ -65,8 +66,8 @@ def snapshot_hash(
         "keep_rare_genres": bool(keep_rare_genres),
     }
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8"))
-    for movie_id, split, labels, poster_checksum, overview_sha in sorted(rows, key=lambda r: r[0]):
-        digest.update(f"\n{movie_id}\t{split}\t{','.join(sorted(labels))}\t{poster_checksum}\t{overview_sha}".encode())
+    for movie_id, split, labels, poster_checksum, text_sha in sorted(rows, key=lambda r: r[0]):
+        digest.update(f"\n{movie_id}\t{split}\t{','.join(sorted(labels))}\t{poster_checksum}\t{text_sha}".encode())
     return digest.hexdigest()
 
 
@@ -146,20 +147,24 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
     report(progress, "Choosing eligible movies", 0.2)
 
     excluded: Counter[str] = Counter()
-    # id, overview sha, has overview, labels, poster checksum, label source. Overviews are hashed as they
-    # stream past so a million-movie catalog never sits in memory as text.
+    # id, text sha, has overview, labels, poster checksum, label source. Texts (title, year,
+    # overview) are hashed as they stream past so a million-movie catalog never sits in memory as text.
     eligible: list[tuple[int, str, bool, list[str], str, str]] = []
     label_sources: Counter[str] = Counter()
     total_movies = 0
     movies = Movie.objects.order_by("id").values_list(
         "id",
+        "title",
+        "year",
         "overview",
         "missing_genres",
         "excluded_from_training",
         "duplicate_of_id",
         "label_source",
     )
-    for movie_id, overview, missing_genres, is_excluded, duplicate_of, label_source in movies.iterator(chunk_size=5000):
+    for movie_id, title, year, overview, missing_genres, is_excluded, duplicate_of, label_source in movies.iterator(
+        chunk_size=5000
+    ):
         total_movies += 1
         labels = labels_of.get(movie_id, [])
         # The text itself decides, not the preprocessing flag, which may be stale.
@@ -173,7 +178,7 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
         elif not has_text and movie_id not in usable_poster:
             excluded[NO_TEXT_OR_POSTER] += 1
         else:
-            text_sha = overview_checksum(overview or "")
+            text_sha = text_checksum(title, year, overview or "")
             eligible.append((movie_id, text_sha, has_text, labels, usable_poster.get(movie_id, ""), label_source))
 
     genre_counts = Counter(g for _, _, _, labels, _, _ in eligible for g in labels)
@@ -182,7 +187,7 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
     genres = sorted(g for g in genre_counts if keep_rare_genres or g not in rare_names)
     index_of = {g: i for i, g in enumerate(genres)}
 
-    members: list[tuple[int, str, list[int], str]] = []  # id, overview sha, label indices, poster checksum
+    members: list[tuple[int, str, list[int], str]] = []  # id, text sha, label indices, poster checksum
     without_overview = 0
     for movie_id, text_sha, has_text, labels, poster_checksum, label_source in eligible:
         kept = sorted(index_of[g] for g in set(labels) if g in index_of)
@@ -211,8 +216,8 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
         min_genre_count=min_genre_count,
         keep_rare_genres=keep_rare_genres,
         rows=[
-            (movie_id, str(split), [genres[i] for i in kept], poster_checksum, overview_sha)
-            for (movie_id, overview_sha, kept, poster_checksum), split in zip(members, splits, strict=False)
+            (movie_id, str(split), [genres[i] for i in kept], poster_checksum, text_sha)
+            for (movie_id, text_sha, kept, poster_checksum), split in zip(members, splits, strict=False)
         ],
     )
     split_counts = {name: int((splits == name).sum()) for name in SUBSET_NAMES}
@@ -246,6 +251,7 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
             keep_rare_genres=keep_rare_genres,
             genres=genres,
             content_hash=content_hash,
+            hash_version=HASH_VERSION,
             n_members=len(members),
             split_counts=split_counts,
             report=build_report,

@@ -105,10 +105,13 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
     cancelled and propagates unchanged; a retry with the same snapshot and config
     resumes from the engine's checkpoint.
     """
+    from ml.engine.identity import missing_encoder_packages
     from ml.engine.registry import get_config
     from ml.engine.train import fit
 
     model_config = get_config(config)  # ValueError on an unknown preset or bad field
+    for missing in missing_encoder_packages(model_config):  # before a run is recorded
+        raise ValueError(f"{model_config.name}: {missing}")
     snapshot = DatasetSnapshot.objects.get(pk=snapshot_id)
     config_dict = model_config.to_dict()
     run = TrainingRun.objects.create(
@@ -184,6 +187,7 @@ def train_model(snapshot_id: int, config, *, user=None, progress: Progress | Non
             config=config_dict,
             genres=list(model.genres),
             thresholds=[float(t) for t in model.thresholds],
+            thresholds_by_inputs=meta.get("thresholds_by_inputs") or {},
             normaliser=meta.get("normaliser") or meta.get("normalizer") or {},
             artifact_path=folder,
             artifact_files=names,

@@ -36,7 +36,8 @@ AUDIT_FILTER_CHOICES = [
 
 
 def score_rows(prediction: Prediction, version: ModelVersion, label_names: set[str]) -> list[dict]:
-    thresholds = dict(zip(version.genres, version.thresholds or [], strict=False))
+    # the thresholds the prediction was decided with (its input set's)
+    thresholds = dict(zip(version.genres, version.thresholds_for(prediction.inputs) or [], strict=False))
     rows = []
     for genre, score in sorted(prediction.scores.items(), key=lambda kv: -kv[1]):
         rows.append(

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Prefetch
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -15,8 +14,8 @@ from django.views.decorators.http import require_POST
 from base.permissions import labeler_required, reader_required
 from catalog.forms import RelabelForm
 from catalog.labels import StaleLabels
-from catalog.models import Movie, MovieGenre
-from catalog.views import poster_url
+from catalog.models import Movie
+from catalog.views import labelled_movies, poster_url
 
 from ..services.audit import latest_audit
 from ..services.review import (
@@ -69,11 +68,7 @@ def review_list(request, queue: str):
     audit = latest_audit()
     page = None
     if audit is not None:
-        movies = (
-            audit_queue_movies(queue, audit)
-            .select_related("poster")
-            .prefetch_related(Prefetch("labels", queryset=MovieGenre.objects.select_related("genre")))
-        )
+        movies = labelled_movies(audit_queue_movies(queue, audit))
         page = Paginator(movies, AUDIT_PAGE).get_page(request.GET.get("page"))
         items = _audit_items(queue, audit, list(page.object_list))
         for offset, movie in enumerate(items):
@@ -112,8 +107,8 @@ class ReviewItemView(MovieWithScoresView):
     def get_context_data(self, queue: str, position: int, **kwargs):
         total = self.total
         position = max(1, min(position, total))
-        movie = self.movies[position - 1]
-        ctx = super().get_context_data(pk=movie.pk, **kwargs)
+        movie = labelled_movies(self.movies)[position - 1]  # the one read of the movie
+        ctx = super().get_context_data(movie=movie, **kwargs)
         _audit_items(queue, self.audit, [ctx["movie"]])
         base = reverse("ml:review_item", args=[queue, 0])[:-2]
         here = f"{base}{position}/"

@@ -289,6 +289,22 @@ def test_a_calibrated_model_applies_its_calibration_and_survives_save_and_load(m
     assert loaded.last_input_sets == ["text"] * len(val)
 
 
+def test_the_platform_evaluation_decides_each_movie_with_its_input_sets_thresholds(meancolour, data):
+    from ml.engine.thresholds import apply_thresholds
+    from ml.services.evaluation import score_examples
+
+    train, val = data
+    model = fit(fused_config(epochs=6), GENRES, train, val, device="cpu")
+    model.thresholds_by_inputs["text"] = np.full(len(GENRES), 0.01, dtype=np.float32)  # no poster: every genre
+    no_poster = without(val, "image")
+    probs, decisions = model.predict(no_poster)
+    assert not np.array_equal(decisions, apply_thresholds(probs, model.thresholds, min_one=True))
+    expected = evaluate(labels_matrix(val, len(GENRES)), probs, decisions, GENRES)
+    result = score_examples(model, no_poster, GENRES)
+    assert result["micro_f1"] == expected["micro_f1"] and result["samples_f1"] == expected["samples_f1"]
+    assert [(r["tp"], r["fp"]) for r in result["per_genre"]] == [(r["tp"], r["fp"]) for r in expected["per_genre"]]
+
+
 # ---------------------------------------------------------------- a local encoder checkpoint
 
 

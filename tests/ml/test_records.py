@@ -120,3 +120,16 @@ def test_prediction_fields_queue_scores():
     assert fields["labels_at_prediction"] == ["Action", "Drama"]  # Western is unknown to the model
     agree = prediction_fields(genres, thresholds, probs, decisions, ["Action", "Comedy"])
     assert agree["disagrees"] is False and agree["disagreement"] == 0.0
+
+
+@pytest.mark.django_db
+def test_prediction_table_indexes_only_what_is_queried():
+    """Nothing filters or orders predictions by uncertainty or disagreement since the in-sample
+    queues went, so the migrated table carries no index on them (writes stay cheap)."""
+    from ml.models import Prediction
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Prediction._meta.db_table)
+    indexed = {tuple(c["columns"]) for c in constraints.values() if c["index"] or c["unique"]}
+    assert not any({"uncertainty", "disagrees", "disagreement"} & set(columns) for columns in indexed), indexed
+    assert ("movie_id", "model_version_id") in indexed  # the upsert's key stays

@@ -42,6 +42,54 @@ def test_poster_checksum_change_changes_hash(tiny_catalog):
     assert after.members.get(movie=tiny_catalog[3]).poster_checksum == "0" * 64
 
 
+@pytest.mark.parametrize("field, value", [("title", "Renamed"), ("year", 1901), ("overview", "Rewritten.")])
+def test_every_text_field_a_preset_reads_changes_the_hash(tiny_catalog, field, value):
+    # the recommended preset's text is title + overview; a preset may read the year too
+    before = build_snapshot(min_genre_count=1)
+    movie = tiny_catalog[5]
+    setattr(movie, field, value)
+    movie.save()
+    after = build_snapshot(min_genre_count=1)
+    assert after.hash_version == 2 and after.content_hash != before.content_hash
+    assert after.members.get(movie=movie).text_checksum != before.members.get(movie=movie).text_checksum
+    assert (
+        after.members.get(movie=tiny_catalog[6]).text_checksum
+        == before.members.get(movie=tiny_catalog[6]).text_checksum
+    )
+
+    from ml.services.data import snapshot_examples
+
+    assert snapshot_examples(before).text_changed == 1 and snapshot_examples(after).text_changed == 0
+
+
+def test_a_snapshot_built_before_checks_its_overview_only_checksums(tiny_catalog):
+    from ml.services.data import overview_checksum, snapshot_examples
+
+    snapshot = build_snapshot(min_genre_count=1)
+    # as a hash_version 1 snapshot stored them: the overview alone
+    old = DatasetSnapshot.objects.create(content_hash="1" * 64, genres=snapshot.genres, hash_version=1)
+    SnapshotMember.objects.bulk_create(
+        SnapshotMember(
+            snapshot=old,
+            movie_id=m.movie_id,
+            split=m.split,
+            labels=m.labels,
+            poster_checksum=m.poster_checksum,
+            text_checksum=overview_checksum(m.movie.overview),
+        )
+        for m in snapshot.members.select_related("movie")
+    )
+    assert snapshot_examples(old).text_changed == 0  # readable as it was, no false drift
+    movie = tiny_catalog[7]
+    movie.title = "Renamed"
+    movie.save()
+    assert snapshot_examples(old).text_changed == 0  # it never covered the title
+    movie.overview = "Rewritten."
+    movie.save()
+    data = snapshot_examples(old)
+    assert data.text_changed == 1 and "1 overview(s) were edited" in " ".join(data.notes)
+
+
 def test_exclusions_are_counted_by_reason(tiny_catalog, make_movie):
     make_movie(("Drama",), excluded_from_training=True)
     make_movie(("Drama",), duplicate_of=tiny_catalog[0])

@@ -27,10 +27,14 @@ class Command(BaseCommand):
         encoders = [e.strip() for e in opts["encoders"].split(",") if e.strip()]
         if not encoders or any(e not in EMBED_ENCODERS for e in encoders):
             raise CommandError(f"--encoders takes {', '.join(EMBED_ENCODERS)}")
+        from ml.engine.identity import missing_encoder_packages
+
         try:
             config = embedding_config(opts["config"])
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        for missing in missing_encoder_packages(config, which=encoders):
+            raise CommandError(f"{config.name}: {missing}")
         ids, missing = movies_to_predict(opts["movie_ids"] or None)
         if missing:
             self.stderr.write(f"{missing} movie id(s) do not exist and are skipped")

@@ -22,3 +22,5 @@ class Command(BaseCommand):
         )
         for space in result.unused_spaces:
             self.stdout.write(f"  unused space: {space}")
+        for message in result.skipped:
+            self.stderr.write(f"skipped {message}")
