@@ -63,7 +63,10 @@ class SentenceTransformerFolderEncoder(nn.Module):
 
         self.st = SentenceTransformer(str(folder), device=device, local_files_only=True)
         self.st.max_seq_length = max_tokens
-        get_dim = getattr(self.st, "get_sentence_embedding_dimension", None)
+        # sentence-transformers 5 renamed it (the old name warns); older releases have only the old one
+        get_dim = getattr(self.st, "get_embedding_dimension", None) or getattr(
+            self.st, "get_sentence_embedding_dimension", None
+        )
         self.dim = int(get_dim()) if get_dim else int(self.st.encode(["x"]).shape[1])
         self.pretrained = True
 
