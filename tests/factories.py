@@ -99,6 +99,13 @@ def make_movie(
     return movie
 
 
+def genre_names(movie) -> set[str]:
+    """The movie's genres as the database has them now (re-read: a job may have changed them)."""
+    from catalog.models import MovieGenre
+
+    return set(MovieGenre.objects.filter(movie_id=movie.pk).values_list("genre__name", flat=True))
+
+
 def make_poster(
     movie, *, original: bytes | None = None, derivative: bytes | None = None, name: str | None = None, **fields
 ):

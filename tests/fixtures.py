@@ -177,3 +177,18 @@ def candidate_version(world):
         artifact_path="models/none2",
         checksum="d" * 64,
     )
+
+
+@pytest.fixture
+def drama_catalog(db):
+    """Three dramas (1970, 2012, 2019) and a horror film (2018), plus an unused Comedy genre:
+    the bulk-change tests add Comedy to "genre=drama&year_min=2000" (two of them)."""
+    from catalog.models import Genre
+
+    Genre.objects.create(name="Comedy")
+    return {
+        "old": make_movie(title="Old Drama", source_id="a", genres=["Drama"], year=1970),
+        "new": make_movie(title="New Drama", source_id="b", genres=["Drama"], year=2012),
+        "newer": make_movie(title="Newer Drama", source_id="c", genres=["Drama"], year=2019),
+        "horror": make_movie(title="Late Horror", source_id="d", genres=["Horror"], year=2018),
+    }

@@ -13,7 +13,7 @@ from django.http import StreamingHttpResponse
 
 from catalog.labels import change_labels
 from catalog.models import ChangeSet, Genre, Movie
-from tests.factories import api_client_for, make_movie, make_user
+from tests.factories import api_client_for, genre_names, make_movie, make_user
 from workers.models import Job
 
 
@@ -45,10 +45,6 @@ def post_and_run(jobs_at_commit):
     return post
 
 
-def names(movie) -> set[str]:
-    return set(Movie.objects.get(pk=movie.pk).labels.values_list("genre__name", flat=True))
-
-
 def test_create_by_filter_then_undo_then_refuse_a_second_undo(movies, clients, jobs_at_commit):
     api = clients["labeler"]
     Genre.objects.create(name="Comedy")
@@ -64,7 +60,7 @@ def test_create_by_filter_then_undo_then_refuse_a_second_undo(movies, clients, j
         assert (queued["status"], queued["matched"], queued["changed"]) == ("queued", 0, 0)
         job = Job.objects.get()
         assert queued["job"] == job.pk and queued["job_url"].endswith(f"/api/jobs/{job.pk}/")
-        assert job.params == {"change_set": queued["id"]} and names(movies[1]) == {"Drama"}
+        assert job.params == {"change_set": queued["id"]} and genre_names(movies[1]) == {"Drama"}
         assert api.get(f"/api/change-sets/{queued['id']}/").json()["status"] == "queued"
         early = api.post(f"/api/change-sets/{queued['id']}/undo/")
         assert early.status_code == 409 and "not started yet" in early.json()["detail"]
@@ -72,7 +68,7 @@ def test_create_by_filter_then_undo_then_refuse_a_second_undo(movies, clients, j
     assert body["kind"] == "bulk" and body["status"] == "succeeded" and body["user"] == "lena"
     assert (body["matched"], body["changed"], body["unchanged"]) == (1, 1, 0)
     assert body["selection"] == {"filter": {"genre": "drama", "year_min": "2000"}}
-    assert names(movies[1]) == {"Drama", "Comedy"} and names(movies[0]) == {"Drama"}
+    assert genre_names(movies[1]) == {"Drama", "Comedy"} and genre_names(movies[0]) == {"Drama"}
     assert api.get(queued["job_url"]).json()["status"] == "succeeded"
 
     changes = api.get(f"/api/change-sets/{body['id']}/changes/").json()
@@ -83,7 +79,7 @@ def test_create_by_filter_then_undo_then_refuse_a_second_undo(movies, clients, j
         undo = api.post(f"/api/change-sets/{body['id']}/undo/")
     assert undo.status_code == 202 and undo.json()["undoes"] == body["id"] and undo.json()["status"] == "queued"
     assert api.get(f"/api/change-sets/{undo.json()['id']}/").json()["changed"] == 1
-    assert names(movies[1]) == {"Drama"}
+    assert genre_names(movies[1]) == {"Drama"}
     assert api.get(f"/api/change-sets/{body['id']}/").json()["undone_by"] == undo.json()["id"]
     again = api.post(f"/api/change-sets/{body['id']}/undo/")
     assert again.status_code == 409 and "already undone" in again.json()["detail"]
@@ -96,7 +92,7 @@ def test_create_by_ids_and_the_undo_reports_a_movie_changed_since(movies, client
     change_labels(movies[0], add=[Genre.objects.get(name="Drama")], user=make_user("pat"))  # a person puts it back
     _, undo = post_and_run(api, f"/api/change-sets/{bulk['id']}/undo/")
     assert undo["changed"] == 1 and undo["skipped"] == 0  # already as the undo would make it: nothing to do
-    assert names(movies[0]) == {"Drama"} and names(movies[1]) == {"Drama"}
+    assert genre_names(movies[0]) == {"Drama"} and genre_names(movies[1]) == {"Drama"}
 
 
 @pytest.mark.parametrize(

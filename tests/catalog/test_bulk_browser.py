@@ -14,10 +14,10 @@ import io
 import pytest
 from django.conf import settings
 
-from catalog.models import ChangeSet, Genre, Movie
+from catalog.models import ChangeSet
 from tests.browser import log_in as shared_log_in
 from tests.celery_worker import WorkerProcess
-from tests.factories import make_movie, make_user
+from tests.factories import genre_names, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -56,19 +56,9 @@ def wait_until_succeeded(page, worker) -> None:
 
 
 @pytest.fixture
-def catalog(db):
+def catalog(drama_catalog):
     make_user("lena")
-    Genre.objects.create(name="Comedy")
-    return {
-        "old": make_movie(title="Old Drama", source_id="a", genres=["Drama"], year=1970),
-        "new": make_movie(title="New Drama", source_id="b", genres=["Drama"], year=2012),
-        "newer": make_movie(title="Newer Drama", source_id="c", genres=["Drama"], year=2019),
-        "horror": make_movie(title="Late Horror", source_id="d", genres=["Horror"], year=2018),
-    }
-
-
-def names(movie) -> set[str]:
-    return set(Movie.objects.get(pk=movie.pk).labels.values_list("genre__name", flat=True))
+    return drama_catalog
 
 
 def log_in(page, live_server) -> None:
@@ -104,8 +94,8 @@ def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, ca
     wait_until_succeeded(page, worker)
     assert "2 movies looked at: 2 changed" in page.inner_text("#change-set-counts")
     page.wait_for_selector("#undo-button")
-    assert names(catalog["new"]) == {"Drama", "Comedy"} and names(catalog["newer"]) == {"Drama", "Comedy"}
-    assert names(catalog["old"]) == {"Drama"} and names(catalog["horror"]) == {"Horror"}
+    assert genre_names(catalog["new"]) == {"Drama", "Comedy"} and genre_names(catalog["newer"]) == {"Drama", "Comedy"}
+    assert genre_names(catalog["old"]) == {"Drama"} and genre_names(catalog["horror"]) == {"Horror"}
 
     # back on the filtered catalog the cards show it
     page.click("text=Back to the catalog")
@@ -135,7 +125,7 @@ def test_bulk_add_to_a_filtered_set_undo_it_and_export_csv(page, live_server, ca
     page.wait_for_selector(f".msg.success >> text=Undoing bulk change #{change_set.pk}")
     wait_until_succeeded(page, worker)
     assert "2 changed" in page.inner_text("#change-set-counts")
-    assert names(catalog["new"]) == {"Drama"} and names(catalog["newer"]) == {"Drama"}
+    assert genre_names(catalog["new"]) == {"Drama"} and genre_names(catalog["newer"]) == {"Drama"}
     undo = ChangeSet.objects.get(undoes=change_set)
     assert f"Undo of #{change_set.pk}" in page.inner_text("#change-set-summary").replace("\n", " ")
     assert undo.changed == 2
@@ -163,4 +153,4 @@ def test_check_one_movie_and_remove_a_genre(page, live_server, catalog, worker):
     page.wait_for_url("**/changes/*/**")
     wait_until_succeeded(page, worker)
     page.wait_for_selector("#undo-button")
-    assert names(catalog["old"]) == set() and names(catalog["new"]) == {"Drama"}
+    assert genre_names(catalog["old"]) == set() and genre_names(catalog["new"]) == {"Drama"}

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from catalog.models import ChangeSet, Genre, LabelChange, Movie
-from tests.factories import make_movie, make_user
+from tests.factories import genre_names, make_movie, make_user
 from workers.models import Job
 
 
@@ -31,10 +31,6 @@ def labeler_client(db):
     client = Client()
     client.force_login(make_user("lena"))
     return client
-
-
-def names(movie) -> set[str]:
-    return set(Movie.objects.get(pk=movie.pk).labels.values_list("genre__name", flat=True))
 
 
 def text(answer) -> str:
@@ -77,7 +73,7 @@ def test_bulk_by_filter_asks_then_queues_then_undo(movies, labeler_client, jobs_
         change_set, job = ChangeSet.objects.get(), Job.objects.get()
         assert change_set.status == ChangeSet.Status.QUEUED and not change_set.changes.exists()
         assert (job.kind, job.params, job.status) == ("bulk_labels", {"change_set": change_set.pk}, "queued")
-        assert names(movies[1]) == {"Drama"}
+        assert genre_names(movies[1]) == {"Drama"}
         queued = labeler_client.get(done["Location"])
         assert (
             'data-status-url="/changes/' in queued.content.decode()
@@ -105,8 +101,8 @@ def test_bulk_by_filter_asks_then_queues_then_undo(movies, labeler_client, jobs_
     assert 'id="undo-button"' in labeler_client.get(done["Location"]).content.decode()
     status = labeler_client.get(f"/changes/{change_set.pk}/status.json").json()
     assert (status["status"], status["finished"], status["matched"], status["changed"]) == ("succeeded", True, 2, 2)
-    assert names(movies[1]) == {"Drama", "Comedy"} and names(movies[2]) == {"Horror", "Comedy"}
-    assert names(movies[0]) == {"Drama"}
+    assert genre_names(movies[1]) == {"Drama", "Comedy"} and genre_names(movies[2]) == {"Horror", "Comedy"}
+    assert genre_names(movies[0]) == {"Drama"}
     assert "all matching year_min=2000" in labeler_client.get("/changes/").content.decode()
 
     with jobs_at_commit():
@@ -115,7 +111,7 @@ def test_bulk_by_filter_asks_then_queues_then_undo(movies, labeler_client, jobs_
     assert undone["Location"] == f"/changes/{undo.pk}/"
     shown = text(labeler_client.get(undone["Location"]))
     assert f"Undoing bulk change #{change_set.pk} as job #" in shown and "2 changed" in shown
-    assert names(movies[1]) == {"Drama"} and names(movies[2]) == {"Horror"}
+    assert genre_names(movies[1]) == {"Drama"} and genre_names(movies[2]) == {"Horror"}
     again = labeler_client.post(f"/changes/{change_set.pk}/undo/", follow=True)
     assert "already undone" in text(again) and ChangeSet.objects.count() == 2
     assert 'id="undo-button"' not in labeler_client.get(f"/changes/{change_set.pk}/").content.decode()
@@ -130,7 +126,7 @@ def test_bulk_remove_on_checked_ids(movies, labeler_client, jobs_at_commit):
     change_set = ChangeSet.objects.get()
     assert (change_set.changed, change_set.unchanged) == (1, 1)
     assert change_set.selection == {"ids": sorted(ids)}
-    assert names(movies[0]) == set() and names(movies[1]) == {"Drama"}
+    assert genre_names(movies[0]) == set() and genre_names(movies[1]) == {"Drama"}
     detail = labeler_client.get(f"/changes/{change_set.pk}/").content.decode()
     assert "Old Drama" in detail and "Removed" in detail
 

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from catalog.models import ChangeSet, Genre, LabelChange, Movie
 from tests.celery_worker import WorkerProcess
-from tests.factories import api_client_for, make_movie, make_user
+from tests.factories import api_client_for, genre_names, make_movie, make_user
 from workers import kinds
 from workers.jobs import cancel, enqueue, retry
 from workers.kinds import InvalidJobParams
@@ -27,18 +27,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def catalog(db):
-    Genre.objects.create(name="Comedy")
-    return {
-        "old": make_movie(title="Old Drama", source_id="a", genres=["Drama"], year=1970),
-        "new": make_movie(title="New Drama", source_id="b", genres=["Drama"], year=2012),
-        "newer": make_movie(title="Newer Drama", source_id="c", genres=["Drama"], year=2019),
-        "horror": make_movie(title="Late Horror", source_id="d", genres=["Horror"], year=2018),
-    }
-
-
-def names(movie) -> set[str]:
-    return set(Movie.objects.get(pk=movie.pk).labels.values_list("genre__name", flat=True))
+def catalog(drama_catalog):
+    return drama_catalog
 
 
 BULK = {"action": "add", "genre": "comedy", "scope": "filter", "filter": "genre=drama&year_min=2000", "confirmed": "1"}
@@ -67,7 +57,7 @@ def test_a_filter_is_evaluated_by_the_job_as_stored_after_the_request_answered(c
     changed = set(LabelChange.objects.filter(change_set=change_set).values_list("movie_id", flat=True))
     assert changed == listed == {catalog["new"].pk, late.pk}
     assert (change_set.status, change_set.matched, change_set.changed) == (ChangeSet.Status.SUCCEEDED, 2, 2)
-    assert names(catalog["newer"]) == {"Drama"} and names(late) == {"Drama", "Comedy"}
+    assert genre_names(catalog["newer"]) == {"Drama"} and genre_names(late) == {"Drama", "Comedy"}
     assert job.result["change_set_id"] == change_set.pk and job.requested_by.username == "lena"
     assert any("of 2 movies, 2 changed" in line for line in job.log), job.log
 
@@ -114,7 +104,7 @@ def test_a_job_cancelled_while_queued_ends_its_change_set_failed(catalog, labele
     cancel(job, staff)
     change_set.refresh_from_db()
     assert change_set.status == ChangeSet.Status.FAILED and f"job #{job.pk} cancelled" in change_set.error
-    assert names(catalog["new"]) == {"Drama"}
+    assert genre_names(catalog["new"]) == {"Drama"}
     with pytest.raises(InvalidJobParams):  # a change set runs once: retry is refused
         retry(Job.objects.get(pk=job.pk), staff)
 
@@ -132,11 +122,11 @@ def test_a_job_cancelled_while_it_runs_stops_between_batches_and_can_be_undone(c
     job, change_set = Job.objects.get(), ChangeSet.objects.get()
     assert job.status == Job.Status.CANCELLED
     assert change_set.status == ChangeSet.Status.FAILED and "cancelled" in change_set.error
-    assert (change_set.matched, change_set.changed) == (1, 1) and names(catalog["old"]) == {"Drama", "Comedy"}
+    assert (change_set.matched, change_set.changed) == (1, 1) and genre_names(catalog["old"]) == {"Drama", "Comedy"}
     with jobs_at_commit():
         labeler_client.post(f"/changes/{change_set.pk}/undo/")
     undo = ChangeSet.objects.get(undoes=change_set)
-    assert undo.status == ChangeSet.Status.SUCCEEDED and undo.changed == 1 and names(catalog["old"]) == {"Drama"}
+    assert undo.status == ChangeSet.Status.SUCCEEDED and undo.changed == 1 and genre_names(catalog["old"]) == {"Drama"}
 
 
 def test_a_job_whose_worker_was_lost_ends_its_change_set_failed_and_undoable(catalog, labeler_client, settings):
@@ -187,13 +177,13 @@ def test_a_real_worker_runs_the_api_bulk_change_and_its_undo(tmp_path):
         assert answer.status_code == 202 and answer.json()["status"] in ("queued", "running")
         body = finished(answer.json()["id"])
         assert (body["status"], body["matched"], body["changed"]) == ("succeeded", 3, 3), worker.read_log()
-        assert [("Comedy" in names(m)) for m in dramas] == [False] * 3 + [True] * 3
+        assert [("Comedy" in genre_names(m)) for m in dramas] == [False] * 3 + [True] * 3
         job = Job.objects.get(pk=answer.json()["job"])
         assert job.status == Job.Status.SUCCEEDED and job.log[1].split(" ", 1)[1].startswith("started on test-")
 
         undo = api.post(f"/api/change-sets/{body['id']}/undo/")
         assert undo.status_code == 202
         assert finished(undo.json()["id"])["changed"] == 3
-        assert all(names(m) == {"Drama"} for m in dramas)
+        assert all(genre_names(m) == {"Drama"} for m in dramas)
     finally:
         worker.stop()
