@@ -18,6 +18,7 @@ TEXT_PRECISIONS = ("float32", "int8")  # as ml.engine.encoders (no torch import 
 # by code that behaved like this value (not like today's default).
 LEGACY_DEFAULTS = {"text_precision": "float32"}
 CALIBRATIONS = ("none", "temperature", "platt")
+THRESHOLD_RULES = ("tuned", "half-best-f1")  # how ml.engine.thresholds.tune_thresholds may pick
 
 
 @dataclass
@@ -65,6 +66,9 @@ class ModelConfig:
     # that pos_weight gives every score; on the devset's val it took ECE from 0.038 to 0.008
     # where temperature alone left 0.05). Thresholds are tuned on the calibrated probabilities.
     calibration: str = "platt"
+    # How the final per-genre thresholds (per input set) follow from the calibrated val
+    # scores: "tuned" (best F1 on val) or "half-best-f1" (ml.engine.thresholds.THRESHOLD_RULES)
+    decision_thresholds: str = "tuned"
     # kNN member: mix the head's probabilities with the label mean of the k nearest training
     # movies (cosine over the standardised frozen features); the mixing weight is chosen on
     # val. 0 = off; frozen mode only.
@@ -155,6 +159,8 @@ class ModelConfig:
             raise ValueError(f"{self.name}: fallback_heads needs train_mode='frozen'")
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"{self.name}: calibration must be one of {', '.join(CALIBRATIONS)}")
+        if self.decision_thresholds not in THRESHOLD_RULES:
+            raise ValueError(f"{self.name}: decision_thresholds must be one of {', '.join(THRESHOLD_RULES)}")
         if self.knn_k < 0 or (self.knn_k and self.train_mode != "frozen"):
             raise ValueError(f"{self.name}: knn_k must be >= 0 and needs train_mode='frozen'")
         if not self.knn_inputs or any(m not in ("text", "image") for m in self.knn_inputs):

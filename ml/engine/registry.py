@@ -274,12 +274,14 @@ PRESETS: dict[str, ModelConfig] = {
         _preset(
             "minilm+effnet-frozen-concat-late-knn-fallback",
             "title + overview text; concat-late heads + kNN member + text-only and poster-only fallback "
-            "heads, mixed per input set by weights chosen on val; per-genre Platt calibration",
+            "heads, mixed per input set by weights chosen on val; per-genre Platt calibration, thresholds at half "
+            "the best val F1",
             fusion="ensemble",
             ensemble_members=("concat", "concat", "late", "late"),
             knn_k=25,
             fallback_heads=True,
             text_fields=("title", "overview"),
+            decision_thresholds="half-best-f1",
             **_FUSED,
         ),
         # -- fused, end to end

@@ -310,12 +310,14 @@ def fit(
         config, genres, model, parts, np.full(n_genres, 0.5), history, device, encoder_fingerprints=fingerprints
     )
     # Per input set ("all"; for a fused model also poster removed / text removed from every
-    # val movie): per-genre calibration on the val logits, then thresholds tuned on the
-    # calibrated val probabilities.
+    # val movie): per-genre calibration on the val logits, then thresholds from the
+    # calibrated val probabilities (config.decision_thresholds says how).
     calibration, thresholds = {}, {}
     for name, val_logits in _val_logits_by_inputs(trained, val, val_arrays if frozen else None).items():
         calibration[name] = fit_calibration(val_logits, y_val, config.calibration)
-        thresholds[name] = tune_thresholds(y_val, apply_calibration(val_logits, calibration[name]))
+        thresholds[name] = tune_thresholds(
+            y_val, apply_calibration(val_logits, calibration[name]), rule=config.decision_thresholds
+        )
     trained.thresholds = thresholds.pop(ALL)
     trained.thresholds_by_inputs = thresholds
     trained.calibration = calibration

@@ -182,6 +182,22 @@ def test_tfidf_learns_the_tiny_task(tiny_data):
     assert (decisions & y).sum() / max(decisions.sum(), 1) >= 0.6
 
 
+def test_the_config_threshold_rule_sets_the_trained_thresholds(tiny_data):
+    """decision_thresholds="half-best-f1": every threshold is half its genre's best val F1,
+    from the same calibrated val scores the tuned rule reads."""
+    from ml.engine.calibration import apply_calibration
+    from ml.engine.thresholds import tune_thresholds
+
+    train, val = tiny_data
+    config = {"preset": "tfidf-linear", **SMALL, "epochs": 30, "lr": 5e-2, "decision_thresholds": "half-best-f1"}
+    model = fit(config, GENRES, train, val, device="cpu")
+    calibrated = apply_calibration(model.logits(val), model.calibration["all"])
+    y = labels_matrix(val, len(GENRES))
+    assert np.allclose(model.thresholds, tune_thresholds(y, calibrated, rule="half-best-f1"))
+    assert not np.allclose(model.thresholds, tune_thresholds(y, calibrated))
+    assert max(model.thresholds) <= 0.5
+
+
 def test_registry_covers_every_encoder_and_fusion():
     # st_folder / torchvision read a model the user has on disk: no preset can name one
     # (tests/ml/test_fusion.py trains them).
