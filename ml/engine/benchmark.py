@@ -300,6 +300,14 @@ def _run_model(
             model.decide(val_probs, model.last_input_sets),
             genres,
         ),
+        # Presets are chosen on one footing: val micro-F1 at thresholds tuned on val itself,
+        # whatever rule the model keeps for its decisions (config.decision_thresholds).
+        "val_selection": _summary(
+            labels_matrix(parts["val"], len(genres)),
+            val_probs,
+            apply_thresholds(val_probs, tune_thresholds(labels_matrix(parts["val"], len(genres)), val_probs)),
+            genres,
+        ),
         "val_probs": val_probs.tolist(),
         "test_probs": test_probs.tolist(),
         "thresholds": model.thresholds.tolist(),
@@ -683,6 +691,7 @@ COLUMNS = [
     "ece_uncalibrated",
     "val_micro_f1",
     "val_macro_f1",
+    "val_selection_micro_f1",
     "no_poster_micro_f1",
     "no_poster_macro_f1",
     "no_text_micro_f1",
@@ -712,6 +721,8 @@ def _flat(row: dict) -> dict:
         "ece_uncalibrated": m.get("ece_uncalibrated"),
         "val_micro_f1": val.get("micro_f1"),
         "val_macro_f1": val.get("macro_f1"),
+        # rows run before val_selection was recorded: their val figure (their thresholds were tuned on val)
+        "val_selection_micro_f1": (row.get("val_selection") or val).get("micro_f1"),
         "no_poster_micro_f1": (missing.get("no_poster") or {}).get("micro_f1"),
         "no_poster_macro_f1": (missing.get("no_poster") or {}).get("macro_f1"),
         "no_text_micro_f1": (missing.get("no_text") or {}).get("micro_f1"),
@@ -846,9 +857,16 @@ def _write_files(results, out_dir: Path, genres, rare, counts, parts, feature_ti
     split_rows = [r for r in flat if r["setup"] == "split"]
     # The best model is chosen on validation (never on test); rows without a val figure (the
     # end-to-end runs and post-hoc ensembles) compete only when no row has one.
-    with_val = [r for r in split_rows if r["val_micro_f1"] is not None] or split_rows
-    best = max(with_val, key=lambda r: r["val_micro_f1"] if r["val_micro_f1"] is not None else r["micro_f1"])
-    lines += ["", f"Best by validation micro-F1 (its test figures are in the table): **{best['model']}**."]
+    with_val = [r for r in split_rows if r["val_selection_micro_f1"] is not None] or split_rows
+    best = max(
+        with_val,
+        key=lambda r: r["val_selection_micro_f1"] if r["val_selection_micro_f1"] is not None else r["micro_f1"],
+    )
+    lines += [
+        "",
+        "Best by validation micro-F1 at thresholds tuned on val (the one footing every preset is chosen on, "
+        f"whatever rule it keeps for its decisions; its test figures are in the table): **{best['model']}**.",
+    ]
     missing = [r for r in split_rows if r["no_poster_micro_f1"] is not None]
     if missing:
         lines += [

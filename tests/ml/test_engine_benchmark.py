@@ -80,6 +80,26 @@ def test_benchmark_writes_table(devset, tmp_path):
     assert saved["rare_genres_excluded"] == {"Foreign": 2} and saved["split_sizes"]["test"] == 9
 
 
+def test_the_best_model_is_chosen_at_val_tuned_thresholds_whatever_its_decision_rule(devset, tmp_path):
+    """A model whose own thresholds score val lower (they were not tuned on val) is not
+    thereby ranked below a model whose thresholds were: presets compete on val micro-F1 at
+    thresholds tuned on val itself."""
+    import copy
+
+    out = tmp_path / "results"
+    rows = benchmark.run_benchmark(
+        devset, ["tfidf-linear"], out, min_genre_count=5, isolate=False, device="cpu", command="test"
+    )
+    assert rows[0]["val_selection"]["micro_f1"] >= rows[0]["val_metrics"]["micro_f1"] - 1e-9
+    steady, tuned = copy.deepcopy(rows[0]), copy.deepcopy(rows[0])
+    steady["model"], tuned["model"] = "steady-thresholds", "val-tuned-thresholds"
+    steady["val_metrics"]["micro_f1"], steady["val_selection"]["micro_f1"] = 0.60, 0.90
+    tuned["val_metrics"]["micro_f1"], tuned["val_selection"]["micro_f1"] = 0.85, 0.85
+    genres, rare, counts, parts = benchmark.prepare(devset, min_genre_count=5, seed=0)
+    benchmark._write_files([tuned, steady], out, genres, rare, counts, parts, {}, "cpu", ["test"])
+    assert "**steady-thresholds**" in (out / "benchmark.md").read_text()
+
+
 def test_benchmark_command_rejects_unknown_model_and_missing_data(devset, tmp_path):
     with pytest.raises(CommandError, match="unknown model preset"):
         call_command("benchmark_models", "--data", str(devset), "--models", "nope", "--out", str(tmp_path))
