@@ -280,6 +280,7 @@ def _run_model(
     test_probs = model.calibrate(test_logits, sets)
     decisions = model.decide(test_probs, sets)
     y_test = labels_matrix(test, len(genres))
+    y_val = labels_matrix(parts["val"], len(genres))
     metrics = evaluate(y_test, test_probs, decisions, genres)
     # The same scores before calibration: what calibration changed.
     metrics["ece_uncalibrated"] = calibration_bins(y_test, sigmoid(test_logits))["ece"]
@@ -294,19 +295,11 @@ def _run_model(
         "epochs_run": len(model.history),
         "best_epoch": getattr(model, "best_epoch", None),
         "metrics": metrics,
-        "val_metrics": _summary(
-            labels_matrix(parts["val"], len(genres)),
-            val_probs,
-            model.decide(val_probs, model.last_input_sets),
-            genres,
-        ),
+        "val_metrics": _summary(y_val, val_probs, model.decide(val_probs, model.last_input_sets), genres),
         # Presets are chosen on one footing: val micro-F1 at thresholds tuned on val itself,
         # whatever rule the model keeps for its decisions (config.decision_thresholds).
         "val_selection": _summary(
-            labels_matrix(parts["val"], len(genres)),
-            val_probs,
-            apply_thresholds(val_probs, tune_thresholds(labels_matrix(parts["val"], len(genres)), val_probs)),
-            genres,
+            y_val, val_probs, apply_thresholds(val_probs, tune_thresholds(y_val, val_probs)), genres
         ),
         "val_probs": val_probs.tolist(),
         "test_probs": test_probs.tolist(),
@@ -326,7 +319,6 @@ def _run_model(
         ):
             probs, dec = model.predict(without(test, drop))
             row["missing"][label] = _summary(y_test, probs, dec, genres)
-            y_val = labels_matrix(parts["val"], len(genres))
             probs, dec = model.predict(without(parts["val"], drop))
             row["missing"][f"val_{label}"] = _summary(y_val, probs, dec, genres)
     row["eval_sets"] = {}

@@ -23,7 +23,7 @@ from ml.engine.split import (
 )
 from ml.models import DatasetSnapshot, SnapshotMember
 
-from .data import text_checksum
+from .data import member_text_checksum
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def _build(*, name, seed, fractions, min_genre_count, keep_rare_genres, user, pr
         elif not has_text and movie_id not in usable_poster:
             excluded[NO_TEXT_OR_POSTER] += 1
         else:
-            text_sha = text_checksum(title, year, overview or "")
+            text_sha = member_text_checksum(HASH_VERSION, title, year, overview or "")
             eligible.append((movie_id, text_sha, has_text, labels, usable_poster.get(movie_id, ""), label_source))
 
     genre_counts = Counter(g for _, _, _, labels, _, _ in eligible for g in labels)
